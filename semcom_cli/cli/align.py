@@ -1,0 +1,36 @@
+"""Stage 1, multi-modal alignment: train the vision encoder and KAN projector (LLM frozen)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import fail_cleanly
+from .stage import train_and_save
+
+NAME = "align"
+
+
+@fail_cleanly
+def run(
+    output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
+    preset: str = typer.Option("smollm2", "--preset", "-p", help="Preset name (presets/) or YAML path."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override train.align.steps."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override train.align.batch_size."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Override train.align.lr."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the preset's seed."),
+):
+    from ..backbone import load_backbone
+    from ..config import apply_overrides, load_preset
+    from ..pipeline import SemcomModel
+    from .common import spinner
+
+    cfg = apply_overrides(load_preset(preset), {"seed": seed, "train.align.steps": steps,
+                                                "train.align.batch_size": batch_size, "train.align.lr": lr})
+    with spinner("loading the LLM") as status:
+        llm = load_backbone(cfg.backbone, cfg.seed, status=status)
+    model = SemcomModel(cfg, llm.embed_dim)
+    model.llm = llm
+    train_and_save(model, "align", output, history=[])

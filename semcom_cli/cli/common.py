@@ -1,0 +1,91 @@
+"""What every command shares: one-line errors, the stderr console, progress bars, parsing."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import SemcomError
+
+__all__ = ["console", "fail_cleanly", "progress_bar", "spinner", "parse_floats", "parse_names",
+           "checkpoint_option", "print_json", "write_json"]
+
+# Progress, tables and errors go to stderr so stdout stays free for piped semantic files.
+console = Console(stderr=True)
+
+
+def fail_cleanly(fn):
+    """Turn a SemcomError (and a few OS errors) into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SemcomError as err:
+            print(f"semcom: error: {err}", file=sys.stderr)
+            raise typer.Exit(2)
+        except (PermissionError, IsADirectoryError, NotADirectoryError) as err:
+            print(f"semcom: error: {err.filename}: {err.strerror}", file=sys.stderr)
+            raise typer.Exit(2)
+        except KeyboardInterrupt:
+            print("semcom: interrupted", file=sys.stderr)
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+@contextmanager
+def progress_bar(description: str, total: int):
+    """Yields update(done, total, **fields) for a rich progress bar on stderr."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+                  transient=False) as progress:
+        task = progress.add_task(description, total=total, info="")
+
+        def update(done: int, total_: int | None = None, info: str = "") -> None:
+            progress.update(task, completed=done, total=total_ or total, info=info)
+
+        yield update
+
+
+@contextmanager
+def spinner(message: str):
+    with console.status(message, spinner="dots"):
+        yield lambda text: console.log(text)
+
+
+def parse_floats(text: str, what: str = "SNR") -> list[float]:
+    from ..channel import check_snr
+
+    values = [v.strip() for v in str(text).split(",") if v.strip()]
+    if not values:
+        raise SemcomError(f"{what} needs at least one value")
+    return [check_snr(v) for v in values]
+
+
+def parse_names(text: str) -> list[str]:
+    return [v.strip() for v in str(text).split(",") if v.strip()]
+
+
+def checkpoint_option():
+    from ..checkpoint import DEFAULT_CHECKPOINT
+
+    return typer.Option(DEFAULT_CHECKPOINT, "--checkpoint", "-c", help="Checkpoint folder.",
+                        show_default="checkpoints/semcom-smollm2")
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_json(path: Path, data) -> None:
+    from ..formats import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())

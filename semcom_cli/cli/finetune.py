@@ -1,0 +1,34 @@
+"""Stages 2-3: train the channel codec through the channel, or LoRA instruction tuning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import SemcomError
+from .common import checkpoint_option, fail_cleanly
+from .stage import train_and_save
+
+NAME = "finetune"
+
+
+@fail_cleanly
+def run(
+    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct"),
+    output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
+    checkpoint: Path = checkpoint_option(),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override train.<stage>.steps."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override train.<stage>.batch_size."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Override train.<stage>.lr."),
+):
+    if stage not in ("channel", "instruct"):
+        raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct; 'semcom align' is stage 1)")
+    from ..checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint, {f"train.{stage}.steps": steps, f"train.{stage}.batch_size": batch_size,
+                                         f"train.{stage}.lr": lr})
+    history = json.loads((Path(checkpoint) / "manifest.json").read_text()).get("training", {}).get("stages", [])
+    train_and_save(model, stage, output, history)

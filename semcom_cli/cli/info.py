@@ -1,0 +1,43 @@
+"""Show what a semantic-tensor file or a checkpoint folder holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from rich.console import Console
+
+from .common import fail_cleanly, print_json
+
+NAME = "info"
+
+
+@fail_cleanly
+def run(
+    path: str = typer.Argument(..., help="A semantic .safetensors file ('-' for stdin) or a checkpoint folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of a table."),
+):
+    if path != "-" and Path(path).is_dir():
+        from ..checkpoint import read_manifest
+
+        m = read_manifest(path)
+        data = {k: m.get(k) for k in ("name", "hash", "format_version", "base_model", "versions",
+                                      "training", "metrics")}
+        data["preset"] = m["preset"].get("name")
+        data["kind"] = "checkpoint"
+    else:
+        from ..formats import read_semantic
+
+        sem = read_semantic(path)
+        data = dict(sem.meta)
+        data["kind"] = "semantic"
+        data["tensors"] = {k: list(v.shape) for k, v in sem.tensors.items()}
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title=f"{data['kind']}: {path}", show_header=False)
+    for key in sorted(data):
+        table.add_row(key, str(data[key]))
+    Console().print(table)  # the table is this command's output: stdout

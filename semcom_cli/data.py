@@ -1,0 +1,112 @@
+"""Data: images from disk, the bundled easy-vqa set, captions derived from its questions.
+
+easy-vqa images show one coloured shape; its questions never state a caption,
+so an image's caption ("a red triangle") is derived from what its questions and
+answers reveal about colour and shape. Images whose questions do not reveal
+both are left out of the caption task.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import SemcomError
+from .tasks import COLORS, SHAPES
+from .vision import IMAGE_SIZE
+
+__all__ = ["load_image", "image_from_bytes", "EasyVQA", "derive_captions"]
+
+
+def image_from_bytes(data: bytes, source: str) -> torch.Tensor:
+    """Decode an image file to [3, 64, 64] float in [0, 1] (resized if needed)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im = im.convert("RGB")
+            if im.size != (IMAGE_SIZE, IMAGE_SIZE):
+                im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+            arr = np.asarray(im, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise SemcomError(f"{source}: not an image file (or a damaged one)") from None
+    return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    p = Path(path)
+    if not p.exists():
+        raise SemcomError(f"{path}: no such file")
+    if p.is_dir():
+        raise SemcomError(f"{path}: is a folder, not an image")
+    return image_from_bytes(p.read_bytes(), str(path))
+
+
+def derive_captions(questions, answers, image_ids) -> dict[int, tuple[str, str]]:
+    """Colour and shape per image, from what the questions and answers reveal."""
+    color: dict[int, str] = {}
+    shape: dict[int, str] = {}
+    for q, a, i in zip(questions, answers, image_ids):
+        words = q.rstrip("?").split()
+        q_colors = [w for w in words if w in COLORS]
+        q_shapes = [w for w in words if w in SHAPES]
+        if a in COLORS:
+            color[i] = a
+            if q_shapes:
+                shape[i] = q_shapes[0]
+        elif a in SHAPES:
+            shape[i] = a
+            if q_colors:
+                color[i] = q_colors[0]
+        else:  # yes/no: a negated question answered "no" also says the thing is there
+            present = (a == "yes") != ("not" in words or "no" in words)
+            if present and q_colors:
+                color[i] = q_colors[0]
+            if present and q_shapes:
+                shape[i] = q_shapes[0]
+    return {i: (color[i], shape[i]) for i in sorted(color) if i in shape}
+
+
+@dataclass
+class EasyVQA:
+    """One split of easy-vqa, images held in memory as uint8 [N, 3, 64, 64]."""
+
+    split: str
+    questions: list[str]
+    answers: list[str]
+    image_ids: list[int]
+    images: torch.Tensor
+    captions: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, split: str) -> "EasyVQA":
+        import easy_vqa
+
+        if split == "train":
+            q, a, ids = easy_vqa.get_train_questions()
+            paths = easy_vqa.get_train_image_paths()
+        elif split == "test":
+            q, a, ids = easy_vqa.get_test_questions()
+            paths = easy_vqa.get_test_image_paths()
+        else:
+            raise SemcomError(f"unknown easy-vqa split '{split}' (train or test)")
+        n = max(paths) + 1
+        images = torch.zeros(n, 3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
+        for i, p in paths.items():
+            with Image.open(p) as im:
+                images[i] = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+        return cls(split, list(q), list(a), list(ids), images, derive_captions(q, a, ids))
+
+    def image(self, image_id: int) -> torch.Tensor:
+        return self.images[image_id].float() / 255.0
+
+    def batch_images(self, image_ids) -> torch.Tensor:
+        return self.images[torch.as_tensor(list(image_ids))].float() / 255.0
+
+    @property
+    def sentences(self) -> list[str]:
+        """The distinct questions, used as sentences for the text task."""
+        return sorted(set(self.questions))

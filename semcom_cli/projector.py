@@ -1,0 +1,61 @@
+"""Projectors: modality features → semantic tokens in the LLM's embedding space.
+
+Registered by name so a preset can pick one (``projector.kind``): ``kan`` is
+M4SC's KAN projector, ``mlp`` the baseline it is compared with.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .kan import KANLinear
+
+__all__ = ["PROJECTORS", "register_projector", "build_projector", "KANProjector", "MLPProjector"]
+
+PROJECTORS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_projector(name: str):
+    def wrap(cls):
+        PROJECTORS[name] = cls
+        return cls
+
+    return wrap
+
+
+@register_projector("kan")
+class KANProjector(nn.Module):
+    """features [..., in_dim] → tokens [..., embed_dim] through one KAN layer."""
+
+    def __init__(self, in_dim: int, embed_dim: int, grid: int = 5, spline_order: int = 3):
+        super().__init__()
+        self.config = {"kind": "kan", "in_dim": in_dim, "embed_dim": embed_dim, "grid": grid,
+                       "spline_order": spline_order}
+        self.norm = nn.LayerNorm(in_dim)
+        self.kan = KANLinear(in_dim, embed_dim, grid, spline_order)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.kan(self.norm(features))
+
+
+@register_projector("mlp")
+class MLPProjector(nn.Module):
+    """The MLP baseline: two linear layers with a GELU, about as many parameters as the KAN."""
+
+    def __init__(self, in_dim: int, embed_dim: int, grid: int = 5, spline_order: int = 3):
+        super().__init__()
+        self.config = {"kind": "mlp", "in_dim": in_dim, "embed_dim": embed_dim, "grid": grid,
+                       "spline_order": spline_order}
+        hidden = in_dim * (grid + spline_order)
+        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(),
+                                 nn.Linear(hidden, embed_dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+def build_projector(kind: str, **kwargs) -> nn.Module:
+    return PROJECTORS[kind](**kwargs)

@@ -1,0 +1,217 @@
+"""Training stages, each a loop readable top to bottom.
+
+1. ``align``    vision encoder + KAN projector, LLM frozen. Loss: the semantic
+                tokens should equal the LLM's own embeddings of the image's caption
+                words (repeated to fill the token slots), so no LLM forward pass is needed.
+2. ``channel``  channel encoder + decoder through the channel, SNR drawn per
+                sample from [snr_min, snr_max] and the channel per step from the
+                preset's list; loss: reconstruct the clean semantic tokens (images)
+                and token embeddings (sentences).
+3. ``instruct`` a LoRA adapter on the LLM over the instruction template, mixing
+                tasks; most samples pass through the trained codec and channel so the
+                LLM learns to read noisy semantic tokens.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable
+
+import torch
+
+from .backbone import LLM, attach_lora
+from .channel import seed_channel
+from .data import EasyVQA
+from .instruct import instruct_loss
+from .pipeline import SemcomModel, send
+from .tasks import caption_text
+
+__all__ = ["train_align", "train_channel", "train_instruct", "run_stage", "STAGES"]
+
+StepHook = Callable[[int, int, float], None]  # (step, total, loss)
+
+STAGES = ("align", "channel", "instruct")
+
+
+def _seed_all(seed: int) -> random.Random:
+    torch.manual_seed(seed)
+    seed_channel(seed)
+    return random.Random(seed)
+
+
+def _trainable(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Unfreeze the parts a stage trains; everything else stays as loaded."""
+    params = []
+    for m in modules:
+        m.requires_grad_(True)
+        params += list(m.parameters())
+    return params
+
+
+def _normalized_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask[..., None].to(pred.dtype)
+    err = ((pred - target) ** 2 * m).sum() / (m.sum() * pred.shape[-1])
+    power = (target**2 * m).sum() / (m.sum() * pred.shape[-1])
+    return err / power
+
+
+def _summary(stage: str, cfg, losses: list[float], started: float) -> dict:
+    tail = losses[-max(1, len(losses) // 10):] if losses else []
+    return {"stage": stage, "steps": len(losses), "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "first_loss": losses[0] if losses else None,
+            "final_loss": sum(tail) / len(tail) if tail else None,
+            "seconds": round(time.time() - started, 1)}
+
+
+def caption_targets(llm: LLM, data: EasyVQA, n_tokens: int) -> tuple[list[int], torch.Tensor]:
+    """Image ids with captions, and the embeddings of their caption words tiled to n_tokens."""
+    ids, targets = [], []
+    for image_id, (color, shape) in data.captions.items():
+        token_ids = llm.tokenizer(f" {color} {shape}", add_special_tokens=False)["input_ids"]
+        tiled = (token_ids * n_tokens)[:n_tokens]
+        ids.append(image_id)
+        targets.append(torch.tensor(tiled))
+    with torch.no_grad():
+        return ids, llm.embed(torch.stack(targets))
+
+
+def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:
+    cfg = model.preset.train.align
+    rng = _seed_all(model.preset.seed)
+    image_ids, targets = caption_targets(llm, data, model.preset.projector.n_tokens)
+    params = _trainable(model.vision, model.projector)
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1))
+    model.train()
+    losses, started = [], time.time()
+    for step in range(cfg.steps):
+        pick = [rng.randrange(len(image_ids)) for _ in range(cfg.batch_size)]
+        tokens, mask = model.image_tokens(data.batch_images(image_ids[i] for i in pick))
+        loss = _normalized_mse(tokens, targets[pick], mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if on_step:
+            on_step(step + 1, cfg.steps, losses[-1])
+    model.eval()
+    return _summary("align", cfg, losses, started)
+
+
+def _sentence_batch(model: SemcomModel, sentences: list[str], rng: random.Random, n: int):
+    return model.text_tokens([sentences[rng.randrange(len(sentences))] for _ in range(n)])
+
+
+def _pad_cat(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]):
+    """Concatenate two (tokens [B, T, D], mask [B, T]) batches, padding T to the longer one."""
+    t = max(a[0].shape[1], b[0].shape[1])
+
+    def pad(x, m):
+        extra = t - x.shape[1]
+        return (torch.nn.functional.pad(x, (0, 0, 0, extra)), torch.nn.functional.pad(m, (0, extra)))
+
+    (xa, ma), (xb, mb) = pad(*a), pad(*b)
+    return torch.cat([xa, xb]), torch.cat([ma, mb])
+
+
+def _draw_snr(rng: random.Random, cfg, n: int) -> torch.Tensor:
+    return torch.tensor([rng.uniform(cfg.snr_min, cfg.snr_max) for _ in range(n)])
+
+
+def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:
+    cfg = model.preset.train.channel
+    rng = _seed_all(model.preset.seed + 1)
+    with torch.no_grad():  # the transmitter's front end is frozen in this stage
+        clean = torch.cat([model.image_tokens(data.batch_images(range(s, min(s + 256, len(data.images)))))[0]
+                           for s in range(0, len(data.images), 256)])
+    sentences = data.sentences
+    params = _trainable(model.channel_encoder, model.channel_decoder)
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1))
+    model.channel_encoder.train()
+    model.channel_decoder.train()
+    losses, started = [], time.time()
+    for step in range(cfg.steps):
+        n_img = cfg.batch_size // 2
+        pick = torch.tensor([rng.randrange(len(clean)) for _ in range(n_img)])
+        images = (clean[pick], torch.ones(n_img, clean.shape[1], dtype=torch.long))
+        tokens, mask = _pad_cat(images, _sentence_batch(model, sentences, rng, cfg.batch_size - n_img))
+        snr = _draw_snr(rng, cfg, tokens.shape[0])
+        channel = cfg.channels[step % len(cfg.channels)]
+        y, h = send(model.encode(tokens, mask), snr, channel, model.preset.channel.rician_k)
+        loss = _normalized_mse(model.receive(y, h, snr, mask), tokens, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if on_step:
+            on_step(step + 1, cfg.steps, losses[-1])
+    model.eval()
+    return _summary("channel", cfg, losses, started)
+
+
+def _instruct_sample(task: str, data: EasyVQA, captioned: list[int], rng: random.Random):
+    """(image id or sentence, instruction, answer) for one training sample of a task."""
+    if task == "vqa":
+        q = rng.randrange(len(data.questions))
+        return data.image_ids[q], data.questions[q], data.answers[q]
+    if task == "caption":
+        image_id = captioned[rng.randrange(len(captioned))]
+        return image_id, None, caption_text(*data.captions[image_id])
+    sentence = data.sentences[rng.randrange(len(data.sentences))]
+    return sentence, None, sentence
+
+
+def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:
+    cfg = model.preset.train.instruct
+    rng = _seed_all(model.preset.seed + 2)
+    if not hasattr(llm.model, "peft_config"):
+        attach_lora(llm, model.preset.backbone.lora)
+    for name, p in llm.model.named_parameters():  # a loaded adapter continues training
+        p.requires_grad_("lora_" in name)
+    captioned = sorted(data.captions)
+    params = [p for p in llm.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1))
+    llm.model.train()
+    losses, started = [], time.time()
+    for step in range(cfg.steps):
+        tasks = [cfg.tasks[rng.randrange(len(cfg.tasks))] for _ in range(cfg.batch_size)]
+        samples = [_instruct_sample(t, data, captioned, rng) for t in tasks]
+        # image samples first, then sentences, so one padded batch holds both
+        order = sorted(range(len(tasks)), key=lambda i: tasks[i] == "text")
+        tasks = [tasks[i] for i in order]
+        samples = [samples[i] for i in order]
+        n_img = sum(t != "text" for t in tasks)
+        with torch.no_grad():
+            parts = []
+            if n_img:
+                parts.append(model.image_tokens(data.batch_images(s[0] for s in samples[:n_img])))
+            if n_img < len(tasks):
+                parts.append(model.text_tokens([s[0] for s in samples[n_img:]]))
+            tokens, mask = parts[0] if len(parts) == 1 else _pad_cat(*parts)
+            snr = _draw_snr(rng, cfg, len(tasks))
+            channel = cfg.channels[step % len(cfg.channels)]
+            y, h = send(model.encode(tokens, mask), snr, channel, model.preset.channel.rician_k)
+            received = model.receive(y, h, snr, mask)
+            noisy = torch.tensor([rng.random() < cfg.channel_fraction for _ in tasks])
+            tokens = torch.where(noisy[:, None, None], received, tokens)
+        loss = instruct_loss(llm, tasks, [s[1] for s in samples], tokens, mask, [s[2] for s in samples])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if on_step:
+            on_step(step + 1, cfg.steps, losses[-1])
+    llm.model.eval()
+    return _summary("instruct", cfg, losses, started)
+
+
+def run_stage(stage: str, model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:
+    """Run one named stage (``align``, ``channel`` or ``instruct``)."""
+    return {"align": train_align, "channel": train_channel, "instruct": train_instruct}[stage](
+        model, llm, data, on_step)
