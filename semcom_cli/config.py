@@ -110,9 +110,9 @@ class InstructTrain(ChannelTrain):
 
 
 class Train(_Strict):
-    align: StageTrain = StageTrain(steps=600, batch_size=64, lr=3e-3)
+    align: StageTrain = StageTrain(steps=2000, batch_size=64, lr=3e-3)
     channel: ChannelTrain = ChannelTrain(steps=1500, batch_size=64, lr=3e-3)
-    instruct: InstructTrain = InstructTrain(steps=150, batch_size=16, lr=1e-3)
+    instruct: InstructTrain = InstructTrain(steps=250, batch_size=16, lr=1e-3)
 
 
 class Data(_Strict):

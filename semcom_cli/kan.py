@@ -51,6 +51,10 @@ class KANLinear(nn.Module):
             save_plot_data=False,
             device="cpu",
         )
+        # pykan fits its initial coefficients to random noise with a least-squares solve whose
+        # last bits vary from run to run; draw them directly (same scale) so a seed fixes the bytes.
+        with torch.no_grad():
+            self.layer.coef.copy_((torch.rand_like(self.layer.coef) - 0.5) * 0.5 / grid)
         # pykan keeps the grid and mask as frozen Parameters; as buffers they stay frozen
         # whatever a training stage switches on, and are still saved with the weights.
         for name in ("grid", "mask"):

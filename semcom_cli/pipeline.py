@@ -55,13 +55,15 @@ class SemcomModel(nn.Module):
         self.preset = preset
         self.embed_dim = embed_dim
         p, c = preset.projector, preset.codec
-        self.vision = VisionEncoder(preset.vision.channels, preset.vision.feature_dim, p.n_tokens)
-        self.projector = build_projector(p.kind, in_dim=preset.vision.feature_dim, embed_dim=embed_dim,
-                                         grid=p.grid, spline_order=p.spline_order)
-        codec_args = dict(embed_dim=embed_dim, symbols_per_token=c.symbols_per_token, hidden=c.hidden,
-                          grid=c.grid, spline_order=c.spline_order)
-        self.channel_encoder = ChannelEncoder(**codec_args)
-        self.channel_decoder = ChannelDecoder(**codec_args)
+        with torch.random.fork_rng():  # the initial weights follow the preset's seed alone
+            torch.manual_seed(preset.seed)
+            self.vision = VisionEncoder(preset.vision.channels, preset.vision.feature_dim, p.n_tokens)
+            self.projector = build_projector(p.kind, in_dim=preset.vision.feature_dim, embed_dim=embed_dim,
+                                             grid=p.grid, spline_order=p.spline_order)
+            codec_args = dict(embed_dim=embed_dim, symbols_per_token=c.symbols_per_token, hidden=c.hidden,
+                              grid=c.grid, spline_order=c.spline_order)
+            self.channel_encoder = ChannelEncoder(**codec_args)
+            self.channel_decoder = ChannelDecoder(**codec_args)
         self.llm: LLM | None = None
         self.adapter_dir: Path | None = None
         self.name = "untrained"

@@ -19,6 +19,7 @@ import time
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from .backbone import LLM, attach_lora
 from .channel import seed_channel
@@ -64,22 +65,36 @@ def _summary(stage: str, cfg, losses: list[float], started: float) -> dict:
             "seconds": round(time.time() - started, 1)}
 
 
-def caption_targets(llm: LLM, data: EasyVQA, n_tokens: int) -> tuple[list[int], torch.Tensor]:
-    """Image ids with captions, and the embeddings of their caption words tiled to n_tokens."""
+def caption_targets(llm: LLM, data: EasyVQA, n_tokens: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """Image ids with captions, their caption token ids tiled to n_tokens, and those tokens' embeddings."""
     ids, targets = [], []
     for image_id, (color, shape) in data.captions.items():
         token_ids = llm.tokenizer(f" {color} {shape}", add_special_tokens=False)["input_ids"]
         tiled = (token_ids * n_tokens)[:n_tokens]
         ids.append(image_id)
         targets.append(torch.tensor(tiled))
+    token_ids = torch.stack(targets)
     with torch.no_grad():
-        return ids, llm.embed(torch.stack(targets))
+        return ids, token_ids, llm.embed(token_ids)
+
+
+def _vocab_cross_entropy(tokens: torch.Tensor, target_ids: torch.Tensor, vocab: torch.Tensor,
+                         temperature: float = 0.05) -> torch.Tensor:
+    """Cross-entropy of the nearest-word decision (cosine) among the caption words.
+
+    MSE alone lets every token drift to the mean embedding; this term asks each
+    token to be read as its own caption word rather than another one.
+    """
+    words, targets = torch.unique(target_ids, return_inverse=True)
+    logits = F.normalize(tokens, dim=-1) @ F.normalize(vocab[words], dim=-1).T / temperature
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
 def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:
     cfg = model.preset.train.align
     rng = _seed_all(model.preset.seed)
-    image_ids, targets = caption_targets(llm, data, model.preset.projector.n_tokens)
+    image_ids, target_ids, targets = caption_targets(llm, data, model.preset.projector.n_tokens)
+    vocab = llm.model.get_input_embeddings().weight.detach()
     params = _trainable(model.vision, model.projector)
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1))
@@ -88,7 +103,7 @@ def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook |
     for step in range(cfg.steps):
         pick = [rng.randrange(len(image_ids)) for _ in range(cfg.batch_size)]
         tokens, mask = model.image_tokens(data.batch_images(image_ids[i] for i in pick))
-        loss = _normalized_mse(tokens, targets[pick], mask)
+        loss = _normalized_mse(tokens, targets[pick], mask) + _vocab_cross_entropy(tokens, target_ids[pick], vocab)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,0 +1,49 @@
+import pytest
+
+from semcom_cli.config import apply_overrides, available_presets, load_preset, preset_from_dict
+from semcom_cli.errors import SemcomError
+
+
+def test_shipped_presets_load():
+    assert {"smollm2", "tiny"} <= set(available_presets())
+    for name in available_presets():
+        assert load_preset(name).name == name
+
+
+def test_unknown_field_is_named():
+    with pytest.raises(SemcomError, match=r"unknown field 'codec.symbols'"):
+        preset_from_dict({"codec": {"symbols": 3}})
+
+
+def test_ill_typed_field_is_named():
+    with pytest.raises(SemcomError, match=r"field 'codec.symbols_per_token'"):
+        preset_from_dict({"codec": {"symbols_per_token": "many"}})
+
+
+def test_bad_choice_lists_allowed_values():
+    with pytest.raises(SemcomError, match=r"'projector.kind' must be one of 'kan' or 'mlp'"):
+        preset_from_dict({"projector": {"kind": "transformer"}})
+
+
+def test_non_finite_snr_rejected():
+    with pytest.raises(SemcomError, match=r"channel.snr_db"):
+        preset_from_dict({"channel": {"snr_db": float("nan")}})
+
+
+def test_overrides_apply_and_validate():
+    preset = apply_overrides(load_preset("tiny"), {"codec.symbols_per_token": 8, "seed": None})
+    assert preset.codec.symbols_per_token == 8
+    assert preset.seed == load_preset("tiny").seed
+    with pytest.raises(SemcomError, match="unknown preset field 'codec.nope'"):
+        apply_overrides(preset, {"codec.nope": 1})
+    with pytest.raises(SemcomError, match="symbols_per_token"):
+        apply_overrides(preset, {"codec.symbols_per_token": 0})
+
+
+def test_bad_yaml_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("projector: [unclosed\n")
+    with pytest.raises(SemcomError, match="not valid YAML"):
+        load_preset(bad)
+    with pytest.raises(SemcomError, match="preset not found"):
+        load_preset("no-such-preset")

@@ -1,0 +1,76 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save
+
+from semcom_cli.errors import SemcomError
+from semcom_cli.formats import SemanticFile, atomic_write_bytes, read_semantic, write_semantic
+
+
+def _file(stage="encode"):
+    return SemanticFile({"symbols": torch.arange(24, dtype=torch.float32).view(3, 4, 2)},
+                        {"stage": stage, "task": "vqa", "checkpoint_hash": "abc", "user": 0, "role": "private"})
+
+
+def test_roundtrip_keeps_tensors_and_header(tmp_path):
+    path = tmp_path / "x.safetensors"
+    write_semantic(path, _file())
+    back = read_semantic(str(path), stage="encode")
+    assert torch.equal(back.tensors["symbols"], _file().tensors["symbols"])
+    assert back.meta["task"] == "vqa" and back.meta["format_version"] == 1
+
+
+def test_same_content_gives_same_bytes():
+    # safetensors writes its metadata map in hash order; semcom's single JSON key must not vary
+    sem = _file()
+    sem.meta.update({f"k{i}": i for i in range(20)})
+    assert sem.to_bytes() == SemanticFile(dict(sem.tensors), dict(reversed(list(sem.meta.items())))).to_bytes()
+
+
+def test_wrong_stage_refused(tmp_path):
+    path = tmp_path / "x.safetensors"
+    write_semantic(path, _file("encode"))
+    with pytest.raises(SemcomError, match="'encode' file; this stage needs a 'transmit' file"):
+        read_semantic(str(path), stage="transmit")
+
+
+@pytest.mark.parametrize("cut", [0, 5, 40, -3])
+def test_truncated_file_refused(tmp_path, cut):
+    data = _file().to_bytes()
+    path = tmp_path / "t.safetensors"
+    path.write_bytes(data[:cut] if cut >= 0 else data[:cut])
+    with pytest.raises(SemcomError, match="truncated|corrupted|not a safetensors"):
+        read_semantic(str(path))
+
+
+def test_plain_safetensors_is_not_semantic(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    path.write_bytes(save({"symbols": torch.zeros(2, 2)}))
+    with pytest.raises(SemcomError, match="not a semcom semantic file"):
+        read_semantic(str(path))
+
+
+def test_future_version_refused(tmp_path):
+    meta = json.dumps({"format": "semcom-semantic", "format_version": 99, "stage": "encode"})
+    path = tmp_path / "v.safetensors"
+    path.write_bytes(save({"symbols": torch.zeros(1, 1, 2)}, metadata={"semcom": meta}))
+    with pytest.raises(SemcomError, match="version 99 is not supported"):
+        read_semantic(str(path))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SemcomError, match="no such file"):
+        read_semantic(str(tmp_path / "nope.safetensors"))
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    import os
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_bytes(tmp_path / "out.bin", b"data")
+    assert list(tmp_path.iterdir()) == []

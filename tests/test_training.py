@@ -1,0 +1,78 @@
+"""Each training stage on the tiny preset: the loss falls, and checkpoints reload exactly."""
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from semcom_cli.checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
+from semcom_cli.errors import SemcomError
+from semcom_cli.pipeline import send
+from semcom_cli.channel import seed_channel
+from semcom_cli.training import run_stage
+
+
+@pytest.fixture(scope="module")
+def trained(train_data):
+    model, llm = tiny_model(seed=0)
+    summaries = {stage: run_stage(stage, model, llm, train_data) for stage in ("align", "channel", "instruct")}
+    return model, summaries
+
+
+@pytest.mark.parametrize("stage", ["align", "channel"])
+def test_loss_falls(trained, stage):
+    s = trained[1][stage]
+    assert s["final_loss"] < 0.5 * s["first_loss"], s
+
+
+def test_instruct_loss_falls(trained):
+    s = trained[1]["instruct"]
+    assert s["final_loss"] < s["first_loss"], s
+
+
+def test_instruct_trains_only_the_adapter(trained):
+    model, _ = trained
+    trainable = [n for n, p in model.llm.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_saved_checkpoint_reloads_to_identical_outputs(trained, train_data, tmp_path):
+    model, _ = trained
+    digest = save_checkpoint(model, tmp_path / "ck")
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded.hash == digest == checkpoint_hash(tmp_path / "ck")
+    images = train_data.batch_images([0, 1, 2])
+    with torch.no_grad():
+        out = []
+        for m in (model, loaded):
+            tokens, mask = m.image_tokens(images)
+            seed_channel(5)
+            y, h = send(m.encode(tokens, mask), 3.0, "rayleigh")
+            received = m.receive(y, h, 3.0, mask)
+            out.append((received, m.answer(["vqa", "caption", "vqa"], ["what shape?", None, "is it red?"],
+                                           received, mask)))
+    assert torch.equal(out[0][0], out[1][0])
+    assert out[0][1] == out[1][1]
+
+
+def test_same_seed_same_checkpoint_bytes(train_data, tmp_path):
+    digests = []
+    for run in range(2):
+        model, llm = tiny_model(seed=3)
+        run_stage("align", model, llm, train_data)
+        digests.append(save_checkpoint(model, tmp_path / f"run{run}"))
+    assert digests[0] == digests[1]
+
+
+def test_tampered_checkpoint_refused(trained, tmp_path):
+    model, _ = trained
+    save_checkpoint(model, tmp_path / "ck")
+    weights = tmp_path / "ck" / "projector" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(SemcomError, match="do not match the manifest's hash"):
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_mlp_projector_ablation_builds_and_trains(train_data):
+    model, llm = tiny_model(seed=0, projector="mlp")
+    s = run_stage("align", model, llm, train_data)
+    assert s["final_loss"] < s["first_loss"]
