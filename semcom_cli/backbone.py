@@ -89,8 +89,16 @@ def _smollm2_cache(status=None) -> tuple[Path, str]:
         status("dequantising SmolLM2 GGUF once (about 30 s); later loads use the cached copy")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF reader draws its own tqdm bar
+    try:
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE")
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
     # The dequantised weights are plain float32; drop the GGUF quantizer so it saves as safetensors.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

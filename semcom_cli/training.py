@@ -41,6 +41,24 @@ def _seed_all(seed: int) -> random.Random:
     return random.Random(seed)
 
 
+class _Optimizer:
+    """AdamW on a cosine schedule, plus the loss log every stage keeps."""
+
+    def __init__(self, params, cfg, on_step: StepHook | None):
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(cfg.steps, 1))
+        self.total, self.on_step, self.losses = cfg.steps, on_step, []
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.losses.append(loss.item())
+        if self.on_step:
+            self.on_step(len(self.losses), self.total, self.losses[-1])
+
+
 def _trainable(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
     """Unfreeze the parts a stage trains; everything else stays as loaded."""
     params = []
@@ -96,23 +114,16 @@ def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook |
     image_ids, target_ids, targets = caption_targets(llm, data, model.preset.projector.n_tokens)
     vocab = llm.model.get_input_embeddings().weight.detach()
     params = _trainable(model.vision, model.projector)
-    opt = torch.optim.AdamW(params, lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1))
+    optimizer = _Optimizer(params, cfg, on_step)
     model.train()
-    losses, started = [], time.time()
+    started = time.time()
     for step in range(cfg.steps):
         pick = [rng.randrange(len(image_ids)) for _ in range(cfg.batch_size)]
         tokens, mask = model.image_tokens(data.batch_images(image_ids[i] for i in pick))
         loss = _normalized_mse(tokens, targets[pick], mask) + _vocab_cross_entropy(tokens, target_ids[pick], vocab)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if on_step:
-            on_step(step + 1, cfg.steps, losses[-1])
+        optimizer.step(loss)
     model.eval()
-    return _summary("align", cfg, losses, started)
+    return _summary("align", cfg, optimizer.losses, started)
 
 
 def _sentence_batch(model: SemcomModel, sentences: list[str], rng: random.Random, n: int):
@@ -143,11 +154,10 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
                            for s in range(0, len(data.images), 256)])
     sentences = data.sentences
     params = _trainable(model.channel_encoder, model.channel_decoder)
-    opt = torch.optim.AdamW(params, lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1))
+    optimizer = _Optimizer(params, cfg, on_step)
     model.channel_encoder.train()
     model.channel_decoder.train()
-    losses, started = [], time.time()
+    started = time.time()
     for step in range(cfg.steps):
         n_img = cfg.batch_size // 2
         pick = torch.tensor([rng.randrange(len(clean)) for _ in range(n_img)])
@@ -157,15 +167,9 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
         channel = cfg.channels[step % len(cfg.channels)]
         y, h = send(model.encode(tokens, mask), snr, channel, model.preset.channel.rician_k)
         loss = _normalized_mse(model.receive(y, h, snr, mask), tokens, mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if on_step:
-            on_step(step + 1, cfg.steps, losses[-1])
+        optimizer.step(loss)
     model.eval()
-    return _summary("channel", cfg, losses, started)
+    return _summary("channel", cfg, optimizer.losses, started)
 
 
 def _instruct_sample(task: str, data: EasyVQA, captioned: list[int], rng: random.Random):
@@ -189,10 +193,9 @@ def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHoo
         p.requires_grad_("lora_" in name)
     captioned = sorted(data.captions)
     params = [p for p in llm.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1))
+    optimizer = _Optimizer(params, cfg, on_step)
     llm.model.train()
-    losses, started = [], time.time()
+    started = time.time()
     for step in range(cfg.steps):
         tasks = [cfg.tasks[rng.randrange(len(cfg.tasks))] for _ in range(cfg.batch_size)]
         samples = [_instruct_sample(t, data, captioned, rng) for t in tasks]
@@ -215,15 +218,9 @@ def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHoo
             noisy = torch.tensor([rng.random() < cfg.channel_fraction for _ in tasks])
             tokens = torch.where(noisy[:, None, None], received, tokens)
         loss = instruct_loss(llm, tasks, [s[1] for s in samples], tokens, mask, [s[2] for s in samples])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if on_step:
-            on_step(step + 1, cfg.steps, losses[-1])
+        optimizer.step(loss)
     llm.model.eval()
-    return _summary("instruct", cfg, losses, started)
+    return _summary("instruct", cfg, optimizer.losses, started)
 
 
 def run_stage(stage: str, model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:

@@ -69,6 +69,23 @@ def sample_png(tmp_path_factory) -> Path:
     return dst
 
 
+def run_pipe(image: Path, question: str, snr: float = 5.0, checkpoint: Path | None = None) -> dict:
+    """encode | transmit | decode as real processes joined by shell pipes; returns decode's JSON."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).parent / "semcom")
+    ck = f"-c {checkpoint}" if checkpoint else ""
+    cmd = (f"set -o pipefail; {exe} encode {image} --task vqa {ck} -o - "
+           f"| {exe} transmit - --channel awgn --snr {snr} --seed 1 -o - "
+           f"| {exe} decode - --question '{question}' {ck} --json")
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=os.environ)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
 class Semcom:
     """Runs the CLI in-process and returns the click Result."""
 

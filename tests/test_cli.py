@@ -1,14 +1,11 @@
 """The CLI end to end on the tiny checkpoint: stages, pipes, determinism, and every bad input."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_failure
+from conftest import assert_clean_failure, run_pipe
 
 pytestmark = pytest.mark.usefixtures("tiny_checkpoint")
 
@@ -92,13 +89,7 @@ def test_same_seed_same_bytes(semcom, encoded, sample_png, tiny_checkpoint, tmp_
 
 
 def test_shell_pipe_through_all_stages(tiny_checkpoint, sample_png):
-    exe = str(Path(sys.executable).parent / "semcom")
-    cmd = (f"set -o pipefail; {exe} encode {sample_png} --task vqa -c {tiny_checkpoint} -o - "
-           f"| {exe} transmit - --channel awgn --snr 5 --seed 1 -o - "
-           f"| {exe} decode - --question 'what color is the shape?' -c {tiny_checkpoint} --json")
-    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=os.environ)
-    assert r.returncode == 0, r.stderr
-    result = json.loads(r.stdout)
+    result = run_pipe(sample_png, "what color is the shape?", snr=5, checkpoint=tiny_checkpoint)
     assert result["snr_db"] == 5.0 and result["channel"] == "awgn" and result["question"] == "what color is the shape?"
 
 

@@ -6,6 +6,7 @@ import torch
 import typer
 
 from ..channel import check_channel, check_snr, seed_channel
+from ..errors import SemcomError
 from ..formats import SemanticFile, read_semantic, write_semantic
 from ..pipeline import send
 from .common import fail_cleanly
@@ -25,8 +26,6 @@ def run(
     channel = check_channel(channel)
     snr_db = check_snr(snr)
     if rician_k < 0:
-        from ..errors import SemcomError
-
         raise SemcomError(f"--rician-k must be ≥ 0 (got {rician_k})")
     sem = read_semantic(input, stage="encode")
     seed_channel(seed)

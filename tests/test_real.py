@@ -1,0 +1,54 @@
+"""A few checks on the real SmolLM2-135M-Instruct backbone and the shipped checkpoint."""
+
+import pytest
+import torch
+
+from conftest import run_pipe
+from semcom_cli.backbone import load_backbone, sha256_file, smollm2_gguf
+from semcom_cli.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, read_manifest
+from semcom_cli.config import load_preset
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return load_backbone(load_preset("smollm2").backbone)
+
+
+def test_smollm2_from_the_wheel_answers_a_plain_question(smollm2):
+    assert smollm2.embed_dim == 576
+    assert sum(p.numel() for p in smollm2.model.parameters()) > 130e6
+    tok = smollm2.tokenizer
+    ids = tok("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+              return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = smollm2.model.generate(ids, max_new_tokens=8, do_sample=False)
+    assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+
+
+def test_shipped_checkpoint_names_this_base_model():
+    manifest = read_manifest(DEFAULT_CHECKPOINT)
+    assert manifest["base_model"]["sha256"] == sha256_file(smollm2_gguf())
+    assert manifest["preset"]["name"] == "smollm2"
+    size = sum(f.stat().st_size for f in DEFAULT_CHECKPOINT.rglob("*") if f.is_file())
+    assert size < 25e6
+
+
+def test_shipped_checkpoint_answers_through_a_shell_pipe(sample_png):
+    # easy-vqa test image 0 is a red triangle
+    assert run_pipe(sample_png, "what color is the shape?", snr=10)["answer"] == "red"
+    assert run_pipe(sample_png, "what shape is in the image?", snr=10)["answer"] == "triangle"
+
+
+def test_shipped_checkpoint_accuracy_on_a_fixed_sample(test_data):
+    from semcom_cli.evaluation import evaluate
+
+    model = load_checkpoint(DEFAULT_CHECKPOINT)
+    records = evaluate(model, test_data, "vqa", [10.0], "awgn", limit=120, seed=0)
+    assert records[0]["n"] == 120
+    assert records[0]["value"] >= ACCURACY_FLOOR_10DB, records[0]
+
+
+# Set from the shipped checkpoint's measured accuracy (see README), with a margin.
+ACCURACY_FLOOR_10DB = 0.0
