@@ -198,3 +198,18 @@ def test_missing_checkpoint(semcom, encoded, tmp_path):
 
 def test_evaluate_bad_snr_list(semcom, tiny_checkpoint):
     assert_clean_failure(semcom("evaluate", "-c", tiny_checkpoint, "--snr", "0,nan"), "finite number of dB")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["transmit", "x.safetensors"], "Missing option '--output'"),
+    (["transmit", "x.safetensors", "-o", "y", "--snr"], "'--snr' requires an argument"),
+    (["teleport"], "No such command 'teleport'"),
+])
+def test_usage_errors_are_one_line_too(args, fragment):
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).parent / "semcom")
+    r = subprocess.run([exe, *args], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and fragment in r.stderr

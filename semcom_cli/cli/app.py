@@ -33,4 +33,25 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 def main() -> None:
-    app()
+    """Entry point: usage errors become one line too, like every other bad input."""
+    import sys
+    import warnings
+
+    from typer.exceptions import TyperException  # base of the usage errors typer's parser raises
+
+    # Libraries' deprecation notices are for their developers, not for semcom's users.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        code = app(standalone_mode=False)
+    except TyperException as err:
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `semcom`: show the help
+            print(message, file=sys.stderr)
+        else:
+            print(f"semcom: error: {' '.join(message.split())}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("semcom: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
