@@ -100,8 +100,8 @@ class SemcomModel(nn.Module):
         tokens = self.projector(self.vision(images))
         return tokens, torch.ones(tokens.shape[:2], dtype=torch.long)
 
-    def text_tokens(self, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """sentences → the LLM's token embeddings [B, T, D] and mask [B, T] (right-padded)."""
+    def text_token_ids(self, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """sentences → LLM token ids [B, T] and mask [B, T] (right-padded, at most max_text_tokens)."""
         llm = self.get_llm()
         limit = self.preset.data.max_text_tokens
         ids = [llm.tokenizer(s, add_special_tokens=False)["input_ids"][:limit] for s in sentences]
@@ -113,8 +113,13 @@ class SemcomModel(nn.Module):
         for row, i in enumerate(ids):
             padded[row, : len(i)] = torch.tensor(i)
             mask[row, : len(i)] = 1
+        return padded, mask
+
+    def text_tokens(self, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """sentences → the LLM's token embeddings [B, T, D] and mask [B, T] (right-padded)."""
+        ids, mask = self.text_token_ids(sentences)
         with torch.no_grad():
-            return llm.embed(padded), mask
+            return self.get_llm().embed(ids), mask
 
     def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """semantic tokens [B, T, D] → channel symbols [B, T, m, 2], power 1 per complex symbol."""

@@ -98,14 +98,16 @@ def caption_targets(llm: LLM, data: EasyVQA, n_tokens: int) -> tuple[list[int], 
 
 def _vocab_cross_entropy(tokens: torch.Tensor, target_ids: torch.Tensor, vocab: torch.Tensor,
                          temperature: float = 0.05) -> torch.Tensor:
-    """Cross-entropy of the nearest-word decision (cosine) among the caption words.
+    """Cross-entropy of the nearest-word decision (cosine) among the words in the batch.
 
-    MSE alone lets every token drift to the mean embedding; this term asks each
-    token to be read as its own caption word rather than another one.
+    MSE alone lets a token drift toward the mean embedding (and, through a noisy
+    channel, it does); this term asks each token to be read as its own word rather
+    than another one. target_ids: [B, T] token ids, -100 where there is no target.
     """
-    words, targets = torch.unique(target_ids, return_inverse=True)
-    logits = F.normalize(tokens, dim=-1) @ F.normalize(vocab[words], dim=-1).T / temperature
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    valid = target_ids >= 0
+    words, targets = torch.unique(target_ids[valid], return_inverse=True)
+    logits = F.normalize(tokens[valid], dim=-1) @ F.normalize(vocab[words], dim=-1).T / temperature
+    return F.cross_entropy(logits, targets)
 
 
 def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:
@@ -127,7 +129,11 @@ def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook |
 
 
 def _sentence_batch(model: SemcomModel, sentences: list[str], rng: random.Random, n: int):
-    return model.text_tokens([sentences[rng.randrange(len(sentences))] for _ in range(n)])
+    """Token embeddings [n, T, D], mask [n, T] and token ids (-100 on padding) of random sentences."""
+    ids, mask = model.text_token_ids([sentences[rng.randrange(len(sentences))] for _ in range(n)])
+    with torch.no_grad():
+        tokens = model.get_llm().embed(ids)
+    return tokens, mask, ids.masked_fill(mask == 0, -100)
 
 
 def _pad_cat(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]):
@@ -152,6 +158,11 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
     with torch.no_grad():  # the transmitter's front end is frozen in this stage
         clean = torch.cat([model.image_tokens(data.batch_images(range(s, min(s + 256, len(data.images)))))[0]
                            for s in range(0, len(data.images), 256)])
+    n_tokens = clean.shape[1]
+    caption_ids = torch.full((len(clean), n_tokens), -100)  # images without a caption: MSE only
+    captioned, target_ids, _ = caption_targets(llm, data, n_tokens)
+    caption_ids[torch.tensor(captioned)] = target_ids
+    vocab = llm.model.get_input_embeddings().weight.detach()
     sentences = data.sentences
     params = _trainable(model.channel_encoder, model.channel_decoder)
     optimizer = _Optimizer(params, cfg, on_step)
@@ -161,12 +172,16 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
     for step in range(cfg.steps):
         n_img = cfg.batch_size // 2
         pick = torch.tensor([rng.randrange(len(clean)) for _ in range(n_img)])
-        images = (clean[pick], torch.ones(n_img, clean.shape[1], dtype=torch.long))
-        tokens, mask = _pad_cat(images, _sentence_batch(model, sentences, rng, cfg.batch_size - n_img))
+        images = (clean[pick], torch.ones(n_img, n_tokens, dtype=torch.long))
+        text_tokens, text_mask, text_ids = _sentence_batch(model, sentences, rng, cfg.batch_size - n_img)
+        tokens, mask = _pad_cat(images, (text_tokens, text_mask))
+        word_ids = _pad_cat((caption_ids[pick][..., None], images[1]), (text_ids[..., None], text_mask))[0][..., 0]
+        word_ids = word_ids.masked_fill(mask == 0, -100)
         snr = _draw_snr(rng, cfg, tokens.shape[0])
         channel = cfg.channels[step % len(cfg.channels)]
         y, h = send(model.encode(tokens, mask), snr, channel, model.preset.channel.rician_k)
-        loss = _normalized_mse(model.receive(y, h, snr, mask), tokens, mask)
+        received = model.receive(y, h, snr, mask)
+        loss = _normalized_mse(received, tokens, mask) + _vocab_cross_entropy(received, word_ids, vocab)
         optimizer.step(loss)
     model.eval()
     return _summary("channel", cfg, optimizer.losses, started)

@@ -1,43 +1,106 @@
-"""semcom's KAN forward against pykan's own KANLayer on the same parameters."""
+"""semcom's KAN layer against pykan's own KANLayer (the reference) on the same weights."""
 
 import pytest
 import torch
+from kan.KANLayer import KANLayer
 
-from semcom_cli.kan import KANLinear
+from semcom_cli.kan import KANLinear, bspline_basis
 
 
 @pytest.fixture
-def layer():
+def reference():
+    """A pykan layer with non-trivial coefficients and scales and one connection masked off."""
     torch.manual_seed(0)
-    kan = KANLinear(6, 5, grid=5, spline_order=3)
-    with torch.no_grad():  # non-trivial coefficients and scales, one connection masked off
-        kan.layer.coef.normal_()
-        kan.layer.scale_sp.uniform_(0.5, 1.5)
-        kan.layer.mask[2, 3] = 0.0
-    return kan
+    layer = KANLayer(6, 5, num=5, k=3, grid_range=[-2, 2], save_plot_data=False)
+    with torch.no_grad():
+        layer.coef.normal_()
+        layer.scale_sp.uniform_(0.5, 1.5)
+        layer.mask[2, 3] = 0.0
+    return layer
+
+
+@pytest.fixture
+def ours(reference):
+    return KANLinear.from_pykan(reference)
 
 
 @pytest.mark.parametrize("spread", [0.5, 4.0])  # inside the grid; far outside it
-def test_forward_matches_pykan(layer, spread):
+def test_forward_matches_pykan(reference, ours, spread):
     x = torch.randn(64, 6) * spread
-    assert torch.allclose(layer(x), layer.layer(x)[0], atol=1e-5)
+    assert (ours(x) - reference(x)[0]).abs().max() <= 1e-5
 
 
-def test_gradients_match_pykan(layer):
+def test_masked_connection_contributes_nothing(ours):
+    x = torch.zeros(1, 6)
+    y0 = ours(x)
+    x[0, 2] = 1.3  # input 2 only reaches output 3 through the masked connection
+    assert ours(x)[0, 3] == y0[0, 3]
+    assert ours(x)[0, 0] != y0[0, 0]
+
+
+def test_gradients_match_pykan(reference, ours):
     x = torch.randn(32, 6, requires_grad=True)
-    ours = torch.autograd.grad(layer(x).pow(2).sum(), [x, layer.layer.coef, layer.layer.scale_base])
-    ref = torch.autograd.grad(layer.layer(x)[0].pow(2).sum(), [x, layer.layer.coef, layer.layer.scale_base])
-    for a, b in zip(ours, ref):
+    names = ("coef", "scale_base", "scale_sp")
+    got = torch.autograd.grad(ours(x).pow(2).sum(), [x] + [getattr(ours, n) for n in names])
+    want = torch.autograd.grad(reference(x)[0].pow(2).sum(), [x] + [getattr(reference, n) for n in names])
+    for a, b in zip(got, want):
         assert torch.allclose(a, b, atol=1e-4)
 
 
-def test_leading_dimensions(layer):
+def test_leading_dimensions(ours):
     x = torch.randn(2, 3, 6)
-    assert torch.allclose(layer(x), layer(x.reshape(6, 6)).reshape(2, 3, 5))
+    assert torch.allclose(ours(x), ours(x.reshape(6, 6)).reshape(2, 3, 5))
 
 
-def test_grid_and_mask_stay_frozen(layer):
-    layer.requires_grad_(True)
-    names = {n for n, p in layer.named_parameters() if p.requires_grad}
-    assert not any(n.endswith(("grid", "mask")) for n in names)
-    assert {"layer.grid", "layer.mask"} <= set(layer.state_dict())
+@pytest.mark.parametrize("mode", ["sample", "grid"])
+def test_grid_update_matches_pykan(reference, ours, mode):
+    samples = torch.randn(200, 6) * 3 + 0.5  # wider than the initial grid and off-centre
+    reference.update_grid_from_samples(samples, mode=mode)
+    ours.update_grid_from_samples(samples, mode=mode)
+    assert torch.allclose(ours.grid, reference.grid, atol=1e-6)
+    assert torch.allclose(ours.coef, reference.coef, atol=1e-3)
+    x = torch.randn(64, 6) * 3
+    assert (ours(x) - reference(x)[0]).abs().max() <= 1e-3
+
+
+def test_grid_update_keeps_a_cubic_exactly(ours):
+    # B-splines of order 3 reproduce a cubic on any grid, so moving the grid must not change it
+    dense = torch.linspace(-2, 2, 400)[:, None].expand(400, 6)
+    basis = bspline_basis(dense, ours.grid, 3).transpose(0, 1)  # [in, S, K]
+    cubic = (dense**3 - dense).T[..., None]  # [in, S, 1]
+    with torch.no_grad():
+        ours.coef.copy_(torch.linalg.lstsq(basis, cubic).solution.permute(0, 2, 1).expand_as(ours.coef))
+    samples = (torch.randn(500, 6) * 0.7).clamp(-1.9, 1.9)
+    before = ours(samples)
+    ours.update_grid_from_samples(samples)
+    assert ours.grid[:, 3].max() > -1.95  # the grid moved in to where the samples are
+    assert (ours(samples) - before).abs().max() < 1e-3
+
+
+def test_round_trip_through_pykan(ours):
+    back = KANLinear.from_pykan(ours.to_pykan())
+    for name, value in ours.state_dict().items():
+        assert torch.equal(value, back.state_dict()[name]), name
+    x = torch.randn(16, 6) * 3
+    assert (ours.to_pykan()(x)[0] - ours(x)).abs().max() <= 1e-5
+
+
+def test_only_silu_base_functions_convert(reference):
+    reference.base_fun = torch.nn.Tanh()
+    with pytest.raises(ValueError, match="SiLU"):
+        KANLinear.from_pykan(reference)
+
+
+def test_same_seed_same_weights():
+    torch.manual_seed(3)
+    a = KANLinear(4, 3).state_dict()
+    torch.manual_seed(3)
+    b = KANLinear(4, 3).state_dict()
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_grid_and_mask_stay_frozen(ours):
+    ours.requires_grad_(True)
+    trainable = {n for n, p in ours.named_parameters() if p.requires_grad}
+    assert trainable == {"coef", "scale_base", "scale_sp"}
+    assert {"grid", "mask"} <= set(ours.state_dict())
