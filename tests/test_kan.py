@@ -104,3 +104,21 @@ def test_grid_and_mask_stay_frozen(ours):
     trainable = {n for n, p in ours.named_parameters() if p.requires_grad}
     assert trainable == {"coef", "scale_base", "scale_sp"}
     assert {"grid", "mask"} <= set(ours.state_dict())
+
+
+def test_benchmark_runs_and_reports_equivalence(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_kan.py"
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, str(script), "--shapes", "64x4x8", "--repeats", "2",
+                          "--pykan-repeats", "1", "--json", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["shape"] == "64x4->8"
+    assert max(row["max_abs_diff"].values()) <= 1e-5
+    assert row["semcom_params"] == row["pykan_params"] and abs(row["mlp_params"] - row["semcom_params"]) < 20
+    assert all(row[f"{v}_s"] > 0 for v in ("pykan", "semcom", "mlp"))

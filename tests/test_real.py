@@ -50,5 +50,6 @@ def test_shipped_checkpoint_accuracy_on_a_fixed_sample(test_data):
     assert records[0]["value"] >= ACCURACY_FLOOR_10DB, records[0]
 
 
-# Set from the shipped checkpoint's measured accuracy (see README), with a margin.
-ACCURACY_FLOOR_10DB = 0.0
+# The shipped checkpoint scores 0.892 on this sample (107/120; 86.5 % on the README's 200-question
+# sample); the floor leaves room for floating-point differences between CPUs, not for a worse model.
+ACCURACY_FLOOR_10DB = 0.82

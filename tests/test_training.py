@@ -76,3 +76,18 @@ def test_mlp_projector_ablation_builds_and_trains(train_data):
     model, llm = tiny_model(seed=0, projector="mlp")
     s = run_stage("align", model, llm, train_data)
     assert s["final_loss"] < s["first_loss"]
+
+
+def test_word_cross_entropy_ignores_padding_and_prefers_the_right_word():
+    from semcom_cli.training import _vocab_cross_entropy
+
+    vocab = torch.eye(5)
+    targets = torch.tensor([[1, 3, -100]])
+    right = vocab[[1, 3, 0]][None]  # the padded slot holds a word that is not a target
+    wrong = vocab[[3, 1, 0]][None]
+    assert _vocab_cross_entropy(right, targets, vocab) < 0.01
+    assert _vocab_cross_entropy(wrong, targets, vocab) > 10
+    padded_elsewhere = right.clone()
+    padded_elsewhere[0, 2] = torch.randn(5)
+    assert torch.isclose(_vocab_cross_entropy(padded_elsewhere, targets, vocab),
+                         _vocab_cross_entropy(right, targets, vocab))
