@@ -110,8 +110,10 @@ def save_checkpoint(model: SemcomModel, folder: str | Path, training: dict[str, 
 
 
 def _pin_adapter_base(adapter: Path, model_id: str) -> None:
-    # peft records the local cache path of the base model; record its id instead, so the
-    # adapter's bytes do not depend on where the cache lives.
+    # peft records the local cache path of the base model, in its config and in a model-card
+    # template; record the model id instead and drop the card, so the adapter's bytes do not
+    # depend on where the cache lives.
+    (adapter / "README.md").unlink(missing_ok=True)
     cfg_file = adapter / "adapter_config.json"
     cfg = json.loads(cfg_file.read_text())
     cfg["base_model_name_or_path"] = model_id

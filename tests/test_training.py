@@ -1,5 +1,7 @@
 """Each training stage on the tiny preset: the loss falls, and checkpoints reload exactly."""
 
+import json
+
 import pytest
 import torch
 
@@ -61,6 +63,15 @@ def test_same_seed_same_checkpoint_bytes(train_data, tmp_path):
         run_stage("align", model, llm, train_data)
         digests.append(save_checkpoint(model, tmp_path / f"run{run}"))
     assert digests[0] == digests[1]
+
+
+def test_adapter_holds_only_the_weights_and_a_path_free_config(trained, tmp_path):
+    model, _ = trained
+    save_checkpoint(model, tmp_path / "ck")
+    adapter = tmp_path / "ck" / "adapter"
+    assert sorted(p.name for p in adapter.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == model.get_llm().model_id  # an id, not a cache path
 
 
 def test_tampered_checkpoint_refused(trained, tmp_path):
