@@ -61,6 +61,22 @@ def seed_channel(seed: int) -> None:
     config.seed = int(seed)
 
 
+def channel_rng_state() -> dict:
+    """The state of Sionna's generators (torch, Python, NumPy), to continue the same noise later."""
+    from sionna.phy import config
+
+    return {"torch": config.torch_rng("cpu").get_state(), "python": config.py_rng.getstate(),
+            "numpy": config.np_rng.bit_generator.state}
+
+
+def set_channel_rng_state(state: dict) -> None:
+    from sionna.phy import config
+
+    config.torch_rng("cpu").set_state(state["torch"])
+    config.py_rng.setstate(state["python"])
+    config.np_rng.bit_generator.state = state["numpy"]
+
+
 _BLOCKS: dict[str, object] = {}
 
 

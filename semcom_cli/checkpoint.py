@@ -12,6 +12,11 @@
 
 Nothing is pickled. The content hash covers every file but the manifest; a
 semantic file records it, so a file made with one checkpoint is refused by another.
+
+A training stage in progress is saved as a *partial run*, a folder holding the
+checkpoint as it stands and ``resume.safetensors`` (optimizer moments and
+generator states as tensors; the step, loss log, schedule and the other
+generator states as JSON in its header), from which the stage continues.
 """
 
 from __future__ import annotations
@@ -27,18 +32,22 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save, save_file
 
 from . import __version__
 from .config import preset_from_dict
 from .errors import SemcomError
+from .formats import atomic_write_bytes
 from .pipeline import SemcomModel
+from .training import ResumeState
 
 __all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_hash", "read_manifest", "versions",
-           "DEFAULT_CHECKPOINT", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+           "save_partial", "load_partial", "DEFAULT_CHECKPOINT", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_FORMAT = "semcom-checkpoint"
 CHECKPOINT_VERSION = 1
+PARTIAL_FORMAT = "semcom-partial-run"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "semcom-smollm2"
 
 
@@ -174,3 +183,43 @@ def load_checkpoint(folder: str | Path = DEFAULT_CHECKPOINT, preset_overrides=No
     model.hash = digest
     model.base_model_sha256 = manifest.get("base_model", {}).get("sha256")
     return model
+
+
+def save_partial(folder: str | Path, model: SemcomModel, stage: str, state: ResumeState,
+                 history: list[dict]) -> None:
+    """Save a stage in progress: the checkpoint as it stands, then the state to resume from.
+
+    The resume file names the checkpoint's hash, so a crash between the two writes
+    leaves a pair that ``load_partial`` refuses rather than one that resumes wrongly.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = save_checkpoint(model, folder / "checkpoint", training={"stages": history})
+    header = {"format": PARTIAL_FORMAT, "format_version": 1, "stage": stage, "step": state.step,
+              "checkpoint_hash": digest, "state": state.meta}
+    tensors = {name: value.contiguous() for name, value in state.tensors.items()}
+    atomic_write_bytes(folder / "resume.safetensors",
+                       save(tensors, metadata={"semcom": json.dumps(header, sort_keys=True)}))
+
+
+def load_partial(folder: str | Path, stage: str) -> tuple[SemcomModel, ResumeState, list[dict]]:
+    """The model, resume state and earlier stages' history of a partial run of ``stage``."""
+    folder = Path(folder)
+    resume = folder / "resume.safetensors"
+    if not resume.is_file():
+        raise SemcomError(f"{folder}: no partial run to resume (no resume.safetensors)")
+    try:
+        with safe_open(resume, framework="pt") as f:
+            header = json.loads((f.metadata() or {}).get("semcom", "{}"))
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, ValueError, OSError) as err:
+        raise SemcomError(f"{resume}: corrupted ({str(err).splitlines()[0]})") from None
+    if header.get("format") != PARTIAL_FORMAT:
+        raise SemcomError(f"{resume}: not a semcom partial run")
+    if header["stage"] != stage:
+        raise SemcomError(f"{folder}: is a partial '{header['stage']}' run, not '{stage}'")
+    model = load_checkpoint(folder / "checkpoint")
+    if model.hash != header["checkpoint_hash"]:
+        raise SemcomError(f"{folder}: the checkpoint and the resume state were saved at different steps")
+    history = read_manifest(folder / "checkpoint").get("training", {}).get("stages", [])
+    return model, ResumeState(int(header["step"]), tensors, header["state"]), history

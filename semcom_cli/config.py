@@ -95,6 +95,7 @@ class StageTrain(_Strict):
     batch_size: int = Field(32, gt=0)
     lr: float = Field(1e-3, gt=0)
     log_every: int = Field(10, gt=0)
+    save_every: int = Field(0, ge=0)  # write a resumable partial run every N steps; 0: never
 
 
 class ChannelTrain(StageTrain):

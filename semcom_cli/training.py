@@ -6,33 +6,58 @@
 2. ``channel``  channel encoder + decoder through the channel, SNR drawn per
                 sample from [snr_min, snr_max] and the channel per step from the
                 preset's list; loss: reconstruct the clean semantic tokens (images)
-                and token embeddings (sentences).
+                and token embeddings (sentences), and keep each one nearest its own word.
 3. ``instruct`` a LoRA adapter on the LLM over the instruction template, mixing
                 tasks; most samples pass through the trained codec and channel so the
                 LLM learns to read noisy semantic tokens.
+
+Every stage can snapshot itself after any step (``Checkpointing``, ``ResumeState``)
+and continue from the snapshot to the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from .backbone import LLM, attach_lora
-from .channel import seed_channel
+from .channel import channel_rng_state, seed_channel, set_channel_rng_state
+from .errors import SemcomError
 from .data import EasyVQA
 from .instruct import instruct_loss
 from .pipeline import SemcomModel, send
 from .tasks import caption_text
 
-__all__ = ["train_align", "train_channel", "train_instruct", "run_stage", "STAGES"]
+__all__ = ["train_align", "train_channel", "train_instruct", "run_stage", "STAGES", "ResumeState",
+           "Checkpointing"]
 
 StepHook = Callable[[int, int, float], None]  # (step, total, loss)
 
 STAGES = ("align", "channel", "instruct")
+
+
+@dataclass
+class ResumeState:
+    """Everything a stage needs to continue after ``step`` steps exactly as if it had not
+    stopped: optimizer moments, schedule, loss log and every random generator it draws from."""
+
+    step: int
+    tensors: dict[str, torch.Tensor]  # optimizer moments, torch generator states
+    meta: dict[str, Any]  # JSON: param groups, scheduler, loss log, Python/NumPy generator states
+
+
+@dataclass
+class Checkpointing:
+    """Save a ResumeState through ``on_save`` every ``every`` steps; start from ``resume``."""
+
+    every: int = 0
+    on_save: Callable[[ResumeState], None] | None = None
+    resume: ResumeState | None = None
 
 
 def _seed_all(seed: int) -> random.Random:
@@ -41,13 +66,24 @@ def _seed_all(seed: int) -> random.Random:
     return random.Random(seed)
 
 
-class _Optimizer:
-    """AdamW on a cosine schedule, plus the loss log every stage keeps."""
+class _Trainer:
+    """AdamW on a cosine schedule, the loss log every stage keeps, and the stage's own
+    generator ``rng``; it can snapshot all of that (and the global generators) after any step."""
 
-    def __init__(self, params, cfg, on_step: StepHook | None):
-        self.opt = torch.optim.AdamW(params, lr=cfg.lr)
+    def __init__(self, params, cfg, rng: random.Random, on_step: StepHook | None,
+                 checkpointing: Checkpointing | None = None):
+        self.params = list(params)
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(cfg.steps, 1))
-        self.total, self.on_step, self.losses = cfg.steps, on_step, []
+        self.total, self.on_step, self.losses, self.rng = cfg.steps, on_step, [], rng
+        self.checkpointing = checkpointing or Checkpointing()
+        if self.checkpointing.resume is not None:
+            self._restore(self.checkpointing.resume)
+
+    @property
+    def start(self) -> int:
+        """The first step still to run (0, or where a resumed run stopped)."""
+        return len(self.losses)
 
     def step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -57,6 +93,48 @@ class _Optimizer:
         self.losses.append(loss.item())
         if self.on_step:
             self.on_step(len(self.losses), self.total, self.losses[-1])
+        every, on_save = self.checkpointing.every, self.checkpointing.on_save
+        if every and on_save and len(self.losses) % every == 0 and len(self.losses) < self.total:
+            on_save(self.snapshot())
+
+    def snapshot(self) -> ResumeState:
+        opt_state = self.opt.state_dict()
+        tensors = {f"optimizer.{index}.{key}": value.detach().clone()
+                   for index, moments in opt_state["state"].items() for key, value in moments.items()}
+        channel = channel_rng_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.channel_torch"] = channel["torch"]
+        meta = {"param_groups": opt_state["param_groups"], "scheduler": self.sched.state_dict(),
+                "losses": list(self.losses), "rng_python": _json_rng(self.rng.getstate()),
+                "rng_channel_python": _json_rng(channel["python"]), "rng_channel_numpy": channel["numpy"]}
+        return ResumeState(len(self.losses), tensors, meta)
+
+    def _restore(self, state: ResumeState) -> None:
+        moments: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in state.tensors.items():
+            if name.startswith("optimizer."):
+                _, index, key = name.split(".", 2)
+                moments.setdefault(int(index), {})[key] = value
+        if len(moments) not in (0, len(self.params)):
+            raise SemcomError(f"the saved run trained {len(moments)} tensors, this stage trains {len(self.params)}")
+        self.opt.load_state_dict({"state": moments, "param_groups": state.meta["param_groups"]})
+        self.sched.load_state_dict(state.meta["scheduler"])
+        self.losses = list(state.meta["losses"])
+        self.rng.setstate(_rng_from_json(state.meta["rng_python"]))
+        torch.set_rng_state(state.tensors["rng.torch"])
+        set_channel_rng_state({"torch": state.tensors["rng.channel_torch"],
+                               "python": _rng_from_json(state.meta["rng_channel_python"]),
+                               "numpy": state.meta["rng_channel_numpy"]})
+
+
+def _json_rng(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _rng_from_json(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
 
 
 def _trainable(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -110,22 +188,23 @@ def _vocab_cross_entropy(tokens: torch.Tensor, target_ids: torch.Tensor, vocab: 
     return F.cross_entropy(logits, targets)
 
 
-def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:
+def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+                checkpointing: Checkpointing | None = None) -> dict:
     cfg = model.preset.train.align
     rng = _seed_all(model.preset.seed)
     image_ids, target_ids, targets = caption_targets(llm, data, model.preset.projector.n_tokens)
     vocab = llm.model.get_input_embeddings().weight.detach()
     params = _trainable(model.vision, model.projector)
-    optimizer = _Optimizer(params, cfg, on_step)
+    trainer = _Trainer(params, cfg, rng, on_step, checkpointing)
     model.train()
     started = time.time()
-    for step in range(cfg.steps):
+    for step in range(trainer.start, cfg.steps):
         pick = [rng.randrange(len(image_ids)) for _ in range(cfg.batch_size)]
         tokens, mask = model.image_tokens(data.batch_images(image_ids[i] for i in pick))
         loss = _normalized_mse(tokens, targets[pick], mask) + _vocab_cross_entropy(tokens, target_ids[pick], vocab)
-        optimizer.step(loss)
+        trainer.step(loss)
     model.eval()
-    return _summary("align", cfg, optimizer.losses, started)
+    return _summary("align", cfg, trainer.losses, started)
 
 
 def _sentence_batch(model: SemcomModel, sentences: list[str], rng: random.Random, n: int):
@@ -152,7 +231,8 @@ def _draw_snr(rng: random.Random, cfg, n: int) -> torch.Tensor:
     return torch.tensor([rng.uniform(cfg.snr_min, cfg.snr_max) for _ in range(n)])
 
 
-def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:
+def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+                  checkpointing: Checkpointing | None = None) -> dict:
     cfg = model.preset.train.channel
     rng = _seed_all(model.preset.seed + 1)
     with torch.no_grad():  # the transmitter's front end is frozen in this stage
@@ -165,11 +245,11 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
     vocab = llm.model.get_input_embeddings().weight.detach()
     sentences = data.sentences
     params = _trainable(model.channel_encoder, model.channel_decoder)
-    optimizer = _Optimizer(params, cfg, on_step)
+    trainer = _Trainer(params, cfg, rng, on_step, checkpointing)
     model.channel_encoder.train()
     model.channel_decoder.train()
     started = time.time()
-    for step in range(cfg.steps):
+    for step in range(trainer.start, cfg.steps):
         n_img = cfg.batch_size // 2
         pick = torch.tensor([rng.randrange(len(clean)) for _ in range(n_img)])
         images = (clean[pick], torch.ones(n_img, n_tokens, dtype=torch.long))
@@ -182,9 +262,9 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
         y, h = send(model.encode(tokens, mask), snr, channel, model.preset.channel.rician_k)
         received = model.receive(y, h, snr, mask)
         loss = _normalized_mse(received, tokens, mask) + _vocab_cross_entropy(received, word_ids, vocab)
-        optimizer.step(loss)
+        trainer.step(loss)
     model.eval()
-    return _summary("channel", cfg, optimizer.losses, started)
+    return _summary("channel", cfg, trainer.losses, started)
 
 
 def _instruct_sample(task: str, data: EasyVQA, captioned: list[int], rng: random.Random):
@@ -199,7 +279,8 @@ def _instruct_sample(task: str, data: EasyVQA, captioned: list[int], rng: random
     return sentence, None, sentence
 
 
-def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:
+def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+                   checkpointing: Checkpointing | None = None) -> dict:
     cfg = model.preset.train.instruct
     rng = _seed_all(model.preset.seed + 2)
     if not hasattr(llm.model, "peft_config"):
@@ -208,10 +289,10 @@ def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHoo
         p.requires_grad_("lora_" in name)
     captioned = sorted(data.captions)
     params = [p for p in llm.model.parameters() if p.requires_grad]
-    optimizer = _Optimizer(params, cfg, on_step)
+    trainer = _Trainer(params, cfg, rng, on_step, checkpointing)
     llm.model.train()
     started = time.time()
-    for step in range(cfg.steps):
+    for step in range(trainer.start, cfg.steps):
         tasks = [cfg.tasks[rng.randrange(len(cfg.tasks))] for _ in range(cfg.batch_size)]
         samples = [_instruct_sample(t, data, captioned, rng) for t in tasks]
         # image samples first, then sentences, so one padded batch holds both
@@ -233,12 +314,13 @@ def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHoo
             noisy = torch.tensor([rng.random() < cfg.channel_fraction for _ in tasks])
             tokens = torch.where(noisy[:, None, None], received, tokens)
         loss = instruct_loss(llm, tasks, [s[1] for s in samples], tokens, mask, [s[2] for s in samples])
-        optimizer.step(loss)
+        trainer.step(loss)
     llm.model.eval()
-    return _summary("instruct", cfg, optimizer.losses, started)
+    return _summary("instruct", cfg, trainer.losses, started)
 
 
-def run_stage(stage: str, model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None) -> dict:
-    """Run one named stage (``align``, ``channel`` or ``instruct``)."""
+def run_stage(stage: str, model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+              checkpointing: Checkpointing | None = None) -> dict:
+    """Run one named stage (``align``, ``channel`` or ``instruct``), optionally saving and resuming."""
     return {"align": train_align, "channel": train_channel, "instruct": train_instruct}[stage](
-        model, llm, data, on_step)
+        model, llm, data, on_step, checkpointing)

@@ -213,3 +213,56 @@ def test_usage_errors_are_one_line_too(args, fragment):
     r = subprocess.run([exe, *args], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and fragment in r.stderr
+
+
+def test_align_resumes_a_killed_run_to_the_same_checkpoint(semcom, train_data, tmp_path):
+    from semcom_cli.backbone import load_backbone
+    from semcom_cli.checkpoint import read_manifest, save_partial
+    from semcom_cli.config import apply_overrides, load_preset
+    from semcom_cli.pipeline import SemcomModel
+    from semcom_cli.training import Checkpointing, run_stage
+
+    whole = tmp_path / "whole"
+    assert semcom("align", "-p", "tiny", "-o", whole, "--steps", "6").exit_code == 0
+
+    # the same command, killed after its save at step 4
+    out = tmp_path / "killed"
+    preset = apply_overrides(load_preset("tiny"), {"train.align.steps": 6, "train.align.save_every": 2})
+    llm = load_backbone(preset.backbone, preset.seed)
+    model = SemcomModel(preset, llm.embed_dim)
+    model.llm = llm
+
+    def save_then_die(state):
+        save_partial(tmp_path / "killed.partial", model, "align", state, history=[])
+        if state.step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("align", model, llm, train_data, checkpointing=Checkpointing(2, save_then_die))
+    assert not out.exists()
+
+    assert_clean_failure(semcom("align", "-o", out, "--resume", "--steps", "8"), "drop --steps")
+    r = semcom("align", "-o", out, "--resume")
+    assert r.exit_code == 0, r.output
+    assert "resuming align at step 4 of 6" in r.stderr
+    assert read_manifest(out)["hash"] == read_manifest(whole)["hash"]
+    assert not (tmp_path / "killed.partial").exists()
+
+
+def test_resume_without_a_partial_run(semcom, tiny_checkpoint, tmp_path):
+    assert_clean_failure(semcom("finetune", "--stage", "channel", "-c", tiny_checkpoint,
+                                "-o", tmp_path / "ck", "--resume"), "no partial run to resume")
+
+
+def test_partial_run_written_while_training_and_removed_after(semcom, tiny_checkpoint, tmp_path, monkeypatch):
+    import semcom_cli.checkpoint as checkpoint
+
+    seen = []
+    real = checkpoint.save_partial
+    monkeypatch.setattr(checkpoint, "save_partial",
+                        lambda folder, *a, **k: (real(folder, *a, **k), seen.append(sorted(p.name for p in folder.iterdir()))))
+    out = tmp_path / "ch"
+    r = semcom("finetune", "--stage", "channel", "-c", tiny_checkpoint, "-o", out, "--steps", "4", "--save-every", "2")
+    assert r.exit_code == 0, r.output
+    assert seen == [["checkpoint", "resume.safetensors"]]  # saved at step 2 (not at the last step)
+    assert not (tmp_path / "ch.partial").exists()

@@ -102,3 +102,61 @@ def test_word_cross_entropy_ignores_padding_and_prefers_the_right_word():
     padded_elsewhere[0, 2] = torch.randn(5)
     assert torch.isclose(_vocab_cross_entropy(padded_elsewhere, targets, vocab),
                          _vocab_cross_entropy(right, targets, vocab))
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["align", "channel", "instruct"])
+def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
+    from semcom_cli.checkpoint import load_partial, save_partial
+    from semcom_cli.training import Checkpointing
+
+    def prepared():
+        """A tiny model ready for ``stage`` (the earlier stages run), saved and reloaded."""
+        model, llm = tiny_model(seed=5)
+        for earlier in ("align", "channel", "instruct")[: ("align", "channel", "instruct").index(stage)]:
+            run_stage(earlier, model, llm, train_data)
+        if stage == "align":
+            return model, llm
+        save_checkpoint(model, tmp_path / "before")  # as `semcom finetune` starts: from a saved checkpoint
+        reloaded = load_checkpoint(tmp_path / "before")
+        return reloaded, reloaded.get_llm()
+
+    model, llm = prepared()
+    whole = run_stage(stage, model, llm, train_data)
+    uninterrupted = save_checkpoint(model, tmp_path / "uninterrupted")
+
+    model, llm = prepared()
+    every = max(1, getattr(model.preset.train, stage).steps // 3)
+
+    def save_then_die(state):
+        save_partial(tmp_path / "partial", model, stage, state, history=[])
+        if state.step == 2 * every:  # killed right after the second save
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        run_stage(stage, model, llm, train_data, checkpointing=Checkpointing(every, save_then_die))
+
+    resumed_model, state, _ = load_partial(tmp_path / "partial", stage)
+    assert state.step == 2 * every
+    resumed = run_stage(stage, resumed_model, resumed_model.get_llm(), train_data,
+                        checkpointing=Checkpointing(resume=state))
+    assert resumed["steps"] == whole["steps"] and resumed["final_loss"] == whole["final_loss"]
+    assert save_checkpoint(resumed_model, tmp_path / "resumed") == uninterrupted
+
+
+def test_partial_run_of_another_stage_refused(train_data, tmp_path):
+    from semcom_cli.checkpoint import load_partial, save_partial
+    from semcom_cli.training import Checkpointing
+
+    model, llm = tiny_model(seed=5)
+    saved = []
+    run_stage("align", model, llm, train_data, checkpointing=Checkpointing(10, saved.append))
+    save_partial(tmp_path / "partial", model, "align", saved[0], history=[])
+    with pytest.raises(SemcomError, match="partial 'align' run"):
+        load_partial(tmp_path / "partial", "channel")
+    (tmp_path / "partial" / "checkpoint" / "vision" / "model.safetensors").write_bytes(b"broken")
+    with pytest.raises(SemcomError):
+        load_partial(tmp_path / "partial", "align")

@@ -21,14 +21,25 @@ def run(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override train.align.batch_size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override train.align.lr."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the preset's seed."),
+    save_every: Optional[int] = typer.Option(None, "--save-every",
+                                             help="Write OUTPUT.partial every N steps (override train.align.save_every)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the partial run at OUTPUT.partial."),
 ):
     from ..backbone import load_backbone
     from ..config import apply_overrides, load_preset
     from ..pipeline import SemcomModel
     from .common import spinner
 
+    if resume:
+        from .stage import resume_from
+
+        model, state, history = resume_from(output, "align", {"--steps": steps, "--batch-size": batch_size,
+                                                              "--lr": lr, "--seed": seed, "--save-every": save_every})
+        train_and_save(model, "align", output, history, resume=state)
+        return
     cfg = apply_overrides(load_preset(preset), {"seed": seed, "train.align.steps": steps,
-                                                "train.align.batch_size": batch_size, "train.align.lr": lr})
+                                                "train.align.batch_size": batch_size, "train.align.lr": lr,
+                                                "train.align.save_every": save_every})
     with spinner("loading the LLM") as status:
         llm = load_backbone(cfg.backbone, cfg.seed, status=status)
     model = SemcomModel(cfg, llm.embed_dim)

@@ -23,12 +23,23 @@ def run(
     steps: Optional[int] = typer.Option(None, "--steps", help="Override train.<stage>.steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override train.<stage>.batch_size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override train.<stage>.lr."),
+    save_every: Optional[int] = typer.Option(None, "--save-every",
+                                             help="Write OUTPUT.partial every N steps (override train.<stage>.save_every)."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue the partial run at OUTPUT.partial (its own input and settings)."),
 ):
     if stage not in ("channel", "instruct"):
         raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct; 'semcom align' is stage 1)")
+    if resume:
+        from .stage import resume_from
+
+        model, state, history = resume_from(output, stage, {"--steps": steps, "--batch-size": batch_size,
+                                                            "--lr": lr, "--save-every": save_every})
+        train_and_save(model, stage, output, history, resume=state)
+        return
     from ..checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint, {f"train.{stage}.steps": steps, f"train.{stage}.batch_size": batch_size,
-                                         f"train.{stage}.lr": lr})
+                                         f"train.{stage}.lr": lr, f"train.{stage}.save_every": save_every})
     history = json.loads((Path(checkpoint) / "manifest.json").read_text()).get("training", {}).get("stages", [])
     train_and_save(model, stage, output, history)

@@ -1,7 +1,13 @@
-"""Shared by ``align`` and ``finetune``: run a training stage with a progress bar, save the checkpoint."""
+"""Shared by ``align`` and ``finetune``: run a training stage with a progress bar, save the checkpoint.
+
+While a stage runs it writes a partial run to ``<output>.partial`` every
+``train.<stage>.save_every`` steps; ``--resume`` continues from there, and the
+partial run is removed once the checkpoint is written.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from rich.table import Table
@@ -10,24 +16,44 @@ from ..errors import SemcomError
 from .common import console, progress_bar, spinner
 
 
-def train_and_save(model, stage: str, output: Path, history: list[dict]) -> None:
-    from ..checkpoint import save_checkpoint
+def partial_path(output: Path) -> Path:
+    return output.with_name(output.name + ".partial")
+
+
+def resume_from(output: Path, stage: str, overrides: dict):
+    """(model, resume state, history) of the partial run beside ``output``."""
+    from ..checkpoint import load_partial
+
+    given = [flag for flag, value in overrides.items() if value is not None]
+    if given:
+        raise SemcomError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
+    return load_partial(partial_path(output), stage)
+
+
+def train_and_save(model, stage: str, output: Path, history: list[dict], resume=None) -> None:
+    from ..checkpoint import save_checkpoint, save_partial
     from ..data import EasyVQA
-    from ..training import run_stage
+    from ..training import Checkpointing, run_stage
 
     cfg = getattr(model.preset.train, stage)
     if output.exists() and not (output / "manifest.json").is_file():
         raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
+    partial = partial_path(output)
     with spinner("loading the LLM and easy-vqa") as status:
         llm = model.get_llm(status)
         data = EasyVQA.load("train")
+    if resume is not None:
+        console.print(f"resuming {stage} at step {resume.step} of {cfg.steps} from {partial}")
+    checkpointing = Checkpointing(
+        cfg.save_every, lambda state: save_partial(partial, model, stage, state, history), resume)
     with progress_bar(f"{stage}", cfg.steps) as update:
         def on_step(step, total, loss):
             if step % cfg.log_every == 0 or step == total:
                 update(step, total, f"loss {loss:.4f}")
 
-        summary = run_stage(stage, model, llm, data, on_step)
+        summary = run_stage(stage, model, llm, data, on_step, checkpointing)
     digest = save_checkpoint(model, output, training={"stages": history + [summary]})
+    shutil.rmtree(partial, ignore_errors=True)  # the finished checkpoint supersedes it
     table = Table(title=f"{stage} → {output}")
     for key in ("steps", "batch_size", "lr", "first_loss", "final_loss", "seconds"):
         value = summary[key]
