@@ -5,7 +5,7 @@ SEMCOM  := $(VENV)/bin/semcom
 CKPT    := checkpoints/semcom-smollm2
 RUNS    := runs
 
-.PHONY: setup demo test checkpoint clean
+.PHONY: setup demo test checkpoint checkpoint-mlp clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,6 +30,13 @@ checkpoint: setup
 	$(SEMCOM) align --preset smollm2 -o $(RUNS)/align
 	$(SEMCOM) finetune --stage channel -c $(RUNS)/align -o $(RUNS)/channel
 	$(SEMCOM) finetune --stage instruct -c $(RUNS)/channel -o $(CKPT)
+
+# The MLP-projector ablation (`semcom evaluate --method kan,mlp --mlp-checkpoint runs/semcom-smollm2-mlp`):
+# the same recipe with an MLP in place of the KAN projector. Not committed; about 20 minutes.
+checkpoint-mlp: setup
+	$(SEMCOM) align --preset smollm2-mlp -o $(RUNS)/mlp-align
+	$(SEMCOM) finetune --stage channel -c $(RUNS)/mlp-align -o $(RUNS)/mlp-channel
+	$(SEMCOM) finetune --stage instruct -c $(RUNS)/mlp-channel -o $(RUNS)/semcom-smollm2-mlp
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

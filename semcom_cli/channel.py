@@ -25,6 +25,7 @@ __all__ = [
     "CHANNELS",
     "noise_variance",
     "apply_channel",
+    "draw_gains",
     "mmse_equalize",
     "effective_snr_db",
     "seed_channel",
@@ -120,20 +121,25 @@ def apply_channel(
     Returns:
         y: [B, N] complex64 received symbols; h: [B] complex64 block-fading gains.
     """
-    check_channel(channel)
     batch = x.shape[0]
     snr = torch.as_tensor(snr_db, dtype=torch.float32).expand(batch)
+    h = draw_gains(batch, channel, rician_k)
     if channel == "none":
-        return x.clone(), torch.ones(batch, dtype=torch.complex64)
-    if channel == "awgn":
-        h = torch.ones(batch, dtype=torch.complex64)
-    elif channel == "rayleigh":
-        h = _rayleigh_gains(batch)
-    else:  # rician: fixed line-of-sight part plus Rayleigh scattering, E|h|² = 1
-        los = math.sqrt(rician_k / (rician_k + 1.0))
-        h = los + math.sqrt(1.0 / (rician_k + 1.0)) * _rayleigh_gains(batch)
+        return x.clone(), h
     y = _awgn()(h[:, None] * x, noise_variance(snr)[:, None])
-    return y, h.to(torch.complex64)
+    return y, h
+
+
+def draw_gains(batch: int, channel: str, rician_k: float = 3.0) -> torch.Tensor:
+    """One block-fading gain per packet, [batch] complex64 with E|h|² = 1 (ones without fading)."""
+    check_channel(channel)
+    if channel in ("none", "awgn"):
+        return torch.ones(batch, dtype=torch.complex64)
+    if channel == "rayleigh":
+        return _rayleigh_gains(batch).to(torch.complex64)
+    # rician: fixed line-of-sight part plus Rayleigh scattering
+    los = math.sqrt(rician_k / (rician_k + 1.0))
+    return (los + math.sqrt(1.0 / (rician_k + 1.0)) * _rayleigh_gains(batch)).to(torch.complex64)
 
 
 def mmse_equalize(y: torch.Tensor, h: torch.Tensor, snr_db: torch.Tensor | float) -> torch.Tensor:

@@ -57,13 +57,13 @@ def versions() -> dict[str, str]:
 
     out = {"semcom": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
            "peft": peft.__version__, "python": platform.python_version()}
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import version
 
-        out["sionna-no-rt"] = version("sionna-no-rt")
-        out["pykan"] = version("pykan")
-    except Exception:  # a version we cannot read is left out, not guessed
-        pass
+    for package in ("sionna-no-rt", "pykan", "sacrebleu", "torchmetrics", "pillow"):
+        try:
+            out[package] = version(package)
+        except Exception:  # a version we cannot read is left out, not guessed
+            pass
     return out
 
 

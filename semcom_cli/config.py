@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,6 +23,9 @@ __all__ = [
     "preset_from_dict",
     "apply_overrides",
     "available_presets",
+    "EvalPlan",
+    "Floor",
+    "load_eval_plan",
 ]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -134,6 +137,38 @@ class Preset(_Strict):
     data: Data = Data()
 
 
+class Floor(_Strict):
+    """A regression gate: the point's metric must reach ``min`` (fractions for accuracy, 0–100 BLEU)."""
+
+    method: Literal["semantic", "mlp", "noiseless", "digital", "capacity"]
+    task: Literal["vqa", "caption", "text"]
+    channel: Literal["awgn", "rayleigh", "rician", "none"] = "awgn"
+    snr_db: Optional[float] = None
+    channel_uses: Union[Literal["matched"], int] = "matched"
+    metric: Literal["accuracy", "exact_match", "bleu", "similarity"]
+    min: float
+
+
+class EvalPlan(_Strict):
+    """An evaluation preset (``kind: evaluate``): what ``semcom evaluate --preset`` measures."""
+
+    kind: Literal["evaluate"]
+    name: str = "evaluate"
+    checkpoint: Optional[str] = None
+    mlp_checkpoint: Optional[str] = None
+    methods: list[Literal["semantic", "mlp", "noiseless", "digital", "capacity"]] = ["semantic"]
+    tasks: list[Literal["vqa", "caption", "text"]] = ["vqa"]
+    channels: list[Literal["awgn", "rayleigh", "rician", "none"]] = ["awgn"]
+    snrs: list[float] = [-5.0, 0.0, 10.0, 20.0]
+    channel_uses: list[Union[Literal["matched"], Annotated[int, Field(gt=0)]]] = ["matched"]
+    limit: int = Field(200, ge=0)  # questions (captions, sentences) per point; 0: all
+    seed: int = Field(0, ge=0)
+    batch_size: int = Field(64, gt=0)
+    image_codec: Literal["webp", "jpeg", "png"] = "webp"
+    mcs: str = "auto"
+    floors: list[Floor] = []
+
+
 def _first_error_line(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
     field = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -152,18 +187,24 @@ def preset_from_dict(data: dict[str, Any], source: str = "preset") -> Preset:
         raise SemcomError(_first_error_line(err, source)) from None
 
 
-def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+def available_presets(evaluation: bool = False) -> list[str]:
+    """Names of the model presets in ``presets/`` (or of the evaluation presets)."""
+    def is_evaluation(path: Path) -> bool:
+        try:
+            return (yaml.safe_load(path.read_text()) or {}).get("kind") == "evaluate"
+        except (yaml.YAMLError, AttributeError):
+            return False
+
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if is_evaluation(p) == evaluation)
 
 
-def load_preset(name_or_path: str | Path) -> Preset:
-    """Load a preset by name (``presets/<name>.yaml``) or by path."""
+def _read_yaml(name_or_path: str | Path, evaluation: bool = False) -> tuple[Path, dict]:
     path = Path(name_or_path)
     if not path.suffix:
         path = PRESET_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise SemcomError(
-            f"preset not found: {name_or_path} (available: {', '.join(available_presets())})"
+            f"preset not found: {name_or_path} (available: {', '.join(available_presets(evaluation))})"
         )
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -171,7 +212,26 @@ def load_preset(name_or_path: str | Path) -> Preset:
         raise SemcomError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise SemcomError(f"{path}: a preset must be a mapping of fields")
+    return path, data
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """Load a model preset by name (``presets/<name>.yaml``) or by path."""
+    path, data = _read_yaml(name_or_path)
+    if data.get("kind") == "evaluate":
+        raise SemcomError(f"{path}: an evaluation preset; use it with `semcom evaluate --preset`")
     return preset_from_dict(data, str(path))
+
+
+def load_eval_plan(name_or_path: str | Path) -> EvalPlan:
+    """Load an evaluation preset (``kind: evaluate``) by name or path."""
+    path, data = _read_yaml(name_or_path, evaluation=True)
+    if data.get("kind") != "evaluate":
+        raise SemcomError(f"{path}: not an evaluation preset (it needs `kind: evaluate`)")
+    try:
+        return EvalPlan.model_validate(data)
+    except ValidationError as err:
+        raise SemcomError(_first_error_line(err, str(path))) from None
 
 
 def apply_overrides(preset: Preset, overrides: dict[str, Any]) -> Preset:

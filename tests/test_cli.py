@@ -99,11 +99,13 @@ def test_evaluate_reports_each_snr(semcom, tiny_checkpoint, tmp_path):
                "--limit", "6", "-o", out)
     assert r.exit_code == 0, r.output
     data = json.loads(out.read_text())
-    assert [(x["task"], x["snr_db"]) for x in data["results"]] == [
+    assert [(x["task"], x["snr_db"]) for x in data["points"]] == [
         ("vqa", 0.0), ("vqa", 10.0), ("caption", 0.0), ("caption", 10.0)]
-    for x in data["results"]:
-        assert x["n"] == 6 and 0.0 <= x["value"] <= 1.0 and x["channel_uses"] == 4.0
-    assert data["checkpoint"] == "tiny-a" and data["seed"] == 0 and "torch" in data["versions"]
+    for x in data["points"]:
+        m = x["metrics"]["accuracy"]
+        assert m["n"] == 6 and 0.0 <= m["value"] <= 1.0 and x["channel_uses_mean"] == 4.0
+    assert data["run"]["checkpoint"] == "tiny-a" and data["run"]["seeds"]["sample"] == 0
+    assert "torch" in data["run"]["versions"]
 
 
 # --- bad input: one line on stderr, exit code 2, no output file --------------------------------

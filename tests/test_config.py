@@ -5,9 +5,10 @@ from semcom_cli.errors import SemcomError
 
 
 def test_shipped_presets_load():
-    assert {"smollm2", "tiny"} <= set(available_presets())
+    assert {"smollm2", "smollm2-mlp", "tiny"} <= set(available_presets())
     for name in available_presets():
         assert load_preset(name).name == name
+    assert available_presets(evaluation=True) == ["ci-bench"]
 
 
 def test_unknown_field_is_named():

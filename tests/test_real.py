@@ -42,12 +42,14 @@ def test_shipped_checkpoint_answers_through_a_shell_pipe(sample_png):
 
 
 def test_shipped_checkpoint_accuracy_on_a_fixed_sample(test_data):
-    from semcom_cli.evaluation import evaluate
+    from semcom_cli.evaluation import Point, Settings, evaluate_point
 
     model = load_checkpoint(DEFAULT_CHECKPOINT)
-    records = evaluate(model, test_data, "vqa", [10.0], "awgn", limit=120, seed=0)
-    assert records[0]["n"] == 120
-    assert records[0]["value"] >= ACCURACY_FLOOR_10DB, records[0]
+    record = evaluate_point(model, test_data, Point("semantic", "vqa", "awgn", 10.0, None),
+                            Settings(limit=120, seed=0))
+    accuracy = record["metrics"]["accuracy"]
+    assert accuracy["n"] == 120
+    assert accuracy["value"] >= ACCURACY_FLOOR_10DB, record
 
 
 # The shipped checkpoint scores 0.892 on this sample (107/120; 86.5 % on the README's 200-question

@@ -1,63 +1,251 @@
-"""Run the whole pipeline on easy-vqa test data over SNRs and channels; print a table, write JSON."""
+"""Benchmark sweeps: every method × task × channel × SNR × channel uses; JSON, CSV, PNG plots, a table.
+
+A run writes OUTPUT.partial after every point; ``--resume`` continues it without
+redoing finished points. An evaluation preset (``--preset ci-bench``) fixes the
+sweep and the floors it must reach: any metric below its floor exits 1.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from .common import checkpoint_option, console, fail_cleanly, parse_floats, parse_names, print_json, write_json
+from .common import console, fail_cleanly, parse_floats, parse_names, print_json, write_json
 
 NAME = "evaluate"
 
 
+def _uses(text: str) -> list:
+    from ..errors import SemcomError
+
+    out = []
+    for v in parse_names(text):
+        if v == "matched":
+            out.append("matched")
+            continue
+        try:
+            n = int(v)
+        except ValueError:
+            n = 0
+        if n <= 0:
+            raise SemcomError(f"--channel-uses takes positive integers or 'matched' (got {v!r})")
+        out.append(n)
+    return out
+
+
+_FLAGS = {"tasks": "--task", "snrs": "--snr", "channels": "--channel", "channel_uses": "--channel-uses",
+          "methods": "--method", "limit": "--limit", "seed": "--seed", "batch_size": "--batch-size",
+          "image_codec": "--image-codec", "mcs": "--mcs"}
+
+
+def _partial(output: Path) -> Path:
+    return output.with_name(output.name + ".partial")
+
+
 @fail_cleanly
 def run(
-    task: str = typer.Option("vqa", "--task", "-t", help="Comma list of tasks: vqa,caption,text."),
-    snr: str = typer.Option("-5,0,10,20", "--snr", help="Comma list of SNRs (dB)."),
-    channel: str = typer.Option("awgn", "--channel", help="Comma list: awgn,rayleigh,rician,none."),
-    limit: int = typer.Option(200, "--limit", "-n", help="Questions (or captions, sentences) per point; 0 = all."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sample and the channel."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Questions decoded per LLM batch."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results as JSON here."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Comma list of tasks: vqa,caption,text. [default: vqa]"),
+    snr: Optional[str] = typer.Option(None, "--snr", help="Comma list of SNRs (dB). [default: -5,0,10,20]"),
+    channel: Optional[str] = typer.Option(None, "--channel", help="Comma list: awgn,rayleigh,rician. [default: awgn]"),
+    channel_uses: Optional[str] = typer.Option(
+        None, "--channel-uses", help="Comma list of complex channel uses per packet for the baselines; "
+                                     "'matched' = the checkpoint's own. [default: matched]"),
+    method: Optional[str] = typer.Option(
+        None, "--method", "-m", help="Comma list: semantic,mlp,noiseless,digital,capacity. [default: semantic]"),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n",
+                                        help="Questions (or captions, sentences) per point; 0 = all. [default: 200]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sample and the channel. [default: 0]"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Questions decoded per LLM batch. [default: 64]"),
+    image_codec: Optional[str] = typer.Option(None, "--image-codec", help="Digital baseline: webp, jpeg or png."),
+    mcs: Optional[str] = typer.Option(None, "--mcs", help="Digital baseline: auto (link adaptation) or e.g. 16qam-1/2."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Evaluation preset (presets/, kind: evaluate)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint folder.",
+                                              show_default="checkpoints/semcom-smollm2"),
+    mlp_checkpoint: Optional[Path] = typer.Option(None, "--mlp-checkpoint", help="Checkpoint of the MLP ablation."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Results JSON; the CSV and PNG plots are written beside it."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run at OUTPUT.partial."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Redraw the plots (and CSV) of a saved results JSON."),
     as_json: bool = typer.Option(False, "--json", help="Print the results JSON to stdout."),
-    checkpoint: Path = checkpoint_option(),
 ):
-    from ..channel import check_channel
-    from ..checkpoint import load_checkpoint, versions
-    from ..data import EasyVQA
+    from ..config import EvalPlan, load_eval_plan
     from ..errors import SemcomError
-    from ..evaluation import evaluate
-    from ..tasks import get_task
+
+    if plot is not None:
+        _redraw(plot)
+        return
+    plan = load_eval_plan(preset) if preset else EvalPlan(kind="evaluate", name="command-line")
+    flags = {"tasks": task and parse_names(task), "snrs": snr and parse_floats(snr),
+             "channels": channel and parse_names(channel), "channel_uses": channel_uses and _uses(channel_uses),
+             "methods": method and parse_names(method), "limit": limit, "seed": seed, "batch_size": batch_size,
+             "image_codec": image_codec, "mcs": mcs,
+             "checkpoint": checkpoint and str(checkpoint), "mlp_checkpoint": mlp_checkpoint and str(mlp_checkpoint)}
+    try:
+        plan = plan.model_copy(update={k: v for k, v in flags.items() if v is not None})
+        plan = EvalPlan.model_validate(plan.model_dump())
+    except Exception as err:  # pydantic's ValidationError, one line
+        from pydantic import ValidationError
+
+        if not isinstance(err, ValidationError):
+            raise
+        e = err.errors()[0]
+        flag = _FLAGS.get(str(e["loc"][0]), str(e["loc"][0]))
+        if e["type"] == "literal_error":
+            raise SemcomError(f"{flag}: must be one of {e['ctx']['expected']} (got {e.get('input')!r})") from None
+        raise SemcomError(f"{flag}: {e['msg']} (got {e.get('input')!r})") from None
+    if resume and output is None:
+        raise SemcomError("--resume continues the run written to --output; give the same --output")
+    failures = _sweep(plan, output, resume, as_json)
+    for line in failures:
+        print(f"semcom: below floor: {line}", file=sys.stderr)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool) -> list[str]:
+    import json
+
+    from ..checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, versions
+    from ..data import EasyVQA
+    from ..distributed import current_shard
+    from ..errors import SemcomError
+    from ..evaluation import Settings, evaluate_point, plan_points, sample_items
+    from ..report import FORMAT, check_floors
     from .common import progress_bar, spinner
 
-    tasks = [get_task(t).name for t in parse_names(task)]
-    channels = [check_channel(c) for c in parse_names(channel)]
-    snrs = parse_floats(snr)
-    if limit < 0 or batch_size <= 0:
-        raise SemcomError("--limit must be ≥ 0 and --batch-size > 0")
-    model = load_checkpoint(checkpoint)
+    uses = [None if u == "matched" else u for u in plan.channel_uses]
+    points = plan_points(plan.methods, plan.tasks, plan.channels, plan.snrs, uses)
+    if "mlp" in plan.methods and not plan.mlp_checkpoint:
+        raise SemcomError("method 'mlp' needs the MLP-projector checkpoint (--mlp-checkpoint; "
+                          "`make checkpoint-mlp` builds one)")
+    from ..digital import CODECS, choose_mcs
+
+    if plan.image_codec not in CODECS:
+        raise SemcomError(f"unknown image codec '{plan.image_codec}' (choose from: {', '.join(CODECS)})")
+    choose_mcs(0.0, plan.mcs)
+    settings = Settings(limit=plan.limit or None, seed=plan.seed, batch_size=plan.batch_size,
+                        image_codec=plan.image_codec, mcs=plan.mcs)
+    shard = current_shard()
+    model = load_checkpoint(Path(plan.checkpoint) if plan.checkpoint else DEFAULT_CHECKPOINT)
+    mlp_model = load_checkpoint(Path(plan.mlp_checkpoint)) if "mlp" in plan.methods else None
+    run = {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": model.preset.name,
+           "mlp_checkpoint_hash": mlp_model.hash if mlp_model else None,
+           "plan": plan.model_dump(exclude={"floors", "checkpoint", "mlp_checkpoint"}),
+           "seeds": {"sample": plan.seed, "channel": plan.seed}, "versions": versions(),
+           "processes": shard.world}
+
+    done: dict[str, dict] = {}
+    if output is not None and resume:
+        partial = _partial(output)
+        if not partial.is_file():
+            raise SemcomError(f"{partial}: no interrupted run to resume")
+        try:
+            saved = json.loads(partial.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise SemcomError(f"{partial}: not a partial results file") from None
+        mismatch = [k for k in ("checkpoint_hash", "mlp_checkpoint_hash", "plan")
+                    if saved.get("run", {}).get(k) != run[k]]
+        if mismatch:
+            raise SemcomError(f"{partial}: was run with another {mismatch[0].replace('_', ' ')}; "
+                              "resume with the same settings, or start afresh without --resume")
+        done = {p["key"]: p["record"] for p in saved.get("done", [])}
+
     with spinner("loading the LLM and the easy-vqa test split") as status:
         model.get_llm(status)
+        if mlp_model is not None:
+            mlp_model.get_llm(status)
         data = EasyVQA.load("test")
-    records = []
-    for t in tasks:
-        for ch in channels:
-            with progress_bar(f"{t} over {ch}", 1) as update:
-                records += evaluate(model, data, t, snrs, ch, limit or None, seed, batch_size,
-                                    on_progress=lambda d, n: update(d, n))
-    result = {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": model.preset.name,
-              "seed": seed, "limit": limit, "versions": versions(), "results": records}
-    table = Table(title=f"semcom evaluate — {model.name}")
-    for col in ("task", "channel", "SNR (dB)", "channel uses", "metric", "value", "n"):
-        table.add_column(col, justify="right" if col not in ("task", "channel", "metric") else "left")
-    for r in records:
-        table.add_row(r["task"], r["channel"], f"{r['snr_db']:g}", f"{r['channel_uses']:g}", r["metric"],
-                      f"{100 * r['value']:.1f}%", str(r["n"]))
-    console.print(table)
+
+    def document(records: list[dict]) -> dict:
+        return {"format": FORMAT, "run": run, "points": records}
+
+    sizes = {t: len(sample_items(data, t, settings.limit, settings.seed)) for t in plan.tasks}
+    total = sum(sizes[p.task] for p in points)
+    finished = sum(sizes[p.task] for p in points if p.key in done)
+    quiet = not shard.is_main
+    with progress_bar("evaluate", total) if not quiet else _silent() as update:
+        if done:
+            console.print(f"resuming: {len(done)} of {len(points)} points already measured") if not quiet else None
+        for point in points:
+            if point.key in done:
+                continue
+            base = finished
+            update(base, total, point.key)
+            done[point.key] = evaluate_point(model, data, point, settings, mlp_model, shard,
+                                             on_progress=lambda d, n: update(base + d * shard.world, total, point.key))
+            finished += sizes[point.task]
+            update(finished, total, point.key)
+            if output is not None and shard.is_main:
+                write_json(_partial(output), {"run": run, "done": [{"key": k, "record": r} for k, r in done.items()]})
+    doc = document([done[p.key] for p in points])
+    failures = check_floors(doc, [f.model_dump() for f in plan.floors])
+    if not shard.is_main:
+        return failures
+    _print_table(doc)
     if output is not None:
-        write_json(output, result)
+        from ..report import csv_text, plot_results
+
+        write_json(output, doc)
+        from ..formats import atomic_write_bytes
+
+        atomic_write_bytes(output.with_suffix(".csv"), csv_text(doc).encode())
+        plots = plot_results(doc, output.with_suffix(""))
+        _partial(output).unlink(missing_ok=True)
+        console.print(f"wrote {output}, {output.with_suffix('.csv')} and {len(plots)} plots")
     if as_json:
-        print_json(result)
+        print_json(doc)
+    return failures
+
+
+class _silent:
+    def __enter__(self):
+        return lambda *a, **k: None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_SHORT = {"accuracy": "acc", "exact_match": "exact", "bleu": "BLEU", "similarity": "sim"}
+
+
+def _print_table(doc: dict) -> None:
+    from rich.table import Table
+
+    from ..report import metric_names
+
+    points = doc["points"]
+    names = metric_names(points)
+    table = Table(title=f"semcom evaluate — {doc['run']['checkpoint']}")
+    for col in ("method", "task", "channel", "SNR dB", "uses"):
+        table.add_column(col, justify="left" if col in ("method", "task", "channel") else "right", no_wrap=True)
+    for name in names:
+        table.add_column(_SHORT.get(name, name), justify="right", no_wrap=True)
+    table.add_column("n", justify="right")
+    for p in points:
+        cells = []
+        for name in names:
+            m = p["metrics"].get(name)
+            if m is None:
+                cells.append("")
+            elif name == "bleu":
+                cells.append(f"{m['value']:.1f}")
+            else:
+                cells.append(f"{100 * m['value']:.1f}%")
+        n = next(iter(p["metrics"].values()))["n"]
+        table.add_row(p["method"], p["task"], p["channel"], "—" if p["snr_db"] is None else f"{p['snr_db']:g}",
+                      f"{p['channel_uses_mean']:g}", *cells, str(n))
+    console.print(table)
+
+
+def _redraw(path: Path) -> None:
+    from ..formats import atomic_write_bytes
+    from ..report import csv_text, load_results, plot_results
+
+    doc = load_results(path)
+    plots = plot_results(doc, path.with_suffix(""))
+    atomic_write_bytes(path.with_suffix(".csv"), csv_text(doc).encode())
+    _print_table(doc)
+    console.print(f"redrew {len(plots)} plots and {path.with_suffix('.csv')}")
