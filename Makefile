@@ -5,7 +5,7 @@ SEMCOM  := $(VENV)/bin/semcom
 CKPT    := checkpoints/semcom-smollm2
 RUNS    := runs
 
-.PHONY: setup demo test checkpoint checkpoint-mlp clean
+.PHONY: setup demo test checkpoint checkpoint-mlp bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,10 +20,15 @@ setup: $(VENV)/.installed
 
 # The main job: the whole pipeline on easy-vqa test questions with the shipped checkpoint.
 demo: setup
-	$(SEMCOM) evaluate --checkpoint $(CKPT) --task vqa,caption --snr=-5,0,10,20 --limit 100
+	$(SEMCOM) evaluate --checkpoint $(CKPT) --task vqa,caption --snr=-5,0,10,20 --limit 100 \
+		--method semantic,noiseless,digital --channel-uses matched,1024 -o $(RUNS)/demo/results.json
 
 test: setup
 	$(VENV)/bin/pytest -q
+
+# Speed and memory of the shipped checkpoint against the targets (README, "Measured on this machine").
+bench: setup
+	$(PY) benchmarks/speed.py
 
 # Rebuild the shipped checkpoint from the presets (about 20 minutes on 2 CPU cores).
 checkpoint: setup

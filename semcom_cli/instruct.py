@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .backbone import LLM
 from .tasks import END_OF_TURN, render_prompt
 
-__all__ = ["build_inputs", "instruct_loss", "generate_answers"]
+__all__ = ["build_inputs", "instruct_loss", "answer_token_count", "generate_answers"]
 
 
 def _ids(llm: LLM, text: str) -> list[int]:
@@ -78,11 +78,19 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp_min(0)
 
 
-def instruct_loss(llm: LLM, tasks, instructions, sem, sem_mask, answers) -> torch.Tensor:
-    """Cross-entropy of the answer tokens given the prompt and the semantic tokens."""
+def answer_token_count(llm: LLM, answers: list[str]) -> int:
+    """How many answer tokens (with the end-of-turn token) the loss averages over."""
+    return sum(len(_ids(llm, a + END_OF_TURN)) for a in answers)
+
+
+def instruct_loss(llm: LLM, tasks, instructions, sem, sem_mask, answers, normalizer: int | None = None) -> torch.Tensor:
+    """Cross-entropy of the answer tokens given the prompt and the semantic tokens: the mean over
+    answer tokens, or their sum over ``normalizer`` (a whole batch's count, when this is a share)."""
     embeds, mask, labels = build_inputs(llm, tasks, instructions, sem, sem_mask, answers, pad_left=False)
     logits = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask)).logits
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+    total = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100,
+                            reduction="sum")
+    return total / (normalizer or int((labels[:, 1:] != -100).sum()))
 
 
 @torch.no_grad()

@@ -29,7 +29,8 @@ from .backbone import LLM, attach_lora
 from .channel import channel_rng_state, seed_channel, set_channel_rng_state
 from .errors import SemcomError
 from .data import EasyVQA
-from .instruct import instruct_loss
+from .distributed import current_shard
+from .instruct import answer_token_count, instruct_loss
 from .pipeline import SemcomModel, send
 from .tasks import caption_text
 
@@ -77,6 +78,10 @@ class _Trainer:
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(cfg.steps, 1))
         self.total, self.on_step, self.losses, self.rng = cfg.steps, on_step, [], rng
         self.checkpointing = checkpointing or Checkpointing()
+        # Under torchrun every process draws the same batch and computes the loss on its share
+        # (rows()), normalised by the whole batch; gradients and losses are summed across processes,
+        # so every process takes the single-process step.
+        self.shard = current_shard()
         if self.checkpointing.resume is not None:
             self._restore(self.checkpointing.resume)
 
@@ -85,12 +90,26 @@ class _Trainer:
         """The first step still to run (0, or where a resumed run stopped)."""
         return len(self.losses)
 
+    def rows(self, batch: int) -> torch.Tensor:
+        """The rows of a batch of ``batch`` samples whose loss this process computes."""
+        return torch.tensor(self.shard.take(list(range(batch))), dtype=torch.long)
+
     def step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        value = loss.detach().clone()
+        if self.shard.world > 1:
+            import torch.distributed as dist
+
+            # each share's loss is normalised by the whole batch: the sums are the whole batch's
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+            dist.all_reduce(value)
         self.opt.step()
         self.sched.step()
-        self.losses.append(loss.item())
+        self.losses.append(value.item())
         if self.on_step:
             self.on_step(len(self.losses), self.total, self.losses[-1])
         every, on_save = self.checkpointing.every, self.checkpointing.on_save
@@ -146,11 +165,16 @@ def _trainable(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
     return params
 
 
-def _normalized_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask[..., None].to(pred.dtype)
-    err = ((pred - target) ** 2 * m).sum() / (m.sum() * pred.shape[-1])
-    power = (target**2 * m).sum() / (m.sum() * pred.shape[-1])
-    return err / power
+def _normalized_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                    whole: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Squared error over the target's power. With ``whole`` (the whole batch's target and mask,
+    when pred is one process's share), both are normalised by the whole batch, so the shares' losses
+    add up to the single-process loss."""
+    whole_target, whole_mask = whole if whole is not None else (target, mask)
+    m, wm = mask[..., None].to(pred.dtype), whole_mask[..., None].to(pred.dtype)
+    count = wm.sum() * pred.shape[-1]
+    power = (whole_target**2 * wm).sum() / count
+    return ((pred - target) ** 2 * m).sum() / count / power
 
 
 def _summary(stage: str, cfg, losses: list[float], started: float) -> dict:
@@ -175,17 +199,21 @@ def caption_targets(llm: LLM, data: EasyVQA, n_tokens: int) -> tuple[list[int], 
 
 
 def _vocab_cross_entropy(tokens: torch.Tensor, target_ids: torch.Tensor, vocab: torch.Tensor,
-                         temperature: float = 0.05) -> torch.Tensor:
+                         whole_ids: torch.Tensor | None = None, temperature: float = 0.05) -> torch.Tensor:
     """Cross-entropy of the nearest-word decision (cosine) among the words in the batch.
 
     MSE alone lets a token drift toward the mean embedding (and, through a noisy
     channel, it does); this term asks each token to be read as its own word rather
     than another one. target_ids: [B, T] token ids, -100 where there is no target.
+    ``whole_ids``: the whole batch's ids when tokens are one process's share (the
+    words to choose among, and the count to average over, are the whole batch's).
     """
+    whole_ids = target_ids if whole_ids is None else whole_ids
+    words = torch.unique(whole_ids[whole_ids >= 0])
     valid = target_ids >= 0
-    words, targets = torch.unique(target_ids[valid], return_inverse=True)
+    targets = torch.searchsorted(words, target_ids[valid])
     logits = F.normalize(tokens[valid], dim=-1) @ F.normalize(vocab[words], dim=-1).T / temperature
-    return F.cross_entropy(logits, targets)
+    return F.cross_entropy(logits, targets, reduction="sum") / int((whole_ids >= 0).sum())
 
 
 def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
@@ -199,9 +227,12 @@ def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook |
     model.train()
     started = time.time()
     for step in range(trainer.start, cfg.steps):
-        pick = [rng.randrange(len(image_ids)) for _ in range(cfg.batch_size)]
+        batch = [rng.randrange(len(image_ids)) for _ in range(cfg.batch_size)]
+        pick = [batch[i] for i in trainer.rows(len(batch))]
         tokens, mask = model.image_tokens(data.batch_images(image_ids[i] for i in pick))
-        loss = _normalized_mse(tokens, targets[pick], mask) + _vocab_cross_entropy(tokens, target_ids[pick], vocab)
+        whole = (targets[batch], torch.ones(len(batch), tokens.shape[1], dtype=torch.long))
+        loss = (_normalized_mse(tokens, targets[pick], mask, whole)
+                + _vocab_cross_entropy(tokens, target_ids[pick], vocab, target_ids[batch]))
         trainer.step(loss)
     model.eval()
     return _summary("align", cfg, trainer.losses, started)
@@ -261,7 +292,9 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
         channel = cfg.channels[step % len(cfg.channels)]
         y, h = send(model.encode(tokens, mask), snr, channel, model.preset.channel.rician_k)
         received = model.receive(y, h, snr, mask)
-        loss = _normalized_mse(received, tokens, mask) + _vocab_cross_entropy(received, word_ids, vocab)
+        r = trainer.rows(tokens.shape[0])  # every process draws the whole batch's noise, in step
+        loss = (_normalized_mse(received[r], tokens[r], mask[r], (tokens, mask))
+                + _vocab_cross_entropy(received[r], word_ids[r], vocab, word_ids))
         trainer.step(loss)
     model.eval()
     return _summary("channel", cfg, trainer.losses, started)
@@ -313,7 +346,9 @@ def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHoo
             received = model.receive(y, h, snr, mask)
             noisy = torch.tensor([rng.random() < cfg.channel_fraction for _ in tasks])
             tokens = torch.where(noisy[:, None, None], received, tokens)
-        loss = instruct_loss(llm, tasks, [s[1] for s in samples], tokens, mask, [s[2] for s in samples])
+        r = trainer.rows(len(tasks))
+        loss = instruct_loss(llm, [tasks[i] for i in r], [samples[i][1] for i in r], tokens[r], mask[r],
+                             [samples[i][2] for i in r], answer_token_count(llm, [s[2] for s in samples]))
         trainer.step(loss)
     llm.model.eval()
     return _summary("instruct", cfg, trainer.losses, started)

@@ -55,3 +55,18 @@ def test_shipped_checkpoint_accuracy_on_a_fixed_sample(test_data):
 # The shipped checkpoint scores 0.892 on this sample (107/120; 86.5 % on the README's 200-question
 # sample); the floor leaves room for floating-point differences between CPUs, not for a worse model.
 ACCURACY_FLOOR_10DB = 0.82
+
+
+def test_ci_bench_gate_passes_on_the_shipped_checkpoint(tmp_path):
+    """The CI regression gate itself: every floor of presets/ci-bench.yaml holds."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "semcom"
+    out = tmp_path / "ci.json"
+    r = subprocess.run([str(exe), "evaluate", "--preset", "ci-bench", "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert doc["run"]["plan"]["name"] == "ci-bench" and len(doc["points"]) == 63

@@ -1,6 +1,7 @@
 """Each training stage on the tiny preset: the loss falls, and checkpoints reload exactly."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,3 +161,42 @@ def test_partial_run_of_another_stage_refused(train_data, tmp_path):
     (tmp_path / "partial" / "checkpoint" / "vision" / "model.safetensors").write_bytes(b"broken")
     with pytest.raises(SemcomError):
         load_partial(tmp_path / "partial", "align")
+
+
+@pytest.mark.parametrize("stage", ["align", "instruct"])
+def test_two_processes_train_as_one(stage, tiny_checkpoint, tmp_path):
+    """Under torchrun each process takes its share of every batch and gradients are averaged:
+    the trained weights match a single-process run (up to float summation order)."""
+    import os
+    import subprocess
+    import sys
+
+    from semcom_cli.checkpoint import load_checkpoint
+
+    exe = Path(sys.executable).parent
+    if stage == "align":
+        args = ["align", "--preset", "tiny", "--steps", "4"]
+    else:
+        args = ["finetune", "--stage", "instruct", "-c", str(tiny_checkpoint), "--steps", "3"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = subprocess.run([str(exe / "semcom"), *args, "-o", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([str(exe / "torchrun"), "--standalone", "--nproc_per_node", "2", "--no-python",
+                          str(exe / "semcom"), *args, "-o", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr
+    if stage == "align":
+        init = tiny_model(0)[0].projector.state_dict()
+        a, b = (load_checkpoint(tmp_path / run).projector.state_dict() for run in ("one", "two"))
+    else:
+        from safetensors.torch import load_file
+
+        name = "adapter/adapter_model.safetensors"
+        init = load_file(tiny_checkpoint / name)
+        a, b = load_file(tmp_path / "one" / name), load_file(tmp_path / "two" / name)
+    assert a.keys() == b.keys() == init.keys()
+    update = max((a[k] - init[k]).abs().max().item() for k in a)
+    gap = max((a[k] - b[k]).abs().max().item() for k in a)
+    # the same steps up to float summation order: far below the size of the steps themselves
+    assert update > 1e-3 and gap < 0.02 * update, (gap, update)

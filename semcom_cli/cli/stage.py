@@ -8,10 +8,12 @@ partial run is removed once the checkpoint is written.
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.table import Table
 
+from ..distributed import current_shard
 from ..errors import SemcomError
 from .common import console, progress_bar, spinner
 
@@ -44,14 +46,21 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
         data = EasyVQA.load("train")
     if resume is not None:
         console.print(f"resuming {stage} at step {resume.step} of {cfg.steps} from {partial}")
+    shard = current_shard()  # under torchrun: every process trains, the first one writes
     checkpointing = Checkpointing(
-        cfg.save_every, lambda state: save_partial(partial, model, stage, state, history), resume)
-    with progress_bar(f"{stage}", cfg.steps) as update:
+        cfg.save_every, (lambda state: save_partial(partial, model, stage, state, history)) if shard.is_main else None,
+        resume)
+    with progress_bar(f"{stage}", cfg.steps) if shard.is_main else _quiet() as update:
         def on_step(step, total, loss):
             if step % cfg.log_every == 0 or step == total:
                 update(step, total, f"loss {loss:.4f}")
 
         summary = run_stage(stage, model, llm, data, on_step, checkpointing)
+    if not shard.is_main:
+        shard.barrier()
+        return
+    if shard.world > 1:
+        summary["processes"] = shard.world
     digest = save_checkpoint(model, output, training={"stages": history + [summary]})
     shutil.rmtree(partial, ignore_errors=True)  # the finished checkpoint supersedes it
     table = Table(title=f"{stage} → {output}")
@@ -60,3 +69,9 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     table.add_row("checkpoint hash", digest[:16] + "…")
     console.print(table)
+    shard.barrier()
+
+
+@contextmanager
+def _quiet():
+    yield lambda *args, **kwargs: None
