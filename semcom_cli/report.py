@@ -73,6 +73,14 @@ def _ylabel(metric: str) -> str:
             "similarity": "MiniLM similarity (×100)"}.get(metric, metric)
 
 
+def _label(ax, xlabel: str, metric: str, title: str, legend_size: int) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(_ylabel(metric))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
 def plot_results(doc: dict, stem: Path) -> list[Path]:
     """PNG plots beside ``stem``: metric vs SNR per (task, channel, metric), one line per method
     (noiseless as a dashed level); metric vs channel uses where a baseline swept bandwidth."""
@@ -116,11 +124,7 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
                 for p in task_points:
                     if p["method"] == "noiseless" and metric in p["metrics"]:
                         ax.axhline(s * p["metrics"][metric]["value"], linestyle="--", color="gray", label="noiseless")
-                ax.set_xlabel("SNR (dB), Es/N0 per complex channel use")
-                ax.set_ylabel(_ylabel(metric))
-                ax.set_title(f"{task} over {channel}")
-                ax.grid(alpha=0.3)
-                ax.legend(fontsize=8)
+                _label(ax, "SNR (dB), Es/N0 per complex channel use", metric, f"{task} over {channel}", 8)
                 save(fig, f"{task}-{metric}-{channel}-vs-snr")
             bandwidth = [p for p in task_points if p["method"] in ("digital", "capacity") and metric in p["metrics"]]
             if len({p["channel_uses_mean"] for p in bandwidth}) > 1:
@@ -140,11 +144,7 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
                                         color=f"C{colour}", linestyle="-" if method == "digital" else ":",
                                         label=f"{method} {snr:g} dB")
                     ax.set_xscale("log", base=2)
-                    ax.set_xlabel("complex channel uses per packet")
-                    ax.set_ylabel(_ylabel(metric))
-                    ax.set_title(f"{task} over {channel}")
-                    ax.grid(alpha=0.3)
-                    ax.legend(fontsize=7)
+                    _label(ax, "complex channel uses per packet", metric, f"{task} over {channel}", 7)
                     save(fig, f"{task}-{metric}-{channel}-vs-channel-uses")
     return written
 

@@ -86,6 +86,21 @@ def run_pipe(image: Path, question: str, snr: float = 5.0, checkpoint: Path | No
     return json.loads(r.stdout)
 
 
+def run_one_and_two_processes(args: list[str], one: Path, two: Path) -> None:
+    """Run ``semcom ARGS -o ONE`` plainly and ``-o TWO`` under torchrun with 2 processes (1 thread each)."""
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for launcher, out in (([], one), ([str(exe / "torchrun"), "--standalone", "--nproc_per_node", "2",
+                                        "--no-python"], two)):
+        r = subprocess.run([*launcher, str(exe / "semcom"), *args, "-o", str(out)],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+
+
 class Semcom:
     """Runs the CLI in-process and returns the click Result."""
 

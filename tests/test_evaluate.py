@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import assert_clean_failure
+from conftest import assert_clean_failure, run_one_and_two_processes
 
 SWEEP = ["--method", "semantic,noiseless,digital,capacity", "--task", "vqa,text", "--snr", "0,20",
          "--channel-uses", "matched,256", "--limit", "8"]
@@ -278,17 +275,9 @@ def test_ci_bench_preset_is_valid():
 # --- two processes ----------------------------------------------------------------------------
 
 def test_two_processes_merge_into_the_single_process_report(tiny_checkpoint, tmp_path):
-    exe = Path(sys.executable).parent
     args = ["evaluate", "-c", str(tiny_checkpoint), "--task", "vqa,caption", "--snr", "0",
             "--method", "semantic,digital", "--limit", "20", "--batch-size", "4"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    one = subprocess.run([str(exe / "semcom"), *args, "-o", str(tmp_path / "one.json")],
-                         capture_output=True, text=True, env=env)
-    assert one.returncode == 0, one.stderr
-    two = subprocess.run([str(exe / "torchrun"), "--standalone", "--nproc_per_node", "2", "--no-python",
-                          str(exe / "semcom"), *args, "-o", str(tmp_path / "two.json")],
-                         capture_output=True, text=True, env=env)
-    assert two.returncode == 0, two.stderr
+    run_one_and_two_processes(args, tmp_path / "one.json", tmp_path / "two.json")
     a, b = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
     assert a["run"]["processes"] == 1 and b["run"]["processes"] == 2
     assert a["points"] == b["points"]

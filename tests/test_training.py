@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_model
+from conftest import run_one_and_two_processes, tiny_model
 from semcom_cli.checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
 from semcom_cli.errors import SemcomError
 from semcom_cli.pipeline import send
@@ -167,25 +167,13 @@ def test_partial_run_of_another_stage_refused(train_data, tmp_path):
 def test_two_processes_train_as_one(stage, tiny_checkpoint, tmp_path):
     """Under torchrun each process takes its share of every batch and gradients are averaged:
     the trained weights match a single-process run (up to float summation order)."""
-    import os
-    import subprocess
-    import sys
-
     from semcom_cli.checkpoint import load_checkpoint
 
-    exe = Path(sys.executable).parent
     if stage == "align":
         args = ["align", "--preset", "tiny", "--steps", "4"]
     else:
         args = ["finetune", "--stage", "instruct", "-c", str(tiny_checkpoint), "--steps", "3"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    one = subprocess.run([str(exe / "semcom"), *args, "-o", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env)
-    assert one.returncode == 0, one.stderr
-    two = subprocess.run([str(exe / "torchrun"), "--standalone", "--nproc_per_node", "2", "--no-python",
-                          str(exe / "semcom"), *args, "-o", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env)
-    assert two.returncode == 0, two.stderr
+    run_one_and_two_processes(args, tmp_path / "one", tmp_path / "two")
     if stage == "align":
         init = tiny_model(0)[0].projector.state_dict()
         a, b = (load_checkpoint(tmp_path / run).projector.state_dict() for run in ("one", "two"))
