@@ -5,7 +5,7 @@ SEMCOM  := $(VENV)/bin/semcom
 CKPT    := checkpoints/semcom-smollm2
 RUNS    := runs
 
-.PHONY: setup demo test checkpoint checkpoint-mlp bench clean
+.PHONY: setup demo test checkpoint checkpoint-mlp bench bench-share clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ test: setup
 # Speed and memory of the shipped checkpoint against the targets (README, "Measured on this machine").
 bench: setup
 	$(PY) benchmarks/speed.py
+
+# Multi-user sharing against its targets (README, "Multi-user sharing"; about 15 minutes).
+bench-share: setup
+	$(PY) benchmarks/sharing.py
 
 # Rebuild the shipped checkpoint from the presets (about 20 minutes on 2 CPU cores).
 checkpoint: setup

@@ -26,6 +26,7 @@ __all__ = [
     "noise_variance",
     "apply_channel",
     "draw_gains",
+    "draw_unit_noise",
     "mmse_equalize",
     "effective_snr_db",
     "seed_channel",
@@ -140,6 +141,11 @@ def draw_gains(batch: int, channel: str, rician_k: float = 3.0) -> torch.Tensor:
     # rician: fixed line-of-sight part plus Rayleigh scattering
     los = math.sqrt(rician_k / (rician_k + 1.0))
     return (los + math.sqrt(1.0 / (rician_k + 1.0)) * _rayleigh_gains(batch)).to(torch.complex64)
+
+
+def draw_unit_noise(n: int) -> torch.Tensor:
+    """[n] complex64 CN(0, 1) samples from Sionna's AWGN block (noise added to zeros)."""
+    return _awgn()(torch.zeros(1, n, dtype=torch.complex64), torch.ones(1, 1))[0]
 
 
 def mmse_equalize(y: torch.Tensor, h: torch.Tensor, snr_db: torch.Tensor | float) -> torch.Tensor:

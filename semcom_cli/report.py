@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .errors import SemcomError
 
-__all__ = ["FORMAT", "load_results", "csv_text", "plot_results", "check_floors", "point_label", "metric_names"]
+__all__ = ["FORMAT", "load_results", "csv_text", "plot_results", "check_floors", "point_label", "metric_names",
+           "plot_share"]
 
 FORMAT = "semcom-evaluate/1"
 _PERCENT = {"accuracy", "exact_match", "delivered", "similarity"}
@@ -146,6 +147,47 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
                     ax.set_xscale("log", base=2)
                     _label(ax, "complex channel uses per packet", metric, f"{task} over {channel}", 7)
                     save(fig, f"{task}-{metric}-{channel}-vs-channel-uses")
+    return written
+
+
+def plot_share(doc: dict, stem: Path) -> list[Path]:
+    """``evaluate --share`` plots per (channel, SNR): channel-use saving against the number of
+    users, one line per scenario; and each scheme's accuracy against the number of users."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .formats import atomic_write_bytes
+
+    points = doc["points"]
+    written = []
+    for channel, snr in dict.fromkeys((p["channel"], p["snr_db"]) for p in points):
+        here = [p for p in points if p["channel"] == channel and p["snr_db"] == snr]
+        scenarios = list(dict.fromkeys(p["scenario"] for p in here))
+        for name in ("saving", "accuracy"):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for k, scenario in enumerate(scenarios):
+                line = sorted((p for p in here if p["scenario"] == scenario), key=lambda p: p["users"])
+                xs = [p["users"] for p in line]
+                if name == "saving":
+                    ax.plot(xs, [100 * p["saving"]["mean"] for p in line], marker="o", label=scenario)
+                else:
+                    ax.plot(xs, [100 * p["accuracy"]["shared"]["value"] for p in line], marker="o",
+                            color=f"C{k}", label=f"{scenario} shared")
+                    ax.plot(xs, [100 * p["accuracy"]["separate"]["value"] for p in line], marker="x",
+                            color=f"C{k}", linestyle="--", label=f"{scenario} separate")
+            ax.set_xlabel("users")
+            ax.set_ylabel("fewer channel uses than separate (%)" if name == "saving" else "accuracy (%)")
+            ax.set_title(f"{doc['run']['task']} over {channel} at {snr:g} dB")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+            plt.close(fig)
+            path = stem.with_name(f"{stem.name}-share-{name}-{channel}-{snr:g}dB.png")
+            atomic_write_bytes(path, buf.getvalue())
+            written.append(path)
     return written
 
 

@@ -70,3 +70,18 @@ def test_ci_bench_gate_passes_on_the_shipped_checkpoint(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(out.read_text())
     assert doc["run"]["plan"]["name"] == "ci-bench" and len(doc["points"]) == 63
+
+
+def test_shipped_checkpoint_shares_what_users_have_in_common(test_data):
+    """The calibrated threshold on the real tokens: one scene is sent once at no cost in accuracy,
+    a shared colour saves at least 30 %, scenes with nothing in common share nothing."""
+    from semcom_cli.share_evaluation import SharePoint, evaluate_share_point
+
+    model = load_checkpoint()
+    one_scene = evaluate_share_point(model, test_data, SharePoint("same-scene", 4, "awgn", 0.0), groups=8)
+    assert one_scene["saving"]["min"] == 0.75
+    assert one_scene["users_changed"] == {"gained": 0, "lost": 0}
+    colour = evaluate_share_point(model, test_data, SharePoint("same-color", 4, "awgn", 0.0), groups=8)
+    assert colour["saving"]["min"] >= 0.3  # the two colour tokens go public in every group
+    distinct = evaluate_share_point(model, test_data, SharePoint("distinct", 2, "awgn", 0.0), groups=8)
+    assert distinct["saving"]["max"] == 0.0

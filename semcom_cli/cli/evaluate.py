@@ -70,10 +70,26 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run at OUTPUT.partial."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Redraw the plots (and CSV) of a saved results JSON."),
     as_json: bool = typer.Option(False, "--json", help="Print the results JSON to stdout."),
+    share: bool = typer.Option(False, "--share", help="Multi-user sharing: channel uses and accuracy of "
+                                                      "public+private against separate sending."),
+    users: str = typer.Option("1,2,4,8", "--users", help="--share: comma list of users per group (1 to 8)."),
+    scenario: str = typer.Option("same-scene,same-objects,same-color,same-shape,unrelated,distinct", "--scenario",
+                                 help="--share: comma list of scenarios (how related the users' scenes are)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold",
+                                              help="--share: relative distance under which tokens are shared."),
 ):
     from ..config import EvalPlan, load_eval_plan
     from ..errors import SemcomError
 
+    if share:
+        if preset or plot or resume or method or channel_uses or mlp_checkpoint or image_codec or mcs:
+            raise SemcomError("--share takes --task, --scenario, --users, --channel, --snr, --limit (groups), "
+                              "--seed, --threshold, --batch-size, --checkpoint, --output, --json")
+        from .evaluate_share import share_sweep
+
+        share_sweep(checkpoint, task or "vqa", scenario, users, channel or "awgn", snr or "0",
+                    100 if limit is None else limit, seed or 0, threshold, batch_size or 64, output, as_json)
+        return
     if plot is not None:
         _redraw(plot)
         return

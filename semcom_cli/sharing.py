@@ -1,0 +1,281 @@
+"""Multi-user sharing: what several users' packets have in common is sent once, by broadcast.
+
+Every user's content becomes semantic tokens in the LLM's embedding space, one
+packet of T tokens per user, and the channel code maps each token to its own
+complex symbols. At each token position the users' tokens are grouped by
+relative distance ``‖a − b‖ / max(‖a‖, ‖b‖)`` (complete linkage, so every two
+tokens in a group are within the threshold of each other). A group of two or
+more users becomes one *public* token: the group's medoid, encoded once and
+broadcast. Every other token is *private* and goes to its own user only.
+
+Why this works on easy-vqa: the trained tokens factorise by attribute (on the
+shipped checkpoint tokens 0 and 2 carry the colour, 1 and 3 the shape; README,
+"Multi-user sharing"), so users whose scenes share an attribute share tokens,
+and a user asking about a scene another user also receives shares all of them.
+Text tokens are the LLM's own word embeddings; they are shared only when equal.
+
+Channel model. User u's frame is its share of the public broadcast plus its
+private packet, with one block-fading gain for the frame; public and private
+symbols see the same channel, independent noise per user. A part sent below the
+SNR the codec was trained down to is repeated ``r`` times and the copies
+averaged (noise variance N0 / r); the public part is repeated for the worst of
+its users. The unit noise of user u's own T token positions is drawn first, in
+token order, from a generator seeded by (seed, user); separate transmission
+draws the same, so the two schemes are compared on the same channel draws.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .channel import draw_gains, draw_unit_noise, noise_variance, seed_channel
+from .errors import SemcomError
+
+__all__ = ["PublicToken", "SharePlan", "plan_sharing", "relative_distances", "encode_parts", "SharedPackets", "effective_snr",
+           "repeats_for", "user_seed", "UserLink", "send_to_user", "send_separately", "receive_user",
+           "DEFAULT_THRESHOLD"]
+
+# Calibrated on easy-vqa *train* images with the shipped checkpoint (README): tokens of one
+# attribute value lie at 0.05-0.2 of each other, of different values at 0.8 and more.
+DEFAULT_THRESHOLD = 0.35
+
+
+@dataclass(frozen=True)
+class PublicToken:
+    index: int              # token position in each served user's packet
+    users: tuple[int, ...]  # the users it serves (two or more)
+    source: int             # the user whose token is sent (the group's medoid)
+
+
+@dataclass(frozen=True)
+class SharePlan:
+    """Which token of which user goes public (once) and which goes private."""
+
+    n_tokens: tuple[int, ...]        # packet length per user
+    public: tuple[PublicToken, ...]  # in file order
+    threshold: float
+
+    @property
+    def n_users(self) -> int:
+        return len(self.n_tokens)
+
+    def public_slots(self, user: int) -> dict[int, int]:
+        """token index → slot in the public file, for the public tokens serving ``user``."""
+        return {p.index: slot for slot, p in enumerate(self.public) if user in p.users}
+
+    def private_indices(self, user: int) -> list[int]:
+        shared = self.public_slots(user)
+        return [t for t in range(self.n_tokens[user]) if t not in shared]
+
+    def to_json(self) -> dict:
+        return {"n_tokens": list(self.n_tokens), "threshold": self.threshold,
+                "public": [{"index": p.index, "users": list(p.users), "source": p.source} for p in self.public]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SharePlan":
+        try:
+            public = tuple(PublicToken(int(p["index"]), tuple(int(u) for u in p["users"]), int(p["source"]))
+                           for p in data["public"])
+            return cls(tuple(int(n) for n in data["n_tokens"]), public, float(data["threshold"]))
+        except (KeyError, TypeError, ValueError):
+            raise SemcomError("the share plan in the file's metadata is damaged") from None
+
+    def public_repeats(self, user_repeats: list[int] | None = None) -> list[int]:
+        """Copies of each public token: as many as the worst of the users it serves needs."""
+        reps = user_repeats or [1] * self.n_users
+        return [max(reps[u] for u in p.users) for p in self.public]
+
+    def channel_uses(self, symbols_per_token: int, user_repeats: list[int] | None = None) -> dict[str, int]:
+        """Channel uses of the shared scheme (public once + each private part) and of sending
+        every user its whole packet separately; ``user_repeats``: copies each user's link needs.
+        A public token costs its worst user's copies once, never more than its users' own
+        copies together, so sharing never costs more than separate transmission."""
+        reps = user_repeats or [1] * self.n_users
+        public = sum(self.public_repeats(reps)) * symbols_per_token
+        private = [len(self.private_indices(u)) * symbols_per_token * reps[u] for u in range(self.n_users)]
+        separate = [self.n_tokens[u] * symbols_per_token * reps[u] for u in range(self.n_users)]
+        return {"public": public, "private": sum(private), "shared": public + sum(private),
+                "separate": sum(separate)}
+
+
+def relative_distances(vectors: torch.Tensor) -> torch.Tensor:
+    """[N, D] → [N, N] of ‖a − b‖ / max(‖a‖, ‖b‖) (0 between equal vectors)."""
+    v = vectors.detach().double()
+    norms = v.norm(dim=-1)
+    scale = torch.maximum(norms[:, None], norms[None, :]).clamp_min(1e-12)
+    return torch.cdist(v, v) / scale
+
+
+def _groups(distances: torch.Tensor, threshold: float) -> list[list[int]]:
+    """Complete-linkage groups whose members are all within ``threshold`` of each other."""
+    n = distances.shape[0]
+    if n == 1:
+        return [[0]]
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    d = distances.numpy().copy()
+    np.fill_diagonal(d, 0.0)
+    labels = fcluster(linkage(squareform((d + d.T) / 2, checks=False), method="complete"),
+                      t=threshold + 1e-6, criterion="distance")  # equal tokens: float noise
+    groups: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(int(label), []).append(i)
+    return sorted(groups.values())
+
+
+def plan_sharing(tokens: torch.Tensor, mask: torch.Tensor, threshold: float = DEFAULT_THRESHOLD) -> SharePlan:
+    """tokens [U, T, D], mask [U, T] (1 = a real token) → the share plan."""
+    if not 0.0 <= threshold < 2.0:
+        raise SemcomError(f"share threshold must be in [0, 2) (got {threshold})")
+    n_tokens = tuple(int(n) for n in mask.sum(1).tolist())
+    public = []
+    for t in range(tokens.shape[1]):
+        users = [u for u in range(tokens.shape[0]) if mask[u, t]]
+        if len(users) < 2:
+            continue
+        d = relative_distances(tokens[users, t])
+        for group in _groups(d, threshold):
+            if len(group) < 2:
+                continue
+            sub = d[group][:, group]
+            medoid = group[int(torch.argmin(sub.sum(1)))]  # the token nearest the others
+            public.append(PublicToken(t, tuple(users[g] for g in group), users[medoid]))
+    return SharePlan(n_tokens, tuple(public), threshold)
+
+
+@dataclass
+class SharedPackets:
+    """Channel symbols of the public part [P, m, 2] and of each user's private part [Q_u, m, 2].
+
+    Every token keeps the share of power the codec gave it in its user's whole packet; one
+    factor for the whole shared transmission brings its average power (public and private
+    parts together) to 1 per complex symbol, as each separate packet has. The receiver
+    multiplies by ``scale`` (one real number, sent with the plan) to get the symbols back
+    at the codec's scale, so the channel decoder works as trained, at the true SNR.
+    """
+
+    public: torch.Tensor
+    private: list[torch.Tensor]
+    scale: float
+
+
+@torch.no_grad()
+def encode_parts(model, tokens: torch.Tensor, mask: torch.Tensor, plan: SharePlan) -> SharedPackets:
+    """Split each user's whole-packet symbols into the public and private packets of ``plan``."""
+    whole = model.encode(tokens, mask)  # [U, T, m, 2], each user's packet at power 1
+    empty = torch.zeros(0, model.symbols_per_token, 2)
+
+    def stack(rows: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(rows) if rows else empty
+
+    public = stack([whole[p.source, p.index] for p in plan.public])
+    private = [stack([whole[u, t] for t in plan.private_indices(u)]) for u in range(plan.n_users)]
+    power = torch.cat([public.flatten(0, 1), *(x.flatten(0, 1) for x in private)]).pow(2).sum(-1).mean()
+    scale = float(power.clamp_min(1e-12).sqrt())
+    return SharedPackets(public / scale, [x / scale for x in private], scale)
+
+
+def repeats_for(snr_db: float, floor_db: float) -> int:
+    """Copies needed for a link at ``snr_db`` to reach the codec's trained floor by averaging."""
+    if snr_db >= floor_db:
+        return 1
+    return int(math.ceil(10.0 ** ((floor_db - snr_db) / 10.0) - 1e-9))
+
+
+def user_seed(seed: int, user: int, group: int = 0) -> int:
+    return int(np.random.SeedSequence([int(seed), int(group), int(user)]).generate_state(1)[0])
+
+
+@dataclass
+class UserLink:
+    """What one user received: its copy of the public part, its private part, the frame's gain."""
+
+    public: torch.Tensor    # [P, m, 2]
+    private: torch.Tensor   # [Q, m, 2]
+    gain: torch.Tensor      # complex scalar
+    public_repeats: list[int]  # per public slot
+    private_repeats: int
+    scale: float = 1.0
+
+
+def _through(x: torch.Tensor, h: torch.Tensor, unit_noise: torch.Tensor, snr_db: float,
+             repeats: int | list[int], channel: str) -> torch.Tensor:
+    """y = h·x + √(N0/r)·n for symbols [N, m, 2], unit noise [N, m] (complex), r copies per row."""
+    if x.shape[0] == 0 or channel == "none":
+        return x.clone()
+    xc = torch.view_as_complex(x.float().contiguous())
+    r = torch.as_tensor(repeats, dtype=torch.float32).reshape(-1, 1)
+    y = h * xc + torch.sqrt(noise_variance(snr_db) / r) * unit_noise
+    return torch.view_as_real(y).clone()
+
+
+def _draws(channel: str, seed: int, n_tokens: int, n_extra: int, m: int, rician_k: float):
+    seed_channel(seed)
+    h = draw_gains(1, channel, rician_k)[0]
+    noise = draw_unit_noise((n_tokens + n_extra) * m).reshape(n_tokens + n_extra, m)
+    return h, noise[:n_tokens], noise[n_tokens:]
+
+
+def send_to_user(plan: SharePlan, user: int, packets: SharedPackets, snr_db: float, channel: str, seed: int,
+                 public_repeats: list[int], private_repeats: int, rician_k: float = 3.0) -> UserLink:
+    """User ``user``'s frame: the whole public broadcast (as this user receives it) and its private part."""
+    public, private = packets.public, packets.private[user]
+    m = public.shape[1] if public.shape[0] else private.shape[1]
+    mine = plan.public_slots(user)
+    others = [s for s in range(len(plan.public)) if s not in mine.values()]
+    h, own, extra = _draws(channel, seed, plan.n_tokens[user], len(others), m, rician_k)
+    public_noise = torch.zeros(len(plan.public), m, dtype=torch.complex64)
+    for index, slot in mine.items():
+        public_noise[slot] = own[index]
+    for k, slot in enumerate(others):
+        public_noise[slot] = extra[k]
+    private_noise = own[plan.private_indices(user)]
+    return UserLink(_through(public, h, public_noise, snr_db, public_repeats, channel),
+                    _through(private, h, private_noise, snr_db, private_repeats, channel),
+                    h, public_repeats, private_repeats, packets.scale)
+
+
+def send_separately(symbols: torch.Tensor, snr_db: float, channel: str, seed: int, repeats: int,
+                    rician_k: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole packet [T, m, 2] on the user's own link, with the same draws as :func:`send_to_user`."""
+    h, own, _ = _draws(channel, seed, symbols.shape[0], 0, symbols.shape[1], rician_k)
+    return _through(symbols, h, own, snr_db, repeats, channel), h
+
+
+def effective_snr(snr_db: float, repeats: int = 1, scale: float = 1.0) -> float:
+    """SNR of a part after averaging ``repeats`` copies and restoring its ``scale``."""
+    return snr_db + 10.0 * math.log10(repeats) - 20.0 * math.log10(scale)
+
+
+def _restore(y: torch.Tensor, scale: float) -> torch.Tensor:
+    return y * scale
+
+
+@torch.no_grad()
+def receive_user(model, plan: SharePlan, user: int, link: UserLink, snr_db: float) -> torch.Tensor:
+    """Decode user ``user``'s tokens [T, D]: its public slots from the broadcast, the rest from its
+    private part, each at its own effective SNR."""
+    t = plan.n_tokens[user]
+    tokens = torch.zeros(t, model.embed_dim)
+    h = link.gain.reshape(1)
+    slots = plan.public_slots(user)
+    if slots:  # each public token on its own: each has its own number of copies
+        idx = sorted(slots)
+        rx = link.public[[slots[i] for i in idx]][:, None]
+        snr = torch.tensor([effective_snr(snr_db, link.public_repeats[slots[i]], link.scale) for i in idx])
+        tokens[idx] = model.receive(_restore(rx, link.scale), h.expand(len(idx)), snr,
+                                    torch.ones(len(idx), 1, dtype=torch.long))[:, 0]
+    rest = plan.private_indices(user)
+    if rest:
+        if link.private.shape[0] != len(rest):
+            raise SemcomError(f"user {user}'s private part has {link.private.shape[0]} tokens, "
+                              f"the share plan says {len(rest)}")
+        snr = effective_snr(snr_db, link.private_repeats, link.scale)
+        tokens[rest] = model.receive(_restore(link.private[None], link.scale), h, snr,
+                                     torch.ones(1, len(rest), dtype=torch.long))[0]
+    return tokens
