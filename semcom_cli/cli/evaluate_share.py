@@ -90,16 +90,16 @@ def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: st
 def _print_table(doc: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"semcom evaluate --share — {doc['run']['checkpoint']}, {doc['run']['task']}, "
-                        f"{doc['run']['groups']} groups per row")
-    for col in ("scenario", "users", "channel", "SNR dB", "uses shared", "uses separate", "saving",
-                "acc shared", "acc separate", "Δ acc (95% CI)"):
-        table.add_column(col, justify="left" if col in ("scenario", "channel") else "right", no_wrap=True)
+    table = Table(title=f"evaluate --share — {doc['run']['checkpoint']}, {doc['run']['task']}, "
+                        f"{doc['run']['groups']} groups per row", padding=(0, 0))
+    # short headers: the table fits an 80-column terminal
+    for col in ("scenario", "users", "ch", "SNR", "uses", "separate", "saved", "acc", "acc sep", "Δ acc [95% CI]"):
+        table.add_column(col, justify="left" if col in ("scenario", "ch") else "right", no_wrap=True)
     for p in doc["points"]:
         a, d = p["accuracy"], p["accuracy"]["difference"]
-        table.add_row(p["scenario"], str(p["users"]), p["channel"], f"{p['snr_db']:g}",
+        table.add_row(p["scenario"], str(p["users"]), p["channel"][:4], f"{p['snr_db']:g}",
                       f"{p['channel_uses']['shared']:.1f}", f"{p['channel_uses']['separate']:.1f}",
                       f"{100 * p['saving']['mean']:.1f}%", f"{100 * a['shared']['value']:.1f}%",
                       f"{100 * a['separate']['value']:.1f}%",
-                      f"{100 * d['value']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]")
+                      f"{100 * d['value']:+.1f} [{100 * d['ci95'][0]:+.1f},{100 * d['ci95'][1]:+.1f}]")
     console.print(table)
