@@ -279,3 +279,16 @@ def test_evaluate_share_counts_channel_uses_and_costs_one_scene_nothing(semcom, 
     assert (tmp_path / "share-share-saving-awgn-0dB.png").is_file()
     assert_clean_failure(semcom("evaluate", "--share", "--users", "9", "-c", tiny_checkpoint), "--users")
     assert_clean_failure(semcom("evaluate", "--share", "--scenario", "twins", "-c", tiny_checkpoint), "scenario")
+
+
+def test_same_inputs_and_seed_give_the_same_bytes(semcom, share_set, images, tiny_checkpoint, tmp_path):
+    again = tmp_path / "again"
+    assert semcom("encode", *images, "--task", "vqa", "--share", "--threshold", "0", "-o", again,
+                  "-c", tiny_checkpoint).exit_code == 0
+    for f in share_set.iterdir():
+        assert (again / f.name).read_bytes() == f.read_bytes()
+    for out in ("rx1", "rx2"):
+        assert semcom("transmit", share_set, "-o", tmp_path / out, "--snr", "2", "--channel", "rayleigh",
+                      "--seed", "9").exit_code == 0
+    for f in (tmp_path / "rx1").iterdir():
+        assert (tmp_path / "rx2" / f.name).read_bytes() == f.read_bytes()
