@@ -23,7 +23,7 @@ from . import metrics
 from .data import EasyVQA
 from .tasks import normalize_answer, parse_caption
 from .scenarios import draw_groups
-from .sharing import (DEFAULT_THRESHOLD, encode_parts, plan_sharing, receive_user, repeats_for,
+from .sharing import (DEFAULT_THRESHOLD, encode_parts, plan_sharing, power_neutral, receive_user, repeats_for,
                       send_separately, send_to_user, user_seed)
 
 __all__ = ["SharePoint", "evaluate_share_point"]
@@ -44,7 +44,7 @@ class SharePoint:
 @torch.no_grad()
 def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, seed: int = 0,
                          task: str = "vqa", threshold: float = DEFAULT_THRESHOLD, batch_size: int = 64,
-                         on_progress: Callable[[int, int], None] | None = None) -> dict:
+                         neutral: bool = False, on_progress: Callable[[int, int], None] | None = None) -> dict:
     floor = model.preset.train.channel.snr_min
     k = model.preset.channel.rician_k
     reps = repeats_for(point.snr_db, floor)
@@ -55,6 +55,8 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
     for g, group in enumerate(drawn):
         tokens, mask = model.image_tokens(data.batch_images([u.image_id for u in group]))
         plan = plan_sharing(tokens, mask, threshold)
+        if neutral:
+            plan = power_neutral(model, tokens, mask, plan)
         packets = encode_parts(model, tokens, mask, plan)
         whole = model.encode(tokens, mask)
         for u, item in enumerate(group):
@@ -92,7 +94,8 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
     diff = [a - b for a, b in zip(right["shared"], right["separate"])]
     return {
         "scenario": point.scenario, "users": point.users, "channel": point.channel, "snr_db": point.snr_db,
-        "task": task, "groups": groups, "seed": seed, "threshold": threshold, "repeats": reps,
+        "task": task, "groups": groups, "seed": seed, "threshold": threshold, "power_neutral": neutral,
+        "repeats": reps,
         "channel_uses": {"shared": uses["shared"] / groups, "separate": uses["separate"] / groups,
                          "public": uses["public"] / groups},
         "saving": {"mean": sum(savings) / len(savings), "min": min(savings), "max": max(savings)},

@@ -35,7 +35,7 @@ import torch
 from .channel import draw_gains, draw_unit_noise, noise_variance, seed_channel
 from .errors import SemcomError
 
-__all__ = ["PublicToken", "SharePlan", "plan_sharing", "relative_distances", "encode_parts", "SharedPackets", "effective_snr",
+__all__ = ["PublicToken", "SharePlan", "plan_sharing", "relative_distances", "encode_parts", "SharedPackets", "power_neutral", "effective_snr",
            "repeats_for", "user_seed", "UserLink", "send_to_user", "send_separately", "receive_user",
            "DEFAULT_THRESHOLD"]
 
@@ -178,6 +178,33 @@ def encode_parts(model, tokens: torch.Tensor, mask: torch.Tensor, plan: SharePla
     power = torch.cat([public.flatten(0, 1), *(x.flatten(0, 1) for x in private)]).pow(2).sum(-1).mean()
     scale = float(power.clamp_min(1e-12).sqrt())
     return SharedPackets(public / scale, [x / scale for x in private], scale)
+
+
+@torch.no_grad()
+def power_neutral(model, tokens: torch.Tensor, mask: torch.Tensor, plan: SharePlan,
+                  tolerance: float = 0.01) -> SharePlan:
+    """Drop public tokens, weakest first, until the shared transmission needs no more average
+    power than the codec gave its tokens (so no token is sent below its separate-sending power).
+
+    Sharing low-power tokens (on the shipped checkpoint: the shape tokens) leaves the
+    high-power ones to fill the transmission, and the power constraint then lowers them all;
+    this policy gives up those savings instead of accuracy.
+    """
+    whole = model.encode(tokens, mask)
+    energy = whole.pow(2).sum(-1).sum(-1)  # [U, T] per token
+    m = whole.shape[2]
+    public = list(plan.public)
+
+    def mean_power(kept: list[PublicToken]) -> float:
+        shared = {(u, p.index) for p in kept for u in p.users}
+        private = [float(energy[u, t]) for u in range(plan.n_users) for t in range(plan.n_tokens[u])
+                   if (u, t) not in shared]
+        total = sum(private) + sum(float(energy[p.source, p.index]) for p in kept)
+        return total / ((len(private) + len(kept)) * m)
+
+    while public and mean_power(public) > 1.0 + tolerance:
+        public.remove(min(public, key=lambda p: float(energy[p.source, p.index])))
+    return SharePlan(plan.n_tokens, tuple(public), plan.threshold)
 
 
 def repeats_for(snr_db: float, floor_db: float) -> int:

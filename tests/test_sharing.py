@@ -255,6 +255,8 @@ def test_bad_share_inputs_fail_cleanly_and_write_nothing(semcom, share_set, imag
     assert_clean_failure(semcom("encode", images[0], bad, "--task", "vqa", "--share", "-o", out,
                                 "-c", tiny_checkpoint), "bad.png", "not an image")
     assert_clean_failure(semcom("encode", *images, "--task", "vqa", "-o", out, "-c", tiny_checkpoint), "--share")
+    assert_clean_failure(semcom("encode", images[0], "--task", "vqa", "--power-neutral", "-o", out / "a",
+                                "-c", tiny_checkpoint), "--share only")
     assert_clean_failure(semcom("encode", *images, "--task", "vqa", "--share", "-c", tiny_checkpoint), "folder")
     assert_clean_failure(semcom("transmit", share_set, "-o", out, "--snr", "0,5,10"), "4 users")
     assert_clean_failure(semcom("transmit", share_set / "public.sem.safetensors", "-o", out / "x"), "share set")
@@ -292,3 +294,22 @@ def test_same_inputs_and_seed_give_the_same_bytes(semcom, share_set, images, tin
                       "--seed", "9").exit_code == 0
     for f in (tmp_path / "rx1").iterdir():
         assert (tmp_path / "rx2" / f.name).read_bytes() == f.read_bytes()
+
+
+def test_power_neutral_drops_the_weakest_public_tokens_until_no_token_loses_power(tiny, test_data):
+    from semcom_cli.sharing import power_neutral
+
+    tokens, mask = tiny.image_tokens(test_data.batch_images([0, 1, 2, 3]))
+    energy = tiny.encode(tokens, mask).pow(2).sum(-1).sum(-1)
+    weak = int(torch.argmin(energy[0]))
+    # users 0 and 1 share user 0's weaker token: the rest of the transmission is stronger than average
+    plan = SharePlan((2, 2, 2, 2), (PublicToken(weak, (0, 1), 0),), 0.35)
+    assert encode_parts(tiny, tokens, mask, plan).scale > 1.0  # this plan lowers every token's power
+    assert power_neutral(tiny, tokens, mask, plan, tolerance=0.0).public == ()
+    strong = SharePlan((2, 2, 2, 2), (PublicToken(1 - weak, (0, 1), 0),), 0.35)
+    assert encode_parts(tiny, tokens, mask, strong).scale <= 1.0  # sharing the stronger one costs no power
+    assert power_neutral(tiny, tokens, mask, strong, tolerance=0.0).public == strong.public
+    # a whole scene shared is its own packet: nothing to drop
+    same, same_mask = tiny.image_tokens(test_data.batch_images([0, 0]))
+    full = plan_sharing(same, same_mask, threshold=0.0)
+    assert power_neutral(tiny, same, same_mask, full).public == full.public

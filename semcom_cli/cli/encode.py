@@ -32,6 +32,8 @@ def run(
     threshold: Optional[float] = typer.Option(
         None, "--threshold", help="--share: tokens within this relative distance are shared [default: 0.35; "
                                   "text: only equal tokens]."),
+    power_neutral: bool = typer.Option(False, "--power-neutral", help="--share: share only what needs no more "
+                                                                      "power than separate sending."),
     checkpoint: Path = checkpoint_option(),
 ):
     t = get_task(task)
@@ -39,9 +41,9 @@ def run(
     if share:
         if text is not None:
             raise SemcomError("--share takes one text file per user, not --text")
-        return _encode_share(inputs, t, output, threshold, checkpoint)
-    if threshold is not None:
-        raise SemcomError("--threshold applies to --share only")
+        return _encode_share(inputs, t, output, threshold, power_neutral, checkpoint)
+    if threshold is not None or power_neutral:
+        raise SemcomError("--threshold and --power-neutral apply to --share only")
     if len(inputs) > 1:
         raise SemcomError(f"{len(inputs)} inputs: encode one at a time, or add --share for several users")
     input = inputs[0] if inputs else None
@@ -96,12 +98,13 @@ def run(
     write_semantic(output, SemanticFile({"symbols": symbols}, meta))
 
 
-def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float], checkpoint: Path) -> None:
+def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float], neutral: bool,
+                  checkpoint: Path) -> None:
     import torch
 
     from ..formats import read_input_bytes
     from ..multiuser import build_share_files, write_share_set
-    from ..sharing import DEFAULT_THRESHOLD, encode_parts, plan_sharing
+    from ..sharing import DEFAULT_THRESHOLD, encode_parts, plan_sharing, power_neutral
 
     if not inputs:
         raise SemcomError("--share needs the users' input files (one per user)")
@@ -138,6 +141,8 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
         else:
             tokens, mask = model.image_tokens(images)
         plan = plan_sharing(tokens, mask, threshold)
+        if neutral:
+            plan = power_neutral(model, tokens, mask, plan)
         packets = encode_parts(model, tokens, mask, plan)
     base = {"task": t.name, "modality": t.modality, "checkpoint": model.name, "checkpoint_hash": model.hash}
     public, private = build_share_files(packets, plan, base, [Path(p).name for p in inputs],

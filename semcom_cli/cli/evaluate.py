@@ -77,6 +77,8 @@ def run(
                                  help="--share: comma list of scenarios (how related the users' scenes are)."),
     threshold: Optional[float] = typer.Option(None, "--threshold",
                                               help="--share: relative distance under which tokens are shared."),
+    power_neutral: bool = typer.Option(False, "--power-neutral",
+                                       help="--share: share only what needs no more power than separate sending."),
 ):
     from ..config import EvalPlan, load_eval_plan
     from ..errors import SemcomError
@@ -84,11 +86,12 @@ def run(
     if share:
         if preset or plot or resume or method or channel_uses or mlp_checkpoint or image_codec or mcs:
             raise SemcomError("--share takes --task, --scenario, --users, --channel, --snr, --limit (groups), "
-                              "--seed, --threshold, --batch-size, --checkpoint, --output, --json")
+                              "--seed, --threshold, --power-neutral, --batch-size, --checkpoint, --output, --json")
         from .evaluate_share import share_sweep
 
         share_sweep(checkpoint, task or "vqa", scenario, users, channel or "awgn", snr or "0",
-                    100 if limit is None else limit, seed or 0, threshold, batch_size or 64, output, as_json)
+                    100 if limit is None else limit, seed or 0, threshold, batch_size or 64, output, as_json,
+                    power_neutral)
         return
     if plot is not None:
         _redraw(plot)

@@ -33,7 +33,7 @@ def parse_users(text: str) -> list[int]:
 
 def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: str, channels: str, snrs: str,
                 groups: int, seed: int, threshold: Optional[float], batch_size: int, output: Optional[Path],
-                as_json: bool) -> None:
+                as_json: bool, neutral: bool = False) -> None:
     from ..channel import check_channel
     from ..checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, versions
     from ..data import EasyVQA
@@ -62,7 +62,8 @@ def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: st
         model.get_llm(status)
         data = EasyVQA.load("test")
     run = {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": model.preset.name, "task": task,
-           "groups": groups, "seed": seed, "threshold": threshold, "versions": versions(),
+           "groups": groups, "seed": seed, "threshold": threshold, "power_neutral": neutral,
+           "versions": versions(),
            "snr_floor_db": model.preset.train.channel.snr_min}
     records = []
     total = sum(2 * p.users * groups for p in points)
@@ -71,7 +72,7 @@ def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: st
         for point in points:
             base = finished
             records.append(evaluate_share_point(
-                model, data, point, groups, seed, task, threshold, batch_size,
+                model, data, point, groups, seed, task, threshold, batch_size, neutral,
                 on_progress=lambda d, n: update(base + d, total, point.key)))
             finished += 2 * point.users * groups
             update(finished, total, point.key)
