@@ -90,18 +90,12 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .formats import atomic_write_bytes
 
     points = doc["points"]
     written = []
 
     def save(fig, name: str) -> None:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-        plt.close(fig)
-        path = stem.with_name(f"{stem.name}-{name}.png")
-        atomic_write_bytes(path, buf.getvalue())
-        written.append(path)
+        written.append(_save_png(fig, stem.with_name(f"{stem.name}-{name}.png")))
 
     tasks = list(dict.fromkeys(p["task"] for p in points))
     channels = list(dict.fromkeys(p["channel"] for p in points if p["channel"] != "none"))
@@ -158,7 +152,6 @@ def plot_share(doc: dict, stem: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .formats import atomic_write_bytes
 
     points = doc["points"]
     written = []
@@ -182,13 +175,21 @@ def plot_share(doc: dict, stem: Path) -> list[Path]:
             ax.set_title(f"{doc['run']['task']} over {channel} at {snr:g} dB")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-            plt.close(fig)
-            path = stem.with_name(f"{stem.name}-share-{name}-{channel}-{snr:g}dB.png")
-            atomic_write_bytes(path, buf.getvalue())
-            written.append(path)
+            written.append(_save_png(fig, stem.with_name(f"{stem.name}-share-{name}-{channel}-{snr:g}dB.png")))
     return written
+
+
+def _save_png(fig, path: Path) -> Path:
+    """The figure as PNG, written atomically; no software tag, so the same data gives the same bytes."""
+    import matplotlib.pyplot as plt
+
+    from .formats import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def _matches(point: dict, floor: dict) -> bool:
