@@ -36,7 +36,8 @@ from .errors import SemcomError
 from .pipeline import SemcomModel, send
 from .tasks import caption_text, get_task, normalize_answer, parse_caption
 
-__all__ = ["METHODS", "Point", "Settings", "plan_points", "evaluate_point", "sample_items", "task_metrics"]
+__all__ = ["METHODS", "Point", "Settings", "plan_points", "evaluate_point", "sample_items", "task_metrics",
+           "answer_correct"]
 
 METHODS = ("semantic", "mlp", "noiseless", "digital", "capacity")
 ProgressHook = Callable[[int, int], None]
@@ -205,14 +206,20 @@ def _separate(model: SemcomModel, data: EasyVQA, task: str, keys: list, point: P
 
 # scoring ------------------------------------------------------------------------
 
+def answer_correct(task: str, prediction: str, reference: str) -> float:
+    """1.0 when right: colour and shape for captions, exact match (normalised) otherwise."""
+    if task == "caption":
+        return float(parse_caption(prediction) == parse_caption(reference))
+    return float(normalize_answer(prediction) == normalize_answer(reference))
+
+
 def task_metrics(task: str, predictions: list[str], references: list[str], seed: int = 0) -> dict[str, dict]:
     """The task's metrics: accuracy (VQA; colour and shape for captions), and for text exact match,
     sacrebleu BLEU and MiniLM sentence similarity."""
+    right = metrics.proportion([answer_correct(task, p, r) for p, r in zip(predictions, references)])
     if task == "caption":
-        return {"accuracy": metrics.proportion([float(parse_caption(p) == parse_caption(r))
-                                                 for p, r in zip(predictions, references)])}
-    exact = metrics.proportion([float(normalize_answer(p) == normalize_answer(r))
-                                for p, r in zip(predictions, references)])
+        return {"accuracy": right}
+    exact = right
     if task == "vqa":
         return {"accuracy": exact}
     return {"exact_match": exact, "bleu": metrics.corpus_bleu(predictions, references, seed=seed),

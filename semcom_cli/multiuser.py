@@ -64,11 +64,8 @@ def build_share_files(packets: SharedPackets, plan: SharePlan, base_meta: dict, 
     return public, private
 
 
-def write_share_set(folder: Path, public: SemanticFile, private: list[SemanticFile],
-                    public_name: str = PUBLIC_NAME, private_names: list[str] | None = None) -> list[Path]:
-    names = private_names or [private_name(u) for u in range(len(private))]
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / public_name] + [folder / n for n in names]
+def write_share_set(folder: Path, public: SemanticFile, private: list[SemanticFile]) -> list[Path]:
+    paths = [folder / PUBLIC_NAME] + [folder / private_name(u) for u in range(len(private))]
     for path, sem in zip(paths, [public, *private]):
         write_semantic(path, sem)  # each file atomically: never a half-written one
     return paths

@@ -21,10 +21,10 @@ import torch
 
 from . import metrics
 from .data import EasyVQA
-from .tasks import normalize_answer, parse_caption
+from .evaluation import answer_correct
 from .scenarios import draw_groups
-from .sharing import (DEFAULT_THRESHOLD, encode_parts, plan_sharing, power_neutral, receive_user, repeats_for,
-                      send_separately, send_to_user, user_seed)
+from .sharing import (DEFAULT_THRESHOLD, effective_snr, encode_parts, plan_sharing, power_neutral, receive_user,
+                      repeats_for, send_separately, send_to_user, user_seed)
 
 __all__ = ["SharePoint", "evaluate_share_point"]
 
@@ -54,18 +54,18 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
     savings = []
     for g, group in enumerate(drawn):
         tokens, mask = model.image_tokens(data.batch_images([u.image_id for u in group]))
+        whole = model.encode(tokens, mask)  # one encoding serves both schemes
         plan = plan_sharing(tokens, mask, threshold)
         if neutral:
-            plan = power_neutral(model, tokens, mask, plan)
-        packets = encode_parts(model, tokens, mask, plan)
-        whole = model.encode(tokens, mask)
+            plan = power_neutral(whole, plan)
+        packets = encode_parts(whole, plan)
         for u, item in enumerate(group):
             s = user_seed(seed, u, g)
             link = send_to_user(plan, u, packets, point.snr_db, point.channel, s,
                                 plan.public_repeats([reps] * point.users), reps, k)
             shared_tokens.append(receive_user(model, plan, u, link, point.snr_db))
             y, h = send_separately(whole[u], point.snr_db, point.channel, s, reps, k)
-            separate_tokens.append(model.receive(y[None], h.reshape(1), point.snr_db + _db(reps),
+            separate_tokens.append(model.receive(y[None], h.reshape(1), effective_snr(point.snr_db, reps),
                                                  mask[u : u + 1])[0])
             items.append(item)
         count = plan.channel_uses(model.symbols_per_token, [reps] * point.users)
@@ -89,7 +89,7 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
         answers[scheme] = out
 
     references = [it.reference for it in items]
-    right = {s: [_correct(task, a, r) for a, r in zip(answers[s], references)] for s in answers}
+    right = {s: [answer_correct(task, a, r) for a, r in zip(answers[s], references)] for s in answers}
     scores = {s: metrics.proportion(right[s]) for s in right}
     diff = [a - b for a, b in zip(right["shared"], right["separate"])]
     return {
@@ -107,14 +107,3 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
                      for it, a, b in list(zip(items, answers["shared"], answers["separate"]))[:3]],
     }
 
-
-def _correct(task: str, answer: str, reference: str) -> float:
-    if task == "caption":
-        return float(parse_caption(answer) == parse_caption(reference))
-    return float(normalize_answer(answer) == normalize_answer(reference))
-
-
-def _db(repeats: int) -> float:
-    import math
-
-    return 10.0 * math.log10(repeats)

@@ -18,8 +18,8 @@ Channel model. User u's frame is its share of the public broadcast plus its
 private packet, with one block-fading gain for the frame; public and private
 symbols see the same channel, independent noise per user. A part sent below the
 SNR the codec was trained down to is repeated ``r`` times and the copies
-averaged (noise variance N0 / r); the public part is repeated for the worst of
-its users. The unit noise of user u's own T token positions is drawn first, in
+averaged (noise variance N0 / r); each public token is repeated for the worst
+of its users. The unit noise of user u's own T token positions is drawn first, in
 token order, from a generator seeded by (seed, user); separate transmission
 draws the same, so the two schemes are compared on the same channel draws.
 """
@@ -35,9 +35,9 @@ import torch
 from .channel import draw_gains, draw_unit_noise, noise_variance, seed_channel
 from .errors import SemcomError
 
-__all__ = ["PublicToken", "SharePlan", "plan_sharing", "relative_distances", "encode_parts", "SharedPackets", "power_neutral", "effective_snr",
-           "repeats_for", "user_seed", "UserLink", "send_to_user", "send_separately", "receive_user",
-           "DEFAULT_THRESHOLD"]
+__all__ = ["PublicToken", "SharePlan", "plan_sharing", "relative_distances", "encode_parts", "SharedPackets",
+           "power_neutral", "effective_snr", "repeats_for", "user_seed", "UserLink", "send_to_user",
+           "send_separately", "receive_user", "DEFAULT_THRESHOLD"]
 
 # Calibrated on easy-vqa *train* images with the shipped checkpoint (README): tokens of one
 # attribute value lie at 0.05-0.2 of each other, of different values at 0.8 and more.
@@ -164,11 +164,10 @@ class SharedPackets:
     scale: float
 
 
-@torch.no_grad()
-def encode_parts(model, tokens: torch.Tensor, mask: torch.Tensor, plan: SharePlan) -> SharedPackets:
-    """Split each user's whole-packet symbols into the public and private packets of ``plan``."""
-    whole = model.encode(tokens, mask)  # [U, T, m, 2], each user's packet at power 1
-    empty = torch.zeros(0, model.symbols_per_token, 2)
+def encode_parts(whole: torch.Tensor, plan: SharePlan) -> SharedPackets:
+    """Split each user's whole-packet symbols [U, T, m, 2] (``model.encode``, each packet at
+    power 1) into the public and private packets of ``plan``."""
+    empty = whole.new_zeros(0, whole.shape[2], 2)
 
     def stack(rows: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(rows) if rows else empty
@@ -180,17 +179,14 @@ def encode_parts(model, tokens: torch.Tensor, mask: torch.Tensor, plan: SharePla
     return SharedPackets(public / scale, [x / scale for x in private], scale)
 
 
-@torch.no_grad()
-def power_neutral(model, tokens: torch.Tensor, mask: torch.Tensor, plan: SharePlan,
-                  tolerance: float = 0.01) -> SharePlan:
+def power_neutral(whole: torch.Tensor, plan: SharePlan, tolerance: float = 0.01) -> SharePlan:
     """Drop public tokens, weakest first, until the shared transmission needs no more average
     power than the codec gave its tokens (so no token is sent below its separate-sending power).
 
     Sharing low-power tokens (on the shipped checkpoint: the shape tokens) leaves the
     high-power ones to fill the transmission, and the power constraint then lowers them all;
-    this policy gives up those savings instead of accuracy.
+    this policy gives up those savings instead of accuracy. ``whole``: as for :func:`encode_parts`.
     """
-    whole = model.encode(tokens, mask)
     energy = whole.pow(2).sum(-1).sum(-1)  # [U, T] per token
     m = whole.shape[2]
     public = list(plan.public)
@@ -279,10 +275,6 @@ def effective_snr(snr_db: float, repeats: int = 1, scale: float = 1.0) -> float:
     return snr_db + 10.0 * math.log10(repeats) - 20.0 * math.log10(scale)
 
 
-def _restore(y: torch.Tensor, scale: float) -> torch.Tensor:
-    return y * scale
-
-
 @torch.no_grad()
 def receive_user(model, plan: SharePlan, user: int, link: UserLink, snr_db: float) -> torch.Tensor:
     """Decode user ``user``'s tokens [T, D]: its public slots from the broadcast, the rest from its
@@ -295,7 +287,7 @@ def receive_user(model, plan: SharePlan, user: int, link: UserLink, snr_db: floa
         idx = sorted(slots)
         rx = link.public[[slots[i] for i in idx]][:, None]
         snr = torch.tensor([effective_snr(snr_db, link.public_repeats[slots[i]], link.scale) for i in idx])
-        tokens[idx] = model.receive(_restore(rx, link.scale), h.expand(len(idx)), snr,
+        tokens[idx] = model.receive(rx * link.scale, h.expand(len(idx)), snr,
                                     torch.ones(len(idx), 1, dtype=torch.long))[:, 0]
     rest = plan.private_indices(user)
     if rest:
@@ -303,6 +295,6 @@ def receive_user(model, plan: SharePlan, user: int, link: UserLink, snr_db: floa
             raise SemcomError(f"user {user}'s private part has {link.private.shape[0]} tokens, "
                               f"the share plan says {len(rest)}")
         snr = effective_snr(snr_db, link.private_repeats, link.scale)
-        tokens[rest] = model.receive(_restore(link.private[None], link.scale), h, snr,
+        tokens[rest] = model.receive(link.private[None] * link.scale, h, snr,
                                      torch.ones(1, len(rest), dtype=torch.long))[0]
     return tokens

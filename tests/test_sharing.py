@@ -97,7 +97,7 @@ def test_parts_keep_the_codecs_symbols_at_average_power_one(tiny, test_data):
     tokens, mask = tiny.image_tokens(test_data.batch_images([0, 0, 5]))
     plan = plan_sharing(tokens, mask, threshold=0.0)
     assert [p.users for p in plan.public] == [(0, 1), (0, 1)]
-    packets = encode_parts(tiny, tokens, mask, plan)
+    packets = encode_parts(tiny.encode(tokens, mask), plan)
     whole = tiny.encode(tokens, mask)
     sent = torch.cat([packets.public.flatten(0, 1), *(x.flatten(0, 1) for x in packets.private)])
     assert abs(sent.pow(2).sum(-1).mean().item() - 1.0) < 1e-5
@@ -109,7 +109,7 @@ def test_parts_keep_the_codecs_symbols_at_average_power_one(tiny, test_data):
 def test_a_user_sees_the_same_draws_in_both_schemes_and_other_users_see_their_own(tiny, test_data):
     tokens, mask = tiny.image_tokens(test_data.batch_images([0, 0]))
     plan = plan_sharing(tokens, mask, threshold=0.0)
-    packets = encode_parts(tiny, tokens, mask, plan)
+    packets = encode_parts(tiny.encode(tokens, mask), plan)
     assert packets.scale == pytest.approx(1.0, abs=1e-6)  # the public part is a whole packet
     whole = tiny.encode(tokens, mask)
     links = [send_to_user(plan, u, packets, 0.0, "rayleigh", user_seed(7, u), [1, 1], 1) for u in (0, 1)]
@@ -304,12 +304,12 @@ def test_power_neutral_drops_the_weakest_public_tokens_until_no_token_loses_powe
     weak = int(torch.argmin(energy[0]))
     # users 0 and 1 share user 0's weaker token: the rest of the transmission is stronger than average
     plan = SharePlan((2, 2, 2, 2), (PublicToken(weak, (0, 1), 0),), 0.35)
-    assert encode_parts(tiny, tokens, mask, plan).scale > 1.0  # this plan lowers every token's power
-    assert power_neutral(tiny, tokens, mask, plan, tolerance=0.0).public == ()
+    assert encode_parts(tiny.encode(tokens, mask), plan).scale > 1.0  # this plan lowers every token's power
+    assert power_neutral(tiny.encode(tokens, mask), plan, tolerance=0.0).public == ()
     strong = SharePlan((2, 2, 2, 2), (PublicToken(1 - weak, (0, 1), 0),), 0.35)
-    assert encode_parts(tiny, tokens, mask, strong).scale <= 1.0  # sharing the stronger one costs no power
-    assert power_neutral(tiny, tokens, mask, strong, tolerance=0.0).public == strong.public
+    assert encode_parts(tiny.encode(tokens, mask), strong).scale <= 1.0  # sharing the stronger one costs no power
+    assert power_neutral(tiny.encode(tokens, mask), strong, tolerance=0.0).public == strong.public
     # a whole scene shared is its own packet: nothing to drop
     same, same_mask = tiny.image_tokens(test_data.batch_images([0, 0]))
     full = plan_sharing(same, same_mask, threshold=0.0)
-    assert power_neutral(tiny, same, same_mask, full).public == full.public
+    assert power_neutral(tiny.encode(same, same_mask), full).public == full.public

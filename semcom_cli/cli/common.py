@@ -42,8 +42,12 @@ def fail_cleanly(fn):
 
 
 @contextmanager
-def progress_bar(description: str, total: int):
-    """Yields update(done, total, **fields) for a rich progress bar on stderr."""
+def progress_bar(description: str, total: int, show: bool = True):
+    """Yields update(done, total, info) for a rich progress bar on stderr; with ``show`` false
+    (the other processes under torchrun) an update that does nothing."""
+    if not show:
+        yield lambda *args, **kwargs: None
+        return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
                   transient=False) as progress:

@@ -53,11 +53,7 @@ def run(
                 raise SemcomError("the text task needs a sentence: --text '...' or a text file")
             from ..formats import read_input_bytes
 
-            raw, name = read_input_bytes(input)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise SemcomError(f"{name}: not a UTF-8 text file") from None
+            text = _sentence(*read_input_bytes(input))
         text = " ".join(text.split())
         if not text:
             raise SemcomError("cannot send an empty sentence")
@@ -103,7 +99,7 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
     import torch
 
     from ..formats import read_input_bytes
-    from ..multiuser import build_share_files, write_share_set
+    from ..multiuser import accounting, build_share_files, write_share_set
     from ..sharing import DEFAULT_THRESHOLD, encode_parts, plan_sharing, power_neutral
 
     if not inputs:
@@ -118,13 +114,9 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
     raws = [read_input_bytes(path) for path in inputs]  # every input read before anything is written
     if t.modality == "text":
         threshold = 0.0 if threshold is None else threshold
-        sentences = []
-        for raw, name in raws:
-            try:
-                sentences.append(" ".join(raw.decode("utf-8").split()))
-            except UnicodeDecodeError:
-                raise SemcomError(f"{name}: not a UTF-8 text file") from None
-            if not sentences[-1]:
+        sentences = [_sentence(raw, name) for raw, name in raws]
+        for sentence, (_, name) in zip(sentences, raws):
+            if not sentence:
                 raise SemcomError(f"{name}: cannot send an empty sentence")
     else:
         from ..data import image_from_bytes
@@ -140,10 +132,11 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
                 tokens, mask = model.text_tokens(sentences)
         else:
             tokens, mask = model.image_tokens(images)
+        whole = model.encode(tokens, mask)
         plan = plan_sharing(tokens, mask, threshold)
         if neutral:
-            plan = power_neutral(model, tokens, mask, plan)
-        packets = encode_parts(model, tokens, mask, plan)
+            plan = power_neutral(whole, plan)
+        packets = encode_parts(whole, plan)
     base = {"task": t.name, "modality": t.modality, "checkpoint": model.name, "checkpoint_hash": model.hash}
     public, private = build_share_files(packets, plan, base, [Path(p).name for p in inputs],
                                         float(model.preset.train.channel.snr_min))
@@ -151,7 +144,15 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
     from .common import console
 
     m = model.symbols_per_token
-    uses = plan.channel_uses(m)
+    uses = accounting(plan, m, [1] * plan.n_users)
     console.print(f"{len(inputs)} users: {len(plan.public)} public tokens (sent once), "
                   f"{uses['private'] // m} private; {uses['shared']} channel uses against {uses['separate']} "
-                  f"sent separately ({100 * (1 - uses['shared'] / uses['separate']):.1f}% fewer) → {folder}/")
+                  f"sent separately ({100 * uses['saving']:.1f}% fewer) → {folder}/")
+
+
+def _sentence(raw: bytes, name: str) -> str:
+    """A text file's sentence, whitespace collapsed."""
+    try:
+        return " ".join(raw.decode("utf-8").split())
+    except UnicodeDecodeError:
+        raise SemcomError(f"{name}: not a UTF-8 text file") from None

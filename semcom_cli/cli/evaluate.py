@@ -185,7 +185,7 @@ def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool) -> list[st
     total = sum(sizes[p.task] for p in points)
     finished = sum(sizes[p.task] for p in points if p.key in done)
     quiet = not shard.is_main
-    with progress_bar("evaluate", total) if not quiet else _silent() as update:
+    with progress_bar("evaluate", total, show=not quiet) as update:
         if done:
             console.print(f"resuming: {len(done)} of {len(points)} points already measured") if not quiet else None
         for point in points:
@@ -217,14 +217,6 @@ def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool) -> list[st
     if as_json:
         print_json(doc)
     return failures
-
-
-class _silent:
-    def __enter__(self):
-        return lambda *a, **k: None
-
-    def __exit__(self, *exc):
-        return False
 
 
 _SHORT = {"accuracy": "acc", "exact_match": "exact", "bleu": "BLEU", "similarity": "sim"}

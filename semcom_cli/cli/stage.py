@@ -8,7 +8,6 @@ partial run is removed once the checkpoint is written.
 from __future__ import annotations
 
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.table import Table
@@ -50,7 +49,7 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
     checkpointing = Checkpointing(
         cfg.save_every, (lambda state: save_partial(partial, model, stage, state, history)) if shard.is_main else None,
         resume)
-    with progress_bar(f"{stage}", cfg.steps) if shard.is_main else _quiet() as update:
+    with progress_bar(f"{stage}", cfg.steps, show=shard.is_main) as update:
         def on_step(step, total, loss):
             if step % cfg.log_every == 0 or step == total:
                 update(step, total, f"loss {loss:.4f}")
@@ -70,8 +69,3 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
     table.add_row("checkpoint hash", digest[:16] + "…")
     console.print(table)
     shard.barrier()
-
-
-@contextmanager
-def _quiet():
-    yield lambda *args, **kwargs: None

@@ -53,7 +53,7 @@ def run(
 
 
 def _transmit_share(folder: Path, output: Path, snr: str, channel: str, seed: int, rician_k: float) -> None:
-    from ..multiuser import private_name, read_share_set, received_public_name, transmit_share_set, write_share_set
+    from ..multiuser import private_name, read_share_set, received_public_name, transmit_share_set
 
     snrs = parse_floats(snr)
     channels = [check_channel(c) for c in parse_names(channel)]
@@ -63,9 +63,11 @@ def _transmit_share(folder: Path, output: Path, snr: str, channel: str, seed: in
         raise SemcomError(f"{output}: exists and is not a folder")
     public, private = read_share_set(folder)
     rx_public, rx_private, uses = transmit_share_set(public, private, snrs, channels, seed, rician_k)
-    for u, (pub, priv) in enumerate(zip(rx_public, rx_private)):
-        write_share_set(output, pub, [priv], received_public_name(u), [private_name(u)])
-    reps = "" if set(uses["public_repeats"]) <= {1} else f" (tokens repeated ×{max(uses['public_repeats'])} at most, for their worst user)"
+    for u, (pub, priv) in enumerate(zip(rx_public, rx_private)):  # each file atomically
+        write_semantic(output / received_public_name(u), pub)
+        write_semantic(output / private_name(u), priv)
+    most = max(uses["public_repeats"], default=1)
+    reps = "" if most == 1 else f" (tokens repeated ×{most} at most, for their worst user)"
     console.print(f"{len(private)} users: public {uses['public']} channel uses{reps}, private {uses['private']}; "
                   f"{uses['shared']} in all against {uses['separate']} sent separately "
                   f"({100 * uses['saving']:.1f}% fewer) → {output}/")
