@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SemcomError
 
@@ -78,6 +78,15 @@ class Codec(_Strict):
     hidden: int = Field(64, gt=0)
     grid: int = Field(5, gt=0)
     spline_order: int = Field(3, ge=1)
+    # Self-attention heads in the decoder across a packet's tokens (0: decode each token alone).
+    context_heads: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> "Codec":
+        if self.context_heads and self.hidden % self.context_heads:
+            raise ValueError(f"codec.hidden ({self.hidden}) must be a multiple of codec.context_heads "
+                             f"({self.context_heads})")
+        return self
 
 
 class Channel(_Strict):

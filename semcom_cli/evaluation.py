@@ -34,12 +34,15 @@ from .digital import capacity_bits, compress_image, decompress_image, link_for, 
 from .distributed import Shard
 from .errors import SemcomError
 from .pipeline import SemcomModel, send
+from .rephrase import rephrase
 from .tasks import caption_text, get_task, normalize_answer, parse_caption
 
-__all__ = ["METHODS", "Point", "Settings", "plan_points", "evaluate_point", "sample_items", "task_metrics",
+__all__ = ["METHODS", "REPHRASED", "Point", "Settings", "plan_points", "evaluate_point", "sample_items", "task_metrics",
            "answer_correct"]
 
 METHODS = ("semantic", "mlp", "noiseless", "digital", "capacity")
+# An evaluation-only task: vqa on the test questions reworded in phrasings training never uses.
+REPHRASED = "vqa-rephrased"
 ProgressHook = Callable[[int, int], None]
 
 
@@ -79,7 +82,7 @@ def plan_points(methods: list[str], tasks: list[str], channels: list[str], snrs:
     for m in methods:
         if m not in METHODS:
             raise SemcomError(f"unknown method '{m}' (choose from: {', '.join(METHODS)})")
-    tasks = [get_task(t).name for t in tasks]
+    tasks = [t if t == REPHRASED else get_task(t).name for t in tasks]
     channels = [check_channel(c) for c in channels]
     snrs = [check_snr(s) for s in snrs]
     for u in channel_uses:
@@ -102,6 +105,9 @@ def sample_items(data: EasyVQA, task: str, limit: int | None, seed: int) -> list
     """A seeded sample of (packet key, instruction, reference) for a task."""
     if task == "vqa":
         items = [(data.image_ids[i], data.questions[i], data.answers[i]) for i in range(len(data.questions))]
+    elif task == REPHRASED:
+        items = [(data.image_ids[i], rephrase(data.questions[i], i), data.answers[i])
+                 for i in range(len(data.questions))]
     elif task == "caption":
         items = [(i, None, caption_text(*c)) for i, c in sorted(data.captions.items())]
     else:
@@ -126,8 +132,13 @@ class Received:
     extra: dict | None = None
 
 
+def _model_task(task: str) -> str:
+    """The task the LLM is asked to do (its prompt's tag)."""
+    return "vqa" if task == REPHRASED else task
+
+
 def _source_tokens(model: SemcomModel, data: EasyVQA, task: str, keys: list) -> tuple[torch.Tensor, torch.Tensor]:
-    if get_task(task).modality == "text":
+    if get_task(_model_task(task)).modality == "text":
         return model.text_tokens(keys)
     return model.image_tokens(data.batch_images(keys))
 
@@ -145,7 +156,7 @@ def _semantic(model: SemcomModel, data: EasyVQA, task: str, keys: list, point: P
 def _budgets(model: SemcomModel, data: EasyVQA, task: str, keys: list, point: Point) -> list[int]:
     if point.channel_uses is not None:
         return [point.channel_uses] * len(keys)
-    if get_task(task).modality == "image":
+    if get_task(_model_task(task)).modality == "image":
         return [model.preset.projector.n_tokens * model.symbols_per_token] * len(keys)
     _, mask = model.text_token_ids(keys)
     return (mask.sum(1) * model.symbols_per_token).tolist()
@@ -155,7 +166,7 @@ def _separate(model: SemcomModel, data: EasyVQA, task: str, keys: list, point: P
               settings: Settings) -> Received:
     """The digital baseline or the capacity bound: which packets arrive, and what they carry."""
     budgets = _budgets(model, data, task, keys, point)
-    image = get_task(task).modality == "image"
+    image = get_task(_model_task(task)).modality == "image"
     arrived: list[bytes | None] = [None] * len(keys)
     sent: list[bytes | None] = [None] * len(keys)
     extra: dict = {}
@@ -220,7 +231,7 @@ def task_metrics(task: str, predictions: list[str], references: list[str], seed:
     if task == "caption":
         return {"accuracy": right}
     exact = right
-    if task == "vqa":
+    if task in ("vqa", REPHRASED):
         return {"accuracy": exact}
     return {"exact_match": exact, "bleu": metrics.corpus_bleu(predictions, references, seed=seed),
             "similarity": metrics.sentence_similarity(predictions, references)}
@@ -260,7 +271,7 @@ def evaluate_point(model: SemcomModel, data: EasyVQA, point: Point, settings: Se
             ok = [j for j, r in enumerate(rows) if received.available[r]]
             if ok:
                 sel = torch.tensor([rows[j] for j in ok])
-                got = model.answer([point.task] * len(ok), [items[chunk[j]][1] for j in ok],
+                got = model.answer([_model_task(point.task)] * len(ok), [items[chunk[j]][1] for j in ok],
                                    received.tokens[sel], received.mask[sel])
                 for j, a in zip(ok, got):
                     answers[j] = a

@@ -33,14 +33,12 @@ def build_inputs(
     sem: torch.Tensor,
     sem_mask: torch.Tensor,
     answers: list[str] | None = None,
-    pad_left: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Assemble [prompt-before, semantic tokens, prompt-after, answer] per sample.
 
     Args:
         sem: [B, T, D] semantic tokens in the LLM embedding space; sem_mask: [B, T].
         answers: targets for training (followed by the end-of-turn token), or None.
-        pad_left: left padding for generation, right padding for training.
 
     Returns:
         embeds [B, L, D], attention_mask [B, L], labels [B, L] (-100 off the answer) or None.
@@ -67,7 +65,7 @@ def build_inputs(
     labels_t = torch.full((b, length), -100, dtype=torch.long)
     for i, (s, lab) in enumerate(zip(seqs, label_seqs)):
         n = s.shape[0]
-        sl = slice(length - n, length) if pad_left else slice(0, n)
+        sl = slice(length - n, length)  # left padding: every sequence ends at the last position
         embeds[i, sl] = s
         mask[i, sl] = 1
         labels_t[i, sl] = torch.tensor(lab)
@@ -86,22 +84,27 @@ def answer_token_count(llm: LLM, answers: list[str]) -> int:
 def instruct_loss(llm: LLM, tasks, instructions, sem, sem_mask, answers, normalizer: int | None = None) -> torch.Tensor:
     """Cross-entropy of the answer tokens given the prompt and the semantic tokens: the mean over
     answer tokens, or their sum over ``normalizer`` (a whole batch's count, when this is a share)."""
-    embeds, mask, labels = build_inputs(llm, tasks, instructions, sem, sem_mask, answers, pad_left=False)
-    logits = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask)).logits
-    total = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100,
-                            reduction="sum")
-    return total / (normalizer or int((labels[:, 1:] != -100).sum()))
+    # Left padding puts every answer at the end, so the vocabulary projection (a fifth of the
+    # model's work) runs only on the last positions, the ones that predict answer tokens.
+    embeds, mask, labels = build_inputs(llm, tasks, instructions, sem, sem_mask, answers)
+    longest = int((labels != -100).sum(-1).max())
+    logits = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
+                       logits_to_keep=longest + 1).logits
+    targets = labels[:, -longest:]
+    total = F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+    return total / (normalizer or int((targets != -100).sum()))
 
 
 @torch.no_grad()
 def generate_answers(llm: LLM, tasks, instructions, sem, sem_mask, max_new_tokens: int = 8) -> list[str]:
     """Greedy decoding with a KV cache, batched with left padding."""
-    embeds, mask, _ = build_inputs(llm, tasks, instructions, sem, sem_mask, pad_left=True)
+    embeds, mask, _ = build_inputs(llm, tasks, instructions, sem, sem_mask)
     tok = llm.tokenizer
     stop = {tok.convert_tokens_to_ids(END_OF_TURN), tok.eos_token_id}
     embed = llm.model.get_input_embeddings()
     positions = _positions(mask)
-    out = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
+    out = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
     b = embeds.shape[0]
     generated = [[] for _ in range(b)]
     done = torch.zeros(b, dtype=torch.bool)

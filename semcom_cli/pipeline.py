@@ -63,7 +63,7 @@ class SemcomModel(nn.Module):
             codec_args = dict(embed_dim=embed_dim, symbols_per_token=c.symbols_per_token, hidden=c.hidden,
                               grid=c.grid, spline_order=c.spline_order)
             self.channel_encoder = ChannelEncoder(**codec_args)
-            self.channel_decoder = ChannelDecoder(**codec_args)
+            self.channel_decoder = ChannelDecoder(**codec_args, context_heads=c.context_heads)
         self.llm: LLM | None = None
         self.adapter_dir: Path | None = None
         self.name = "untrained"
@@ -130,11 +130,19 @@ class SemcomModel(nn.Module):
     def receive(self, y: torch.Tensor, h: torch.Tensor, snr_db: torch.Tensor | float,
                 mask: torch.Tensor) -> torch.Tensor:
         """Equalise and decode received symbols [B, T, m, 2] → semantic tokens [B, T, D]."""
+        return self.decode(*self.equalize(y, h, snr_db), mask)
+
+    @staticmethod
+    def equalize(y: torch.Tensor, h: torch.Tensor, snr_db: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Received symbols [B, T, m, 2] → equalised symbols [B, T, m, 2] and effective SNR [B] (dB)."""
         b = y.shape[0]
         snr = torch.as_tensor(snr_db, dtype=torch.float32).expand(b)
         x_hat = mmse_equalize(to_complex(y).reshape(b, -1), h, snr)
-        x_hat = to_real(x_hat).reshape(y.shape)
-        tokens = self.channel_decoder(x_hat, effective_snr_db(h, snr))
+        return to_real(x_hat).reshape(y.shape), effective_snr_db(h, snr)
+
+    def decode(self, x_hat: torch.Tensor, snr_db: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Equalised symbols [B, T, m, 2] at effective SNR [B] or [B, T] (dB) → semantic tokens [B, T, D]."""
+        tokens = self.channel_decoder(x_hat, snr_db, mask)
         return tokens * mask[..., None].to(tokens.dtype)
 
     def answer(self, tasks: list[str], instructions: list[str | None], tokens: torch.Tensor,

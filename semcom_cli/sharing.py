@@ -280,21 +280,24 @@ def receive_user(model, plan: SharePlan, user: int, link: UserLink, snr_db: floa
     """Decode user ``user``'s tokens [T, D]: its public slots from the broadcast, the rest from its
     private part, each at its own effective SNR."""
     t = plan.n_tokens[user]
-    tokens = torch.zeros(t, model.embed_dim)
+    symbols = torch.zeros(t, model.symbols_per_token, 2)
+    snrs = torch.zeros(t)
     h = link.gain.reshape(1)
     slots = plan.public_slots(user)
     if slots:  # each public token on its own: each has its own number of copies
         idx = sorted(slots)
         rx = link.public[[slots[i] for i in idx]][:, None]
         snr = torch.tensor([effective_snr(snr_db, link.public_repeats[slots[i]], link.scale) for i in idx])
-        tokens[idx] = model.receive(rx * link.scale, h.expand(len(idx)), snr,
-                                    torch.ones(len(idx), 1, dtype=torch.long))[:, 0]
+        x_hat, snrs[idx] = model.equalize(rx * link.scale, h.expand(len(idx)), snr)
+        symbols[idx] = x_hat[:, 0]
     rest = plan.private_indices(user)
     if rest:
         if link.private.shape[0] != len(rest):
             raise SemcomError(f"user {user}'s private part has {link.private.shape[0]} tokens, "
                               f"the share plan says {len(rest)}")
-        snr = effective_snr(snr_db, link.private_repeats, link.scale)
-        tokens[rest] = model.receive(link.private[None] * link.scale, h, snr,
-                                     torch.ones(1, len(rest), dtype=torch.long))[0]
-    return tokens
+        x_hat, snr = model.equalize(link.private[None] * link.scale, h,
+                                    effective_snr(snr_db, link.private_repeats, link.scale))
+        symbols[rest], snrs[rest] = x_hat[0], snr
+    # the whole packet is decoded at once (a context decoder looks across its tokens), each token
+    # at its own effective SNR
+    return model.decode(symbols[None], snrs[None], torch.ones(1, t, dtype=torch.long))[0]

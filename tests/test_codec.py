@@ -21,3 +21,29 @@ def test_encoder_decoder_shapes():
     assert symbols.shape == (2, 4, 3, 2)
     assert torch.isclose(symbols.pow(2).sum(-1).mean(), torch.tensor(1.0), atol=1e-5)
     assert dec(symbols, torch.tensor([0.0, 10.0])).shape == (2, 4, 32)
+
+
+def test_context_decoder_reads_across_the_packet_but_never_the_padding():
+    torch.manual_seed(0)
+    dec = ChannelDecoder(32, 3, 8, context_heads=2)
+    symbols, snr = torch.randn(1, 4, 3, 2), torch.tensor([5.0])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    out = dec(symbols, snr, mask)
+    other_padding = symbols.clone()
+    other_padding[0, 3] = torch.randn(3, 2) * 5
+    assert torch.allclose(dec(other_padding, snr, mask)[0, :3], out[0, :3], atol=1e-6)
+    other_neighbour = symbols.clone()
+    other_neighbour[0, 2] = torch.randn(3, 2) * 5
+    assert not torch.allclose(dec(other_neighbour, snr, mask)[0, :2], out[0, :2], atol=1e-3)
+    # per-token SNRs (a share set's public and private tokens) are accepted as [B, T]
+    assert dec(symbols, torch.tensor([[0.0, 5.0, 10.0, 10.0]]), mask).shape == (1, 4, 32)
+
+
+def test_decoder_without_context_decodes_each_token_alone():
+    torch.manual_seed(0)
+    dec = ChannelDecoder(32, 3, 8)
+    assert "context_heads" not in dec.config  # checkpoints saved before the option still load
+    symbols, snr = torch.randn(1, 4, 3, 2), torch.tensor([5.0])
+    changed = symbols.clone()
+    changed[0, 2] = torch.randn(3, 2)
+    assert torch.allclose(dec(changed, snr)[0, :2], dec(symbols, snr)[0, :2])

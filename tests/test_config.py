@@ -31,6 +31,12 @@ def test_non_finite_snr_rejected():
         preset_from_dict({"channel": {"snr_db": float("nan")}})
 
 
+def test_context_heads_must_divide_the_codec_width():
+    with pytest.raises(SemcomError, match=r"codec.hidden \(64\) must be a multiple of codec.context_heads \(5\)"):
+        preset_from_dict({"codec": {"hidden": 64, "context_heads": 5}})
+    assert preset_from_dict({"codec": {"hidden": 64, "context_heads": 4}}).codec.context_heads == 4
+
+
 def test_overrides_apply_and_validate():
     preset = apply_overrides(load_preset("tiny"), {"codec.symbols_per_token": 8, "seed": None})
     assert preset.codec.symbols_per_token == 8

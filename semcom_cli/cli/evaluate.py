@@ -47,7 +47,7 @@ def _partial(output: Path) -> Path:
 
 @fail_cleanly
 def run(
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="Comma list of tasks: vqa,caption,text. [default: vqa]"),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Comma list of tasks: vqa,caption,text,vqa-rephrased (vqa on reworded questions). [default: vqa]"),
     snr: Optional[str] = typer.Option(None, "--snr", help="Comma list of SNRs (dB). [default: -5,0,10,20]"),
     channel: Optional[str] = typer.Option(None, "--channel", help="Comma list: awgn,rayleigh,rician. [default: awgn]"),
     channel_uses: Optional[str] = typer.Option(
