@@ -20,7 +20,11 @@ from .errors import SemcomError
 from .tasks import COLORS, SHAPES
 from .vision import IMAGE_SIZE
 
-__all__ = ["load_image", "image_from_bytes", "EasyVQA", "derive_captions"]
+__all__ = ["load_image", "image_from_bytes", "EasyVQA", "derive_captions", "question_kind", "QUESTION_KINDS"]
+
+# What a question asks: an open question (colour or shape), or a yes/no question whose right
+# answer says the asked colour or shape is in the image ("present") or is not ("absent").
+QUESTION_KINDS = ("open", "present", "absent")
 
 
 def image_from_bytes(data: bytes, source: str) -> torch.Tensor:
@@ -45,6 +49,17 @@ def load_image(path: str | Path) -> torch.Tensor:
     return image_from_bytes(p.read_bytes(), str(path))
 
 
+def _says_present(words: list[str], answer: str) -> bool:
+    """A yes/no answer says the thing asked about is there (a negated question answered "no" too)."""
+    return (answer == "yes") != ("not" in words or "no" in words)
+
+
+def question_kind(question: str, answer: str) -> str:
+    if answer not in ("yes", "no"):
+        return "open"
+    return "present" if _says_present(question.rstrip("?").split(), answer) else "absent"
+
+
 def derive_captions(questions, answers, image_ids) -> dict[int, tuple[str, str]]:
     """Colour and shape per image, from what the questions and answers reveal."""
     color: dict[int, str] = {}
@@ -62,7 +77,7 @@ def derive_captions(questions, answers, image_ids) -> dict[int, tuple[str, str]]
             if q_colors:
                 color[i] = q_colors[0]
         else:  # yes/no: a negated question answered "no" also says the thing is there
-            present = (a == "yes") != ("not" in words or "no" in words)
+            present = _says_present(words, a)
             if present and q_colors:
                 color[i] = q_colors[0]
             if present and q_shapes:
@@ -105,6 +120,13 @@ class EasyVQA:
 
     def batch_images(self, image_ids) -> torch.Tensor:
         return self.images[torch.as_tensor(list(image_ids))].float() / 255.0
+
+    def questions_by_kind(self) -> dict[str, list[int]]:
+        """Question indices per kind (``QUESTION_KINDS``)."""
+        pools: dict[str, list[int]] = {k: [] for k in QUESTION_KINDS}
+        for i, (q, a) in enumerate(zip(self.questions, self.answers)):
+            pools[question_kind(q, a)].append(i)
+        return pools
 
     @property
     def sentences(self) -> list[str]:

@@ -188,3 +188,30 @@ def test_two_processes_train_as_one(stage, tiny_checkpoint, tmp_path):
     gap = max((a[k] - b[k]).abs().max().item() for k in a)
     # the same steps up to float summation order: far below the size of the steps themselves
     assert update > 1e-3 and gap < 0.02 * update, (gap, update)
+
+
+@pytest.mark.parametrize("question, answer, kind", [
+    ("what color is the shape?", "red", "open"),
+    ("is there a red shape?", "yes", "present"),
+    ("is there not a red shape?", "no", "present"),
+    ("is no circle present?", "yes", "absent"),
+    ("does the image contain a triangle?", "no", "absent"),
+])
+def test_question_kind(question, answer, kind):
+    from semcom_cli.data import question_kind
+
+    assert question_kind(question, answer) == kind
+
+
+def test_instruct_draws_open_present_and_absent_questions_evenly(train_data):
+    """easy-vqa's own mix is 26 / 13 / 60 %: trained on it, the LLM answers "absent" blindly."""
+    import random
+    from collections import Counter
+
+    from semcom_cli.data import question_kind
+    from semcom_cli.training import _instruct_sample
+
+    pools, rng = train_data.questions_by_kind(), random.Random(0)
+    kinds = Counter(question_kind(q, a) for _, q, a in
+                    (_instruct_sample("vqa", train_data, [], pools, rng) for _ in range(3000)))
+    assert all(abs(kinds[k] / 3000 - 1 / 3) < 0.04 for k in ("open", "present", "absent")), kinds
