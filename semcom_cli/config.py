@@ -166,7 +166,7 @@ class EvalPlan(_Strict):
     checkpoint: Optional[str] = None
     mlp_checkpoint: Optional[str] = None
     methods: list[Literal["semantic", "mlp", "noiseless", "digital", "capacity"]] = ["semantic"]
-    tasks: list[Literal["vqa", "caption", "text"]] = ["vqa"]
+    tasks: list[Literal["vqa", "caption", "text", "vqa-rephrased"]] = ["vqa"]
     channels: list[Literal["awgn", "rayleigh", "rician", "none"]] = ["awgn"]
     snrs: list[float] = [-5.0, 0.0, 10.0, 20.0]
     channel_uses: list[Union[Literal["matched"], Annotated[int, Field(gt=0)]]] = ["matched"]

@@ -41,20 +41,18 @@ def test_shipped_checkpoint_answers_through_a_shell_pipe(sample_png):
     assert run_pipe(sample_png, "what shape is in the image?", snr=10)["answer"] == "triangle"
 
 
-def test_shipped_checkpoint_accuracy_on_a_fixed_sample(test_data):
+def test_shipped_checkpoint_accuracy_on_a_fixed_sample_at_0_db(test_data):
+    """A fixed 200-question sample over AWGN at 0 dB. The shipped checkpoint scores 92.5 % here; issue 4
+    asks for 95 % and is not met yet (README, "Targets"). The floor guards that level, with room for
+    floating-point differences between CPUs, not for a worse model."""
     from semcom_cli.evaluation import Point, Settings, evaluate_point
 
     model = load_checkpoint(DEFAULT_CHECKPOINT)
-    record = evaluate_point(model, test_data, Point("semantic", "vqa", "awgn", 10.0, None),
-                            Settings(limit=120, seed=0))
+    record = evaluate_point(model, test_data, Point("semantic", "vqa", "awgn", 0.0, None),
+                            Settings(limit=200, seed=0))
     accuracy = record["metrics"]["accuracy"]
-    assert accuracy["n"] == 120
-    assert accuracy["value"] >= ACCURACY_FLOOR_10DB, record
-
-
-# The shipped checkpoint scores 0.892 on this sample (107/120; 86.5 % on the README's 200-question
-# sample); the floor leaves room for floating-point differences between CPUs, not for a worse model.
-ACCURACY_FLOOR_10DB = 0.82
+    assert accuracy["n"] == 200
+    assert accuracy["value"] >= 0.90, record
 
 
 def test_ci_bench_gate_passes_on_the_shipped_checkpoint(tmp_path):
