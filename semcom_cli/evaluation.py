@@ -137,8 +137,13 @@ def _model_task(task: str) -> str:
     return "vqa" if task == REPHRASED else task
 
 
+def _modality(task: str) -> str:
+    """What the transmitter sends for a task: "image" or "text"."""
+    return get_task(_model_task(task)).modality
+
+
 def _source_tokens(model: SemcomModel, data: EasyVQA, task: str, keys: list) -> tuple[torch.Tensor, torch.Tensor]:
-    if get_task(_model_task(task)).modality == "text":
+    if _modality(task) == "text":
         return model.text_tokens(keys)
     return model.image_tokens(data.batch_images(keys))
 
@@ -156,7 +161,7 @@ def _semantic(model: SemcomModel, data: EasyVQA, task: str, keys: list, point: P
 def _budgets(model: SemcomModel, data: EasyVQA, task: str, keys: list, point: Point) -> list[int]:
     if point.channel_uses is not None:
         return [point.channel_uses] * len(keys)
-    if get_task(_model_task(task)).modality == "image":
+    if _modality(task) == "image":
         return [model.preset.projector.n_tokens * model.symbols_per_token] * len(keys)
     _, mask = model.text_token_ids(keys)
     return (mask.sum(1) * model.symbols_per_token).tolist()
@@ -166,7 +171,7 @@ def _separate(model: SemcomModel, data: EasyVQA, task: str, keys: list, point: P
               settings: Settings) -> Received:
     """The digital baseline or the capacity bound: which packets arrive, and what they carry."""
     budgets = _budgets(model, data, task, keys, point)
-    image = get_task(_model_task(task)).modality == "image"
+    image = _modality(task) == "image"
     arrived: list[bytes | None] = [None] * len(keys)
     sent: list[bytes | None] = [None] * len(keys)
     extra: dict = {}
@@ -231,7 +236,7 @@ def task_metrics(task: str, predictions: list[str], references: list[str], seed:
     if task == "caption":
         return {"accuracy": right}
     exact = right
-    if task in ("vqa", REPHRASED):
+    if _model_task(task) == "vqa":
         return {"accuracy": exact}
     return {"exact_match": exact, "bleu": metrics.corpus_bleu(predictions, references, seed=seed),
             "similarity": metrics.sentence_similarity(predictions, references)}
