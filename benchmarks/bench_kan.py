@@ -4,7 +4,7 @@
 
 For every shape (batch × in → out; grid 5, spline order 3) it times forward plus
 backward (gradients for the weights and the input) of pykan's ``KANLayer``,
-``semcom_cli.kan.KANLinear`` holding the same weights, and a two-layer SiLU MLP
+``semcom_cli.models.kan.KANLinear`` holding the same weights, and a two-layer SiLU MLP
 with as many trainable parameters, and prints the ratios with the issue's targets:
 KANLinear ≥ 20× faster than pykan, ≤ 2× the MLP's time, ≤ 1e-5 from pykan's
 output (inputs inside and far outside the grid), ≤ 3× the MLP's peak memory.
@@ -29,7 +29,7 @@ import time
 import torch
 from torch import nn
 
-from semcom_cli.kan import GRID_RANGE, KANLinear
+from semcom_cli.models.kan import GRID_RANGE, KANLinear
 
 GRID, ORDER = 5, 3
 TARGETS = {"speedup_vs_pykan": 20.0, "time_vs_mlp": 2.0, "max_abs_diff": 1e-5, "memory_vs_mlp": 3.0}

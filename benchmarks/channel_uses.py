@@ -19,11 +19,11 @@ import json
 import time
 from pathlib import Path
 
-from semcom_cli.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from semcom_cli.config import apply_overrides
 from semcom_cli.data import EasyVQA
 from semcom_cli.evaluation import Point, Settings, evaluate_point
-from semcom_cli.pipeline import SemcomModel
+from semcom_cli.models import SemcomModel
+from semcom_cli.resources import default_checkpoint
 from semcom_cli.training import train_channel
 
 
@@ -41,14 +41,14 @@ def with_codec_width(model: SemcomModel, symbols_per_token: int) -> SemcomModel:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-c", "--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("-c", "--checkpoint", default=str(default_checkpoint()))
     parser.add_argument("--symbols", default="2,16", help="symbols per token to train, comma-separated")
     parser.add_argument("--snr", default="-5,0,20", help="comma-separated, dB")
     parser.add_argument("--limit", type=int, default=1000, help="VQA questions per point")
     parser.add_argument("-o", "--output", default="runs/channel-uses.json")
     args = parser.parse_args()
 
-    model = load_checkpoint(args.checkpoint)
+    model = SemcomModel.from_pretrained(args.checkpoint)
     train_data, test_data = EasyVQA.load("train"), EasyVQA.load("test")
     settings = Settings(limit=args.limit, seed=0)
     snrs = [float(s) for s in args.snr.split(",")]
@@ -63,7 +63,7 @@ def main() -> None:
             trained = train_channel(candidate, candidate.get_llm(), train_data)
         uses = width * model.preset.projector.n_tokens
         for snr in snrs:
-            record = evaluate_point(candidate, test_data, Point("semantic", "vqa", "awgn", snr, None), settings)
+            record = evaluate_point({"main": candidate}, test_data, Point("semantic", "vqa", "awgn", snr, None), settings)
             accuracy = record["metrics"]["accuracy"]
             rows.append({"channel_uses": uses, "snr_db": snr, "accuracy": accuracy, "codec_training": trained,
                          "own_codec": trained is None})

@@ -34,11 +34,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from semcom_cli.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+    from semcom_cli.models import SemcomModel
     from semcom_cli.data import EasyVQA
-    from semcom_cli.share_evaluation import SharePoint, evaluate_share_point
+    from semcom_cli.evaluation.share import SharePoint, evaluate_share_point
 
-    model = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)
+    model = SemcomModel.from_pretrained(args.checkpoint)
     model.get_llm()
     data = EasyVQA.load("test")
     records: dict[tuple[str, int], dict] = {}

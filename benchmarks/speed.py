@@ -34,10 +34,10 @@ TARGETS = {"encode_images_per_s": (500.0, "≥"), "decode_questions_per_s": (10.
 _LOAD = """
 import json, sys, time
 t = time.perf_counter()
-from semcom_cli.backbone import load_backbone
-from semcom_cli.checkpoint import load_checkpoint
+from semcom_cli.models import load_backbone
+from semcom_cli.models import SemcomModel
 imported = time.perf_counter()
-model = load_checkpoint(sys.argv[1])
+model = SemcomModel.from_pretrained(sys.argv[1])
 model.get_llm()
 done = time.perf_counter()
 print(json.dumps({"imports_s": imported - t, "load_s": done - imported}))
@@ -60,16 +60,16 @@ def main() -> None:
     args = parser.parse_args()
 
     from semcom_cli.channel import seed_channel
-    from semcom_cli.checkpoint import load_checkpoint
+    from semcom_cli.models import SemcomModel
     from semcom_cli.data import EasyVQA
-    from semcom_cli.pipeline import send
+    from semcom_cli.channel import make_channel
 
     with tempfile.TemporaryDirectory() as cache:
         cold = _load_time(args.checkpoint, cache)
         cached = _load_time(args.checkpoint, cache)
 
     torch.manual_seed(0)
-    model = load_checkpoint(Path(args.checkpoint))
+    model = SemcomModel.from_pretrained(Path(args.checkpoint))
     model.get_llm()
     data = EasyVQA.load("test")
     images = data.batch_images(range(len(data.images)))
@@ -83,7 +83,7 @@ def main() -> None:
         seed_channel(0)
         n = args.questions
         ids = [data.image_ids[i] for i in range(n)]
-        y, h = send(symbols[ids], 10.0, "awgn")
+        y, h = make_channel("awgn").send(symbols[ids], 10.0)
         model.answer(["vqa"] * 8, data.questions[:8], tokens[ids[:8]], mask[ids[:8]])  # warm-up
         t = time.perf_counter()
         for start in range(0, n, 64):

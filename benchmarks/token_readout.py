@@ -18,10 +18,10 @@ import torch
 from torch.nn import functional as F
 
 from semcom_cli.channel import seed_channel
-from semcom_cli.checkpoint import load_checkpoint
+from semcom_cli.models import SemcomModel
 from semcom_cli.data import EasyVQA
-from semcom_cli.pipeline import send
-from semcom_cli.training import caption_targets
+from semcom_cli.channel import make_channel
+from semcom_cli.training.stages import caption_targets
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    model = load_checkpoint(args.checkpoint)
+    model = SemcomModel.from_pretrained(args.checkpoint)
     llm = model.get_llm()
     data = EasyVQA.load("test")
     images, targets, _ = caption_targets(llm, data, model.preset.projector.n_tokens)
@@ -46,7 +46,7 @@ def main() -> None:
         for channel in args.channel.split(","):
             for snr in (float(s) for s in args.snr.split(",")):
                 seed_channel(args.seed)
-                y, h = send(symbols, snr, channel, model.preset.channel.rician_k)
+                y, h = make_channel(channel, model.preset.channel.model_dump()).send(symbols, snr)
                 received = model.receive(y, h, snr, mask)
                 read = words[(F.normalize(received, dim=-1) @ word_embeddings.T).argmax(-1)]
                 right = (read == targets).all(1).float().mean().item()

@@ -1,24 +1,26 @@
 """Presets: validated YAML holding every model, data, channel and training setting.
 
 A preset is a YAML file in ``presets/`` (or any path). Unknown keys and ill-typed
-values are rejected with one line naming the field. Command-line flags override
-fields through dotted keys (``channel.snr_db=5``).
+values are rejected with one line naming the field; names of tasks, channels,
+projectors, methods and metrics are checked against their registries, so a newly
+registered one is accepted everywhere. Command-line flags override fields through
+dotted keys (``train.channel.steps=5``).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Callable, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import SemcomError
+from .resources import presets_dir
 
 __all__ = [
     "Preset",
-    "PRESET_DIR",
     "load_preset",
     "preset_from_dict",
     "apply_overrides",
@@ -26,9 +28,66 @@ __all__ = [
     "EvalPlan",
     "Floor",
     "load_eval_plan",
+    "migrate_saved_preset",
+    "choice_text",
 ]
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+def choice_text(names) -> str:
+    """'a', 'b' or 'c': the allowed values, as pydantic words a Literal's."""
+    quoted = [repr(str(n)) for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _registered(registry: Callable[[], Any]):
+    """A validator accepting the names a registry holds when the value is checked (lazily imported,
+    so registering a task or channel before loading a preset is enough)."""
+    def check(value: str) -> str:
+        names = list(registry())
+        if value not in names:
+            raise PydanticCustomError("choice", "must be one of {expected}", {"expected": choice_text(names)})
+        return value
+
+    return AfterValidator(check)
+
+
+def _tasks(trainable=None):
+    from .tasks import task_names
+
+    return task_names(trainable)
+
+
+def _channels(noisy_only=False):
+    from .channel import CHANNELS
+
+    return [n for n, c in CHANNELS.items() if c.noisy or not noisy_only]
+
+
+def _projectors():
+    from .models.projector import PROJECTORS
+
+    return PROJECTORS
+
+
+def _methods():
+    from .evaluation.methods import METHODS
+
+    return METHODS
+
+
+def _metrics():
+    from .evaluation.metrics import METRICS
+
+    return METRICS
+
+
+TaskName = Annotated[str, _registered(_tasks)]
+TrainTaskName = Annotated[str, _registered(lambda: _tasks(trainable=True))]
+ChannelName = Annotated[str, _registered(_channels)]
+NoisyChannelName = Annotated[str, _registered(lambda: _channels(noisy_only=True))]
+ProjectorName = Annotated[str, _registered(_projectors)]
+MethodName = Annotated[str, _registered(_methods)]
+MetricName = Annotated[str, _registered(_metrics)]
 
 
 class _Strict(BaseModel):
@@ -67,7 +126,7 @@ class Vision(_Strict):
 
 
 class Projector(_Strict):
-    kind: Literal["kan", "mlp"] = "kan"
+    kind: ProjectorName = "kan"
     n_tokens: int = Field(4, gt=0, le=64)
     grid: int = Field(5, gt=0)
     spline_order: int = Field(3, ge=1)
@@ -80,6 +139,9 @@ class Codec(_Strict):
     spline_order: int = Field(3, ge=1)
     # Self-attention heads in the decoder across a packet's tokens (0: decode each token alone).
     context_heads: int = Field(0, ge=0)
+    # The lowest SNR the code is trained for; a link below it repeats its symbols (sharing).
+    # Default: the channel stage's train.channel.snr_min.
+    snr_floor_db: Optional[float] = Field(None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> "Codec":
@@ -89,17 +151,10 @@ class Codec(_Strict):
         return self
 
 
-class Channel(_Strict):
-    name: Literal["awgn", "rayleigh", "rician", "none"] = "awgn"
-    snr_db: float = 10.0
-    rician_k: float = Field(3.0, ge=0.0)
+class ChannelParams(_Strict):
+    """Parameters of the channel kinds (each kind takes the ones it uses)."""
 
-    @field_validator("snr_db")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("must be a finite number of dB")
-        return v
+    rician_k: float = Field(3.0, ge=0.0, allow_inf_nan=False)  # Rician K-factor: LOS / scattered power
 
 
 class StageTrain(_Strict):
@@ -113,11 +168,11 @@ class StageTrain(_Strict):
 class ChannelTrain(StageTrain):
     snr_min: float = -5.0
     snr_max: float = 20.0
-    channels: list[Literal["awgn", "rayleigh", "rician"]] = ["awgn", "rayleigh"]
+    channels: list[NoisyChannelName] = ["awgn", "rayleigh"]
 
 
 class InstructTrain(ChannelTrain):
-    tasks: list[Literal["vqa", "caption", "text"]] = ["vqa", "caption", "text"]
+    tasks: list[TrainTaskName] = ["vqa", "caption", "text"]
     # Fraction of samples sent through the channel codec (the rest use clean tokens).
     channel_fraction: float = Field(0.75, ge=0.0, le=1.0)
 
@@ -130,31 +185,50 @@ class Train(_Strict):
 
 class Data(_Strict):
     max_text_tokens: int = Field(24, gt=0)
-    # Images held out of the training split for validation while training.
-    train_limit: Optional[int] = Field(None, gt=0)
 
 
 class Preset(_Strict):
     name: str = "default"
     seed: int = Field(0, ge=0)
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]+)?)$")  # where the model, channel and training run
     backbone: Backbone = Backbone()
     vision: Vision = Vision()
     projector: Projector = Projector()
     codec: Codec = Codec()
-    channel: Channel = Channel()
+    channel: ChannelParams = ChannelParams()
     train: Train = Train()
     data: Data = Data()
+
+    @model_validator(mode="after")
+    def _codec_floor_from_training(self) -> "Preset":
+        if self.codec.snr_floor_db is None:
+            self.codec.snr_floor_db = self.train.channel.snr_min
+        return self
+
+
+# Fields older semcom versions wrote into checkpoint manifests and this one no longer has.
+_REMOVED_FIELDS = (("channel", "name"), ("channel", "snr_db"), ("data", "train_limit"))
+
+
+def migrate_saved_preset(data: dict[str, Any]) -> dict[str, Any]:
+    """A preset saved by an older semcom, as this one reads it: removed fields dropped (new fields
+    take their defaults when validated)."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for section, name in _REMOVED_FIELDS:
+        if isinstance(data.get(section), dict):
+            data[section].pop(name, None)
+    return data
 
 
 class Floor(_Strict):
     """A regression gate: the point's metric must reach ``min`` (fractions for accuracy, 0–100 BLEU)."""
 
-    method: Literal["semantic", "mlp", "noiseless", "digital", "capacity"]
-    task: Literal["vqa", "caption", "text"]
-    channel: Literal["awgn", "rayleigh", "rician", "none"] = "awgn"
+    method: MethodName
+    task: TaskName
+    channel: ChannelName = "awgn"
     snr_db: Optional[float] = None
     channel_uses: Union[Literal["matched"], int] = "matched"
-    metric: Literal["accuracy", "exact_match", "bleu", "similarity"]
+    metric: MetricName
     min: float
 
 
@@ -165,10 +239,10 @@ class EvalPlan(_Strict):
     name: str = "evaluate"
     checkpoint: Optional[str] = None
     mlp_checkpoint: Optional[str] = None
-    methods: list[Literal["semantic", "mlp", "noiseless", "digital", "capacity"]] = ["semantic"]
-    tasks: list[Literal["vqa", "caption", "text", "vqa-rephrased"]] = ["vqa"]
-    channels: list[Literal["awgn", "rayleigh", "rician", "none"]] = ["awgn"]
-    snrs: list[float] = [-5.0, 0.0, 10.0, 20.0]
+    methods: list[MethodName] = ["semantic"]
+    tasks: list[TaskName] = ["vqa"]
+    channels: list[ChannelName] = ["awgn"]
+    snrs: list[Annotated[float, Field(allow_inf_nan=False)]] = [-5.0, 0.0, 10.0, 20.0]
     channel_uses: list[Union[Literal["matched"], Annotated[int, Field(gt=0)]]] = ["matched"]
     limit: int = Field(200, ge=0)  # questions (captions, sentences) per point; 0: all
     seed: int = Field(0, ge=0)
@@ -183,7 +257,7 @@ def _first_error_line(err: ValidationError, source: str) -> str:
     field = ".".join(str(p) for p in e["loc"]) or "(top level)"
     if e["type"] == "extra_forbidden":
         return f"{source}: unknown field '{field}'"
-    if e["type"] == "literal_error":
+    if e["type"] in ("literal_error", "choice"):
         allowed = e.get("ctx", {}).get("expected", "")
         return f"{source}: field '{field}' must be one of {allowed} (got {e.get('input')!r})"
     return f"{source}: field '{field}': {e['msg']} (got {e.get('input')!r})"
@@ -204,13 +278,13 @@ def available_presets(evaluation: bool = False) -> list[str]:
         except (yaml.YAMLError, AttributeError):
             return False
 
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if is_evaluation(p) == evaluation)
+    return sorted(p.stem for p in presets_dir().glob("*.yaml") if is_evaluation(p) == evaluation)
 
 
 def _read_yaml(name_or_path: str | Path, evaluation: bool = False) -> tuple[Path, dict]:
     path = Path(name_or_path)
     if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.yaml"
+        path = presets_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
         raise SemcomError(
             f"preset not found: {name_or_path} (available: {', '.join(available_presets(evaluation))})"

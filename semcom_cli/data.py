@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cached_property
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import SemcomError
-from .tasks import COLORS, SHAPES
-from .vision import IMAGE_SIZE
+from .tasks.shapes import COLORS, SHAPES
 
-__all__ = ["load_image", "image_from_bytes", "EasyVQA", "derive_captions", "question_kind", "QUESTION_KINDS"]
+__all__ = ["IMAGE_SIZE", "image_from_bytes", "sentence_from_bytes", "EasyVQA", "derive_captions", "question_kind", "QUESTION_KINDS"]
+
+IMAGE_SIZE = 64  # every image is read as 64×64 RGB, easy-vqa's size
 
 # What a question asks: an open question (colour or shape), or a yes/no question whose right
 # answer says the asked colour or shape is in the image ("present") or is not ("absent").
@@ -40,13 +41,12 @@ def image_from_bytes(data: bytes, source: str) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    p = Path(path)
-    if not p.exists():
-        raise SemcomError(f"{path}: no such file")
-    if p.is_dir():
-        raise SemcomError(f"{path}: is a folder, not an image")
-    return image_from_bytes(p.read_bytes(), str(path))
+def sentence_from_bytes(data: bytes, source: str) -> str:
+    """A UTF-8 text file's sentence, whitespace collapsed."""
+    try:
+        return " ".join(data.decode("utf-8").split())
+    except UnicodeDecodeError:
+        raise SemcomError(f"{source}: not a UTF-8 text file") from None
 
 
 def _says_present(words: list[str], answer: str) -> bool:
@@ -95,6 +95,7 @@ class EasyVQA:
     image_ids: list[int]
     images: torch.Tensor
     captions: dict[int, tuple[str, str]] = field(default_factory=dict)
+    _kinds: dict[str, list[int]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, split: str) -> "EasyVQA":
@@ -115,20 +116,23 @@ class EasyVQA:
                 images[i] = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
         return cls(split, list(q), list(a), list(ids), images, derive_captions(q, a, ids))
 
-    def image(self, image_id: int) -> torch.Tensor:
-        return self.images[image_id].float() / 255.0
-
     def batch_images(self, image_ids) -> torch.Tensor:
         return self.images[torch.as_tensor(list(image_ids))].float() / 255.0
 
     def questions_by_kind(self) -> dict[str, list[int]]:
-        """Question indices per kind (``QUESTION_KINDS``)."""
-        pools: dict[str, list[int]] = {k: [] for k in QUESTION_KINDS}
-        for i, (q, a) in enumerate(zip(self.questions, self.answers)):
-            pools[question_kind(q, a)].append(i)
-        return pools
+        """Question indices per kind (``QUESTION_KINDS``), computed once."""
+        if self._kinds is None:
+            self._kinds = {k: [] for k in QUESTION_KINDS}
+            for i, (q, a) in enumerate(zip(self.questions, self.answers)):
+                self._kinds[question_kind(q, a)].append(i)
+        return self._kinds
 
-    @property
+    @cached_property
+    def captioned_ids(self) -> list[int]:
+        """Ids of the images with a caption, in order."""
+        return sorted(self.captions)
+
+    @cached_property
     def sentences(self) -> list[str]:
         """The distinct questions, used as sentences for the text task."""
         return sorted(set(self.questions))

@@ -14,9 +14,9 @@ SAMPLE_IMAGE_ID = 0  # easy-vqa test image 0: a red triangle
 
 
 def tiny_model(seed: int = 0, projector: str = "kan"):
-    from semcom_cli.backbone import load_backbone
+    from semcom_cli.models.llm import load_backbone
     from semcom_cli.config import apply_overrides, load_preset
-    from semcom_cli.pipeline import SemcomModel
+    from semcom_cli.models import SemcomModel
 
     preset = apply_overrides(load_preset("tiny"), {"seed": seed, "projector.kind": projector})
     llm = load_backbone(preset.backbone, preset.seed)
@@ -40,12 +40,11 @@ def test_data():
 
 
 def _train_tiny(folder: Path, data, seed: int) -> Path:
-    from semcom_cli.checkpoint import save_checkpoint
     from semcom_cli.training import run_stage
 
     model, llm = tiny_model(seed)
     history = [run_stage(stage, model, llm, data) for stage in ("align", "channel", "instruct")]
-    save_checkpoint(model, folder, training={"stages": history})
+    model.save_pretrained(folder, training={"stages": history})
     return folder
 
 

@@ -3,8 +3,13 @@ import math
 import pytest
 import torch
 
-from semcom_cli.channel import apply_channel, check_snr, effective_snr_db, mmse_equalize, noise_variance, seed_channel
+from semcom_cli.channel import (check_snr, effective_snr_db, gain_from_real, gain_to_real, make_channel, mmse_equalize,
+                                noise_variance, seed_channel)
 from semcom_cli.errors import SemcomError
+
+
+def apply_channel(x, snr_db, name, rician_k=3.0):
+    return make_channel(name, {"rician_k": rician_k})(x, snr_db)
 
 
 def _unit_symbols(b=4000, n=16):
@@ -81,3 +86,27 @@ def test_snr_must_be_finite(bad):
 def test_unknown_channel():
     with pytest.raises(SemcomError, match="unknown channel 'rayliegh'"):
         apply_channel(_unit_symbols(1, 1), 0.0, "rayliegh")
+
+
+def test_rician_k_must_be_finite_and_not_negative():
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(SemcomError, match="K-factor"):
+            make_channel("rician", {"rician_k": bad})
+
+
+def test_a_gain_round_trips_through_its_file_form():
+    h = torch.tensor(0.3 - 0.4j, dtype=torch.complex64)
+    stored = gain_to_real(h)
+    assert stored.shape == (2,) and torch.equal(gain_from_real(stored), h.reshape(1))
+
+
+def test_paired_draws_reproduce_the_channel_formula():
+    """``through`` with given draws is y = h·x + √(N0/r)·n: the path two schemes share for paired noise."""
+    channel = make_channel("rayleigh")
+    seed_channel(5)
+    h, noise = channel.gains(1)[0], channel.unit_noise(6).reshape(3, 2)
+    x = torch.randn(3, 2, 2)
+    y = channel.through(x, h, noise, 0.0, 4)
+    expected = h * torch.view_as_complex(x) + (0.25 ** 0.5) * noise
+    assert torch.allclose(torch.view_as_complex(y.contiguous()), expected, atol=1e-6)
+    assert torch.equal(make_channel("none").through(x, h, noise, 0.0), x)

@@ -39,7 +39,7 @@ def test_encode_writes_power_normalised_symbols(semcom, encoded, tiny_checkpoint
     assert meta["checkpoint"] == "tiny-a" and len(meta["checkpoint_hash"]) == 64
     assert meta["tensors"]["symbols"] == [2, 2, 2]  # tiny: 2 tokens × 2 complex symbols
     assert meta["channel_uses"] == 4 and meta["role"] == "private"
-    from semcom_cli.formats import read_semantic
+    from semcom_cli.io import read_semantic
 
     symbols = read_semantic(str(encoded)).tensors["symbols"]
     assert abs(symbols.pow(2).sum(-1).mean().item() - 1.0) < 1e-5
@@ -218,10 +218,11 @@ def test_usage_errors_are_one_line_too(args, fragment):
 
 
 def test_align_resumes_a_killed_run_to_the_same_checkpoint(semcom, train_data, tmp_path):
-    from semcom_cli.backbone import load_backbone
-    from semcom_cli.checkpoint import read_manifest, save_partial
+    from semcom_cli.models.llm import load_backbone
+    from semcom_cli.models.checkpoint import read_manifest
+    from semcom_cli.training import save_partial
     from semcom_cli.config import apply_overrides, load_preset
-    from semcom_cli.pipeline import SemcomModel
+    from semcom_cli.models import SemcomModel
     from semcom_cli.training import Checkpointing, run_stage
 
     whole = tmp_path / "whole"

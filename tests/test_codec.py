@@ -1,6 +1,6 @@
 import torch
 
-from semcom_cli.codec import ChannelDecoder, ChannelEncoder, normalize_power
+from semcom_cli.models.codec import ChannelDecoder, ChannelEncoder, normalize_power
 
 
 def test_average_power_is_one_per_complex_symbol_ignoring_padding():

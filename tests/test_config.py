@@ -26,9 +26,33 @@ def test_bad_choice_lists_allowed_values():
         preset_from_dict({"projector": {"kind": "transformer"}})
 
 
-def test_non_finite_snr_rejected():
-    with pytest.raises(SemcomError, match=r"channel.snr_db"):
-        preset_from_dict({"channel": {"snr_db": float("nan")}})
+def test_non_finite_numbers_rejected():
+    with pytest.raises(SemcomError, match=r"codec.snr_floor_db"):
+        preset_from_dict({"codec": {"snr_floor_db": float("nan")}})
+    with pytest.raises(SemcomError, match=r"channel.rician_k"):
+        preset_from_dict({"channel": {"rician_k": float("inf")}})
+
+
+def test_names_are_checked_against_the_registries():
+    with pytest.raises(SemcomError, match=r"must be one of 'awgn', 'rayleigh' or 'rician'"):
+        preset_from_dict({"train": {"channel": {"channels": ["wifi"]}}})
+    with pytest.raises(SemcomError, match=r"must be one of 'vqa', 'caption' or 'text'"):
+        preset_from_dict({"train": {"instruct": {"tasks": ["vqa-rephrased"]}}})  # evaluation-only
+
+
+def test_the_codec_floor_defaults_to_the_channel_stage_range():
+    assert preset_from_dict({"train": {"channel": {"snr_min": -7}}}).codec.snr_floor_db == -7
+    assert preset_from_dict({"codec": {"snr_floor_db": -3}}).codec.snr_floor_db == -3
+
+
+def test_a_manifest_from_an_older_semcom_still_loads():
+    from semcom_cli.config import migrate_saved_preset
+
+    old = {"channel": {"name": "awgn", "snr_db": 10.0, "rician_k": 2.0}, "data": {"train_limit": None}}
+    preset = preset_from_dict(migrate_saved_preset(old))
+    assert preset.channel.rician_k == 2.0 and preset.device == "cpu"
+    with pytest.raises(SemcomError, match="unknown field 'channel.name'"):
+        preset_from_dict(old)  # a user's preset keeps being checked strictly
 
 
 def test_context_heads_must_divide_the_codec_width():

@@ -103,7 +103,7 @@ def test_plot_refuses_a_file_that_is_not_results(semcom, tmp_path):
 
 def test_resume_skips_finished_points_and_ends_as_an_uninterrupted_run(semcom, sweep, tiny_checkpoint,
                                                                        tmp_path, monkeypatch):
-    import semcom_cli.evaluation as evaluation
+    import semcom_cli.evaluation.sweep as evaluation
 
     real = evaluation.evaluate_point
     calls = []
@@ -158,7 +158,7 @@ def test_bad_sweep_values_fail_cleanly(semcom, tiny_checkpoint, tmp_path):
 # --- the digital baseline's bookkeeping -------------------------------------------------------
 
 def test_link_bit_accounting_by_hand():
-    from semcom_cli.digital import LENGTH_BITS, link_for
+    from semcom_cli.channel.digital import LENGTH_BITS, link_for
 
     # 256 channel uses of 16-QAM rate 1/2: 1024 coded bits, 512 information bits,
     # 16 of them the length field: (512 - 16) / 8 = 62 payload bytes
@@ -174,18 +174,18 @@ def test_link_bit_accounting_by_hand():
 
 
 def test_capacity_bits_by_hand():
-    from semcom_cli.channel import seed_channel
-    from semcom_cli.digital import capacity_bits
+    from semcom_cli.channel import make_channel, seed_channel
+    from semcom_cli.channel.digital import capacity_bits
 
-    assert capacity_bits(16, 10.0, "awgn", 3).tolist() == pytest.approx([16 * math.log2(11)] * 3)
+    assert capacity_bits(16, 10.0, make_channel("awgn"), 3).tolist() == pytest.approx([16 * math.log2(11)] * 3)
     seed_channel(0)
-    fading = capacity_bits(16, 10.0, "rayleigh", 4000)
+    fading = capacity_bits(16, 10.0, make_channel("rayleigh"), 4000)
     # Jensen: the mean over Rayleigh draws is below the AWGN capacity
     assert fading.mean() < 16 * math.log2(11) and fading.min() >= 0
 
 
 def test_link_adaptation_climbs_with_snr():
-    from semcom_cli.digital import MCS_TABLE, choose_mcs
+    from semcom_cli.channel.digital import MCS_TABLE, choose_mcs
 
     order = list(MCS_TABLE)
     chosen = [order.index(choose_mcs(s)) for s in (-10, 0, 5, 10, 15, 20, 30)]
@@ -193,18 +193,18 @@ def test_link_adaptation_climbs_with_snr():
 
 
 def test_payloads_arrive_when_they_fit_and_the_snr_allows():
-    from semcom_cli.channel import seed_channel
-    from semcom_cli.digital import link_for, send_payloads
+    from semcom_cli.channel import make_channel, seed_channel
+    from semcom_cli.channel.digital import link_for, send_payloads
 
     seed_channel(0)
     link = link_for(256, 20.0, "16qam-1/2")
     payloads = [bytes(range(62)), bytes(63), None, b"hello"]
-    assert send_payloads(payloads, link, 20.0, "awgn") == [bytes(range(62)), None, None, b"hello"]
-    assert send_payloads(payloads, link, -10.0, "awgn") == [None] * 4
+    assert send_payloads(payloads, link, 20.0, make_channel("awgn")) == [bytes(range(62)), None, None, b"hello"]
+    assert send_payloads(payloads, link, -10.0, make_channel("awgn")) == [None] * 4
 
 
 def test_images_compress_to_fit_or_not_at_all(test_data):
-    from semcom_cli.digital import compress_image, decompress_image
+    from semcom_cli.channel.digital import compress_image, decompress_image
 
     image = test_data.images[0]
     assert compress_image(image, 50) is None
@@ -218,7 +218,7 @@ def test_images_compress_to_fit_or_not_at_all(test_data):
 # --- metrics -----------------------------------------------------------------------------
 
 def test_metric_intervals():
-    from semcom_cli import metrics
+    from semcom_cli.evaluation import metrics
 
     p = metrics.proportion([1.0] * 8 + [0.0] * 2)
     assert p["value"] == 0.8 and p["ci95"] == pytest.approx([0.4902, 0.9433], abs=1e-4)  # Wilson, by hand

@@ -5,12 +5,16 @@ import torch
 from safetensors.torch import save
 
 from semcom_cli.errors import SemcomError
-from semcom_cli.formats import SemanticFile, atomic_write_bytes, read_semantic, write_semantic
+from semcom_cli.io import Header, SemanticFile, atomic_write_bytes, read_semantic, write_semantic
+
+
+def _header(stage="encode", **fields):
+    return Header(stage=stage, task="vqa", modality="image", checkpoint="ck", checkpoint_hash="abc", source="x.png",
+                  n_tokens=3, symbols_per_token=4, channel_uses=12, user=0, role="private", **fields)
 
 
 def _file(stage="encode"):
-    return SemanticFile({"symbols": torch.arange(24, dtype=torch.float32).view(3, 4, 2)},
-                        {"stage": stage, "task": "vqa", "checkpoint_hash": "abc", "user": 0, "role": "private"})
+    return SemanticFile({"symbols": torch.arange(24, dtype=torch.float32).view(3, 4, 2)}, _header(stage))
 
 
 def test_roundtrip_keeps_tensors_and_header(tmp_path):
@@ -18,14 +22,23 @@ def test_roundtrip_keeps_tensors_and_header(tmp_path):
     write_semantic(path, _file())
     back = read_semantic(str(path), stage="encode")
     assert torch.equal(back.tensors["symbols"], _file().tensors["symbols"])
-    assert back.meta["task"] == "vqa" and back.meta["format_version"] == 1
+    assert back.header == _file().header
 
 
 def test_same_content_gives_same_bytes():
     # safetensors writes its metadata map in hash order; semcom's single JSON key must not vary
-    sem = _file()
-    sem.meta.update({f"k{i}": i for i in range(20)})
-    assert sem.to_bytes() == SemanticFile(dict(sem.tensors), dict(reversed(list(sem.meta.items())))).to_bytes()
+    fields = {"channel": "awgn", "snr_db": 3.0, "seed": 4, "share_id": "s", "users": [0, 1]}
+    a = SemanticFile(_file().tensors, _header("transmit", **fields))
+    b = SemanticFile(_file().tensors, _header("transmit", **dict(reversed(list(fields.items())))))
+    assert a.to_bytes() == b.to_bytes()
+
+
+def test_a_header_of_the_wrong_type_is_refused_in_one_line(tmp_path):
+    meta = json.dumps({"format": "semcom-semantic", "format_version": 1, **_header().to_json(), "n_tokens": "many"})
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(save({"symbols": torch.zeros(3, 4, 2)}, metadata={"semcom": meta}))
+    with pytest.raises(SemcomError, match="damaged header: field 'n_tokens'"):
+        read_semantic(str(path))
 
 
 def test_wrong_stage_refused(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from kan.KANLayer import KANLayer
 
-from semcom_cli.kan import KANLinear, bspline_basis
+from semcom_cli.models.kan import KANLinear, bspline_basis
 
 
 @pytest.fixture

@@ -4,8 +4,12 @@ import pytest
 import torch
 
 from conftest import run_pipe
-from semcom_cli.backbone import load_backbone, sha256_file, smollm2_gguf
-from semcom_cli.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, read_manifest
+from semcom_cli.models.llm import load_backbone, sha256_file, smollm2_gguf
+from semcom_cli.models import SemcomModel
+from semcom_cli.models.checkpoint import read_manifest
+from semcom_cli.resources import default_checkpoint
+
+DEFAULT_CHECKPOINT = default_checkpoint()
 from semcom_cli.config import load_preset
 
 pytestmark = pytest.mark.real
@@ -47,8 +51,8 @@ def test_shipped_checkpoint_accuracy_on_a_fixed_sample_at_0_db(test_data):
     floating-point differences between CPUs, not for a worse model."""
     from semcom_cli.evaluation import Point, Settings, evaluate_point
 
-    model = load_checkpoint(DEFAULT_CHECKPOINT)
-    record = evaluate_point(model, test_data, Point("semantic", "vqa", "awgn", 0.0, None),
+    model = SemcomModel.from_pretrained(DEFAULT_CHECKPOINT)
+    record = evaluate_point({"main": model}, test_data, Point("semantic", "vqa", "awgn", 0.0, None),
                             Settings(limit=200, seed=0))
     accuracy = record["metrics"]["accuracy"]
     assert accuracy["n"] == 200
@@ -73,9 +77,9 @@ def test_ci_bench_gate_passes_on_the_shipped_checkpoint(tmp_path):
 def test_shipped_checkpoint_shares_what_users_have_in_common(test_data):
     """The calibrated threshold on the real tokens: one scene is sent once at no cost in accuracy,
     a shared colour saves at least 30 %, scenes with nothing in common share nothing."""
-    from semcom_cli.share_evaluation import SharePoint, evaluate_share_point
+    from semcom_cli.evaluation.share import SharePoint, evaluate_share_point
 
-    model = load_checkpoint()
+    model = SemcomModel.from_pretrained()
     one_scene = evaluate_share_point(model, test_data, SharePoint("same-scene", 4, "awgn", 0.0), groups=8)
     assert one_scene["saving"]["min"] == 0.75
     assert one_scene["users_changed"] == {"gained": 0, "lost": 0}

@@ -3,8 +3,10 @@
 import easy_vqa
 import pytest
 
-from semcom_cli.evaluation import REPHRASED, plan_points, sample_items
-from semcom_cli.rephrase import ABSENT, OPEN_COLOR, OPEN_SHAPE, PRESENT, rephrase
+from semcom_cli.evaluation import plan_points, sample_items
+
+REPHRASED = "vqa-rephrased"
+from semcom_cli.tasks.rephrase import ABSENT, OPEN_COLOR, OPEN_SHAPE, PRESENT, rephrase
 
 
 def test_no_rewording_is_an_easy_vqa_wording():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import assert_clean_failure, tiny_model
+from semcom_cli.channel import make_channel
 from semcom_cli.errors import SemcomError
 from semcom_cli.sharing import (PublicToken, SharePlan, encode_parts, plan_sharing, receive_user, repeats_for,
                                 send_separately, send_to_user, user_seed)
@@ -112,9 +113,10 @@ def test_a_user_sees_the_same_draws_in_both_schemes_and_other_users_see_their_ow
     packets = encode_parts(tiny.encode(tokens, mask), plan)
     assert packets.scale == pytest.approx(1.0, abs=1e-6)  # the public part is a whole packet
     whole = tiny.encode(tokens, mask)
-    links = [send_to_user(plan, u, packets, 0.0, "rayleigh", user_seed(7, u), [1, 1], 1) for u in (0, 1)]
+    rayleigh = make_channel("rayleigh")
+    links = [send_to_user(plan, u, packets, 0.0, rayleigh, user_seed(7, u), [1, 1], 1) for u in (0, 1)]
     for u, link in enumerate(links):
-        y, h = send_separately(whole[u], 0.0, "rayleigh", user_seed(7, u), 1)
+        y, h = send_separately(whole[u], 0.0, rayleigh, user_seed(7, u), 1)
         assert torch.allclose(link.public, y, atol=1e-5) and link.gain == h
         shared = receive_user(tiny, plan, u, link, 0.0)
         alone = tiny.receive(y[None], h.reshape(1), 0.0, mask[u : u + 1])[0]
@@ -125,15 +127,15 @@ def test_a_user_sees_the_same_draws_in_both_schemes_and_other_users_see_their_ow
 def test_averaged_copies_lower_the_noise(tiny, test_data):
     tokens, mask = tiny.image_tokens(test_data.batch_images([3]))
     x = tiny.encode(tokens, mask)[0]
-    one, _ = send_separately(x, -10.0, "awgn", 3, 1)
-    ten, _ = send_separately(x, -10.0, "awgn", 3, 10)
+    one, _ = send_separately(x, -10.0, make_channel("awgn"), 3, 1)
+    ten, _ = send_separately(x, -10.0, make_channel("awgn"), 3, 10)
     assert torch.allclose((ten - x) * 10 ** 0.5, one - x, atol=1e-5)
 
 
 # scenarios -------------------------------------------------------------------------
 
 def test_scenarios_are_what_they_say(test_data):
-    from semcom_cli.scenarios import draw_groups
+    from semcom_cli.sharing.scenarios import draw_groups
 
     caps = test_data.captions
     for group in draw_groups(test_data, "same-scene", 8, 5, seed=0):
@@ -155,7 +157,7 @@ def test_scenarios_are_what_they_say(test_data):
 
 
 def test_scenarios_are_seeded_and_stable_when_the_sweep_grows(test_data):
-    from semcom_cli.scenarios import draw_groups
+    from semcom_cli.sharing.scenarios import draw_groups
 
     assert draw_groups(test_data, "unrelated", 4, 3, seed=1) == draw_groups(test_data, "unrelated", 4, 6, seed=1)[:3]
     assert draw_groups(test_data, "unrelated", 4, 3, seed=1) != draw_groups(test_data, "unrelated", 4, 3, seed=2)
@@ -187,9 +189,9 @@ def share_set(semcom, tiny_checkpoint, images, tmp_path) -> Path:
 
 
 def _meta(path: Path) -> dict:
-    from semcom_cli.formats import read_semantic
+    from semcom_cli.io import read_semantic
 
-    return read_semantic(str(path)).meta
+    return read_semantic(str(path)).header.to_json()
 
 
 def test_share_set_files_say_their_roles(share_set):

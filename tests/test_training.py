@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import run_one_and_two_processes, tiny_model
-from semcom_cli.checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
+from semcom_cli.models import SemcomModel
+from semcom_cli.models.checkpoint import checkpoint_hash
 from semcom_cli.errors import SemcomError
-from semcom_cli.pipeline import send
-from semcom_cli.channel import seed_channel
+from semcom_cli.channel import make_channel, seed_channel
 from semcom_cli.training import run_stage
 
 
@@ -40,8 +40,8 @@ def test_instruct_trains_only_the_adapter(trained):
 
 def test_saved_checkpoint_reloads_to_identical_outputs(trained, train_data, tmp_path):
     model, _ = trained
-    digest = save_checkpoint(model, tmp_path / "ck")
-    loaded = load_checkpoint(tmp_path / "ck")
+    digest = model.save_pretrained(tmp_path / "ck")
+    loaded = SemcomModel.from_pretrained(tmp_path / "ck")
     assert loaded.hash == digest == checkpoint_hash(tmp_path / "ck")
     images = train_data.batch_images([0, 1, 2])
     with torch.no_grad():
@@ -49,7 +49,7 @@ def test_saved_checkpoint_reloads_to_identical_outputs(trained, train_data, tmp_
         for m in (model, loaded):
             tokens, mask = m.image_tokens(images)
             seed_channel(5)
-            y, h = send(m.encode(tokens, mask), 3.0, "rayleigh")
+            y, h = make_channel("rayleigh").send(m.encode(tokens, mask), 3.0)
             received = m.receive(y, h, 3.0, mask)
             out.append((received, m.answer(["vqa", "caption", "vqa"], ["what shape?", None, "is it red?"],
                                            received, mask)))
@@ -62,13 +62,13 @@ def test_same_seed_same_checkpoint_bytes(train_data, tmp_path):
     for run in range(2):
         model, llm = tiny_model(seed=3)
         run_stage("align", model, llm, train_data)
-        digests.append(save_checkpoint(model, tmp_path / f"run{run}"))
+        digests.append(model.save_pretrained(tmp_path / f"run{run}"))
     assert digests[0] == digests[1]
 
 
 def test_adapter_holds_only_the_weights_and_a_path_free_config(trained, tmp_path):
     model, _ = trained
-    save_checkpoint(model, tmp_path / "ck")
+    model.save_pretrained(tmp_path / "ck")
     adapter = tmp_path / "ck" / "adapter"
     assert sorted(p.name for p in adapter.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     config = json.loads((adapter / "adapter_config.json").read_text())
@@ -77,11 +77,11 @@ def test_adapter_holds_only_the_weights_and_a_path_free_config(trained, tmp_path
 
 def test_tampered_checkpoint_refused(trained, tmp_path):
     model, _ = trained
-    save_checkpoint(model, tmp_path / "ck")
+    model.save_pretrained(tmp_path / "ck")
     weights = tmp_path / "ck" / "projector" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(SemcomError, match="do not match the manifest's hash"):
-        load_checkpoint(tmp_path / "ck")
+        SemcomModel.from_pretrained(tmp_path / "ck")
 
 
 def test_mlp_projector_ablation_builds_and_trains(train_data):
@@ -91,7 +91,7 @@ def test_mlp_projector_ablation_builds_and_trains(train_data):
 
 
 def test_word_cross_entropy_ignores_padding_and_prefers_the_right_word():
-    from semcom_cli.training import _vocab_cross_entropy
+    from semcom_cli.training.stages import _vocab_cross_entropy
 
     vocab = torch.eye(5)
     targets = torch.tensor([[1, 3, -100]])
@@ -111,7 +111,7 @@ class _Killed(Exception):
 
 @pytest.mark.parametrize("stage", ["align", "channel", "instruct"])
 def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
-    from semcom_cli.checkpoint import load_partial, save_partial
+    from semcom_cli.training import load_partial, save_partial
     from semcom_cli.training import Checkpointing
 
     def prepared():
@@ -121,13 +121,13 @@ def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
             run_stage(earlier, model, llm, train_data)
         if stage == "align":
             return model, llm
-        save_checkpoint(model, tmp_path / "before")  # as `semcom finetune` starts: from a saved checkpoint
-        reloaded = load_checkpoint(tmp_path / "before")
+        model.save_pretrained(tmp_path / "before")  # as `semcom finetune` starts: from a saved checkpoint
+        reloaded = SemcomModel.from_pretrained(tmp_path / "before")
         return reloaded, reloaded.get_llm()
 
     model, llm = prepared()
     whole = run_stage(stage, model, llm, train_data)
-    uninterrupted = save_checkpoint(model, tmp_path / "uninterrupted")
+    uninterrupted = model.save_pretrained(tmp_path / "uninterrupted")
 
     model, llm = prepared()
     every = max(1, getattr(model.preset.train, stage).steps // 3)
@@ -145,11 +145,11 @@ def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
     resumed = run_stage(stage, resumed_model, resumed_model.get_llm(), train_data,
                         checkpointing=Checkpointing(resume=state))
     assert resumed["steps"] == whole["steps"] and resumed["final_loss"] == whole["final_loss"]
-    assert save_checkpoint(resumed_model, tmp_path / "resumed") == uninterrupted
+    assert resumed_model.save_pretrained(tmp_path / "resumed") == uninterrupted
 
 
 def test_partial_run_of_another_stage_refused(train_data, tmp_path):
-    from semcom_cli.checkpoint import load_partial, save_partial
+    from semcom_cli.training import load_partial, save_partial
     from semcom_cli.training import Checkpointing
 
     model, llm = tiny_model(seed=5)
@@ -167,7 +167,7 @@ def test_partial_run_of_another_stage_refused(train_data, tmp_path):
 def test_two_processes_train_as_one(stage, tiny_checkpoint, tmp_path):
     """Under torchrun each process takes its share of every batch and gradients are averaged:
     the trained weights match a single-process run (up to float summation order)."""
-    from semcom_cli.checkpoint import load_checkpoint
+    from semcom_cli.models import SemcomModel
 
     if stage == "align":
         args = ["align", "--preset", "tiny", "--steps", "4"]
@@ -176,7 +176,7 @@ def test_two_processes_train_as_one(stage, tiny_checkpoint, tmp_path):
     run_one_and_two_processes(args, tmp_path / "one", tmp_path / "two")
     if stage == "align":
         init = tiny_model(0)[0].projector.state_dict()
-        a, b = (load_checkpoint(tmp_path / run).projector.state_dict() for run in ("one", "two"))
+        a, b = (SemcomModel.from_pretrained(tmp_path / run).projector.state_dict() for run in ("one", "two"))
     else:
         from safetensors.torch import load_file
 
@@ -209,9 +209,9 @@ def test_instruct_draws_open_present_and_absent_questions_evenly(train_data):
     from collections import Counter
 
     from semcom_cli.data import question_kind
-    from semcom_cli.training import _instruct_sample
+    from semcom_cli.tasks import get_task
 
-    pools, rng = train_data.questions_by_kind(), random.Random(0)
+    rng = random.Random(0)
     kinds = Counter(question_kind(q, a) for _, q, a in
-                    (_instruct_sample("vqa", train_data, [], pools, rng) for _ in range(3000)))
+                    (get_task("vqa").train_sample(train_data, rng) for _ in range(3000)))
     assert all(abs(kinds[k] / 3000 - 1 / 3) < 0.04 for k in ("open", "present", "absent")), kinds

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import fail_cleanly
+from .common import device_option, fail_cleanly
 from .stage import train_and_save
 
 NAME = "align"
@@ -24,24 +24,26 @@ def run(
     save_every: Optional[int] = typer.Option(None, "--save-every",
                                              help="Write OUTPUT.partial every N steps (override train.align.save_every)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the partial run at OUTPUT.partial."),
+    device: Optional[str] = device_option(),
 ):
-    from ..backbone import load_backbone
     from ..config import apply_overrides, load_preset
-    from ..pipeline import SemcomModel
+    from ..models import SemcomModel, load_backbone
+    from ..runtime import resolve_device
     from .common import spinner
 
     if resume:
         from .stage import resume_from
 
         model, state, history = resume_from(output, "align", {"--steps": steps, "--batch-size": batch_size,
-                                                              "--lr": lr, "--seed": seed, "--save-every": save_every})
+                                                              "--lr": lr, "--seed": seed, "--save-every": save_every},
+                                            device)
         train_and_save(model, "align", output, history, resume=state)
         return
     cfg = apply_overrides(load_preset(preset), {"seed": seed, "train.align.steps": steps,
                                                 "train.align.batch_size": batch_size, "train.align.lr": lr,
-                                                "train.align.save_every": save_every})
+                                                "train.align.save_every": save_every, "device": device})
     with spinner("loading the LLM") as status:
-        llm = load_backbone(cfg.backbone, cfg.seed, status=status)
+        llm = load_backbone(cfg.backbone, cfg.seed, status=status, device=resolve_device(cfg.device))
     model = SemcomModel(cfg, llm.embed_dim)
     model.llm = llm
     train_and_save(model, "align", output, history=[])

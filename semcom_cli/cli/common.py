@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import SemcomError
 
 __all__ = ["console", "fail_cleanly", "progress_bar", "spinner", "parse_floats", "parse_names",
-           "checkpoint_option", "print_json", "write_json"]
+           "checkpoint_option", "device_option", "print_json", "write_json"]
 
 # Progress, tables and errors go to stderr so stdout stays free for piped semantic files.
 console = Console(stderr=True)
@@ -65,12 +65,13 @@ def spinner(message: str):
         yield lambda text: console.log(text)
 
 
-def parse_floats(text: str, what: str = "SNR") -> list[float]:
-    from ..channel import check_snr
+def parse_floats(text: str) -> list[float]:
+    """A comma list of SNRs in dB, each finite."""
+    from ..channel.base import check_snr
 
     values = [v.strip() for v in str(text).split(",") if v.strip()]
     if not values:
-        raise SemcomError(f"{what} needs at least one value")
+        raise SemcomError("SNR needs at least one value")
     return [check_snr(v) for v in values]
 
 
@@ -79,10 +80,12 @@ def parse_names(text: str) -> list[str]:
 
 
 def checkpoint_option():
-    from ..checkpoint import DEFAULT_CHECKPOINT
+    return typer.Option(None, "--checkpoint", "-c", help="Checkpoint folder.",
+                        show_default="the shipped checkpoints/semcom-smollm2")
 
-    return typer.Option(DEFAULT_CHECKPOINT, "--checkpoint", "-c", help="Checkpoint folder.",
-                        show_default="checkpoints/semcom-smollm2")
+
+def device_option():
+    return typer.Option(None, "--device", help="Where the model runs: cpu, cuda or cuda:N [default: the preset's, cpu].")
 
 
 def print_json(data) -> None:
@@ -90,6 +93,6 @@ def print_json(data) -> None:
 
 
 def write_json(path: Path, data) -> None:
-    from ..formats import atomic_write_bytes
+    from ..io import write_json as write
 
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    write(path, data)

@@ -12,9 +12,7 @@ from typing import Optional
 import typer
 
 from ..errors import SemcomError
-from ..formats import SemanticFile, write_semantic
-from ..tasks import get_task
-from .common import checkpoint_option, fail_cleanly, spinner
+from .common import checkpoint_option, console, device_option, fail_cleanly, spinner
 
 NAME = "encode"
 
@@ -34,73 +32,64 @@ def run(
                                   "text: only equal tokens]."),
     power_neutral: bool = typer.Option(False, "--power-neutral", help="--share: share only what needs no more "
                                                                       "power than separate sending."),
-    checkpoint: Path = checkpoint_option(),
+    checkpoint: Optional[Path] = checkpoint_option(),
+    device: Optional[str] = device_option(),
 ):
+    from ..tasks import get_task
+
     t = get_task(task)
     inputs = inputs or []
     if share:
         if text is not None:
             raise SemcomError("--share takes one text file per user, not --text")
-        return _encode_share(inputs, t, output, threshold, power_neutral, checkpoint)
+        return _encode_share(inputs, t, output, threshold, power_neutral, checkpoint, device)
     if threshold is not None or power_neutral:
         raise SemcomError("--threshold and --power-neutral apply to --share only")
     if len(inputs) > 1:
         raise SemcomError(f"{len(inputs)} inputs: encode one at a time, or add --share for several users")
-    input = inputs[0] if inputs else None
+    source = inputs[0] if inputs else None
+    if output is None:
+        if source is None or source == "-":
+            raise SemcomError("give --output (or '-o -' for stdout)")
+        output = str(Path(source).with_suffix("")) + ".sem.safetensors"
+    content, source = _read_single(t, source, text)
+
+    from ..transmitter import encode_single
+    from ..io import write_semantic
+    from ..models import SemcomModel
+
+    model = SemcomModel.from_pretrained(checkpoint, device=device)
+    with spinner("loading the LLM's token embeddings" if t.modality == "text" else "encoding"):
+        sem = encode_single(model, t, content, Path(source).name if source != "-" else "<stdin>")
+    write_semantic(output, sem)
+
+
+def _read_single(t, source: Optional[str], text: Optional[str]):
+    """The one input: a sentence (text tasks) or decoded image [3, 64, 64], and its name."""
+    from ..data import image_from_bytes, sentence_from_bytes
+    from ..io import read_input_bytes
+
     if t.modality == "text":
         if text is None:
-            if input is None:
+            if source is None:
                 raise SemcomError("the text task needs a sentence: --text '...' or a text file")
-            from ..formats import read_input_bytes
-
-            text = _sentence(*read_input_bytes(input))
+            text = sentence_from_bytes(*read_input_bytes(source))
         text = " ".join(text.split())
         if not text:
             raise SemcomError("cannot send an empty sentence")
-        source = input or "--text"
-    else:
-        if input is None:
-            raise SemcomError(f"task '{task}' needs an image file")
-        source = input
-    if output is None:
-        if input is None or input == "-":
-            raise SemcomError("give --output (or '-o -' for stdout)")
-        output = str(Path(input).with_suffix("")) + ".sem.safetensors"
-
-    from ..checkpoint import load_checkpoint
-
-    model = load_checkpoint(checkpoint)
-    if t.modality == "text":
-        with spinner("loading the LLM's token embeddings"):
-            tokens, mask = model.text_tokens([text])
-    else:
-        from ..data import image_from_bytes
-        from ..formats import read_input_bytes
-
-        raw, name = read_input_bytes(input)
-        tokens, mask = model.image_tokens(image_from_bytes(raw, name)[None])
-    import torch
-
-    with torch.no_grad():
-        symbols = model.encode(tokens, mask)[0]
-    meta = {
-        "stage": "encode", "task": task, "modality": t.modality,
-        "checkpoint": model.name, "checkpoint_hash": model.hash,
-        "source": Path(source).name if source != "-" else "<stdin>",
-        "n_tokens": int(symbols.shape[0]), "symbols_per_token": int(symbols.shape[1]),
-        "channel_uses": int(symbols.shape[0] * symbols.shape[1]),
-        "user": 0, "role": "private",
-    }
-    write_semantic(output, SemanticFile({"symbols": symbols}, meta))
+        return text, source or "--text"
+    if source is None:
+        raise SemcomError(f"task '{t.name}' needs an image file")
+    return image_from_bytes(*read_input_bytes(source)), source
 
 
 def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float], neutral: bool,
-                  checkpoint: Path) -> None:
-    import torch
-
-    from ..formats import read_input_bytes
-    from ..multiuser import accounting, build_share_files, write_share_set
-    from ..sharing import DEFAULT_THRESHOLD, encode_parts, plan_sharing, power_neutral
+                  checkpoint: Optional[Path], device: Optional[str]) -> None:
+    from ..data import image_from_bytes, sentence_from_bytes
+    from ..transmitter import encode_share_set
+    from ..io import read_input_bytes
+    from ..io.share_set import accounting, write_share_set
+    from ..models import SemcomModel
 
     if not inputs:
         raise SemcomError("--share needs the users' input files (one per user)")
@@ -113,46 +102,19 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
         raise SemcomError(f"{output}: exists and is not a folder")
     raws = [read_input_bytes(path) for path in inputs]  # every input read before anything is written
     if t.modality == "text":
-        threshold = 0.0 if threshold is None else threshold
-        sentences = [_sentence(raw, name) for raw, name in raws]
-        for sentence, (_, name) in zip(sentences, raws):
+        contents = [sentence_from_bytes(raw, name) for raw, name in raws]
+        for sentence, (_, name) in zip(contents, raws):
             if not sentence:
                 raise SemcomError(f"{name}: cannot send an empty sentence")
     else:
-        from ..data import image_from_bytes
-
-        images = torch.stack([image_from_bytes(raw, name) for raw, name in raws])
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    from ..checkpoint import load_checkpoint
-
-    model = load_checkpoint(checkpoint)
-    with torch.no_grad():
-        if t.modality == "text":
-            with spinner("loading the LLM's token embeddings"):
-                tokens, mask = model.text_tokens(sentences)
-        else:
-            tokens, mask = model.image_tokens(images)
-        whole = model.encode(tokens, mask)
-        plan = plan_sharing(tokens, mask, threshold)
-        if neutral:
-            plan = power_neutral(whole, plan)
-        packets = encode_parts(whole, plan)
-    base = {"task": t.name, "modality": t.modality, "checkpoint": model.name, "checkpoint_hash": model.hash}
-    public, private = build_share_files(packets, plan, base, [Path(p).name for p in inputs],
-                                        float(model.preset.train.channel.snr_min))
+        contents = [image_from_bytes(raw, name) for raw, name in raws]
+    model = SemcomModel.from_pretrained(checkpoint, device=device)
+    with spinner("encoding the users' content"):
+        plan, public, private = encode_share_set(model, t, contents, [Path(p).name for p in inputs], threshold,
+                                                 neutral)
     write_share_set(folder, public, private)
-    from .common import console
-
     m = model.symbols_per_token
     uses = accounting(plan, m, [1] * plan.n_users)
     console.print(f"{len(inputs)} users: {len(plan.public)} public tokens (sent once), "
                   f"{uses['private'] // m} private; {uses['shared']} channel uses against {uses['separate']} "
                   f"sent separately ({100 * uses['saving']:.1f}% fewer) → {folder}/")
-
-
-def _sentence(raw: bytes, name: str) -> str:
-    """A text file's sentence, whitespace collapsed."""
-    try:
-        return " ".join(raw.decode("utf-8").split())
-    except UnicodeDecodeError:
-        raise SemcomError(f"{name}: not a UTF-8 text file") from None

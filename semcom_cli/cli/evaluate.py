@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, fail_cleanly, parse_floats, parse_names, print_json, write_json
+from .common import console, device_option, fail_cleanly, parse_floats, parse_names, print_json
 
 NAME = "evaluate"
 
@@ -41,13 +41,9 @@ _FLAGS = {"tasks": "--task", "snrs": "--snr", "channels": "--channel", "channel_
           "image_codec": "--image-codec", "mcs": "--mcs"}
 
 
-def _partial(output: Path) -> Path:
-    return output.with_name(output.name + ".partial")
-
-
 @fail_cleanly
 def run(
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="Comma list of tasks: vqa,caption,text,vqa-rephrased (vqa on reworded questions). [default: vqa]"),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Comma list of tasks: vqa,caption,text,vqa-rephrased (reworded questions). [default: vqa]"),
     snr: Optional[str] = typer.Option(None, "--snr", help="Comma list of SNRs (dB). [default: -5,0,10,20]"),
     channel: Optional[str] = typer.Option(None, "--channel", help="Comma list: awgn,rayleigh,rician. [default: awgn]"),
     channel_uses: Optional[str] = typer.Option(
@@ -79,8 +75,8 @@ def run(
                                               help="--share: relative distance under which tokens are shared."),
     power_neutral: bool = typer.Option(False, "--power-neutral",
                                        help="--share: share only what needs no more power than separate sending."),
+    device: Optional[str] = device_option(),
 ):
-    from ..config import EvalPlan, load_eval_plan
     from ..errors import SemcomError
 
     if share:
@@ -91,132 +87,67 @@ def run(
 
         share_sweep(checkpoint, task or "vqa", scenario, users, channel or "awgn", snr or "0",
                     100 if limit is None else limit, seed or 0, threshold, batch_size or 64, output, as_json,
-                    power_neutral)
+                    power_neutral, device)
         return
     if plot is not None:
         _redraw(plot)
         return
-    plan = load_eval_plan(preset) if preset else EvalPlan(kind="evaluate", name="command-line")
     flags = {"tasks": task and parse_names(task), "snrs": snr and parse_floats(snr),
              "channels": channel and parse_names(channel), "channel_uses": channel_uses and _uses(channel_uses),
              "methods": method and parse_names(method), "limit": limit, "seed": seed, "batch_size": batch_size,
              "image_codec": image_codec, "mcs": mcs,
              "checkpoint": checkpoint and str(checkpoint), "mlp_checkpoint": mlp_checkpoint and str(mlp_checkpoint)}
-    try:
-        plan = plan.model_copy(update={k: v for k, v in flags.items() if v is not None})
-        plan = EvalPlan.model_validate(plan.model_dump())
-    except Exception as err:  # pydantic's ValidationError, one line
-        from pydantic import ValidationError
-
-        if not isinstance(err, ValidationError):
-            raise
-        e = err.errors()[0]
-        flag = _FLAGS.get(str(e["loc"][0]), str(e["loc"][0]))
-        if e["type"] == "literal_error":
-            raise SemcomError(f"{flag}: must be one of {e['ctx']['expected']} (got {e.get('input')!r})") from None
-        raise SemcomError(f"{flag}: {e['msg']} (got {e.get('input')!r})") from None
+    plan = _plan(preset, flags)
     if resume and output is None:
         raise SemcomError("--resume continues the run written to --output; give the same --output")
-    failures = _sweep(plan, output, resume, as_json)
+    failures = _sweep(plan, output, resume, as_json, device)
     for line in failures:
         print(f"semcom: below floor: {line}", file=sys.stderr)
     if failures:
         raise typer.Exit(1)
 
 
-def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool) -> list[str]:
-    import json
+def _plan(preset: Optional[str], flags: dict):
+    """The evaluation preset (or the defaults) with the flags given applied, validated in one line."""
+    from pydantic import ValidationError
 
-    from ..checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, versions
-    from ..data import EasyVQA
-    from ..distributed import current_shard
+    from ..config import EvalPlan, load_eval_plan
     from ..errors import SemcomError
-    from ..evaluation import Settings, evaluate_point, plan_points, sample_items
-    from ..report import FORMAT, check_floors
+
+    plan = load_eval_plan(preset) if preset else EvalPlan(kind="evaluate", name="command-line")
+    try:
+        plan = plan.model_copy(update={k: v for k, v in flags.items() if v is not None})
+        return EvalPlan.model_validate(plan.model_dump())
+    except ValidationError as err:
+        e = err.errors()[0]
+        flag = _FLAGS.get(str(e["loc"][0]), str(e["loc"][0]))
+        if e["type"] in ("literal_error", "choice"):
+            raise SemcomError(f"{flag}: must be one of {e['ctx']['expected']} (got {e.get('input')!r})") from None
+        raise SemcomError(f"{flag}: {e['msg']} (got {e.get('input')!r})") from None
+
+
+def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Optional[str]) -> list[str]:
+    from ..distributed import current_shard
+    from ..evaluation import load_models, run_sweep, sweep_settings, write_report
     from .common import progress_bar, spinner
 
-    uses = [None if u == "matched" else u for u in plan.channel_uses]
-    points = plan_points(plan.methods, plan.tasks, plan.channels, plan.snrs, uses)
-    if "mlp" in plan.methods and not plan.mlp_checkpoint:
-        raise SemcomError("method 'mlp' needs the MLP-projector checkpoint (--mlp-checkpoint; "
-                          "`make checkpoint-mlp` builds one)")
-    from ..digital import CODECS, choose_mcs
-
-    if plan.image_codec not in CODECS:
-        raise SemcomError(f"unknown image codec '{plan.image_codec}' (choose from: {', '.join(CODECS)})")
-    choose_mcs(0.0, plan.mcs)
-    settings = Settings(limit=plan.limit or None, seed=plan.seed, batch_size=plan.batch_size,
-                        image_codec=plan.image_codec, mcs=plan.mcs)
+    sweep_settings(plan)  # a bad setting is refused before anything loads
     shard = current_shard()
-    model = load_checkpoint(Path(plan.checkpoint) if plan.checkpoint else DEFAULT_CHECKPOINT)
-    mlp_model = load_checkpoint(Path(plan.mlp_checkpoint)) if "mlp" in plan.methods else None
-    run = {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": model.preset.name,
-           "mlp_checkpoint_hash": mlp_model.hash if mlp_model else None,
-           "plan": plan.model_dump(exclude={"floors", "checkpoint", "mlp_checkpoint"}),
-           "seeds": {"sample": plan.seed, "channel": plan.seed}, "versions": versions(),
-           "processes": shard.world}
-
-    done: dict[str, dict] = {}
-    if output is not None and resume:
-        partial = _partial(output)
-        if not partial.is_file():
-            raise SemcomError(f"{partial}: no interrupted run to resume")
-        try:
-            saved = json.loads(partial.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise SemcomError(f"{partial}: not a partial results file") from None
-        mismatch = [k for k in ("checkpoint_hash", "mlp_checkpoint_hash", "plan")
-                    if saved.get("run", {}).get(k) != run[k]]
-        if mismatch:
-            raise SemcomError(f"{partial}: was run with another {mismatch[0].replace('_', ' ')}; "
-                              "resume with the same settings, or start afresh without --resume")
-        done = {p["key"]: p["record"] for p in saved.get("done", [])}
-
-    with spinner("loading the LLM and the easy-vqa test split") as status:
-        model.get_llm(status)
-        if mlp_model is not None:
-            mlp_model.get_llm(status)
-        data = EasyVQA.load("test")
-
-    def document(records: list[dict]) -> dict:
-        return {"format": FORMAT, "run": run, "points": records}
-
-    sizes = {t: len(sample_items(data, t, settings.limit, settings.seed)) for t in plan.tasks}
-    total = sum(sizes[p.task] for p in points)
-    finished = sum(sizes[p.task] for p in points if p.key in done)
-    quiet = not shard.is_main
-    with progress_bar("evaluate", total, show=not quiet) as update:
-        if done:
-            console.print(f"resuming: {len(done)} of {len(points)} points already measured") if not quiet else None
-        for point in points:
-            if point.key in done:
-                continue
-            base = finished
-            update(base, total, point.key)
-            done[point.key] = evaluate_point(model, data, point, settings, mlp_model, shard,
-                                             on_progress=lambda d, n: update(base + d * shard.world, total, point.key))
-            finished += sizes[point.task]
-            update(finished, total, point.key)
-            if output is not None and shard.is_main:
-                write_json(_partial(output), {"run": run, "done": [{"key": k, "record": r} for k, r in done.items()]})
-    doc = document([done[p.key] for p in points])
-    failures = check_floors(doc, [f.model_dump() for f in plan.floors])
+    with spinner("loading the checkpoints and their LLMs") as status:
+        models = load_models(plan, status, device)
+    with progress_bar("evaluate", 1, show=shard.is_main) as update:
+        result = run_sweep(plan, output, resume, models=models, on_progress=update)
     if not shard.is_main:
-        return failures
-    _print_table(doc)
+        return result.failures
+    if result.resumed:
+        console.print(f"resuming: {result.resumed} of {len(result.document['points'])} points were already measured")
+    _print_table(result.document)
     if output is not None:
-        from ..report import csv_text, plot_results
-
-        write_json(output, doc)
-        from ..formats import atomic_write_bytes
-
-        atomic_write_bytes(output.with_suffix(".csv"), csv_text(doc).encode())
-        plots = plot_results(doc, output.with_suffix(""))
-        _partial(output).unlink(missing_ok=True)
+        plots = write_report(result.document, output)
         console.print(f"wrote {output}, {output.with_suffix('.csv')} and {len(plots)} plots")
     if as_json:
-        print_json(doc)
-    return failures
+        print_json(result.document)
+    return result.failures
 
 
 _SHORT = {"accuracy": "acc", "exact_match": "exact", "bleu": "BLEU", "similarity": "sim"}
@@ -225,7 +156,7 @@ _SHORT = {"accuracy": "acc", "exact_match": "exact", "bleu": "BLEU", "similarity
 def _print_table(doc: dict) -> None:
     from rich.table import Table
 
-    from ..report import metric_names
+    from ..evaluation.report import metric_names
 
     points = doc["points"]
     names = metric_names(points)
@@ -252,8 +183,8 @@ def _print_table(doc: dict) -> None:
 
 
 def _redraw(path: Path) -> None:
-    from ..formats import atomic_write_bytes
-    from ..report import csv_text, load_results, plot_results
+    from ..evaluation.report import csv_text, load_results, plot_results
+    from ..io import atomic_write_bytes
 
     doc = load_results(path)
     plots = plot_results(doc, path.with_suffix(""))

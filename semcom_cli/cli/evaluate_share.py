@@ -13,8 +13,6 @@ from typing import Optional
 from ..errors import SemcomError
 from .common import console, parse_floats, parse_names, print_json, progress_bar, spinner, write_json
 
-FORMAT = "semcom-share-evaluate/1"
-
 
 def parse_users(text: str) -> list[int]:
     out = []
@@ -22,9 +20,7 @@ def parse_users(text: str) -> list[int]:
         try:
             n = int(v)
         except ValueError:
-            n = 0
-        if not 1 <= n <= 8:
-            raise SemcomError(f"--users takes numbers of users from 1 to 8 (got {v!r})")
+            raise SemcomError(f"--users takes numbers of users from 1 to 8 (got {v!r})") from None
         out.append(n)
     if not out:
         raise SemcomError("--users needs at least one number")
@@ -33,53 +29,24 @@ def parse_users(text: str) -> list[int]:
 
 def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: str, channels: str, snrs: str,
                 groups: int, seed: int, threshold: Optional[float], batch_size: int, output: Optional[Path],
-                as_json: bool, neutral: bool = False) -> None:
-    from ..channel import check_channel
-    from ..checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, versions
+                as_json: bool, neutral: bool = False, device: Optional[str] = None) -> None:
     from ..data import EasyVQA
-    from ..scenarios import check_scenario
-    from ..share_evaluation import SharePoint, evaluate_share_point
+    from ..evaluation.share import ShareSweep, share_sweep
+    from ..models import SemcomModel
     from ..sharing import DEFAULT_THRESHOLD
 
-    if task not in ("vqa", "caption"):
-        raise SemcomError(f"--share evaluates the image tasks vqa and caption (got '{task}')")
-    names = [check_scenario(s) for s in parse_names(scenarios)]
-    counts = parse_users(users)
-    chans = [check_channel(c) for c in parse_names(channels)]
-    if "none" in chans:
-        raise SemcomError("--share compares schemes over a noisy channel: awgn, rayleigh or rician")
-    levels = parse_floats(snrs)
-    if groups < 1:
-        raise SemcomError(f"--limit: groups of users per point must be at least 1 (got {groups})")
-    if batch_size < 1:
-        raise SemcomError(f"--batch-size must be at least 1 (got {batch_size})")
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    if not 0.0 <= threshold < 2.0:
-        raise SemcomError(f"--threshold must be in [0, 2) (got {threshold})")
-    points = [SharePoint(s, n, c, snr) for s in names for n in counts for c in chans for snr in levels]
-    model = load_checkpoint(checkpoint or DEFAULT_CHECKPOINT)
+    sweep = ShareSweep(tuple(parse_names(scenarios)), tuple(parse_users(users)), tuple(parse_names(channels)),
+                       tuple(parse_floats(snrs)), groups, seed, task,
+                       DEFAULT_THRESHOLD if threshold is None else threshold, batch_size, neutral).check()
+    model = SemcomModel.from_pretrained(checkpoint, device=device)
     with spinner("loading the LLM and the easy-vqa test split") as status:
         model.get_llm(status)
         data = EasyVQA.load("test")
-    run = {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": model.preset.name, "task": task,
-           "groups": groups, "seed": seed, "threshold": threshold, "power_neutral": neutral,
-           "versions": versions(),
-           "snr_floor_db": model.preset.train.channel.snr_min}
-    records = []
-    total = sum(2 * p.users * groups for p in points)
-    finished = 0
-    with progress_bar("evaluate --share", total) as update:
-        for point in points:
-            base = finished
-            records.append(evaluate_share_point(
-                model, data, point, groups, seed, task, threshold, batch_size, neutral,
-                on_progress=lambda d, n: update(base + d, total, point.key)))
-            finished += 2 * point.users * groups
-            update(finished, total, point.key)
-    doc = {"format": FORMAT, "run": run, "points": records}
+    with progress_bar("evaluate --share", 1) as update:
+        doc = share_sweep(sweep, model, data, on_progress=update)
     _print_table(doc)
     if output is not None:
-        from ..report import plot_share
+        from ..evaluation.report import plot_share
 
         write_json(output, doc)
         plots = plot_share(doc, output.with_suffix(""))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import SemcomError
-from .common import checkpoint_option, fail_cleanly
+from .common import checkpoint_option, device_option, fail_cleanly
 from .stage import train_and_save
 
 NAME = "finetune"
@@ -19,7 +18,7 @@ NAME = "finetune"
 def run(
     stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct"),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
-    checkpoint: Path = checkpoint_option(),
+    checkpoint: Optional[Path] = checkpoint_option(),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override train.<stage>.steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override train.<stage>.batch_size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override train.<stage>.lr."),
@@ -27,6 +26,7 @@ def run(
                                              help="Write OUTPUT.partial every N steps (override train.<stage>.save_every)."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue the partial run at OUTPUT.partial (its own input and settings)."),
+    device: Optional[str] = device_option(),
 ):
     if stage not in ("channel", "instruct"):
         raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct; 'semcom align' is stage 1)")
@@ -34,12 +34,19 @@ def run(
         from .stage import resume_from
 
         model, state, history = resume_from(output, stage, {"--steps": steps, "--batch-size": batch_size,
-                                                            "--lr": lr, "--save-every": save_every})
+                                                            "--lr": lr, "--save-every": save_every}, device)
         train_and_save(model, stage, output, history, resume=state)
         return
-    from ..checkpoint import load_checkpoint
+    from ..models import SemcomModel
+    from ..models.checkpoint import read_history
 
-    model = load_checkpoint(checkpoint, {f"train.{stage}.steps": steps, f"train.{stage}.batch_size": batch_size,
-                                         f"train.{stage}.lr": lr, f"train.{stage}.save_every": save_every})
-    history = json.loads((Path(checkpoint) / "manifest.json").read_text()).get("training", {}).get("stages", [])
-    train_and_save(model, stage, output, history)
+    model = SemcomModel.from_pretrained(
+        checkpoint, {f"train.{stage}.steps": steps, f"train.{stage}.batch_size": batch_size,
+                     f"train.{stage}.lr": lr, f"train.{stage}.save_every": save_every}, device)
+    train_and_save(model, stage, output, read_history(checkpoint or _default()))
+
+
+def _default() -> Path:
+    from ..resources import default_checkpoint
+
+    return default_checkpoint()

@@ -20,18 +20,17 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of a table."),
 ):
     if path != "-" and Path(path).is_dir():
-        from ..checkpoint import read_manifest
+        from ..models.checkpoint import read_manifest
 
         m = read_manifest(path)
-        data = {k: m.get(k) for k in ("name", "hash", "format_version", "base_model", "versions",
-                                      "training", "metrics")}
+        data = {k: m.get(k) for k in ("name", "hash", "format_version", "base_model", "versions", "training")}
         data["preset"] = m["preset"].get("name")
         data["kind"] = "checkpoint"
     else:
-        from ..formats import read_semantic
+        from ..io import FORMAT, FORMAT_VERSION, read_semantic
 
         sem = read_semantic(path)
-        data = dict(sem.meta)
+        data = {"format": FORMAT, "format_version": FORMAT_VERSION, **sem.header.to_json()}
         data["kind"] = "semantic"
         data["tensors"] = {k: list(v.shape) for k, v in sem.tensors.items()}
     if as_json:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from rich.table import Table
-
-from ..distributed import current_shard
 from ..errors import SemcomError
 from .common import console, progress_bar, spinner
 
@@ -21,20 +18,22 @@ def partial_path(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
 
 
-def resume_from(output: Path, stage: str, overrides: dict):
+def resume_from(output: Path, stage: str, overrides: dict, device: str | None = None):
     """(model, resume state, history) of the partial run beside ``output``."""
-    from ..checkpoint import load_partial
+    from ..training import load_partial
 
     given = [flag for flag, value in overrides.items() if value is not None]
     if given:
         raise SemcomError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
-    return load_partial(partial_path(output), stage)
+    return load_partial(partial_path(output), stage, device)
 
 
 def train_and_save(model, stage: str, output: Path, history: list[dict], resume=None) -> None:
-    from ..checkpoint import save_checkpoint, save_partial
+    from rich.table import Table
+
     from ..data import EasyVQA
-    from ..training import Checkpointing, run_stage
+    from ..distributed import current_shard
+    from ..training import Checkpointing, run_stage, save_partial
 
     cfg = getattr(model.preset.train, stage)
     if output.exists() and not (output / "manifest.json").is_file():
@@ -60,7 +59,7 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
         return
     if shard.world > 1:
         summary["processes"] = shard.world
-    digest = save_checkpoint(model, output, training={"stages": history + [summary]})
+    digest = model.save_pretrained(output, training={"stages": history + [summary]})
     shutil.rmtree(partial, ignore_errors=True)  # the finished checkpoint supersedes it
     table = Table(title=f"{stage} → {output}")
     for key in ("steps", "batch_size", "lr", "first_loss", "final_loss", "seconds"):

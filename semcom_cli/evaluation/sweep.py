@@ -1,0 +1,132 @@
+"""The benchmark sweep: every point of an evaluation plan, resumable, checked against its floors.
+
+``run_sweep(plan, output)`` measures the plan's points in order and, after each one,
+writes ``OUTPUT.partial``; ``resume=True`` continues from that file without redoing
+finished points (refusing one made with another checkpoint or plan). The finished
+document is written as JSON, CSV and PNG plots beside ``output``, and
+:func:`~semcom_cli.evaluation.report.check_floors` lists every floor it misses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..config import EvalPlan
+from ..distributed import current_shard
+from ..errors import SemcomError
+from ..io import atomic_write_bytes, write_json
+from ..runtime import versions
+from .points import Point, Settings, evaluate_point, plan_points, sample_items
+from .report import FORMAT, check_floors, csv_text, plot_results
+
+__all__ = ["SweepResult", "run_sweep", "partial_path", "sweep_settings", "write_report"]
+
+# (done, total, label): progress over every question of the sweep
+ProgressHook = Callable[[int, int, str], None]
+
+
+@dataclass
+class SweepResult:
+    document: dict                                  # format semcom-evaluate/1
+    failures: list[str] = field(default_factory=list)  # floors missed, one line each
+    resumed: int = 0                                # points taken from the partial run
+
+
+def partial_path(output: Path) -> Path:
+    return output.with_name(output.name + ".partial")
+
+
+def sweep_settings(plan: EvalPlan) -> tuple[list[Point], Settings]:
+    """The plan's points and shared settings, checked (one line on a bad value)."""
+    from ..channel.digital import CODECS, choose_mcs
+
+    uses = [None if u == "matched" else u for u in plan.channel_uses]
+    points = plan_points(plan.methods, plan.tasks, plan.channels, plan.snrs, uses)
+    if "mlp" in plan.methods and not plan.mlp_checkpoint:
+        raise SemcomError("method 'mlp' needs the MLP-projector checkpoint (--mlp-checkpoint; "
+                          "`make checkpoint-mlp` builds one)")
+    if plan.image_codec not in CODECS:
+        raise SemcomError(f"unknown image codec '{plan.image_codec}' (choose from: {', '.join(CODECS)})")
+    choose_mcs(0.0, plan.mcs)
+    return points, Settings(limit=plan.limit or None, seed=plan.seed, batch_size=plan.batch_size,
+                            image_codec=plan.image_codec, mcs=plan.mcs)
+
+
+def _run_record(plan: EvalPlan, models: dict, world: int) -> dict:
+    main, mlp = models["main"], models.get("mlp")
+    return {"checkpoint": main.name, "checkpoint_hash": main.hash, "preset": main.preset.name,
+            "mlp_checkpoint_hash": mlp.hash if mlp else None,
+            "plan": plan.model_dump(exclude={"floors", "checkpoint", "mlp_checkpoint"}),
+            "seeds": {"sample": plan.seed, "channel": plan.seed}, "versions": versions(), "processes": world}
+
+
+def _resumed_points(output: Path, run: dict) -> dict[str, dict]:
+    partial = partial_path(output)
+    if not partial.is_file():
+        raise SemcomError(f"{partial}: no interrupted run to resume")
+    try:
+        saved = json.loads(partial.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SemcomError(f"{partial}: not a partial results file") from None
+    mismatch = [k for k in ("checkpoint_hash", "mlp_checkpoint_hash", "plan") if saved.get("run", {}).get(k) != run[k]]
+    if mismatch:
+        raise SemcomError(f"{partial}: was run with another {mismatch[0].replace('_', ' ')}; "
+                          "resume with the same settings, or start afresh without --resume")
+    return {p["key"]: p["record"] for p in saved.get("done", [])}
+
+
+def load_models(plan: EvalPlan, status=None, device: str | None = None) -> dict:
+    """The plan's named checkpoints (``main``, and ``mlp`` when the plan measures it), LLMs loaded."""
+    from ..models import SemcomModel
+
+    models = {"main": SemcomModel.from_pretrained(plan.checkpoint, device=device)}
+    if "mlp" in plan.methods:
+        models["mlp"] = SemcomModel.from_pretrained(plan.mlp_checkpoint, device=device)
+    for model in models.values():
+        model.get_llm(status)
+    return models
+
+
+def run_sweep(plan: EvalPlan, output: Path | None = None, resume: bool = False, data=None, models=None,
+              on_progress: ProgressHook | None = None, status=None, device: str | None = None) -> SweepResult:
+    """Measure every point of ``plan`` (see the module's description). ``data`` and ``models`` may be
+    given already loaded; otherwise the easy-vqa test split and the plan's checkpoints are loaded."""
+    from ..data import EasyVQA
+
+    if resume and output is None:
+        raise SemcomError("--resume continues the run written to --output; give the same --output")
+    points, settings = sweep_settings(plan)
+    shard = current_shard()
+    models = models or load_models(plan, status, device)
+    run = _run_record(plan, models, shard.world)
+    done = _resumed_points(output, run) if output is not None and resume else {}
+    resumed = len(done)
+    data = data or EasyVQA.load("test")
+    sizes = {t: len(sample_items(data, t, settings.limit, settings.seed)) for t in plan.tasks}
+    total = sum(sizes[p.task] for p in points)
+    finished = sum(sizes[p.task] for p in points if p.key in done)
+    for point in points:
+        if point.key in done:
+            continue
+        base = finished
+        progress = (lambda d, n: on_progress(base + d * shard.world, total, point.key)) if on_progress else None
+        done[point.key] = evaluate_point(models, data, point, settings, shard, on_progress=progress)
+        finished += sizes[point.task]
+        if on_progress:
+            on_progress(finished, total, point.key)
+        if output is not None and shard.is_main:
+            write_json(partial_path(output), {"run": run, "done": [{"key": k, "record": r} for k, r in done.items()]})
+    doc = {"format": FORMAT, "run": run, "points": [done[p.key] for p in points]}
+    return SweepResult(doc, check_floors(doc, [f.model_dump() for f in plan.floors]), resumed)
+
+
+def write_report(doc: dict, output: Path) -> list[Path]:
+    """The results JSON, its CSV and its PNG plots beside it; the partial run is removed."""
+    write_json(output, doc)
+    atomic_write_bytes(output.with_suffix(".csv"), csv_text(doc).encode())
+    plots = plot_results(doc, output.with_suffix(""))
+    partial_path(output).unlink(missing_ok=True)
+    return plots

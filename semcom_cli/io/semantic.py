@@ -1,0 +1,170 @@
+"""Semantic-tensor files: safetensors with a typed header that says what the file is.
+
+The safetensors metadata holds one key, ``semcom``, whose value is the :class:`Header`
+as a JSON object with sorted keys (safetensors writes its metadata map in hash
+order, which differs from run to run; one key keeps the same inputs giving the same
+bytes). Fields that do not apply to a file are left out, not written as null.
+
+Complex symbols are real tensors with a trailing dimension of 2 (real, imaginary).
+
+Tensors by stage:
+
+- ``encode``:   ``symbols`` [T, m, 2] channel input, average power 1 per complex symbol.
+- ``transmit``: ``symbols`` [T, m, 2] channel output y = h·x + n, and ``gain`` [2],
+  the block-fading coefficient h the receiver is assumed to know (1 for AWGN).
+
+Every reader goes through :func:`read_semantic`, and a receiver checks the file
+against its checkpoint with :func:`check_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ..errors import SemcomError
+from .files import atomic_write_bytes, read_input_bytes
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "Header", "SemanticFile", "read_semantic", "write_semantic",
+           "encode_header", "check_checkpoint"]
+
+FORMAT = "semcom-semantic"
+FORMAT_VERSION = 1
+
+_HINTS = {"encode": "make it with 'semcom encode'",
+          "transmit": "send it through 'semcom transmit' first (--channel none for a noiseless link)"}
+
+
+class Header(BaseModel):
+    """What a semantic file is. Stage and source fields are always there; the others by stage and role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal["encode", "transmit"]
+    task: str
+    modality: str
+    checkpoint: str
+    checkpoint_hash: str
+    source: str
+    n_tokens: int
+    symbols_per_token: int
+    channel_uses: int
+    role: Literal["private", "public"] = "private"
+    user: Optional[int] = None  # whose file (for a received public file: whose copy)
+    # set by transmit
+    channel: Optional[str] = None
+    snr_db: Optional[float] = None
+    seed: Optional[int] = None
+    rician_k: Optional[float] = None
+    repeats: Optional[Union[int, list[int]]] = None
+    # share sets (semcom_cli.io.share_set)
+    share_id: Optional[str] = None
+    share_plan: Optional[dict[str, Any]] = None
+    power_scale: Optional[float] = None
+    snr_floor_db: Optional[float] = None
+    users: Optional[list[int]] = None
+    n_users: Optional[int] = None
+    sources: Optional[list[str]] = None
+    token_indices: Optional[list[int]] = None
+
+    def received(self, **fields) -> "Header":
+        """This header after ``transmit``: stage set and the channel's fields added."""
+        return self.model_copy(update={"stage": "transmit", **fields})
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+@dataclass
+class SemanticFile:
+    """Tensors plus the header of one semantic file."""
+
+    tensors: dict[str, torch.Tensor]
+    header: Header
+
+    def to_bytes(self) -> bytes:
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.header.to_json()}
+        header = {"semcom": json.dumps(meta, sort_keys=True, separators=(",", ":"))}
+        tensors = {k: v.detach().to(torch.float32).contiguous().cpu() for k, v in self.tensors.items()}
+        return st_save(tensors, metadata=header)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str) -> "SemanticFile":
+        if len(data) < 8:
+            raise SemcomError(f"{source}: not a semcom file (empty or truncated)")
+        header_len = int.from_bytes(data[:8], "little")
+        if header_len <= 0 or 8 + header_len > len(data):
+            raise SemcomError(f"{source}: not a safetensors file, or truncated")
+        try:
+            raw_header = json.loads(data[8 : 8 + header_len])
+            tensors = st_load(data)
+        except (ValueError, SafetensorError, UnicodeDecodeError):
+            raise SemcomError(f"{source}: corrupted or truncated safetensors file") from None
+        raw = (raw_header.get("__metadata__") or {}).get("semcom")
+        if raw is None:
+            raise SemcomError(f"{source}: a safetensors file, but not a semcom semantic file")
+        try:
+            meta = json.loads(raw)
+        except ValueError:
+            raise SemcomError(f"{source}: corrupted semcom metadata header") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            fmt = meta.get("format") if isinstance(meta, dict) else None
+            raise SemcomError(f"{source}: not a semcom semantic file (format {fmt!r})")
+        version = meta.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise SemcomError(f"{source}: semantic file format version {version} is not supported "
+                              f"(this semcom reads version {FORMAT_VERSION})")
+        meta.pop("format")
+        if "symbols" not in tensors or tensors["symbols"].shape[-1:] != (2,):
+            raise SemcomError(f"{source}: semantic file has no [..., 2] 'symbols' tensor")
+        try:
+            header = Header.model_validate(meta)
+        except ValidationError as err:
+            e = err.errors()[0]
+            field = ".".join(str(p) for p in e["loc"])
+            raise SemcomError(f"{source}: damaged header: field '{field}': {e['msg']}") from None
+        return cls(tensors=tensors, header=header)
+
+    def expect(self, stage: str, source: str) -> "SemanticFile":
+        if self.header.stage != stage:
+            raise SemcomError(f"{source}: this is a '{self.header.stage}' file; this stage needs a "
+                              f"'{stage}' file ({_HINTS[stage]})")
+        return self
+
+
+def read_semantic(path: str, stage: str | None = None) -> SemanticFile:
+    """Read and check a semantic file (``-``: stdin); with ``stage``, refuse a file of another stage."""
+    data, name = read_input_bytes(path)
+    sem = SemanticFile.from_bytes(data, name)
+    return sem.expect(stage, name) if stage else sem
+
+
+def write_semantic(path: str | Path, sem: SemanticFile) -> None:
+    atomic_write_bytes(path, sem.to_bytes())
+
+
+def encode_header(task, model, source: str, symbols: torch.Tensor, **fields) -> Header:
+    """The header of an encoded packet of ``symbols`` [T, m, 2]: a single file, or (with the share
+    fields) one file of a share set."""
+    n, m = int(symbols.shape[0]), int(symbols.shape[1])
+    return Header(stage="encode", task=task.name, modality=task.modality, checkpoint=model.name,
+                  checkpoint_hash=model.hash, source=source, n_tokens=n, symbols_per_token=m,
+                  channel_uses=n * m, **fields)
+
+
+def check_checkpoint(header: Header, model, source: str) -> None:
+    """Refuse a file encoded with another checkpoint than ``model``'s, and symbols it cannot decode."""
+    if header.checkpoint_hash != model.hash:
+        raise SemcomError(f"{source} was encoded with checkpoint {header.checkpoint} "
+                          f"({header.checkpoint_hash[:12]}…), not {model.name} ({model.hash[:12]}…)")
+    if header.symbols_per_token != model.symbols_per_token:
+        raise SemcomError(f"{source}: {header.symbols_per_token} symbols per token do not fit this checkpoint "
+                          f"({model.symbols_per_token})")

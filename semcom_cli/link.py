@@ -1,0 +1,23 @@
+"""The link as a library call: an encoded file through the channel, a received file out.
+
+Needs no model: ``semcom transmit`` imports this, the channel and the file formats only.
+"""
+
+from __future__ import annotations
+
+from .channel import Channel, gain_to_real, seed_channel
+from .errors import SemcomError
+from .io import SemanticFile
+
+__all__ = ["transmit_file"]
+
+
+def transmit_file(sem: SemanticFile, channel: Channel, snr_db: float, seed: int, source: str = "input") -> SemanticFile:
+    """Send one encoded packet through ``channel`` at ``snr_db`` with the channel seeded by ``seed``."""
+    if sem.header.share_id is not None:
+        raise SemcomError(f"{source}: part of a share set; transmit the whole folder "
+                          "(semcom transmit FOLDER -o OUT --snr s0,s1,...)")
+    seed_channel(seed)
+    y, h = channel.send(sem.tensors["symbols"][None].to(channel.device), snr_db)
+    header = sem.header.received(channel=channel.name, snr_db=snr_db, seed=seed, **channel.params())
+    return SemanticFile({"symbols": y[0], "gain": gain_to_real(h[0])}, header)

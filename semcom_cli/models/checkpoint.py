@@ -1,0 +1,162 @@
+"""Checkpoint folders: a manifest, one folder per trained part, and the LoRA adapter.
+
+::
+
+    <checkpoint>/
+      manifest.json                 format, preset, base model id + sha256, versions,
+                                    training summary, content hash
+      vision/config.json            constructor arguments of the part
+      vision/model.safetensors      its weights
+      projector/ channel_encoder/ channel_decoder/   (the same)
+      adapter/                      the LoRA adapter as peft saves it
+
+Nothing is pickled. The content hash covers every file but the manifest; a
+semantic file records it, so a file made with one checkpoint is refused by another
+(:func:`semcom_cli.io.check_checkpoint`). A manifest written by an older semcom is
+read with the defaults of fields added since (``config.migrate_saved_preset``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..config import apply_overrides, migrate_saved_preset, preset_from_dict
+from ..errors import SemcomError
+from ..resources import default_checkpoint
+from ..runtime import versions
+
+__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_hash", "read_manifest", "read_history",
+           "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+
+CHECKPOINT_FORMAT = "semcom-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def checkpoint_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"):
+        digest.update(f.relative_to(folder).as_posix().encode())
+        digest.update(hashlib.sha256(f.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None = None) -> str:
+    """Write the checkpoint folder atomically; returns its content hash."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    try:
+        for name in model.PARTS:
+            part = getattr(model, name)
+            (tmp / name).mkdir()
+            (tmp / name / "config.json").write_text(
+                json.dumps({"class": type(part).__name__, **part.config}, indent=2, sort_keys=True) + "\n")
+            state = {k: v.detach().cpu().contiguous() for k, v in part.state_dict().items()}
+            save_file(state, tmp / name / "model.safetensors")
+        llm = model.llm
+        if llm is not None and hasattr(llm.model, "peft_config"):
+            llm.model.save_pretrained(tmp / "adapter")
+            _pin_adapter_base(tmp / "adapter", llm.model_id)
+        elif model.adapter_dir is not None:
+            shutil.copytree(model.adapter_dir, tmp / "adapter")
+        digest = checkpoint_hash(tmp)
+        manifest = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "name": folder.name,
+            "hash": digest,
+            "embed_dim": model.embed_dim,
+            "preset": model.preset.model_dump(),
+            "base_model": {"id": llm.model_id if llm else None,
+                           "sha256": llm.sha256 if llm else model.base_model_sha256},
+            "versions": versions(),
+            "training": training or {},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return digest
+
+
+def _pin_adapter_base(adapter: Path, model_id: str) -> None:
+    # peft records the local cache path of the base model, in its config and in a model-card
+    # template; record the model id instead and drop the card, so the adapter's bytes do not
+    # depend on where the cache lives.
+    (adapter / "README.md").unlink(missing_ok=True)
+    cfg_file = adapter / "adapter_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["base_model_name_or_path"] = model_id
+    cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SemcomError(f"{folder}: no such checkpoint folder")
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise SemcomError(f"{folder}: not a semcom checkpoint (no manifest.json)")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError:
+        raise SemcomError(f"{path}: corrupted manifest (not JSON)") from None
+    if manifest.get("format") != CHECKPOINT_FORMAT:
+        raise SemcomError(f"{folder}: not a semcom checkpoint (format {manifest.get('format')!r})")
+    if manifest.get("format_version") != CHECKPOINT_VERSION:
+        raise SemcomError(f"{folder}: checkpoint format version {manifest.get('format_version')} "
+                          f"is not supported (this semcom reads {CHECKPOINT_VERSION})")
+    return manifest
+
+
+def read_history(folder: str | Path) -> list[dict]:
+    """The training stages a checkpoint went through (its manifest's summary), oldest first."""
+    return read_manifest(folder).get("training", {}).get("stages", [])
+
+
+def load_checkpoint(cls, folder: str | Path | None = None, preset_overrides=None, device: str | None = None):
+    """Rebuild a ``cls`` (a SemcomModel) from a checkpoint folder, verifying its content hash."""
+    folder = Path(folder) if folder is not None else default_checkpoint()
+    manifest = read_manifest(folder)
+    digest = checkpoint_hash(folder)
+    if digest != manifest.get("hash"):
+        raise SemcomError(f"{folder}: checkpoint files do not match the manifest's hash (changed or corrupted)")
+    preset = preset_from_dict(migrate_saved_preset(manifest["preset"]), f"{folder}/manifest.json")
+    preset = apply_overrides(preset, {**(preset_overrides or {}), "device": device})
+    model = cls(preset, int(manifest["embed_dim"]))
+    for name in cls.PARTS:
+        _load_part(folder, name, getattr(model, name))
+    model.eval()
+    model.requires_grad_(False)
+    if (folder / "adapter").is_dir():
+        model.adapter_dir = folder / "adapter"
+    model.name = manifest.get("name", folder.name)
+    model.hash = digest
+    model.base_model_sha256 = manifest.get("base_model", {}).get("sha256")
+    return model
+
+
+def _load_part(folder: Path, name: str, part) -> None:
+    weights = folder / name / "model.safetensors"
+    config_file = folder / name / "config.json"
+    if not weights.is_file() or not config_file.is_file():
+        raise SemcomError(f"{folder}: checkpoint part '{name}' is missing")
+    saved = json.loads(config_file.read_text())
+    saved.pop("class", None)
+    if saved != part.config:
+        raise SemcomError(f"{folder}: part '{name}' was saved with {saved}, the preset builds {part.config}")
+    try:
+        part.load_state_dict(load_file(weights, device=str(next(part.parameters()).device)), strict=True)
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise SemcomError(f"{weights}: cannot load ({str(err).splitlines()[0]})") from None

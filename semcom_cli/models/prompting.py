@@ -1,0 +1,126 @@
+"""LLM inputs from the instruction template: the teacher-forced loss and greedy answers.
+
+The received semantic tokens are spliced into the template as input embeddings,
+between the text before and after the ``<sem>`` placeholder.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from ..tasks import END_OF_TURN, get_task
+from .llm import LLM
+
+__all__ = ["build_inputs", "instruct_loss", "answer_token_count", "generate_answers"]
+
+
+def _ids(llm: LLM, text: str) -> list[int]:
+    return _cached_ids(llm.tokenizer, text)
+
+
+@lru_cache(maxsize=4096)
+def _cached_ids(tokenizer, text: str) -> tuple[int, ...]:
+    return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def build_inputs(
+    llm: LLM,
+    tasks: list[str],
+    instructions: list[str | None],
+    sem: torch.Tensor,
+    sem_mask: torch.Tensor,
+    answers: list[str] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Assemble [prompt-before, semantic tokens, prompt-after, answer] per sample.
+
+    Args:
+        sem: [B, T, D] semantic tokens in the LLM embedding space; sem_mask: [B, T].
+        answers: targets for training (followed by the end-of-turn token), or None.
+
+    Returns:
+        embeds [B, L, D], attention_mask [B, L], labels [B, L] (-100 off the answer) or None.
+    """
+    embed = llm.model.get_input_embeddings()
+    seqs, label_seqs = [], []
+    for i, (task, instruction) in enumerate(zip(tasks, instructions)):
+        before, after = get_task(task).prompt(instruction)
+        prompt_b = torch.tensor(_ids(llm, before), device=sem.device)
+        prompt_a = torch.tensor(_ids(llm, after), device=sem.device)
+        pieces = [embed(prompt_b), sem[i][sem_mask[i].bool()], embed(prompt_a)]
+        n_prompt = sum(p.shape[0] for p in pieces)
+        labels = [-100] * n_prompt
+        if answers is not None:
+            ans = torch.tensor(_ids(llm, answers[i] + END_OF_TURN), device=sem.device)
+            pieces.append(embed(ans))
+            labels += ans.tolist()
+        seqs.append(torch.cat(pieces))
+        label_seqs.append(labels)
+    length = max(s.shape[0] for s in seqs)
+    b, d = len(seqs), seqs[0].shape[1]
+    embeds = seqs[0].new_zeros(b, length, d)
+    mask = torch.zeros(b, length, dtype=torch.long, device=sem.device)
+    labels_t = torch.full((b, length), -100, dtype=torch.long, device=sem.device)
+    for i, (s, lab) in enumerate(zip(seqs, label_seqs)):
+        n = s.shape[0]
+        sl = slice(length - n, length)  # left padding: every sequence ends at the last position
+        embeds[i, sl] = s
+        mask[i, sl] = 1
+        labels_t[i, sl] = torch.tensor(lab, device=sem.device)
+    return embeds, mask, (labels_t if answers is not None else None)
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).clamp_min(0)
+
+
+def answer_token_count(llm: LLM, answers: list[str]) -> int:
+    """How many answer tokens (with the end-of-turn token) the loss averages over."""
+    return sum(len(_ids(llm, a + END_OF_TURN)) for a in answers)
+
+
+def instruct_loss(llm: LLM, tasks, instructions, sem, sem_mask, answers, normalizer: int | None = None) -> torch.Tensor:
+    """Cross-entropy of the answer tokens given the prompt and the semantic tokens: the mean over
+    answer tokens, or their sum over ``normalizer`` (a whole batch's count, when this is a share)."""
+    # Left padding puts every answer at the end, so the vocabulary projection (a fifth of the
+    # model's work) runs only on the last positions, the ones that predict answer tokens.
+    embeds, mask, labels = build_inputs(llm, tasks, instructions, sem, sem_mask, answers)
+    longest = int((labels != -100).sum(-1).max())
+    logits = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
+                       logits_to_keep=longest + 1).logits
+    targets = labels[:, -longest:]
+    total = F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+    return total / (normalizer or int((targets != -100).sum()))
+
+
+@torch.no_grad()
+def generate_answers(llm: LLM, tasks, instructions, sem, sem_mask, max_new_tokens: int = 8) -> list[str]:
+    """Greedy decoding with a KV cache, batched with left padding."""
+    embeds, mask, _ = build_inputs(llm, tasks, instructions, sem, sem_mask)
+    tok = llm.tokenizer
+    stop = {tok.convert_tokens_to_ids(END_OF_TURN), tok.eos_token_id}
+    embed = llm.model.get_input_embeddings()
+    positions = _positions(mask)
+    out = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
+    b = embeds.shape[0]
+    generated = [[] for _ in range(b)]
+    done = torch.zeros(b, dtype=torch.bool)  # on the CPU: read every step
+    for _ in range(max_new_tokens):
+        nxt = out.logits[:, -1].argmax(-1)
+        picked = nxt.tolist()
+        for i in range(b):
+            if not done[i]:
+                if picked[i] in stop:
+                    done[i] = True
+                else:
+                    generated[i].append(picked[i])
+        if done.all():
+            break
+        mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
+        positions = positions[:, -1:] + 1
+        out = llm.model(inputs_embeds=embed(nxt[:, None]), attention_mask=mask, position_ids=positions,
+                        past_key_values=out.past_key_values, use_cache=True)
+    return [tok.decode(g, skip_special_tokens=True).strip() for g in generated]

@@ -1,0 +1,177 @@
+"""The SemcomModel: the trained parts of one checkpoint, and its LLM loaded on demand.
+
+Its methods are the pipeline's steps, in the README's order: ``image_tokens`` /
+``text_tokens`` (modality encoder + projector) → ``encode`` (channel encoder) → the
+channel (:mod:`semcom_cli.channel`) → ``receive`` (equaliser + channel decoder) →
+``answer`` (the LLM with its LoRA adapter, following the task's instruction).
+
+``from_pretrained(folder)`` rebuilds a model from a checkpoint folder and
+``save_pretrained(folder)`` writes one (:mod:`.checkpoint`: the format).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..channel import equalize_symbols
+from ..config import Preset
+from ..errors import SemcomError
+from ..runtime import resolve_device
+from ..tasks import get_task
+from .codec import ChannelDecoder, ChannelEncoder
+from .llm import LLM, load_backbone, load_lora
+from .projector import build_projector
+from .prompting import generate_answers
+from .vision import VisionEncoder
+
+__all__ = ["SemcomModel"]
+
+
+class SemcomModel(nn.Module):
+    """The trainable parts of one checkpoint, plus its LLM when needed.
+
+    ``name``, ``hash`` and ``adapter_dir`` say which checkpoint it came from (``untrained`` and
+    empty for a model built from a preset); ``from_pretrained`` fills them in.
+    """
+
+    # parts saved in a checkpoint, each as <name>/config.json + model.safetensors
+    PARTS = ("vision", "projector", "channel_encoder", "channel_decoder")
+
+    def __init__(self, preset: Preset, embed_dim: int):
+        super().__init__()
+        self.preset = preset
+        self.embed_dim = embed_dim
+        p, c = preset.projector, preset.codec
+        with torch.random.fork_rng():  # the initial weights follow the preset's seed alone
+            torch.manual_seed(preset.seed)
+            self.vision = VisionEncoder(preset.vision.channels, preset.vision.feature_dim, p.n_tokens)
+            self.projector = build_projector(p.kind, in_dim=preset.vision.feature_dim, embed_dim=embed_dim,
+                                             grid=p.grid, spline_order=p.spline_order)
+            codec_args = dict(embed_dim=embed_dim, symbols_per_token=c.symbols_per_token, hidden=c.hidden,
+                              grid=c.grid, spline_order=c.spline_order)
+            self.channel_encoder = ChannelEncoder(**codec_args)
+            self.channel_decoder = ChannelDecoder(**codec_args, context_heads=c.context_heads)
+        self.llm: LLM | None = None
+        self.name = "untrained"
+        self.hash = ""
+        self.adapter_dir: Path | None = None
+        self.base_model_sha256: str | None = None
+        self.to(resolve_device(preset.device))
+
+    # checkpoint folders ----------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                        device: str | None = None) -> "SemcomModel":
+        """Rebuild the model saved in ``folder`` (default: the shipped checkpoint), verifying its hash.
+        ``overrides``: dotted preset fields to change (training settings for the next stage)."""
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(cls, folder, overrides, device)
+
+    def save_pretrained(self, folder: str | Path, training: dict[str, Any] | None = None) -> str:
+        """Write this model as a checkpoint folder (atomically); returns its content hash."""
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(self, folder, training)
+
+    # the LLM ----------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def symbols_per_token(self) -> int:
+        return self.preset.codec.symbols_per_token
+
+    @property
+    def snr_floor_db(self) -> float:
+        """The lowest SNR the channel code was trained for (links below it repeat their symbols)."""
+        return self.preset.codec.snr_floor_db
+
+    def get_llm(self, status=None) -> LLM:
+        if self.llm is None:
+            llm = load_backbone(self.preset.backbone, self.preset.seed, status=status, device=self.device)
+            if self.base_model_sha256 and llm.sha256 != self.base_model_sha256:
+                raise SemcomError(
+                    f"checkpoint {self.name} was trained on base model sha256 {self.base_model_sha256[:12]}…, "
+                    f"but the preset's backbone is {llm.sha256[:12]}… ({llm.model_id})"
+                )
+            if llm.embed_dim != self.embed_dim:
+                raise SemcomError(f"checkpoint {self.name} expects an LLM with embedding size "
+                                  f"{self.embed_dim}, the backbone has {llm.embed_dim}")
+            if self.adapter_dir is not None:
+                load_lora(llm, self.adapter_dir)
+            self.llm = llm
+        return self.llm
+
+    # transmitter ---------------------------------------------------------
+
+    def image_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B, 3, 64, 64] → semantic tokens [B, T, D] and mask [B, T]."""
+        tokens = self.projector(self.vision(images.to(self.device)))
+        return tokens, torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
+
+    def text_token_ids(self, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """sentences → LLM token ids [B, T] and mask [B, T] (right-padded, at most max_text_tokens)."""
+        llm = self.get_llm()
+        limit = self.preset.data.max_text_tokens
+        ids = [llm.tokenizer(s, add_special_tokens=False)["input_ids"][:limit] for s in sentences]
+        if any(len(i) == 0 for i in ids):
+            raise SemcomError("cannot send an empty sentence")
+        length = max(len(i) for i in ids)
+        padded = torch.full((len(ids), length), llm.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(ids), length, dtype=torch.long)
+        for row, i in enumerate(ids):
+            padded[row, : len(i)] = torch.tensor(i)
+            mask[row, : len(i)] = 1
+        return padded.to(self.device), mask.to(self.device)
+
+    def text_tokens(self, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """sentences → the LLM's token embeddings [B, T, D] and mask [B, T] (right-padded)."""
+        ids, mask = self.text_token_ids(sentences)
+        with torch.no_grad():
+            return self.get_llm().embed(ids), mask
+
+    def source_tokens(self, modality: str, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Semantic tokens [B, T, D] and mask [B, T] of images [B, 3, 64, 64] or a list of sentences."""
+        return self.text_tokens(inputs) if modality == "text" else self.image_tokens(inputs)
+
+    def channel_uses(self, modality: str, inputs) -> list[int]:
+        """Complex channel uses of each packet this model would send."""
+        if modality == "text":
+            _, mask = self.text_token_ids(inputs)
+            return (mask.sum(1) * self.symbols_per_token).tolist()
+        return [self.preset.projector.n_tokens * self.symbols_per_token] * len(inputs)
+
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """semantic tokens [B, T, D] → channel symbols [B, T, m, 2], power 1 per complex symbol."""
+        return self.channel_encoder(tokens, mask)
+
+    # receiver ------------------------------------------------------------
+
+    def receive(self, y: torch.Tensor, h: torch.Tensor, snr_db: torch.Tensor | float,
+                mask: torch.Tensor) -> torch.Tensor:
+        """Equalise and decode received symbols [B, T, m, 2] → semantic tokens [B, T, D]."""
+        y, h, mask = y.to(self.device), h.to(self.device), mask.to(self.device)
+        return self.decode(*equalize_symbols(y, h, snr_db), mask)
+
+    def decode(self, x_hat: torch.Tensor, snr_db: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Equalised symbols [B, T, m, 2] at effective SNR [B] or [B, T] (dB) → semantic tokens [B, T, D]."""
+        tokens = self.channel_decoder(x_hat, snr_db.to(x_hat.device), mask)
+        return tokens * mask[..., None].to(tokens.dtype)
+
+    def answer(self, tasks: list[str], instructions: list[str | None], tokens: torch.Tensor,
+               mask: torch.Tensor, max_new_tokens: int | None = None) -> list[str]:
+        """The LLM's answers, one per packet of semantic tokens [B, T, D], to each task's instruction."""
+        llm = self.get_llm()
+        if max_new_tokens is None:
+            limit = self.preset.data.max_text_tokens
+            max_new_tokens = max(get_task(t).answer_tokens(limit) for t in tasks)
+        return generate_answers(llm, tasks, instructions, tokens.to(self.device), mask.to(self.device),
+                                max_new_tokens)

@@ -1,0 +1,60 @@
+"""The receiver as a library call: a received semantic file (and a share set's public copy) → answer.
+
+Checks that the file is a received one, that it was encoded with this model's
+checkpoint, and that a share-set user's public copy belongs to it; then equalises,
+decodes and asks the LLM the task's instruction.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .channel import gain_from_real
+from .errors import SemcomError
+from .io import SemanticFile, check_checkpoint
+from .tasks import get_task
+
+__all__ = ["decode_file"]
+
+
+def _check_received(sem: SemanticFile, question: str | None, public: SemanticFile | None, source: str) -> None:
+    header = sem.header
+    task = get_task(header.task)
+    if task.instruction is None and not (question and question.strip()):
+        raise SemcomError(f"task '{task.name}' needs a question (--question)")
+    if "gain" not in sem.tensors:
+        raise SemcomError(f"{source}: received file has no 'gain' tensor")
+    if header.role == "public":
+        raise SemcomError(f"{source}: a public file; decode the user's own file and give this one with --public")
+    if public is not None and header.share_id is None:
+        raise SemcomError(f"{source}: not part of a share set, so it takes no --public file")
+
+
+@torch.no_grad()
+def decode_file(model, sem: SemanticFile, question: str | None = None, public: SemanticFile | None = None,
+                source: str = "input", public_source: str | None = None, status=None) -> dict:
+    """The answer to a received file (``transmit`` stage), with what it was sent over."""
+    sem.expect("transmit", source)
+    _check_received(sem, question, public, source)
+    header = sem.header
+    check_checkpoint(header, model, source)
+    symbols = sem.tensors["symbols"]
+    if symbols.dim() != 3 or symbols.shape[1] != model.symbols_per_token:
+        raise SemcomError(f"{source}: symbols of shape {list(symbols.shape)} do not fit this checkpoint")
+    if header.share_id is not None:
+        from .io.share_set import receive_share_user
+
+        tokens = receive_share_user(model, sem, public, source, public_source)[None]
+    else:
+        mask = torch.ones(1, symbols.shape[0], dtype=torch.long)
+        tokens = model.receive(symbols[None], gain_from_real(sem.tensors["gain"]), float(header.snr_db), mask)
+    mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
+    model.get_llm(status)
+    answer = model.answer([get_task(header.task).tag], [question], tokens, mask)[0]
+    result = {"answer": answer, "task": header.task, "question": question, "channel": header.channel,
+              "snr_db": header.snr_db, "seed": header.seed, "channel_uses": header.channel_uses,
+              "source": header.source, "checkpoint": model.name, "checkpoint_hash": model.hash}
+    if header.share_id is not None:
+        result.update({"user": header.user, "share_id": header.share_id,
+                       "public_channel_uses": public.header.channel_uses if public else 0})
+    return result

@@ -1,0 +1,238 @@
+"""Training stages, each a loop readable top to bottom.
+
+1. ``align``    vision encoder + KAN projector, LLM frozen. Loss: the semantic
+                tokens should equal the LLM's own embeddings of the image's caption
+                words (repeated to fill the token slots), so no LLM forward pass is needed.
+2. ``channel``  channel encoder + decoder through the channel, SNR drawn per
+                sample from [snr_min, snr_max] and the channel per step from the
+                preset's list; loss: reconstruct the clean semantic tokens (images)
+                and token embeddings (sentences), and keep each one nearest its own word.
+3. ``instruct`` a LoRA adapter on the LLM over the instruction template, mixing
+                tasks; most samples pass through the trained codec and channel so the
+                LLM learns to read noisy semantic tokens.
+
+Every stage can snapshot itself after any step (``Checkpointing``, ``ResumeState``)
+and continue from the snapshot to the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ..channel import make_channel, seed_channel
+from ..data import EasyVQA
+from ..models import LLM, SemcomModel
+from ..models.llm import attach_lora
+from ..models.prompting import answer_token_count, instruct_loss
+from ..tasks import get_task
+from .trainer import Checkpointing, StepHook, Trainer
+
+__all__ = ["train_align", "train_channel", "train_instruct", "run_stage"]
+
+
+def _seed_all(seed: int) -> random.Random:
+    torch.manual_seed(seed)
+    seed_channel(seed)
+    return random.Random(seed)
+
+
+def _trainable(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Unfreeze the parts a stage trains; everything else stays as loaded."""
+    params = []
+    for m in modules:
+        m.requires_grad_(True)
+        params += list(m.parameters())
+    return params
+
+
+def _normalized_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                    whole: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Squared error over the target's power. With ``whole`` (the whole batch's target and mask,
+    when pred is one process's share), both are normalised by the whole batch, so the shares' losses
+    add up to the single-process loss."""
+    whole_target, whole_mask = whole if whole is not None else (target, mask)
+    m, wm = mask[..., None].to(pred.dtype), whole_mask[..., None].to(pred.dtype)
+    count = wm.sum() * pred.shape[-1]
+    power = (whole_target**2 * wm).sum() / count
+    return ((pred - target) ** 2 * m).sum() / count / power
+
+
+def _summary(stage: str, cfg, losses: list[float], started: float) -> dict:
+    tail = losses[-max(1, len(losses) // 10):] if losses else []
+    return {"stage": stage, "steps": len(losses), "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "first_loss": losses[0] if losses else None,
+            "final_loss": sum(tail) / len(tail) if tail else None,
+            "seconds": round(time.time() - started, 1)}
+
+
+def caption_targets(llm: LLM, data: EasyVQA, n_tokens: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """Image ids with captions, their caption token ids tiled to n_tokens, and those tokens' embeddings."""
+    ids, targets = [], []
+    for image_id, (color, shape) in data.captions.items():
+        token_ids = llm.tokenizer(f" {color} {shape}", add_special_tokens=False)["input_ids"]
+        tiled = (token_ids * n_tokens)[:n_tokens]
+        ids.append(image_id)
+        targets.append(torch.tensor(tiled))
+    token_ids = torch.stack(targets)
+    with torch.no_grad():
+        return ids, token_ids.to(llm.device), llm.embed(token_ids)
+
+
+def _vocab_cross_entropy(tokens: torch.Tensor, target_ids: torch.Tensor, vocab: torch.Tensor,
+                         whole_ids: torch.Tensor | None = None, temperature: float = 0.05) -> torch.Tensor:
+    """Cross-entropy of the nearest-word decision (cosine) among the words in the batch.
+
+    MSE alone lets a token drift toward the mean embedding (and, through a noisy
+    channel, it does); this term asks each token to be read as its own word rather
+    than another one. target_ids: [B, T] token ids, -100 where there is no target.
+    ``whole_ids``: the whole batch's ids when tokens are one process's share (the
+    words to choose among, and the count to average over, are the whole batch's).
+    """
+    whole_ids = target_ids if whole_ids is None else whole_ids
+    words = torch.unique(whole_ids[whole_ids >= 0])
+    valid = target_ids >= 0
+    targets = torch.searchsorted(words, target_ids[valid])
+    logits = F.normalize(tokens[valid], dim=-1) @ F.normalize(vocab[words], dim=-1).T / temperature
+    return F.cross_entropy(logits, targets, reduction="sum") / int((whole_ids >= 0).sum())
+
+
+def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+                checkpointing: Checkpointing | None = None) -> dict:
+    cfg = model.preset.train.align
+    rng = _seed_all(model.preset.seed)
+    image_ids, target_ids, targets = caption_targets(llm, data, model.preset.projector.n_tokens)
+    vocab = llm.model.get_input_embeddings().weight.detach()
+    params = _trainable(model.vision, model.projector)
+    trainer = Trainer(params, cfg, rng, on_step, checkpointing)
+    model.train()
+    started = time.time()
+    for step in range(trainer.start, cfg.steps):
+        batch = [rng.randrange(len(image_ids)) for _ in range(cfg.batch_size)]
+        pick = [batch[i] for i in trainer.rows(len(batch))]
+        tokens, mask = model.image_tokens(data.batch_images(image_ids[i] for i in pick))
+        whole = (targets[batch], torch.ones(len(batch), tokens.shape[1], dtype=torch.long, device=tokens.device))
+        loss = (_normalized_mse(tokens, targets[pick], mask, whole)
+                + _vocab_cross_entropy(tokens, target_ids[pick], vocab, target_ids[batch]))
+        trainer.step(loss)
+    model.eval()
+    return _summary("align", cfg, trainer.losses, started)
+
+
+def _sentence_batch(model: SemcomModel, sentences: list[str], rng: random.Random, n: int):
+    """Token embeddings [n, T, D], mask [n, T] and token ids (-100 on padding) of random sentences."""
+    ids, mask = model.text_token_ids([sentences[rng.randrange(len(sentences))] for _ in range(n)])
+    with torch.no_grad():
+        tokens = model.get_llm().embed(ids)
+    return tokens, mask, ids.masked_fill(mask == 0, -100)
+
+
+def _pad_cat(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]):
+    """Concatenate two (tokens [B, T, D], mask [B, T]) batches, padding T to the longer one."""
+    t = max(a[0].shape[1], b[0].shape[1])
+
+    def pad(x, m):
+        extra = t - x.shape[1]
+        return (torch.nn.functional.pad(x, (0, 0, 0, extra)), torch.nn.functional.pad(m, (0, extra)))
+
+    (xa, ma), (xb, mb) = pad(*a), pad(*b)
+    return torch.cat([xa, xb]), torch.cat([ma, mb])
+
+
+def _draw_snr(rng: random.Random, cfg, n: int) -> torch.Tensor:
+    return torch.tensor([rng.uniform(cfg.snr_min, cfg.snr_max) for _ in range(n)])
+
+
+def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+                  checkpointing: Checkpointing | None = None) -> dict:
+    cfg = model.preset.train.channel
+    rng = _seed_all(model.preset.seed + 1)
+    with torch.no_grad():  # the transmitter's front end is frozen in this stage
+        clean = torch.cat([model.image_tokens(data.batch_images(range(s, min(s + 256, len(data.images)))))[0]
+                           for s in range(0, len(data.images), 256)])
+    n_tokens = clean.shape[1]
+    caption_ids = torch.full((len(clean), n_tokens), -100, device=clean.device)  # no caption: MSE only
+    captioned, target_ids, _ = caption_targets(llm, data, n_tokens)
+    caption_ids[torch.tensor(captioned)] = target_ids
+    vocab = llm.model.get_input_embeddings().weight.detach()
+    sentences = data.sentences
+    params = _trainable(model.channel_encoder, model.channel_decoder)
+    trainer = Trainer(params, cfg, rng, on_step, checkpointing)
+    model.channel_encoder.train()
+    model.channel_decoder.train()
+    started = time.time()
+    for step in range(trainer.start, cfg.steps):
+        n_img = cfg.batch_size // 2
+        pick = torch.tensor([rng.randrange(len(clean)) for _ in range(n_img)])
+        images = (clean[pick], torch.ones(n_img, n_tokens, dtype=torch.long, device=clean.device))
+        text_tokens, text_mask, text_ids = _sentence_batch(model, sentences, rng, cfg.batch_size - n_img)
+        tokens, mask = _pad_cat(images, (text_tokens, text_mask))
+        word_ids = _pad_cat((caption_ids[pick][..., None], images[1]), (text_ids[..., None], text_mask))[0][..., 0]
+        word_ids = word_ids.masked_fill(mask == 0, -100)
+        snr = _draw_snr(rng, cfg, tokens.shape[0])
+        y, h = _channel_for_step(model, cfg, step).send(model.encode(tokens, mask), snr)
+        received = model.receive(y, h, snr, mask)
+        r = trainer.rows(tokens.shape[0])  # every process draws the whole batch's noise, in step
+        loss = (_normalized_mse(received[r], tokens[r], mask[r], (tokens, mask))
+                + _vocab_cross_entropy(received[r], word_ids[r], vocab, word_ids))
+        trainer.step(loss)
+    model.eval()
+    return _summary("channel", cfg, trainer.losses, started)
+
+
+def _channel_for_step(model: SemcomModel, cfg, step: int):
+    """The step's channel: the preset's list taken in turn."""
+    name = cfg.channels[step % len(cfg.channels)]
+    return make_channel(name, model.preset.channel.model_dump(), model.device)
+
+
+def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+                   checkpointing: Checkpointing | None = None) -> dict:
+    cfg = model.preset.train.instruct
+    rng = _seed_all(model.preset.seed + 2)
+    if not hasattr(llm.model, "peft_config"):
+        attach_lora(llm, model.preset.backbone.lora)
+    for name, p in llm.model.named_parameters():  # a loaded adapter continues training
+        p.requires_grad_("lora_" in name)
+    params = [p for p in llm.model.parameters() if p.requires_grad]
+    trainer = Trainer(params, cfg, rng, on_step, checkpointing)
+    llm.model.train()
+    started = time.time()
+    for step in range(trainer.start, cfg.steps):
+        tasks = [cfg.tasks[rng.randrange(len(cfg.tasks))] for _ in range(cfg.batch_size)]
+        samples = [get_task(t).train_sample(data, rng) for t in tasks]
+        # image samples first, then sentences, so one padded batch holds both
+        order = sorted(range(len(tasks)), key=lambda i: get_task(tasks[i]).modality == "text")
+        tasks = [tasks[i] for i in order]
+        samples = [samples[i] for i in order]
+        n_img = sum(get_task(t).modality == "image" for t in tasks)
+        with torch.no_grad():
+            parts = []
+            if n_img:
+                parts.append(model.image_tokens(data.batch_images(s[0] for s in samples[:n_img])))
+            if n_img < len(tasks):
+                parts.append(model.text_tokens([s[0] for s in samples[n_img:]]))
+            tokens, mask = parts[0] if len(parts) == 1 else _pad_cat(*parts)
+            snr = _draw_snr(rng, cfg, len(tasks))
+            y, h = _channel_for_step(model, cfg, step).send(model.encode(tokens, mask), snr)
+            received = model.receive(y, h, snr, mask)
+            noisy = torch.tensor([rng.random() < cfg.channel_fraction for _ in tasks], device=tokens.device)
+            tokens = torch.where(noisy[:, None, None], received, tokens)
+        r = trainer.rows(len(tasks))
+        loss = instruct_loss(llm, [tasks[i] for i in r], [samples[i][1] for i in r], tokens[r], mask[r],
+                             [samples[i][2] for i in r], answer_token_count(llm, [s[2] for s in samples]))
+        trainer.step(loss)
+    llm.model.eval()
+    return _summary("instruct", cfg, trainer.losses, started)
+
+
+def run_stage(stage: str, model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+              checkpointing: Checkpointing | None = None) -> dict:
+    """Run one named stage (``align``, ``channel`` or ``instruct``), optionally saving and resuming."""
+    return _STAGES[stage](model, llm, data, on_step, checkpointing)
+
+
+_STAGES = {"align": train_align, "channel": train_channel, "instruct": train_instruct}

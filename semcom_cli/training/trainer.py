@@ -1,0 +1,133 @@
+"""The optimiser loop every stage shares, and the state it resumes from.
+
+``Trainer`` holds AdamW on a cosine schedule, the loss log and the stage's own
+generator; it can snapshot all of that (and the global generators) after any step
+as a :class:`ResumeState`, and continue from one to the same weights as a run that
+never stopped. Under ``torchrun`` every process takes its share of each batch.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from ..channel import channel_rng_state, set_channel_rng_state
+from ..distributed import current_shard
+from ..errors import SemcomError
+
+__all__ = ["Trainer", "ResumeState", "Checkpointing", "StepHook"]
+
+StepHook = Callable[[int, int, float], None]  # (step, total, loss)
+
+
+@dataclass
+class ResumeState:
+    """Everything a stage needs to continue after ``step`` steps exactly as if it had not
+    stopped: optimizer moments, schedule, loss log and every random generator it draws from."""
+
+    step: int
+    tensors: dict[str, torch.Tensor]  # optimizer moments, torch generator states
+    meta: dict[str, Any]  # JSON: param groups, scheduler, loss log, Python/NumPy generator states
+
+
+@dataclass
+class Checkpointing:
+    """Save a ResumeState through ``on_save`` every ``every`` steps; start from ``resume``."""
+
+    every: int = 0
+    on_save: Callable[[ResumeState], None] | None = None
+    resume: ResumeState | None = None
+
+
+class Trainer:
+    """AdamW on a cosine schedule, the loss log every stage keeps, and the stage's own
+    generator ``rng``; it can snapshot all of that (and the global generators) after any step."""
+
+    def __init__(self, params, cfg, rng: random.Random, on_step: StepHook | None,
+                 checkpointing: Checkpointing | None = None):
+        self.params = list(params)
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(cfg.steps, 1))
+        self.total, self.on_step, self.losses, self.rng = cfg.steps, on_step, [], rng
+        self.checkpointing = checkpointing or Checkpointing()
+        # Under torchrun every process draws the same batch and computes the loss on its share
+        # (rows()), normalised by the whole batch; gradients and losses are summed across processes,
+        # so every process takes the single-process step.
+        self.shard = current_shard()
+        self.device = self.params[0].device if self.params else torch.device("cpu")
+        if self.checkpointing.resume is not None:
+            self._restore(self.checkpointing.resume)
+
+    @property
+    def start(self) -> int:
+        """The first step still to run (0, or where a resumed run stopped)."""
+        return len(self.losses)
+
+    def rows(self, batch: int) -> torch.Tensor:
+        """The rows of a batch of ``batch`` samples whose loss this process computes."""
+        device = self.params[0].device if self.params else None
+        return torch.tensor(self.shard.take(list(range(batch))), dtype=torch.long, device=device)
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        value = loss.detach().clone()
+        if self.shard.world > 1:
+            import torch.distributed as dist
+
+            # each share's loss is normalised by the whole batch: the sums are the whole batch's
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+            dist.all_reduce(value)
+        self.opt.step()
+        self.sched.step()
+        self.losses.append(value.item())
+        if self.on_step:
+            self.on_step(len(self.losses), self.total, self.losses[-1])
+        every, on_save = self.checkpointing.every, self.checkpointing.on_save
+        if every and on_save and len(self.losses) % every == 0 and len(self.losses) < self.total:
+            on_save(self.snapshot())
+
+    def snapshot(self) -> ResumeState:
+        opt_state = self.opt.state_dict()
+        tensors = {f"optimizer.{index}.{key}": value.detach().clone()
+                   for index, moments in opt_state["state"].items() for key, value in moments.items()}
+        channel = channel_rng_state(self.device)
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.channel_torch"] = channel["torch"]
+        meta = {"param_groups": opt_state["param_groups"], "scheduler": self.sched.state_dict(),
+                "losses": list(self.losses), "rng_python": _json_rng(self.rng.getstate()),
+                "rng_channel_python": _json_rng(channel["python"]), "rng_channel_numpy": channel["numpy"]}
+        return ResumeState(len(self.losses), tensors, meta)
+
+    def _restore(self, state: ResumeState) -> None:
+        moments: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in state.tensors.items():
+            if name.startswith("optimizer."):
+                _, index, key = name.split(".", 2)
+                moments.setdefault(int(index), {})[key] = value
+        if len(moments) not in (0, len(self.params)):
+            raise SemcomError(f"the saved run trained {len(moments)} tensors, this stage trains {len(self.params)}")
+        self.opt.load_state_dict({"state": moments, "param_groups": state.meta["param_groups"]})
+        self.sched.load_state_dict(state.meta["scheduler"])
+        self.losses = list(state.meta["losses"])
+        self.rng.setstate(_rng_from_json(state.meta["rng_python"]))
+        torch.set_rng_state(state.tensors["rng.torch"])
+        set_channel_rng_state({"torch": state.tensors["rng.channel_torch"],
+                               "python": _rng_from_json(state.meta["rng_channel_python"]),
+                               "numpy": state.meta["rng_channel_numpy"]}, self.device)
+
+
+def _json_rng(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _rng_from_json(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)

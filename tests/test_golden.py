@@ -1,0 +1,79 @@
+"""Outputs that must not change: the shipped checkpoint's encode and transmit files, byte for byte,
+and its ``evaluate --limit 50`` table, against files recorded before the package was reshaped.
+
+``SEMCOM_REGEN_GOLDEN=1 pytest tests/test_golden.py`` records them anew (after a deliberate change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.real
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "shipped.json"
+REGEN = os.environ.get("SEMCOM_REGEN_GOLDEN") == "1"
+
+
+def _semcom(*args) -> None:
+    exe = Path(sys.executable).parent / "semcom"
+    r = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _images(tmp: Path) -> list[Path]:
+    import easy_vqa
+
+    paths = easy_vqa.get_test_image_paths()
+    out = []
+    for i in (0, 1, 2):
+        dst = tmp / f"img{i}.png"
+        dst.write_bytes(Path(paths[i]).read_bytes())
+        out.append(dst)
+    return out
+
+
+def _files(tmp: Path) -> dict[str, str]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    img = _images(tmp)
+    _semcom("encode", img[0], "--task", "vqa", "-o", tmp / "vqa.sem")
+    _semcom("encode", img[1], "--task", "caption", "-o", tmp / "caption.sem")
+    _semcom("encode", "--task", "text", "--text", "what color is the shape?", "-o", tmp / "text.sem")
+    _semcom("transmit", tmp / "vqa.sem", "--snr", "5", "--seed", "1", "-o", tmp / "awgn.rx")
+    _semcom("transmit", tmp / "vqa.sem", "--channel", "rayleigh", "--snr", "0", "--seed", "2", "-o", tmp / "ray.rx")
+    _semcom("transmit", tmp / "text.sem", "--channel", "rician", "--rician-k", "2", "--snr", "-3", "--seed", "3",
+            "-o", tmp / "ric.rx")
+    _semcom("transmit", tmp / "caption.sem", "--channel", "none", "-o", tmp / "none.rx")
+    _semcom("encode", *img, "--task", "vqa", "--share", "-o", tmp / "share")
+    _semcom("transmit", tmp / "share", "--snr", "0,5,-9", "--channel", "awgn,rayleigh,awgn", "--seed", "4",
+            "-o", tmp / "share-rx")
+    files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.suffix != ".png")
+    return {p.relative_to(tmp).as_posix(): _digest(p) for p in files}
+
+
+def _table(tmp: Path) -> list[dict]:
+    out = tmp / "eval.json"
+    _semcom("evaluate", "--limit", "50", "-o", out)
+    points = json.loads(out.read_text())["points"]
+    keep = ("method", "task", "channel", "snr_db", "channel_uses", "channel_uses_mean", "metrics", "examples")
+    return [{k: p[k] for k in keep} for p in points]
+
+
+def test_encode_transmit_and_evaluate_match_the_recorded_outputs(tmp_path):
+    now = {"files": _files(tmp_path / "files"), "evaluate": _table(tmp_path)}
+    if REGEN:
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(now, indent=2, sort_keys=True) + "\n")
+    recorded = json.loads(GOLDEN.read_text())
+    assert now["files"] == recorded["files"]
+    assert now["evaluate"] == recorded["evaluate"]
