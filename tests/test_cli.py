@@ -258,7 +258,7 @@ def test_resume_without_a_partial_run(semcom, tiny_checkpoint, tmp_path):
 
 
 def test_partial_run_written_while_training_and_removed_after(semcom, tiny_checkpoint, tmp_path, monkeypatch):
-    import semcom_cli.checkpoint as checkpoint
+    import semcom_cli.training as checkpoint
 
     seen = []
     real = checkpoint.save_partial
@@ -269,3 +269,18 @@ def test_partial_run_written_while_training_and_removed_after(semcom, tiny_check
     assert r.exit_code == 0, r.output
     assert seen == [["checkpoint", "resume.safetensors"]]  # saved at step 2 (not at the last step)
     assert not (tmp_path / "ch.partial").exists()
+
+
+def test_a_device_that_is_not_here_is_refused_in_one_line(semcom, sample_png, tiny_checkpoint, tmp_path):
+    import torch
+
+    out = tmp_path / "o.sem"
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: tests/test_device.py runs on it instead")
+    assert_clean_failure(semcom("encode", sample_png, "--task", "vqa", "-o", out, "-c", tiny_checkpoint,
+                                "--device", "cuda"), "no CUDA GPU")
+    assert_clean_failure(semcom("encode", sample_png, "--task", "vqa", "-o", out, "-c", tiny_checkpoint,
+                                "--device", "tpu"), "device")
+    assert not out.exists()
+    r = semcom("encode", sample_png, "--task", "vqa", "-o", out, "-c", tiny_checkpoint, "--device", "cpu")
+    assert r.exit_code == 0, r.output

@@ -52,13 +52,15 @@ def run(
         if source is None or source == "-":
             raise SemcomError("give --output (or '-o -' for stdout)")
         output = str(Path(source).with_suffix("")) + ".sem.safetensors"
-    content, source = _read_single(t, source, text)
-
-    from ..transmitter import encode_single
     from ..io import write_semantic
     from ..models import SemcomModel
+    from ..transmitter import encode_single
 
+    if t.modality == "text":  # a sentence is checked before the model loads, an image against it after
+        content, source = _read_single(t, source, text)
     model = SemcomModel.from_pretrained(checkpoint, device=device)
+    if t.modality != "text":
+        content, source = _read_single(t, source, text)
     with spinner("loading the LLM's token embeddings" if t.modality == "text" else "encoding"):
         sem = encode_single(model, t, content, Path(source).name if source != "-" else "<stdin>")
     write_semantic(output, sem)

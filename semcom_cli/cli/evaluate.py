@@ -129,12 +129,15 @@ def _plan(preset: Optional[str], flags: dict):
 def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Optional[str]) -> list[str]:
     from ..distributed import current_shard
     from ..evaluation import load_models, run_sweep, sweep_settings, write_report
+    from ..evaluation.sweep import resumed_points
     from .common import progress_bar, spinner
 
     sweep_settings(plan)  # a bad setting is refused before anything loads
     shard = current_shard()
     with spinner("loading the checkpoints and their LLMs") as status:
         models = load_models(plan, status, device)
+    if resume:
+        resumed_points(plan, output, models)  # a partial run made otherwise is refused before the bar starts
     with progress_bar("evaluate", 1, show=shard.is_main) as update:
         result = run_sweep(plan, output, resume, models=models, on_progress=update)
     if not shard.is_main:

@@ -22,7 +22,8 @@ from ..runtime import versions
 from .points import Point, Settings, evaluate_point, plan_points, sample_items
 from .report import FORMAT, check_floors, csv_text, plot_results
 
-__all__ = ["SweepResult", "run_sweep", "partial_path", "sweep_settings", "write_report"]
+__all__ = ["SweepResult", "run_sweep", "partial_path", "sweep_settings", "write_report", "load_models",
+           "resumed_points"]
 
 # (done, total, label): progress over every question of the sweep
 ProgressHook = Callable[[int, int, str], None]
@@ -61,6 +62,11 @@ def _run_record(plan: EvalPlan, models: dict, world: int) -> dict:
             "mlp_checkpoint_hash": mlp.hash if mlp else None,
             "plan": plan.model_dump(exclude={"floors", "checkpoint", "mlp_checkpoint"}),
             "seeds": {"sample": plan.seed, "channel": plan.seed}, "versions": versions(), "processes": world}
+
+
+def resumed_points(plan: EvalPlan, output: Path, models: dict) -> dict[str, dict]:
+    """The finished points of the interrupted run at ``OUTPUT.partial`` (refused if made otherwise)."""
+    return _resumed_points(output, _run_record(plan, models, current_shard().world))
 
 
 def _resumed_points(output: Path, run: dict) -> dict[str, dict]:
