@@ -16,6 +16,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from .channel.rician import DEFAULT_K
 from .errors import SemcomError
 from .resources import presets_dir
 
@@ -154,7 +155,7 @@ class Codec(_Strict):
 class ChannelParams(_Strict):
     """Parameters of the channel kinds (each kind takes the ones it uses)."""
 
-    rician_k: float = Field(3.0, ge=0.0, allow_inf_nan=False)  # Rician K-factor: LOS / scattered power
+    rician_k: float = Field(DEFAULT_K, ge=0.0, allow_inf_nan=False)  # Rician K-factor: LOS / scattered power
 
 
 class StageTrain(_Strict):

@@ -9,6 +9,7 @@ user-<u>.sem.safetensors and public.user-<u>.sem.safetensors.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -27,13 +28,15 @@ def run(
     snr: str = typer.Option("10", "--snr", help="Es/N0 per complex symbol, in dB (share set: one per user, "
                                                 "comma-separated)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the channel's noise and fading."),
-    rician_k: float = typer.Option(3.0, "--rician-k", help="Rician K-factor (LOS/scattered power)."),
+    rician_k: Optional[float] = typer.Option(None, "--rician-k", help="Rician K-factor (LOS/scattered power).",
+                                             show_default="3.0"),
 ):
     from ..channel import check_snr, make_channel
 
-    if rician_k < 0:
+    if rician_k is not None and rician_k < 0:
         raise SemcomError(f"--rician-k must be ≥ 0 (got {rician_k})")
-    channels = [make_channel(c, {"rician_k": rician_k}) for c in parse_names(channel)]
+    params = {} if rician_k is None else {"rician_k": rician_k}  # the Rician channel's own default otherwise
+    channels = [make_channel(c, params) for c in parse_names(channel)]
     if not channels:
         raise SemcomError("--channel needs at least one channel")
     if input != "-" and Path(input).is_dir():

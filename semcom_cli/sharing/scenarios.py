@@ -1,7 +1,7 @@
 """Multi-user scenarios built from easy-vqa, seeded: who sees which scene and asks what.
 
 Each scenario draws groups of ``n_users`` users. A user gets one easy-vqa test
-image and one of that image's questions (vqa), or its caption (caption). How
+image and one of that image's questions (vqa), or the task's answer for it (caption). How
 related the users' scenes are is the scenario:
 
 - ``same-scene``: one image, every user a different question about it
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from ..data import EasyVQA
 from ..errors import SemcomError
-from ..tasks import caption_text
+from ..tasks import get_task
 
 __all__ = ["SCENARIOS", "UserItem", "draw_groups", "check_scenario"]
 
@@ -106,15 +106,18 @@ def draw_groups(data: EasyVQA, scenario: str, n_users: int, n_groups: int, seed:
         raise SemcomError(f"users per group must be 1 to {MAX_USERS} (got {n_users})")
     if n_groups < 1:
         raise SemcomError(f"need at least one group (got {n_groups})")
-    if task not in ("vqa", "caption"):
+    t = get_task(task)
+    if t.modality != "image" or not t.trainable:
         raise SemcomError(f"multi-user scenarios are image tasks: vqa or caption (got '{task}')")
     index = _Index(data)
+    # a task with a fixed instruction: each image's reference answer; a question task: the image's questions
+    references = {k: r for k, _, r in t.items(data)} if t.instruction is not None else None
     groups = []
     for g in range(n_groups):
         rng = random.Random(f"{seed}:{scenario}:{n_users}:{g}")
         images = _images(index, scenario, n_users, rng)
-        if task == "caption":
-            groups.append([UserItem(i, None, caption_text(*data.captions[i])) for i in images])
+        if references is not None:
+            groups.append([UserItem(i, None, references[i]) for i in images])
             continue
         if scenario == "same-scene":  # different questions about the one scene
             qa = rng.sample(index.questions[images[0]], n_users)
