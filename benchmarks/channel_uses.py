@@ -63,7 +63,8 @@ def main() -> None:
             trained = train_channel(candidate, candidate.get_llm(), train_data)
         uses = width * model.preset.projector.n_tokens
         for snr in snrs:
-            record = evaluate_point({"main": candidate}, test_data, Point("semantic", "vqa", "awgn", snr, None), settings)
+            point = Point("semantic", "vqa", "awgn", snr, None)
+            record = evaluate_point({"main": candidate}, test_data, point, settings)
             accuracy = record["metrics"]["accuracy"]
             rows.append({"channel_uses": uses, "snr_db": snr, "accuracy": accuracy, "codec_training": trained,
                          "own_codec": trained is None})

@@ -9,6 +9,7 @@ dotted keys (``train.channel.steps=5``).
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Union
 
@@ -18,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from .channel.rician import DEFAULT_K
 from .errors import SemcomError
+from .limits import MAX_CHANNEL_USES, MAX_SEED, SNR_RANGE_DB
 from .resources import presets_dir
 
 __all__ = [
@@ -189,8 +191,8 @@ class Data(_Strict):
 
 
 class Preset(_Strict):
-    name: str = "default"
-    seed: int = Field(0, ge=0)
+    name: str = Field("default", max_length=200)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]+)?)$")  # where the model, channel and training run
     backbone: Backbone = Backbone()
     vision: Vision = Vision()
@@ -227,7 +229,7 @@ class Floor(_Strict):
     method: MethodName
     task: TaskName
     channel: ChannelName = "awgn"
-    snr_db: Optional[float] = None
+    snr_db: Optional[float] = Field(None, ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1])
     channel_uses: Union[Literal["matched"], int] = "matched"
     metric: MetricName
     min: float
@@ -243,25 +245,34 @@ class EvalPlan(_Strict):
     methods: list[MethodName] = ["semantic"]
     tasks: list[TaskName] = ["vqa"]
     channels: list[ChannelName] = ["awgn"]
-    snrs: list[Annotated[float, Field(allow_inf_nan=False)]] = [-5.0, 0.0, 10.0, 20.0]
-    channel_uses: list[Union[Literal["matched"], Annotated[int, Field(gt=0)]]] = ["matched"]
+    snrs: list[Annotated[float, Field(ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1])]] = [-5.0, 0.0, 10.0, 20.0]
+    channel_uses: list[Union[Literal["matched"], Annotated[int, Field(gt=0, le=MAX_CHANNEL_USES)]]] = ["matched"]
     limit: int = Field(200, ge=0)  # questions (captions, sentences) per point; 0: all
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     batch_size: int = Field(64, gt=0)
     image_codec: Literal["webp", "jpeg", "png"] = "webp"
     mcs: str = "auto"
     floors: list[Floor] = []
 
 
+def short_repr(value, limit: int = 60) -> str:
+    """repr() cut to ``limit`` characters: an error line stays one short line whatever the input."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother, short.maxlist, short.maxdict = 2, limit, limit, 4, 4
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _first_error_line(err: ValidationError, source: str) -> str:
-    e = err.errors()[0]
-    field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    e = err.errors(include_input=True)[0]
+    field = ".".join(str(p) for p in e["loc"])[:80] or "(top level)"
+    got = short_repr(e.get("input"))
     if e["type"] == "extra_forbidden":
         return f"{source}: unknown field '{field}'"
     if e["type"] in ("literal_error", "choice"):
         allowed = e.get("ctx", {}).get("expected", "")
-        return f"{source}: field '{field}' must be one of {allowed} (got {e.get('input')!r})"
-    return f"{source}: field '{field}': {e['msg']} (got {e.get('input')!r})"
+        return f"{source}: field '{field}' must be one of {allowed} (got {got})"
+    return f"{source}: field '{field}': {e['msg'][:120]} (got {got})"
 
 
 def preset_from_dict(data: dict[str, Any], source: str = "preset") -> Preset:
@@ -275,8 +286,8 @@ def available_presets(evaluation: bool = False) -> list[str]:
     """Names of the model presets in ``presets/`` (or of the evaluation presets)."""
     def is_evaluation(path: Path) -> bool:
         try:
-            return (yaml.safe_load(path.read_text()) or {}).get("kind") == "evaluate"
-        except (yaml.YAMLError, AttributeError):
+            return _parse_yaml(path).get("kind") == "evaluate"
+        except SemcomError:
             return False
 
     return sorted(p.stem for p in presets_dir().glob("*.yaml") if is_evaluation(p) == evaluation)
@@ -290,13 +301,28 @@ def _read_yaml(name_or_path: str | Path, evaluation: bool = False) -> tuple[Path
         raise SemcomError(
             f"preset not found: {name_or_path} (available: {', '.join(available_presets(evaluation))})"
         )
+    return path, _parse_yaml(path)
+
+
+def _parse_yaml(path: Path) -> dict:
+    """A preset file's mapping. Presets are small and plain: anchors and aliases (which let a few
+    bytes expand into an enormous document) and files over MAX_BYTES["preset"] are refused."""
+    from .io.files import read_input_bytes
+
+    raw, _ = read_input_bytes(str(path), "preset")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = raw.decode("utf-8")
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise SemcomError(f"{path}: YAML anchors and aliases are not accepted in a preset")
+        data = yaml.safe_load(text) or {}
+    except UnicodeDecodeError:
+        raise SemcomError(f"{path}: not a UTF-8 text file") from None
     except yaml.YAMLError as err:
-        raise SemcomError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise SemcomError(f"{path}: not valid YAML ({str(err).splitlines()[0][:120]})") from None
     if not isinstance(data, dict):
         raise SemcomError(f"{path}: a preset must be a mapping of fields")
-    return path, data
+    return data
 
 
 def load_preset(name_or_path: str | Path) -> Preset:

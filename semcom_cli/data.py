@@ -9,17 +9,20 @@ both are left out of the caption task.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import SemcomError
+from .limits import MAX_IMAGE_PIXELS
 from .tasks.shapes import COLORS, SHAPES
 
-__all__ = ["IMAGE_SIZE", "image_from_bytes", "sentence_from_bytes", "EasyVQA", "derive_captions", "question_kind", "QUESTION_KINDS"]
+__all__ = ["IMAGE_SIZE", "image_from_bytes", "sentence_from_bytes", "EasyVQA", "derive_captions", "question_kind",
+           "QUESTION_KINDS"]
 
 IMAGE_SIZE = 64  # every image is read as 64×64 RGB, easy-vqa's size
 
@@ -28,14 +31,36 @@ IMAGE_SIZE = 64  # every image is read as 64×64 RGB, easy-vqa's size
 QUESTION_KINDS = ("open", "present", "absent")
 
 
+def _to_rgb8(im: Image.Image) -> Image.Image:
+    """8-bit RGB. Pillow's own conversion clips 16-bit and 32-bit grey images (a 16-bit PNG would read
+    as white), so those are scaled to 8 bits first."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        im = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    return im.convert("RGB")
+
+
+def _decode(data: bytes, source: str) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:
+            raise SemcomError(f"{source}: an image of {im.size[0]} × {im.size[1]} pixels; at most "
+                              f"{MAX_IMAGE_PIXELS:,} pixels are read")
+        im = _to_rgb8(ImageOps.exif_transpose(im))
+        if im.size != (IMAGE_SIZE, IMAGE_SIZE):
+            im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+        return np.asarray(im, dtype=np.uint8).copy()
+
+
 def image_from_bytes(data: bytes, source: str) -> torch.Tensor:
-    """Decode an image file to [3, 64, 64] float in [0, 1] (resized if needed)."""
+    """Decode an image file to [3, 64, 64] float in [0, 1] (EXIF orientation applied, resized if needed).
+    Images of more than ``MAX_IMAGE_PIXELS`` pixels are refused before they are decoded."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB")
-            if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-                im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
-            arr = np.asarray(im, dtype=np.uint8).copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+            arr = _decode(data, source)
+    except Image.DecompressionBombError:
+        raise SemcomError(f"{source}: an image of far more than {MAX_IMAGE_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise SemcomError(f"{source}: not an image file (or a damaged one)") from None
     return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0

@@ -5,9 +5,12 @@ Needs no model: ``semcom transmit`` imports this, the channel and the file forma
 
 from __future__ import annotations
 
-from .channel import Channel, gain_to_real, seed_channel
+import torch
+
+from .channel import Channel, check_snr, gain_to_real, seed_channel
 from .errors import SemcomError
 from .io import SemanticFile
+from .limits import check_seed
 
 __all__ = ["transmit_file"]
 
@@ -17,7 +20,9 @@ def transmit_file(sem: SemanticFile, channel: Channel, snr_db: float, seed: int,
     if sem.header.share_id is not None:
         raise SemcomError(f"{source}: part of a share set; transmit the whole folder "
                           "(semcom transmit FOLDER -o OUT --snr s0,s1,...)")
-    seed_channel(seed)
-    y, h = channel.send(sem.tensors["symbols"][None].to(channel.device), snr_db)
+    seed_channel(check_seed(seed))
+    y, h = channel.send(sem.tensors["symbols"][None].to(channel.device), check_snr(snr_db))
+    if not bool(torch.isfinite(y).all()):
+        raise SemcomError(f"{source}: the channel output is not finite at {snr_db:g} dB")
     header = sem.header.received(channel=channel.name, snr_db=snr_db, seed=seed, **channel.params())
     return SemanticFile({"symbols": y[0], "gain": gain_to_real(h[0])}, header)

@@ -24,7 +24,8 @@ def _inputs(task, contents: list):
 @torch.no_grad()
 def encode_single(model, task, content, source: str) -> SemanticFile:
     """One image [3, 64, 64] or sentence → its ``encode`` file (user 0, private)."""
-    tokens, mask = model.source_tokens(task.modality, _inputs(task, [content]))
+    model.check_task(task)
+    tokens, mask = model.source_tokens(task.modality, _inputs(task, [content]), strict=True)
     symbols = model.encode(tokens, mask)[0]
     return SemanticFile({"symbols": symbols}, encode_header(task, model, source, symbols, user=0, role="private"))
 
@@ -36,7 +37,8 @@ def encode_share_set(model, task, contents: list, sources: list[str], threshold:
     under which tokens are shared (default 0.35 for images; text shares only equal tokens)."""
     if threshold is None:
         threshold = 0.0 if task.modality == "text" else DEFAULT_THRESHOLD
-    tokens, mask = model.source_tokens(task.modality, _inputs(task, contents))
+    model.check_task(task)
+    tokens, mask = model.source_tokens(task.modality, _inputs(task, contents), strict=True)
     whole = model.encode(tokens, mask)
     plan = plan_sharing(tokens, mask, threshold)
     if neutral:

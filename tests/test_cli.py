@@ -225,18 +225,18 @@ def test_align_resumes_a_killed_run_to_the_same_checkpoint(semcom, train_data, t
     from semcom_cli.models import SemcomModel
     from semcom_cli.training import Checkpointing, run_stage
 
-    whole = tmp_path / "whole"
-    assert semcom("align", "-p", "tiny", "-o", whole, "--steps", "6").exit_code == 0
+    whole = tmp_path / "whole" / "ck"  # the same name: a checkpoint's name is part of what its hash covers
+    assert semcom("align", "-p", "tiny", "-o", whole, "--steps", "6", "--save-every", "2").exit_code == 0
 
     # the same command, killed after its save at step 4
-    out = tmp_path / "killed"
+    out = tmp_path / "killed" / "ck"
     preset = apply_overrides(load_preset("tiny"), {"train.align.steps": 6, "train.align.save_every": 2})
     llm = load_backbone(preset.backbone, preset.seed)
     model = SemcomModel(preset, llm.embed_dim)
     model.llm = llm
 
     def save_then_die(state):
-        save_partial(tmp_path / "killed.partial", model, "align", state, history=[])
+        save_partial(tmp_path / "killed" / "ck.partial", model, "align", state, history=[])
         if state.step == 4:
             raise KeyboardInterrupt
 
@@ -249,7 +249,7 @@ def test_align_resumes_a_killed_run_to_the_same_checkpoint(semcom, train_data, t
     assert r.exit_code == 0, r.output
     assert "resuming align at step 4 of 6" in r.stderr
     assert read_manifest(out)["hash"] == read_manifest(whole)["hash"]
-    assert not (tmp_path / "killed.partial").exists()
+    assert not (tmp_path / "killed" / "ck.partial").exists()
 
 
 def test_resume_without_a_partial_run(semcom, tiny_checkpoint, tmp_path):

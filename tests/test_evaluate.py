@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import assert_clean_failure, run_one_and_two_processes
 

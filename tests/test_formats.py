@@ -14,7 +14,8 @@ def _header(stage="encode", **fields):
 
 
 def _file(stage="encode"):
-    return SemanticFile({"symbols": torch.arange(24, dtype=torch.float32).view(3, 4, 2)}, _header(stage))
+    symbols = torch.nn.functional.normalize(torch.arange(1, 25, dtype=torch.float32).view(3, 4, 2), dim=-1)
+    return SemanticFile({"symbols": symbols}, _header(stage))  # power 1 per complex symbol
 
 
 def test_roundtrip_keeps_tensors_and_header(tmp_path):
@@ -84,6 +85,6 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(SemcomError, match="out.bin: cannot write it .disk full."):
         atomic_write_bytes(tmp_path / "out.bin", b"data")
     assert list(tmp_path.iterdir()) == []

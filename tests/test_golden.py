@@ -2,6 +2,9 @@
 and its ``evaluate --limit 50`` table, against files recorded before the package was reshaped.
 
 ``SEMCOM_REGEN_GOLDEN=1 pytest tests/test_golden.py`` records them anew (after a deliberate change).
+Recorded anew once since: when the checkpoint hash came to cover ``manifest.json`` (issue 13), which
+changed the ``checkpoint_hash`` field of every header and nothing else (symbols, gains and the
+evaluate table stayed the same).
 """
 
 from __future__ import annotations

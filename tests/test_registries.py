@@ -60,16 +60,19 @@ def test_a_registered_channel_transmits_and_is_recorded(toys, semcom, tiny_check
     from semcom_cli.io import read_semantic
 
     enc, rx = tmp_path / "enc.sem", tmp_path / "rx.sem"
-    assert semcom("encode", sample_png, "--task", "toy-colour", "-o", enc, "-c", tiny_checkpoint).exit_code == 0
+    # the tiny checkpoint's LLM was not tuned on the toy task: encoding for it is refused, vqa goes through
+    r = semcom("encode", sample_png, "--task", "toy-colour", "-o", enc, "-c", tiny_checkpoint)
+    assert r.exit_code == 2 and "not one checkpoint" in r.stderr and not enc.exists()
+    assert semcom("encode", sample_png, "--task", "vqa", "-o", enc, "-c", tiny_checkpoint).exit_code == 0
     r = semcom("transmit", enc, "--channel", "toy-halfgain", "--snr", "40", "-o", rx)
     assert r.exit_code == 0, r.output
     received = read_semantic(str(rx), stage="transmit")
-    assert received.header.channel == "toy-halfgain" and received.header.task == "toy-colour"
+    assert received.header.channel == "toy-halfgain" and received.header.task == "vqa"
     assert torch.allclose(received.tensors["gain"], torch.tensor([0.5, 0.0]))
     sent = read_semantic(str(enc)).tensors["symbols"]
     assert torch.allclose(received.tensors["symbols"], 0.5 * sent, atol=0.02)  # 40 dB: little noise
-    r = semcom("decode", rx, "-c", tiny_checkpoint, "--json")
-    assert r.exit_code == 0 and json.loads(r.stdout)["task"] == "toy-colour"
+    r = semcom("decode", rx, "-q", "what colour?", "-c", tiny_checkpoint, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["channel"] == "toy-halfgain"
 
 
 def test_presets_accept_registered_names_and_refuse_them_once_gone(toys):

@@ -1,7 +1,6 @@
 """Each training stage on the tiny preset: the loss falls, and checkpoints reload exactly."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -62,7 +61,7 @@ def test_same_seed_same_checkpoint_bytes(train_data, tmp_path):
     for run in range(2):
         model, llm = tiny_model(seed=3)
         run_stage("align", model, llm, train_data)
-        digests.append(model.save_pretrained(tmp_path / f"run{run}"))
+        digests.append(model.save_pretrained(tmp_path / f"run{run}" / "ck"))
     assert digests[0] == digests[1]
 
 
@@ -127,7 +126,7 @@ def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
 
     model, llm = prepared()
     whole = run_stage(stage, model, llm, train_data)
-    uninterrupted = model.save_pretrained(tmp_path / "uninterrupted")
+    uninterrupted = model.save_pretrained(tmp_path / "uninterrupted" / "ck")
 
     model, llm = prepared()
     every = max(1, getattr(model.preset.train, stage).steps // 3)
@@ -145,7 +144,7 @@ def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
     resumed = run_stage(stage, resumed_model, resumed_model.get_llm(), train_data,
                         checkpointing=Checkpointing(resume=state))
     assert resumed["steps"] == whole["steps"] and resumed["final_loss"] == whole["final_loss"]
-    assert resumed_model.save_pretrained(tmp_path / "resumed") == uninterrupted
+    assert resumed_model.save_pretrained(tmp_path / "resumed" / "ck") == uninterrupted
 
 
 def test_partial_run_of_another_stage_refused(train_data, tmp_path):

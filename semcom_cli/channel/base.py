@@ -23,6 +23,7 @@ from typing import ClassVar
 import torch
 
 from ..errors import SemcomError
+from ..limits import check_snr_range
 from .rng import sionna_block
 
 __all__ = ["Channel", "CHANNELS", "register_channel", "make_channel", "check_channel", "check_snr",
@@ -52,13 +53,14 @@ def make_channel(name: str, params: dict | None = None, device: str | torch.devi
 
 
 def check_snr(snr_db: float) -> float:
+    """An SNR in dB: finite and within ``SNR_RANGE_DB`` (beyond it noise or signal leaves float32)."""
     try:
         value = float(snr_db)
-    except (TypeError, ValueError):
-        raise SemcomError(f"SNR must be a finite number of dB (got {snr_db!r})") from None
+    except (TypeError, ValueError, OverflowError):
+        raise SemcomError(f"SNR must be a finite number of dB (got {str(snr_db)[:40]!r})") from None
     if not math.isfinite(value):
-        raise SemcomError(f"SNR must be a finite number of dB (got {snr_db!r})")
-    return value
+        raise SemcomError(f"SNR must be a finite number of dB (got {str(snr_db)[:40]!r})")
+    return check_snr_range(value)
 
 
 def noise_variance(snr_db: torch.Tensor | float, device: str | torch.device | None = None) -> torch.Tensor:

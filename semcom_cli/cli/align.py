@@ -27,10 +27,12 @@ def run(
     device: Optional[str] = device_option(),
 ):
     from ..config import apply_overrides, load_preset
+    from ..limits import check_output
     from ..models import SemcomModel, load_backbone
     from ..runtime import resolve_device
     from .common import spinner
 
+    check_output(output, [], folder=True)
     if resume:
         from .stage import resume_from
 

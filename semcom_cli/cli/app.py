@@ -54,4 +54,24 @@ def main() -> None:
     except KeyboardInterrupt:
         print("semcom: interrupted", file=sys.stderr)
         sys.exit(130)
+    _flush_stdout()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _flush_stdout() -> None:
+    """Flush stdout now; if its reader is gone or it is full, say so once, and keep Python's own exit-time
+    flush from printing a traceback."""
+    import os
+    import sys
+
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError) as err:
+        print(f"semcom: error: cannot write to stdout ({getattr(err, 'strerror', None) or err})", file=sys.stderr)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        sys.exit(2)

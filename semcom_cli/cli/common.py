@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import SemcomError
 
 __all__ = ["console", "fail_cleanly", "progress_bar", "spinner", "parse_floats", "parse_names",
-           "checkpoint_option", "device_option", "print_json", "write_json"]
+           "checkpoint_option", "checkpoint_folder", "device_option", "print_json", "print_out", "write_json"]
 
 # Progress, tables and errors go to stderr so stdout stays free for piped semantic files.
 console = Console(stderr=True)
@@ -31,8 +31,9 @@ def fail_cleanly(fn):
         except SemcomError as err:
             print(f"semcom: error: {err}", file=sys.stderr)
             raise typer.Exit(2)
-        except (PermissionError, IsADirectoryError, NotADirectoryError) as err:
-            print(f"semcom: error: {err.filename}: {err.strerror}", file=sys.stderr)
+        except OSError as err:  # a file the command could not read or write
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"semcom: error: {where}{err.strerror or err}", file=sys.stderr)
             raise typer.Exit(2)
         except KeyboardInterrupt:
             print("semcom: interrupted", file=sys.stderr)
@@ -84,12 +85,31 @@ def checkpoint_option():
                         show_default="the shipped checkpoints/semcom-smollm2")
 
 
+def checkpoint_folder(checkpoint: Path | None) -> Path:
+    """The checkpoint a command reads: the one given, or the shipped one."""
+    from ..resources import default_checkpoint
+
+    return checkpoint if checkpoint is not None else default_checkpoint()
+
+
 def device_option():
-    return typer.Option(None, "--device", help="Where the model runs: cpu, cuda or cuda:N [default: the preset's, cpu].")
+    return typer.Option(None, "--device",
+                        help="Where the model runs: cpu, cuda or cuda:N [default: the preset's, cpu].")
 
 
 def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print_out(json.dumps(data, indent=2, sort_keys=True))
+
+
+def print_out(text: str) -> None:
+    """A result line on stdout; a closed or full stdout is one error line, not a traceback."""
+    if sys.stdout is None:
+        raise SemcomError("cannot write to stdout (it is closed)")
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError) as err:
+        raise SemcomError(f"cannot write to stdout ({getattr(err, 'strerror', None) or err})") from None
 
 
 def write_json(path: Path, data) -> None:

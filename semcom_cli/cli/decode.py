@@ -11,7 +11,8 @@ from typing import Optional
 
 import typer
 
-from .common import checkpoint_option, device_option, fail_cleanly, print_json, spinner, write_json
+from .common import (checkpoint_folder, checkpoint_option, device_option, fail_cleanly, print_json, print_out,
+                     spinner, write_json)
 
 NAME = "decode"
 
@@ -27,9 +28,14 @@ def run(
     device: Optional[str] = device_option(),
 ):
     from ..io import read_semantic
+    from ..limits import check_output, check_question
     from ..models import SemcomModel
     from ..receiver import decode_file
 
+    if question is not None:
+        check_question(question)
+    if output is not None:
+        check_output(output, [input, public, checkpoint_folder(checkpoint)])
     sem = read_semantic(input, stage="transmit")
     public_sem = read_semantic(public, stage="transmit") if public is not None else None
     model = SemcomModel.from_pretrained(checkpoint, device=device)
@@ -40,4 +46,4 @@ def run(
     if as_json:
         print_json(result)
     else:
-        print(result["answer"])
+        print_out(result["answer"])

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from ..errors import SemcomError
-from .common import checkpoint_option, console, device_option, fail_cleanly, spinner
+from .common import checkpoint_folder, checkpoint_option, console, device_option, fail_cleanly, spinner
 
 NAME = "encode"
 
@@ -52,6 +52,9 @@ def run(
         if source is None or source == "-":
             raise SemcomError("give --output (or '-o -' for stdout)")
         output = str(Path(source).with_suffix("")) + ".sem.safetensors"
+    from ..limits import check_output
+
+    check_output(output, [source, checkpoint_folder(checkpoint)])
     from ..io import write_semantic
     from ..models import SemcomModel
     from ..transmitter import encode_single
@@ -70,19 +73,20 @@ def _read_single(t, source: Optional[str], text: Optional[str]):
     """The one input: a sentence (text tasks) or decoded image [3, 64, 64], and its name."""
     from ..data import image_from_bytes, sentence_from_bytes
     from ..io import read_input_bytes
+    from ..limits import check_sentence
 
     if t.modality == "text":
         if text is None:
             if source is None:
                 raise SemcomError("the text task needs a sentence: --text '...' or a text file")
-            text = sentence_from_bytes(*read_input_bytes(source))
-        text = " ".join(text.split())
+            text = sentence_from_bytes(*read_input_bytes(source, "text"))
+        text = " ".join(check_sentence(text).split())
         if not text:
             raise SemcomError("cannot send an empty sentence")
         return text, source or "--text"
     if source is None:
         raise SemcomError(f"task '{t.name}' needs an image file")
-    return image_from_bytes(*read_input_bytes(source)), source
+    return image_from_bytes(*read_input_bytes(source, "image")), source
 
 
 def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float], neutral: bool,
@@ -90,7 +94,8 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
     from ..data import image_from_bytes, sentence_from_bytes
     from ..transmitter import encode_share_set
     from ..io import read_input_bytes
-    from ..io.share_set import accounting, write_share_set
+    from ..io.share_set import PUBLIC_NAME, accounting, private_name, write_share_set
+    from ..limits import check_output, check_outputs, check_sentence
     from ..models import SemcomModel
 
     if not inputs:
@@ -100,11 +105,13 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
     if output is None or output == "-":
         raise SemcomError("--share writes several files: give a folder with -o")
     folder = Path(output)
-    if folder.exists() and not folder.is_dir():
-        raise SemcomError(f"{output}: exists and is not a folder")
-    raws = [read_input_bytes(path) for path in inputs]  # every input read before anything is written
+    check_output(folder, [checkpoint_folder(checkpoint)], folder=True)
+    check_outputs([folder / PUBLIC_NAME] + [folder / private_name(u) for u in range(len(inputs))],
+                  [*inputs, checkpoint_folder(checkpoint)])
+    kind = "text" if t.modality == "text" else "image"
+    raws = [read_input_bytes(path, kind) for path in inputs]  # every input read before anything is written
     if t.modality == "text":
-        contents = [sentence_from_bytes(raw, name) for raw, name in raws]
+        contents = [check_sentence(sentence_from_bytes(raw, name)) for raw, name in raws]
         for sentence, (_, name) in zip(contents, raws):
             if not sentence:
                 raise SemcomError(f"{name}: cannot send an empty sentence")

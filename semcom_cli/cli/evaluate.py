@@ -20,6 +20,7 @@ NAME = "evaluate"
 
 def _uses(text: str) -> list:
     from ..errors import SemcomError
+    from ..limits import MAX_CHANNEL_USES
 
     out = []
     for v in parse_names(text):
@@ -30,8 +31,9 @@ def _uses(text: str) -> list:
             n = int(v)
         except ValueError:
             n = 0
-        if n <= 0:
-            raise SemcomError(f"--channel-uses takes positive integers or 'matched' (got {v!r})")
+        if not 0 < n <= MAX_CHANNEL_USES:
+            raise SemcomError(f"--channel-uses takes positive integers up to {MAX_CHANNEL_USES:,} or 'matched' "
+                              f"(got {v[:40]!r})")
         out.append(n)
     return out
 
@@ -111,7 +113,7 @@ def _plan(preset: Optional[str], flags: dict):
     """The evaluation preset (or the defaults) with the flags given applied, validated in one line."""
     from pydantic import ValidationError
 
-    from ..config import EvalPlan, load_eval_plan
+    from ..config import EvalPlan, load_eval_plan, short_repr
     from ..errors import SemcomError
 
     plan = load_eval_plan(preset) if preset else EvalPlan(kind="evaluate", name="command-line")
@@ -121,9 +123,10 @@ def _plan(preset: Optional[str], flags: dict):
     except ValidationError as err:
         e = err.errors()[0]
         flag = _FLAGS.get(str(e["loc"][0]), str(e["loc"][0]))
+        got = short_repr(e.get("input"))
         if e["type"] in ("literal_error", "choice"):
-            raise SemcomError(f"{flag}: must be one of {e['ctx']['expected']} (got {e.get('input')!r})") from None
-        raise SemcomError(f"{flag}: {e['msg']} (got {e.get('input')!r})") from None
+            raise SemcomError(f"{flag}: must be one of {e['ctx']['expected']} (got {got})") from None
+        raise SemcomError(f"{flag}: {e['msg'][:120]} (got {got})") from None
 
 
 def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Optional[str]) -> list[str]:
@@ -133,6 +136,13 @@ def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Op
     from .common import progress_bar, spinner
 
     sweep_settings(plan)  # a bad setting is refused before anything loads
+    if output is not None:
+        from ..evaluation.sweep import partial_path
+        from ..limits import check_outputs
+        from ..resources import default_checkpoint
+
+        inputs = [plan.checkpoint or default_checkpoint(), plan.mlp_checkpoint]
+        check_outputs([output, output.with_suffix(".csv"), partial_path(output)], inputs)
     shard = current_shard()
     with spinner("loading the checkpoints and their LLMs") as status:
         models = load_models(plan, status, device)

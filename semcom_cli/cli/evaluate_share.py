@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import SemcomError
-from .common import console, parse_floats, parse_names, print_json, progress_bar, spinner, write_json
+from .common import checkpoint_folder, console, parse_floats, parse_names, print_json, progress_bar, spinner, write_json
 
 
 def parse_users(text: str) -> list[int]:
@@ -38,6 +38,10 @@ def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: st
     sweep = ShareSweep(tuple(parse_names(scenarios)), tuple(parse_users(users)), tuple(parse_names(channels)),
                        tuple(parse_floats(snrs)), groups, seed, task,
                        DEFAULT_THRESHOLD if threshold is None else threshold, batch_size, neutral).check()
+    if output is not None:
+        from ..limits import check_output
+
+        check_output(output, [checkpoint_folder(checkpoint)])
     model = SemcomModel.from_pretrained(checkpoint, device=device)
     with spinner("loading the LLM and the easy-vqa test split") as status:
         model.get_llm(status)

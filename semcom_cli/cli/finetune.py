@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import SemcomError
-from .common import checkpoint_option, device_option, fail_cleanly
+from .common import checkpoint_folder, checkpoint_option, device_option, fail_cleanly
 from .stage import train_and_save
 
 NAME = "finetune"
@@ -37,16 +37,12 @@ def run(
                                                             "--lr": lr, "--save-every": save_every}, device)
         train_and_save(model, stage, output, history, resume=state)
         return
+    from ..limits import check_output
     from ..models import SemcomModel
     from ..models.checkpoint import read_history
 
+    check_output(output, [checkpoint_folder(checkpoint)], folder=True)
     model = SemcomModel.from_pretrained(
         checkpoint, {f"train.{stage}.steps": steps, f"train.{stage}.batch_size": batch_size,
                      f"train.{stage}.lr": lr, f"train.{stage}.save_every": save_every}, device)
-    train_and_save(model, stage, output, read_history(checkpoint or _default()))
-
-
-def _default() -> Path:
-    from ..resources import default_checkpoint
-
-    return default_checkpoint()
+    train_and_save(model, stage, output, read_history(checkpoint_folder(checkpoint)))

@@ -39,4 +39,10 @@ def run(
     table = Table(title=f"{data['kind']}: {path}", show_header=False)
     for key in sorted(data):
         table.add_row(key, str(data[key]))
+    import sys
+
+    from ..errors import SemcomError
+
+    if sys.stdout is None:
+        raise SemcomError("cannot write to stdout (it is closed)")
     Console().print(table)  # the table is this command's output: stdout

@@ -39,6 +39,8 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
     if output.exists() and not (output / "manifest.json").is_file():
         raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
     partial = partial_path(output)
+    if resume is None and partial.exists():  # never remove a folder this run did not make
+        raise SemcomError(f"{partial}: an interrupted run is there; continue it with --resume, or remove it")
     with spinner("loading the LLM and easy-vqa") as status:
         llm = model.get_llm(status)
         data = EasyVQA.load("train")

@@ -32,7 +32,9 @@ def run(
                                              show_default="3.0"),
 ):
     from ..channel import check_snr, make_channel
+    from ..limits import check_output, check_seed
 
+    check_seed(seed, "--seed")
     if rician_k is not None and rician_k < 0:
         raise SemcomError(f"--rician-k must be ≥ 0 (got {rician_k})")
     params = {} if rician_k is None else {"rician_k": rician_k}  # the Rician channel's own default otherwise
@@ -47,17 +49,24 @@ def run(
     from ..io import read_semantic, write_semantic
     from ..link import transmit_file
 
+    check_output(output, [input])
     sem = read_semantic(input, stage="encode")
     write_semantic(output, transmit_file(sem, channels[0], snr_db, seed, input))
 
 
 def _transmit_share(folder: Path, output: Path, snrs: list[float], channels: list, seed: int) -> None:
     from ..io import write_semantic
-    from ..io.share_set import private_name, read_share_set, received_public_name, transmit_share_set
+    from ..io.share_set import (PUBLIC_NAME, private_name, read_share_set, received_public_name,
+                                transmit_share_set)
+    from ..limits import check_output, check_outputs
 
-    if output.exists() and not output.is_dir():
-        raise SemcomError(f"{output}: exists and is not a folder")
+    if str(output) == "-":
+        raise SemcomError("a share set is sent to several files: give a folder with -o")
+    check_output(output, [folder], folder=True)
     public, private = read_share_set(folder)
+    names = [name(u) for u in range(len(private)) for name in (received_public_name, private_name)]
+    check_outputs([output / n for n in names], [folder / PUBLIC_NAME] + [folder / private_name(u)
+                                                                        for u in range(len(private))])
     rx_public, rx_private, uses = transmit_share_set(public, private, snrs, channels, seed)
     for u, (pub, priv) in enumerate(zip(rx_public, rx_private)):  # each file atomically
         write_semantic(output / received_public_name(u), pub)

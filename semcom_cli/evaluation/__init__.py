@@ -8,5 +8,6 @@ from .sweep import SweepResult, load_models, partial_path, run_sweep, sweep_sett
 
 __all__ = ["METHODS", "Method", "MethodContext", "Received", "register_method", "Point", "Settings",
            "evaluate_point", "plan_points", "sample_items", "task_metrics", "ShareSweep", "SharePoint",
-           "evaluate_share_point", "share_sweep", "SweepResult", "load_models", "partial_path", "run_sweep", "sweep_settings",
+           "evaluate_share_point", "share_sweep", "SweepResult", "load_models", "partial_path", "run_sweep",
+           "sweep_settings",
            "write_report"]

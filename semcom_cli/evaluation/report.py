@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
+from ..config import short_repr
 from ..errors import SemcomError
 
 __all__ = ["FORMAT", "load_results", "csv_text", "plot_results", "check_floors", "point_label", "metric_names",
@@ -25,15 +25,33 @@ _PERCENT = {"accuracy", "exact_match", "delivered", "similarity"}
 
 def load_results(path: Path) -> dict:
     """A results JSON written by ``semcom evaluate`` (one clear error otherwise)."""
-    if not path.is_file():
-        raise SemcomError(f"{path}: no such results file")
-    try:
-        doc = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SemcomError(f"{path}: not a results JSON (it does not parse)") from None
+    from ..io.files import read_json_file
+
+    doc = read_json_file(path, "json", "results file")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("points"), list):
         raise SemcomError(f"{path}: not a semcom evaluate results file (format {FORMAT})")
+    for i, point in enumerate(doc["points"]):
+        check_point_record(point, f"{path}: point {i}")
+    if not isinstance(doc.get("run"), dict):
+        raise SemcomError(f"{path}: not a semcom evaluate results file (no run record)")
     return doc
+
+
+_POINT_FIELDS = {"method": str, "task": str, "channel": str, "channel_uses_mean": (int, float), "metrics": dict}
+
+
+def check_point_record(point, where: str) -> None:
+    """One measured point as ``evaluate`` writes it: its fields, and each metric's value, n and interval."""
+    if not isinstance(point, dict) or any(not isinstance(point.get(k), t) for k, t in _POINT_FIELDS.items()):
+        raise SemcomError(f"{where}: not a point record of semcom evaluate")
+    if not isinstance(point.get("snr_db", 0), (int, float, type(None))) or not isinstance(
+            point.get("channel_uses"), (int, type(None))):
+        raise SemcomError(f"{where}: not a point record of semcom evaluate")
+    for name, m in point["metrics"].items():
+        if not (isinstance(m, dict) and isinstance(m.get("value"), (int, float)) and isinstance(m.get("n"), int)
+                and isinstance(m.get("ci95"), list) and len(m["ci95"]) == 2
+                and all(isinstance(v, (int, float)) for v in m["ci95"])):
+            raise SemcomError(f"{where}: metric {short_repr(name)} is not a value with n and ci95")
 
 
 def metric_names(points: list[dict]) -> list[str]:

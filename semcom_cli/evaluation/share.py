@@ -19,9 +19,10 @@ from typing import Callable
 
 import torch
 
-from ..channel import check_channel, make_channel
+from ..channel import check_channel, check_snr, make_channel
 from ..data import EasyVQA
 from ..errors import SemcomError
+from ..limits import check_seed
 from ..runtime import versions
 from ..sharing import (DEFAULT_THRESHOLD, effective_snr, encode_parts, plan_sharing, power_neutral, receive_user,
                        repeats_for, send_separately, send_to_user, user_seed)
@@ -146,6 +147,9 @@ class ShareSweep:
             raise SemcomError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if not 0.0 <= self.threshold < 2.0:
             raise SemcomError(f"--threshold must be in [0, 2) (got {self.threshold})")
+        check_seed(self.seed, "--seed")
+        for snr in self.snrs:
+            check_snr(snr)
         return self
 
     @property

@@ -9,18 +9,18 @@ document is written as JSON, CSV and PNG plots beside ``output``, and
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..config import EvalPlan
 from ..distributed import current_shard
 from ..errors import SemcomError
+from ..config import EvalPlan, short_repr
 from ..io import atomic_write_bytes, write_json
+from ..io.files import read_json_file
 from ..runtime import versions
 from .points import Point, Settings, evaluate_point, plan_points, sample_items
-from .report import FORMAT, check_floors, csv_text, plot_results
+from .report import FORMAT, check_floors, check_point_record, csv_text, plot_results
 
 __all__ = ["SweepResult", "run_sweep", "partial_path", "sweep_settings", "write_report", "load_models",
            "resumed_points"]
@@ -73,15 +73,17 @@ def _resumed_points(output: Path, run: dict) -> dict[str, dict]:
     partial = partial_path(output)
     if not partial.is_file():
         raise SemcomError(f"{partial}: no interrupted run to resume")
-    try:
-        saved = json.loads(partial.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SemcomError(f"{partial}: not a partial results file") from None
-    mismatch = [k for k in ("checkpoint_hash", "mlp_checkpoint_hash", "plan") if saved.get("run", {}).get(k) != run[k]]
+    saved = read_json_file(partial, "json", "partial results file")
+    if not (isinstance(saved, dict) and isinstance(saved.get("run"), dict) and isinstance(saved.get("done"), list)
+            and all(isinstance(d, dict) and isinstance(d.get("key"), str) for d in saved["done"])):
+        raise SemcomError(f"{partial}: not a partial results file (no run record and finished points)")
+    mismatch = [k for k in ("checkpoint_hash", "mlp_checkpoint_hash", "plan") if saved["run"].get(k) != run[k]]
     if mismatch:
         raise SemcomError(f"{partial}: was run with another {mismatch[0].replace('_', ' ')}; "
                           "resume with the same settings, or start afresh without --resume")
-    return {p["key"]: p["record"] for p in saved.get("done", [])}
+    for d in saved["done"]:
+        check_point_record(d.get("record"), f"{partial}: point {short_repr(d['key'])}")
+    return {d["key"]: d["record"] for d in saved["done"]}
 
 
 def load_models(plan: EvalPlan, status=None, device: str | None = None) -> dict:

@@ -9,38 +9,82 @@ import tempfile
 from pathlib import Path
 
 from ..errors import SemcomError
+from ..limits import MAX_BYTES
 
-__all__ = ["read_input_bytes", "atomic_write_bytes", "write_json"]
+__all__ = ["read_input_bytes", "read_json_file", "atomic_write_bytes", "write_json", "current_umask"]
 
 
-def read_input_bytes(path: str) -> tuple[bytes, str]:
-    """Read a whole input file, or stdin for ``-``. Returns (bytes, display name)."""
+def read_input_bytes(path: str, kind: str = "semantic") -> tuple[bytes, str]:
+    """Read a whole input file, or stdin for ``-``, of at most ``MAX_BYTES[kind]`` bytes (a device or a
+    pipe that goes on is refused once past it). Returns (bytes, display name)."""
+    limit = MAX_BYTES[kind]
     if path == "-":
-        return sys.stdin.buffer.read(), "<stdin>"
-    p = Path(path)
-    if not p.exists():
-        raise SemcomError(f"{path}: no such file")
-    if p.is_dir():
-        raise SemcomError(f"{path}: is a folder, not a file")
-    return p.read_bytes(), path
+        name = "<stdin>"
+        data = sys.stdin.buffer.read(limit + 1)
+    else:
+        name, p = path, Path(path)
+        if not p.exists():
+            raise SemcomError(f"{path}: no such file")
+        if p.is_dir():
+            raise SemcomError(f"{path}: is a folder, not a file")
+        try:
+            with open(p, "rb") as fh:
+                data = fh.read(limit + 1)
+        except OSError as err:
+            raise SemcomError(f"{path}: cannot read it ({err.strerror or err})") from None
+    if len(data) > limit:
+        raise SemcomError(f"{name}: larger than {limit:,} bytes, the most a {kind} input may be")
+    return data, name
+
+
+def read_json_file(path: str | Path, kind: str, what: str):
+    """A JSON file of at most ``MAX_BYTES[kind]`` bytes, parsed; one line naming ``what`` it should be
+    when it is missing or does not parse."""
+    if not Path(path).is_file():
+        raise SemcomError(f"{path}: no such {what}")
+    raw, _ = read_input_bytes(str(path), kind)
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise SemcomError(f"{path}: not a {what} (it does not parse as JSON)") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file beside ``path`` and rename, so no half-written file is left."""
     if str(path) == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        stream = getattr(sys.stdout, "buffer", None)
+        if stream is None:  # started with stdout closed
+            raise SemcomError("cannot write to stdout (it is closed)")
+        try:
+            stream.write(data)
+            stream.flush()
+        except (OSError, ValueError) as err:  # stdout full, or its reader gone
+            raise SemcomError(f"cannot write to stdout ({getattr(err, 'strerror', None) or err})") from None
         return
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise SemcomError(f"{path}: cannot write it ({err.strerror or err})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open would follow the umask
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise SemcomError(f"{path}: cannot write it ({err.strerror or err})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, data) -> None:

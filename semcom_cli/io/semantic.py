@@ -31,6 +31,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..errors import SemcomError
+from ..limits import MAX_SYMBOLS_PER_TOKEN, MAX_TOKENS, check_snr_range
 from .files import atomic_write_bytes, read_input_bytes
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Header", "SemanticFile", "read_semantic", "write_semantic",
@@ -46,7 +47,8 @@ _HINTS = {"encode": "make it with 'semcom encode'",
 class Header(BaseModel):
     """What a semantic file is. Stage and source fields are always there; the others by stage and role."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: a field of the wrong JSON type ("2" for 2) is refused, not converted
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     stage: Literal["encode", "transmit"]
     task: str
@@ -130,8 +132,10 @@ class SemanticFile:
         except ValidationError as err:
             e = err.errors()[0]
             field = ".".join(str(p) for p in e["loc"])
-            raise SemcomError(f"{source}: damaged header: field '{field}': {e['msg']}") from None
-        return cls(tensors=tensors, header=header)
+            raise SemcomError(f"{source}: damaged header: field '{field}': {e['msg'][:120]}") from None
+        sem = cls(tensors=tensors, header=header)
+        check_semantic(sem, source)
+        return sem
 
     def expect(self, stage: str, source: str) -> "SemanticFile":
         if self.header.stage != stage:
@@ -140,9 +144,59 @@ class SemanticFile:
         return self
 
 
+def _check_shape(sem: SemanticFile, source: str) -> None:
+    h, symbols = sem.header, sem.tensors["symbols"]
+    if set(sem.tensors) - {"symbols", "gain"}:
+        raise SemcomError(f"{source}: unexpected tensors {sorted(set(sem.tensors) - {'symbols', 'gain'})}")
+    if any(not t.is_floating_point() for t in sem.tensors.values()):
+        raise SemcomError(f"{source}: tensors must be floating point")
+    if symbols.dim() != 3 or list(symbols.shape[:2]) != [h.n_tokens, h.symbols_per_token]:
+        raise SemcomError(f"{source}: symbols of shape {list(symbols.shape)} disagree with the header "
+                          f"({h.n_tokens} tokens × {h.symbols_per_token} symbols × 2)")
+    if h.channel_uses != h.n_tokens * h.symbols_per_token:
+        raise SemcomError(f"{source}: the header's channel_uses ({h.channel_uses}) is not tokens × symbols per token")
+    if not 1 <= h.symbols_per_token <= MAX_SYMBOLS_PER_TOKEN or h.n_tokens > MAX_TOKENS:
+        raise SemcomError(f"{source}: {h.n_tokens} tokens of {h.symbols_per_token} symbols is beyond the limits "
+                          f"({MAX_TOKENS} tokens, {MAX_SYMBOLS_PER_TOKEN} symbols per token)")
+    if h.n_tokens == 0 and h.share_id is None:
+        raise SemcomError(f"{source}: holds no tokens")
+
+
+def _check_values(sem: SemanticFile, source: str) -> None:
+    h = sem.header
+    if not all(bool(torch.isfinite(t).all()) for t in sem.tensors.values()):
+        raise SemcomError(f"{source}: holds non-finite values (inf or NaN)")
+    if h.stage == "transmit":
+        missing = [f for f in ("channel", "snr_db", "seed") if getattr(h, f) is None]
+        if missing or "gain" not in sem.tensors or sem.tensors["gain"].shape != (2,):
+            raise SemcomError(f"{source}: a received file needs its channel, snr_db, seed and a [2] 'gain' tensor")
+        check_snr_range(h.snr_db)
+        if float(sem.tensors["gain"].pow(2).sum()) == 0.0:
+            raise SemcomError(f"{source}: the channel gain is zero: nothing of the signal arrived")
+    elif "gain" in sem.tensors:
+        raise SemcomError(f"{source}: an encoded file has no 'gain' tensor")
+    if h.stage == "encode" and h.share_id is None:  # a single packet is sent at average power 1
+        power = float(sem.tensors["symbols"].double().pow(2).sum(-1).mean())
+        if abs(power - 1.0) > 0.01:
+            raise SemcomError(f"{source}: average power {power:.4g} per complex symbol, not 1 as encode writes")
+
+
+def check_semantic(sem: SemanticFile, source: str) -> None:
+    """The one validation every reader goes through: the header agrees with the tensors, values are
+    finite, sizes are within the limits, and the task is one this semcom knows."""
+    from ..tasks import get_task
+
+    _check_shape(sem, source)
+    _check_values(sem, source)
+    try:
+        get_task(sem.header.task)
+    except SemcomError:
+        raise SemcomError(f"{source}: made for task '{sem.header.task}', which this semcom does not know") from None
+
+
 def read_semantic(path: str, stage: str | None = None) -> SemanticFile:
     """Read and check a semantic file (``-``: stdin); with ``stage``, refuse a file of another stage."""
-    data, name = read_input_bytes(path)
+    data, name = read_input_bytes(path, "semantic")
     sem = SemanticFile.from_bytes(data, name)
     return sem.expect(stage, name) if stage else sem
 
@@ -161,10 +215,21 @@ def encode_header(task, model, source: str, symbols: torch.Tensor, **fields) -> 
 
 
 def check_checkpoint(header: Header, model, source: str) -> None:
-    """Refuse a file encoded with another checkpoint than ``model``'s, and symbols it cannot decode."""
+    """Refuse a file encoded with another checkpoint than ``model``'s, symbols it cannot decode, more tokens
+    than the checkpoint ever sends in one packet, and a task it was not trained for."""
     if header.checkpoint_hash != model.hash:
         raise SemcomError(f"{source} was encoded with checkpoint {header.checkpoint} "
                           f"({header.checkpoint_hash[:12]}…), not {model.name} ({model.hash[:12]}…)")
     if header.symbols_per_token != model.symbols_per_token:
         raise SemcomError(f"{source}: {header.symbols_per_token} symbols per token do not fit this checkpoint "
                           f"({model.symbols_per_token})")
+    from ..tasks import get_task
+
+    try:
+        model.check_task(get_task(header.task))
+    except SemcomError as err:
+        raise SemcomError(f"{source}: {err}") from None
+    most = model.most_tokens(get_task(header.task).modality)
+    if header.role != "public" and header.n_tokens > most:
+        raise SemcomError(f"{source}: {header.n_tokens} tokens; checkpoint {model.name} sends at most {most} "
+                          f"per packet")

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
 
 from ..channel import Channel, gain_from_real, gain_to_real
 from ..errors import SemcomError
+from ..limits import check_snr_range
 from ..sharing import SharedPackets, SharePlan, UserLink, receive_user, repeats_for, send_to_user, user_seed
 from .semantic import Header, SemanticFile, encode_header, read_semantic, write_semantic
 
@@ -81,6 +83,7 @@ def read_share_set(folder: Path) -> tuple[SemanticFile, list[SemanticFile]]:
     public = read_semantic(str(pub_path), stage="encode")
     if public.header.role != "public":
         raise SemcomError(f"{pub_path}: not a public file (role {public.header.role!r})")
+    _plan(public.header, str(pub_path))
     private = []
     for u in range(public.header.n_users or 0):
         path = folder / private_name(u)
@@ -88,14 +91,31 @@ def read_share_set(folder: Path) -> tuple[SemanticFile, list[SemanticFile]]:
             raise SemcomError(f"{folder}: user {u}'s file {private_name(u)} is missing")
         sem = read_semantic(str(path), stage="encode")
         _check_pair(sem.header, public.header, str(path), str(pub_path))
+        if sem.header.user != u:
+            raise SemcomError(f"{path}: holds user {sem.header.user}'s part, not user {u}'s")
+        _plan(sem.header, str(path))
         private.append(sem)
     return public, private
 
 
 def _plan(header: Header, source: str) -> SharePlan:
-    if header.share_plan is None:
+    """The file's share plan, checked against the file: its role, user and number of tokens."""
+    if header.share_plan is None or header.share_id is None or header.power_scale is None:
         raise SemcomError(f"{source}: not part of a share set")
-    return SharePlan.from_json(header.share_plan)
+    try:
+        plan = SharePlan.from_json(header.share_plan)
+    except SemcomError as err:
+        raise SemcomError(f"{source}: {err}") from None
+    if header.role == "public":
+        fits = header.n_users == plan.n_users and header.n_tokens == len(plan.public)
+    else:
+        fits = (header.user is not None and 0 <= header.user < plan.n_users
+                and header.n_tokens == len(plan.private_indices(header.user)))
+    floor = header.snr_floor_db
+    if not fits or not (header.power_scale > 0 and math.isfinite(header.power_scale)) or floor is None:
+        raise SemcomError(f"{source}: its share plan does not fit the file (users, tokens, power scale or floor)")
+    check_snr_range(floor)
+    return plan
 
 
 def _check_pair(private: Header, public: Header, private_src: str, public_src: str) -> None:
@@ -118,11 +138,11 @@ def transmit_share_set(public: SemanticFile, private: list[SemanticFile], snrs: 
     """
     plan = _plan(public.header, PUBLIC_NAME)
     n = plan.n_users
+    if len(snrs) not in (1, n) or len(channels) not in (1, n):
+        raise SemcomError(f"this share set has {n} users: give one SNR and one channel for all, or one per user "
+                          f"(got {len(snrs)} SNRs and {len(channels)} channels)")
     snrs = snrs * n if len(snrs) == 1 else snrs
     channels = channels * n if len(channels) == 1 else channels
-    if len(snrs) != n or len(channels) != n:
-        raise SemcomError(f"this share set has {n} users: give one SNR (and channel) for all, or one per user "
-                          f"(got {len(snrs)} SNRs and {len(channels)} channels)")
     private_repeats = [repeats_for(s, public.header.snr_floor_db) for s in snrs]
     public_repeats = plan.public_repeats(private_repeats)
     packets = SharedPackets(public.tensors["symbols"], [p.tensors["symbols"] for p in private],
@@ -165,6 +185,8 @@ def _public_part(plan: SharePlan, private: Header, public: SemanticFile | None, 
         raise SemcomError(f"{public_src}: {public.tensors['symbols'].shape[0]} public tokens, "
                           f"the share plan says {len(plan.public)}")
     repeats = public.header.repeats if public.header.repeats is not None else [1] * len(plan.public)
+    if not isinstance(repeats, list) or len(repeats) != len(plan.public) or min(repeats, default=1) < 1:
+        raise SemcomError(f"{public_src}: its repeats do not fit the share plan")
     return public.tensors["symbols"], [int(r) for r in repeats]
 
 
@@ -177,6 +199,9 @@ def receive_share_user(model, private: SemanticFile, public: SemanticFile | None
                                            private.tensors["symbols"].shape[1])
     if "gain" not in private.tensors:
         raise SemcomError(f"{private_src}: received file has no 'gain' tensor")
+    repeats = header.repeats if header.repeats is not None else 1
+    if not isinstance(repeats, int) or repeats < 1:
+        raise SemcomError(f"{private_src}: its repeats must be a whole number ≥ 1")
     link = UserLink(symbols, private.tensors["symbols"], gain_from_real(private.tensors["gain"])[0],
-                    public_repeats, int(header.repeats or 1), float(header.power_scale))
+                    public_repeats, repeats, float(header.power_scale))
     return receive_user(model, plan, header.user, link, float(header.snr_db))

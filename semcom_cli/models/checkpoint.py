@@ -29,8 +29,9 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..config import apply_overrides, migrate_saved_preset, preset_from_dict
+from ..config import apply_overrides, migrate_saved_preset, preset_from_dict, short_repr
 from ..errors import SemcomError
+from ..io.files import atomic_write_bytes, current_umask, read_json_file
 from ..resources import default_checkpoint
 from ..runtime import versions
 
@@ -41,19 +42,41 @@ CHECKPOINT_FORMAT = "semcom-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-def checkpoint_hash(folder: Path) -> str:
+HASH_SCHEME = 2  # 1: the files but the manifest; 2: the manifest too
+# Manifest fields the hash leaves out: the hash itself, and the records of how the run went (loss log,
+# wall-clock seconds, library versions), which differ between bit-identical trainings and decide nothing
+# of what the model computes. Everything else (preset, base model, embed_dim, name) is covered.
+RUN_RECORDS = ("hash", "training", "versions")
+
+
+def _files_digest(folder: Path):
+    """sha256 over every file but the manifest (path and content): hash scheme 1, and the start of 2."""
     digest = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"):
         digest.update(f.relative_to(folder).as_posix().encode())
         digest.update(hashlib.sha256(f.read_bytes()).digest())
+    return digest
+
+
+def checkpoint_hash(folder: Path, manifest: dict[str, Any] | None = None) -> str:
+    """sha256 over every file's path and content and over the manifest but its run records."""
+    if manifest is None:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    digest = _files_digest(folder)
+    covered = {k: v for k, v in manifest.items() if k not in RUN_RECORDS}
+    digest.update(b"manifest.json")
+    digest.update(hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).digest())
     return digest.hexdigest()
 
 
 def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None = None) -> str:
     """Write the checkpoint folder atomically; returns its content hash."""
     folder = Path(folder)
+    if folder.exists() and not (folder / "manifest.json").is_file():
+        raise SemcomError(f"{folder}: exists and is not a checkpoint; refusing to replace it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a plain mkdir follows the umask
     try:
         for name in model.PARTS:
             part = getattr(model, name)
@@ -68,12 +91,11 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
             _pin_adapter_base(tmp / "adapter", llm.model_id)
         elif model.adapter_dir is not None:
             shutil.copytree(model.adapter_dir, tmp / "adapter")
-        digest = checkpoint_hash(tmp)
         manifest = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
+            "hash_scheme": HASH_SCHEME,
             "name": folder.name,
-            "hash": digest,
             "embed_dim": model.embed_dim,
             "preset": model.preset.model_dump(),
             "base_model": {"id": llm.model_id if llm else None,
@@ -81,6 +103,7 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
             "versions": versions(),
             "training": training or {},
         }
+        digest = manifest["hash"] = checkpoint_hash(tmp, manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
@@ -105,15 +128,12 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     if not folder.is_dir():
         raise SemcomError(f"{folder}: no such checkpoint folder")
-    path = folder / "manifest.json"
-    if not path.is_file():
+    if not (folder / "manifest.json").is_file():
         raise SemcomError(f"{folder}: not a semcom checkpoint (no manifest.json)")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError:
-        raise SemcomError(f"{path}: corrupted manifest (not JSON)") from None
-    if manifest.get("format") != CHECKPOINT_FORMAT:
-        raise SemcomError(f"{folder}: not a semcom checkpoint (format {manifest.get('format')!r})")
+    manifest = read_json_file(folder / "manifest.json", "manifest", "checkpoint manifest (corrupted)")
+    if not isinstance(manifest, dict) or manifest.get("format") != CHECKPOINT_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise SemcomError(f"{folder}: not a semcom checkpoint (format {short_repr(found)})")
     if manifest.get("format_version") != CHECKPOINT_VERSION:
         raise SemcomError(f"{folder}: checkpoint format version {manifest.get('format_version')} "
                           f"is not supported (this semcom reads {CHECKPOINT_VERSION})")
@@ -122,16 +142,23 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 
 def read_history(folder: str | Path) -> list[dict]:
     """The training stages a checkpoint went through (its manifest's summary), oldest first."""
-    return read_manifest(folder).get("training", {}).get("stages", [])
+    training = read_manifest(folder).get("training")
+    stages = training.get("stages") if isinstance(training, dict) else None
+    return stages if isinstance(stages, list) else []
 
 
 def load_checkpoint(cls, folder: str | Path | None = None, preset_overrides=None, device: str | None = None):
     """Rebuild a ``cls`` (a SemcomModel) from a checkpoint folder, verifying its content hash."""
     folder = Path(folder) if folder is not None else default_checkpoint()
     manifest = read_manifest(folder)
-    digest = checkpoint_hash(folder)
+    if manifest.get("hash_scheme") != HASH_SCHEME:
+        raise SemcomError(f"{folder}: saved by an older semcom whose hash leaves out manifest.json; check the "
+                          f"manifest, then re-hash it once: python -m semcom_cli.models.checkpoint --rehash {folder}")
+    digest = checkpoint_hash(folder, manifest)
     if digest != manifest.get("hash"):
         raise SemcomError(f"{folder}: checkpoint files do not match the manifest's hash (changed or corrupted)")
+    if not isinstance(manifest.get("preset"), dict) or not isinstance(manifest.get("embed_dim"), int):
+        raise SemcomError(f"{folder}/manifest.json: damaged (no preset or embed_dim)")
     preset = preset_from_dict(migrate_saved_preset(manifest["preset"]), f"{folder}/manifest.json")
     preset = apply_overrides(preset, {**(preset_overrides or {}), "device": device})
     model = cls(preset, int(manifest["embed_dim"]))
@@ -160,3 +187,27 @@ def _load_part(folder: Path, name: str, part) -> None:
         part.load_state_dict(load_file(weights, device=str(next(part.parameters()).device)), strict=True)
     except (SafetensorError, RuntimeError, OSError) as err:
         raise SemcomError(f"{weights}: cannot load ({str(err).splitlines()[0]})") from None
+
+
+def rehash(folder: str | Path) -> str:
+    """Bring a checkpoint saved before its manifest was hashed to the current scheme (after checking
+    its manifest by eye: from here on an edit of it is detected). Returns the new hash."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest.get("hash_scheme") is None and _files_digest(folder).hexdigest() != manifest.get("hash"):
+        raise SemcomError(f"{folder}: checkpoint files do not match the manifest's hash (changed or corrupted)")
+    manifest["hash_scheme"] = HASH_SCHEME
+    manifest["hash"] = checkpoint_hash(folder, manifest)
+    atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    return manifest["hash"]
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "--rehash":
+        sys.exit("usage: python -m semcom_cli.models.checkpoint --rehash CHECKPOINT_FOLDER")
+    try:
+        print(rehash(sys.argv[2]))
+    except SemcomError as err:
+        sys.exit(f"semcom: error: {err}")

@@ -117,13 +117,19 @@ class SemcomModel(nn.Module):
         tokens = self.projector(self.vision(images.to(self.device)))
         return tokens, torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
 
-    def text_token_ids(self, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """sentences → LLM token ids [B, T] and mask [B, T] (right-padded, at most max_text_tokens)."""
+    def text_token_ids(self, sentences: list[str], strict: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """sentences → LLM token ids [B, T] and mask [B, T] (right-padded, at most max_text_tokens).
+        Training and evaluation cut longer sentences there; ``strict`` refuses them (a user's input)."""
         llm = self.get_llm()
         limit = self.preset.data.max_text_tokens
-        ids = [llm.tokenizer(s, add_special_tokens=False)["input_ids"][:limit] for s in sentences]
+        ids = [llm.tokenizer(s, add_special_tokens=False)["input_ids"] for s in sentences]
         if any(len(i) == 0 for i in ids):
             raise SemcomError("cannot send an empty sentence")
+        if not strict:
+            ids = [i[:limit] for i in ids]
+        elif any(len(i) > limit for i in ids):
+            raise SemcomError(f"a sentence of {max(len(i) for i in ids)} tokens; checkpoint {self.name} sends at "
+                              f"most {limit} (data.max_text_tokens)")
         length = max(len(i) for i in ids)
         padded = torch.full((len(ids), length), llm.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros(len(ids), length, dtype=torch.long)
@@ -132,15 +138,15 @@ class SemcomModel(nn.Module):
             mask[row, : len(i)] = 1
         return padded.to(self.device), mask.to(self.device)
 
-    def text_tokens(self, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def text_tokens(self, sentences: list[str], strict: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """sentences → the LLM's token embeddings [B, T, D] and mask [B, T] (right-padded)."""
-        ids, mask = self.text_token_ids(sentences)
+        ids, mask = self.text_token_ids(sentences, strict)
         with torch.no_grad():
             return self.get_llm().embed(ids), mask
 
-    def source_tokens(self, modality: str, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def source_tokens(self, modality: str, inputs, strict: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Semantic tokens [B, T, D] and mask [B, T] of images [B, 3, 64, 64] or a list of sentences."""
-        return self.text_tokens(inputs) if modality == "text" else self.image_tokens(inputs)
+        return self.text_tokens(inputs, strict) if modality == "text" else self.image_tokens(inputs)
 
     def channel_uses(self, modality: str, inputs) -> list[int]:
         """Complex channel uses of each packet this model would send."""
@@ -148,6 +154,16 @@ class SemcomModel(nn.Module):
             _, mask = self.text_token_ids(inputs)
             return (mask.sum(1) * self.symbols_per_token).tolist()
         return [self.preset.projector.n_tokens * self.symbols_per_token] * len(inputs)
+
+    def most_tokens(self, modality: str) -> int:
+        """The longest packet this model sends: its image tokens, or its longest sentence."""
+        return self.preset.data.max_text_tokens if modality == "text" else self.preset.projector.n_tokens
+
+    def check_task(self, task) -> None:
+        """Refuse a task this checkpoint's LLM was not instruction-tuned on."""
+        if task.tag not in self.preset.train.instruct.tasks:
+            raise SemcomError(f"task '{task.name}' is not one checkpoint {self.name} was trained for "
+                              f"({', '.join(self.preset.train.instruct.tasks)})")
 
     def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """semantic tokens [B, T, D] → channel symbols [B, T, m, 2], power 1 per complex symbol."""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import SemcomError
+from ..limits import MAX_TOKENS
 
 __all__ = ["PublicToken", "SharePlan", "plan_sharing", "relative_distances", "encode_parts", "SharedPackets",
            "power_neutral", "DEFAULT_THRESHOLD"]
@@ -30,6 +31,7 @@ __all__ = ["PublicToken", "SharePlan", "plan_sharing", "relative_distances", "en
 # Calibrated on easy-vqa *train* images with the shipped checkpoint (README): tokens of one
 # attribute value lie at 0.05-0.2 of each other, of different values at 0.8 and more.
 DEFAULT_THRESHOLD = 0.35
+MAX_SHARE_USERS = 8
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,23 @@ class SharePlan:
         try:
             public = tuple(PublicToken(int(p["index"]), tuple(int(u) for u in p["users"]), int(p["source"]))
                            for p in data["public"])
-            return cls(tuple(int(n) for n in data["n_tokens"]), public, float(data["threshold"]))
-        except (KeyError, TypeError, ValueError):
+            plan = cls(tuple(int(n) for n in data["n_tokens"]), public, float(data["threshold"]))
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise SemcomError("the share plan in the file's metadata is damaged") from None
+        return plan.check()
+
+    def check(self) -> "SharePlan":
+        """A plan a share set could have been made with: 1 to 8 users, each public token at a position
+        every user it serves has, served to two or more distinct users, one of them its source."""
+        ok = 1 <= self.n_users <= MAX_SHARE_USERS and all(0 <= n <= MAX_TOKENS for n in self.n_tokens)
+        for p in self.public:
+            users = set(p.users)
+            ok = ok and len(users) == len(p.users) >= 2 and p.source in users
+            ok = ok and all(0 <= u < self.n_users and 0 <= p.index < self.n_tokens[u] for u in users)
+        slots = [(p.index, u) for p in self.public for u in p.users]  # a user's position is public once at most
+        if not ok or len(set(slots)) != len(slots):
+            raise SemcomError("the share plan in the file's metadata is damaged")
+        return self
 
     def public_repeats(self, user_repeats: list[int] | None = None) -> list[int]:
         """Copies of each public token: as many as the worst of the users it serves needs."""

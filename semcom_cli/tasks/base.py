@@ -11,6 +11,7 @@ import random
 from typing import Any, ClassVar
 
 from ..errors import SemcomError
+from ..limits import check_question
 from .template import fill_template, normalize_answer
 
 __all__ = ["Task", "TASKS", "register_task", "get_task", "task_names", "MODALITIES"]
@@ -42,7 +43,7 @@ class Task:
         if self.instruction is None:
             if not instruction or not instruction.strip():
                 raise SemcomError(f"task '{self.name}' needs a question (--question)")
-            instruction = " ".join(instruction.strip().split())
+            instruction = " ".join(check_question(instruction).strip().split())
         else:
             instruction = self.instruction
         return fill_template(self.tag, instruction)

@@ -54,10 +54,13 @@ def load_partial(folder: str | Path, stage: str, device: str | None = None
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, ValueError, OSError) as err:
         raise SemcomError(f"{resume}: corrupted ({str(err).splitlines()[0]})") from None
-    if header.get("format") != PARTIAL_FORMAT:
+    if not isinstance(header, dict) or header.get("format") != PARTIAL_FORMAT:
         raise SemcomError(f"{resume}: not a semcom partial run")
-    if header["stage"] != stage:
-        raise SemcomError(f"{folder}: is a partial '{header['stage']}' run, not '{stage}'")
+    if not (isinstance(header.get("step"), int) and isinstance(header.get("state"), dict)
+            and isinstance(header.get("checkpoint_hash"), str)):
+        raise SemcomError(f"{resume}: a damaged partial run (its step, state or checkpoint hash is missing)")
+    if header.get("stage") != stage:
+        raise SemcomError(f"{folder}: is a partial '{header.get('stage')}' run, not '{stage}'")
     model = SemcomModel.from_pretrained(folder / "checkpoint", device=device)
     if model.hash != header["checkpoint_hash"]:
         raise SemcomError(f"{folder}: the checkpoint and the resume state were saved at different steps")

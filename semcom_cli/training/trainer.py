@@ -59,7 +59,10 @@ class Trainer:
         self.shard = current_shard()
         self.device = self.params[0].device if self.params else torch.device("cpu")
         if self.checkpointing.resume is not None:
-            self._restore(self.checkpointing.resume)
+            try:
+                self._restore(self.checkpointing.resume)
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError):
+                raise SemcomError("the partial run's resume state is damaged; start the stage afresh") from None
 
     @property
     def start(self) -> int:
