@@ -24,7 +24,7 @@ demo: setup
 		--method semantic,noiseless,digital --channel-uses matched,1024 -o $(RUNS)/demo/results.json
 
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=10
 
 # Speed and memory of the shipped checkpoint against the targets (README, "Measured on this machine").
 bench: setup

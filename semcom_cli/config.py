@@ -209,6 +209,8 @@ class Preset(_Strict):
         return self
 
 
+MAX_PRESET_DEPTH = 32  # a preset nests 4 levels; deeper YAML is refused before it is built
+
 # Fields older semcom versions wrote into checkpoint manifests and this one no longer has.
 _REMOVED_FIELDS = (("channel", "name"), ("channel", "snr_db"), ("data", "train_limit"))
 
@@ -312,14 +314,20 @@ def _parse_yaml(path: Path) -> dict:
     raw, _ = read_input_bytes(str(path), "preset")
     try:
         text = raw.decode("utf-8")
+        depth = 0
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 raise SemcomError(f"{path}: YAML anchors and aliases are not accepted in a preset")
+            depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_PRESET_DEPTH:
+                raise SemcomError(f"{path}: nested more than {MAX_PRESET_DEPTH} levels deep; not a preset")
         data = yaml.safe_load(text) or {}
     except UnicodeDecodeError:
         raise SemcomError(f"{path}: not a UTF-8 text file") from None
     except yaml.YAMLError as err:
         raise SemcomError(f"{path}: not valid YAML ({str(err).splitlines()[0][:120]})") from None
+    except RecursionError:
+        raise SemcomError(f"{path}: nested too deep; not a preset") from None
     if not isinstance(data, dict):
         raise SemcomError(f"{path}: a preset must be a mapping of fields")
     return data

@@ -22,9 +22,13 @@ DEFAULT_CHECKPOINT_NAME = "semcom-smollm2"
 _PACKAGE = Path(__file__).resolve().parent
 
 
+# a file each folder must hold, so an unrelated folder of the same name beside the package is passed over
+_MARKERS = {"presets": "smollm2.yaml", "checkpoints": f"{DEFAULT_CHECKPOINT_NAME}/manifest.json"}
+
+
 def _find(name: str) -> Path:
     for candidate in (_PACKAGE.parent / name, _PACKAGE / "_data" / name):
-        if candidate.is_dir():
+        if (candidate / _MARKERS[name]).is_file():
             return candidate
     raise SemcomError(f"semcom's {name}/ folder is missing: looked in {_PACKAGE.parent / name} and "
                       f"{_PACKAGE / '_data' / name} (reinstall semcom)")

@@ -38,6 +38,8 @@ def resolve_device(name: str):
         raise SemcomError(f"unknown device '{name}' (cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SemcomError(f"device '{name}' asked for, but no CUDA GPU is available here (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise SemcomError(f"device '{name}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
     if device.type not in ("cpu", "cuda"):
         raise SemcomError(f"unknown device '{name}' (cpu, cuda or cuda:N)")
     return device

@@ -123,6 +123,12 @@ def _yaml_bomb(tmp: Path) -> Path:
     return path
 
 
+def _deep_preset(tmp: Path) -> Path:
+    path = tmp / "deep.yaml"
+    path.write_text("name: " + "[" * 10000 + "]" * 10000 + "\n")
+    return path
+
+
 def _partial_folder(tmp: Path) -> None:
     (tmp / "ck.partial").mkdir()
     (tmp / "ck.partial" / "notes.txt").write_text("mine, not semcom's")
@@ -217,7 +223,41 @@ def _bad_partial(tmp: Path) -> None:
     (tmp / "r.json.partial").write_text(json.dumps({"run": [], "done": 5}))
 
 
+def _results(tmp: Path, name: str = "r.json", **point) -> Path:
+    record = {"method": "semantic", "task": "vqa", "channel": "awgn", "snr_db": 0.0, "channel_uses": None,
+              "channel_uses_mean": 4.0, "seed": 0, "metrics": {"accuracy": {"value": 0.5, "n": 2, "ci95": [0.1, 0.9]}},
+              **point}
+    path = tmp / name
+    path.write_text(json.dumps({"format": "semcom-evaluate/1", "points": [{k: v for k, v in record.items()
+                                                                           if v is not ...}],
+                                "run": {"checkpoint": "c", "checkpoint_hash": "h", "preset": "p"}}))
+    return path
+
+
+def _eval_preset(tmp: Path) -> Path:
+    path = tmp / "plan.yaml"
+    path.write_text("kind: evaluate\nname: plan\nlimit: 2\nsnrs: [0]\n")
+    return path
+
+
 TRACEBACKS = [
+    Row("a header nested 100,000 deep", lambda w, t: ["transmit", craft(t / "f", {}, raw_meta="[" * 100000), "-o",
+                                                      t / "out"], "corrupted"),
+    Row("a preset nested 10,000 deep", lambda w, t: ["align", "-p", _deep_preset(t), "-o", t / "out"], "nested"),
+    Row("evaluate's output onto its preset", lambda w, t: ["evaluate", "-p", _eval_preset(t), "-c", w.checkpoint,
+                                                           "-o", t / "plan.yaml"], "is the input", outputs=lambda t: []),
+    Row("--plot onto its own input", lambda w, t: ["evaluate", "--plot", _results(t, "r.csv")], "is the input",
+        outputs=lambda t: [t / "r-vqa-accuracy-awgn-vs-snr.png"]),
+    Row("results without a seed to --plot", lambda w, t: ["evaluate", "--plot", _results(t, seed=...)], "point 0",
+        outputs=lambda t: [t / "r.csv"]),
+    Row("results with no metric to --plot", lambda w, t: ["evaluate", "--plot", _results(t, metrics={})], "point 0",
+        outputs=lambda t: [t / "r.csv"]),
+    Row("a fresh evaluate over a .partial it did not make", lambda w, t: ["evaluate", "-c", w.checkpoint, "-n", "2",
+                                                                          "--snr", "0", "-o", t / "r.json"],
+        "interrupted run", outputs=lambda t: [t / "r.json"],
+        setup=lambda w, t: (t / "r.json.partial").write_text("{}")),
+    Row("an evaluation-only task to encode", lambda w, t: ["encode", w.png, "--task", "vqa-rephrased", "-o",
+                                                           t / "out", "-c", w.checkpoint], "evaluation only"),
     Row("a negative seed", lambda w, t: ["transmit", w.encoded, "--seed", "-1", "-o", t / "out"], "seed"),
     Row("a seed past 2^32", lambda w, t: ["transmit", w.encoded, "--seed", str(2 ** 40), "-o", t / "out"], "seed"),
     Row("an evaluate seed past 2^32", lambda w, t: ["evaluate", "-c", w.checkpoint, "--seed", str(2 ** 40), "-o",
@@ -337,3 +377,20 @@ def test_an_edited_manifest_changes_the_hash_and_is_refused(world, tmp_path):
     manifest["training"] = {"stages": []}  # a record of the run, not of the model: left out of the hash
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert SemcomModel.from_pretrained(copy).hash == manifest["hash"]
+
+
+def test_closed_stdin_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "semcom"
+    r = subprocess.run(["bash", "-c", f"{exe} info - <&-"], capture_output=True, text=True)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "stdin" in lines[0], r.stderr
+
+
+def test_markup_in_a_header_is_printed_as_it_is(world, semcom, tmp_path):
+    path = craft(tmp_path / "f", _header(world.hash, checkpoint="[/x] [bold]"))
+    r = semcom("info", path)
+    assert r.exit_code == 0, r.output
+    assert "[/x] [bold]" in r.stdout

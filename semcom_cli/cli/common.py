@@ -18,7 +18,8 @@ __all__ = ["console", "fail_cleanly", "progress_bar", "spinner", "parse_floats",
            "checkpoint_option", "checkpoint_folder", "device_option", "print_json", "print_out", "write_json"]
 
 # Progress, tables and errors go to stderr so stdout stays free for piped semantic files.
-console = Console(stderr=True)
+# No markup: file names, task names and header fields are printed as they are ("[/x]" is not a tag).
+console = Console(stderr=True, markup=False)
 
 
 def fail_cleanly(fn):

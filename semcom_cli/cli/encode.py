@@ -35,9 +35,11 @@ def run(
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
 ):
-    from ..tasks import get_task
+    from ..tasks import get_task, task_names
 
     t = get_task(task)
+    if not t.trainable:  # an evaluation-only task: encode for the task it rewords
+        raise SemcomError(f"task '{task}' is for evaluation only (encode for: {', '.join(task_names(True))})")
     inputs = inputs or []
     if share:
         if text is not None:

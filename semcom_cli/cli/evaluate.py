@@ -102,7 +102,7 @@ def run(
     plan = _plan(preset, flags)
     if resume and output is None:
         raise SemcomError("--resume continues the run written to --output; give the same --output")
-    failures = _sweep(plan, output, resume, as_json, device)
+    failures = _sweep(plan, output, resume, as_json, device, preset)
     for line in failures:
         print(f"semcom: below floor: {line}", file=sys.stderr)
     if failures:
@@ -129,8 +129,10 @@ def _plan(preset: Optional[str], flags: dict):
         raise SemcomError(f"{flag}: {e['msg'][:120]} (got {got})") from None
 
 
-def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Optional[str]) -> list[str]:
+def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Optional[str],
+           preset: Optional[str] = None) -> list[str]:
     from ..distributed import current_shard
+    from ..errors import SemcomError
     from ..evaluation import load_models, run_sweep, sweep_settings, write_report
     from ..evaluation.sweep import resumed_points
     from .common import progress_bar, spinner
@@ -141,8 +143,11 @@ def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Op
         from ..limits import check_outputs
         from ..resources import default_checkpoint
 
-        inputs = [plan.checkpoint or default_checkpoint(), plan.mlp_checkpoint]
+        inputs = [plan.checkpoint or default_checkpoint(), plan.mlp_checkpoint, _preset_file(preset)]
         check_outputs([output, output.with_suffix(".csv"), partial_path(output)], inputs)
+        if not resume and partial_path(output).exists():  # never replace a run this one did not make
+            raise SemcomError(f"{partial_path(output)}: an interrupted run is there; continue it with --resume, "
+                              "or remove it")
     shard = current_shard()
     with spinner("loading the checkpoints and their LLMs") as status:
         models = load_models(plan, status, device)
@@ -195,11 +200,23 @@ def _print_table(doc: dict) -> None:
     console.print(table)
 
 
+def _preset_file(preset: Optional[str]) -> Optional[Path]:
+    """The evaluation preset's file, when one was named (an input the outputs must not replace)."""
+    if not preset:
+        return None
+    from ..resources import presets_dir
+
+    return Path(preset) if Path(preset).suffix else presets_dir() / f"{preset}.yaml"
+
+
 def _redraw(path: Path) -> None:
     from ..evaluation.report import csv_text, load_results, plot_results
     from ..io import atomic_write_bytes
 
+    from ..limits import check_output
+
     doc = load_results(path)
+    check_output(path.with_suffix(".csv"), [path])
     plots = plot_results(doc, path.with_suffix(""))
     atomic_write_bytes(path.with_suffix(".csv"), csv_text(doc).encode())
     _print_table(doc)

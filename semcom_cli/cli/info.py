@@ -24,7 +24,7 @@ def run(
 
         m = read_manifest(path)
         data = {k: m.get(k) for k in ("name", "hash", "format_version", "base_model", "versions", "training")}
-        data["preset"] = m["preset"].get("name")
+        data["preset"] = m["preset"].get("name") if isinstance(m.get("preset"), dict) else None
         data["kind"] = "checkpoint"
     else:
         from ..io import FORMAT, FORMAT_VERSION, read_semantic
@@ -45,4 +45,4 @@ def run(
 
     if sys.stdout is None:
         raise SemcomError("cannot write to stdout (it is closed)")
-    Console().print(table)  # the table is this command's output: stdout
+    Console(markup=False).print(table)  # the table is this command's output: stdout

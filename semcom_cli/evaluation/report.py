@@ -32,20 +32,24 @@ def load_results(path: Path) -> dict:
         raise SemcomError(f"{path}: not a semcom evaluate results file (format {FORMAT})")
     for i, point in enumerate(doc["points"]):
         check_point_record(point, f"{path}: point {i}")
-    if not isinstance(doc.get("run"), dict):
+    run = doc.get("run")
+    if not (isinstance(run, dict) and all(isinstance(run.get(k), str) for k in ("checkpoint", "checkpoint_hash",
+                                                                                   "preset"))):
         raise SemcomError(f"{path}: not a semcom evaluate results file (no run record)")
     return doc
 
 
-_POINT_FIELDS = {"method": str, "task": str, "channel": str, "channel_uses_mean": (int, float), "metrics": dict}
+_POINT_FIELDS = {"method": str, "task": str, "channel": str, "channel_uses_mean": (int, float), "metrics": dict,
+                 "seed": int}
 
 
 def check_point_record(point, where: str) -> None:
     """One measured point as ``evaluate`` writes it: its fields, and each metric's value, n and interval."""
     if not isinstance(point, dict) or any(not isinstance(point.get(k), t) for k, t in _POINT_FIELDS.items()):
         raise SemcomError(f"{where}: not a point record of semcom evaluate")
-    if not isinstance(point.get("snr_db", 0), (int, float, type(None))) or not isinstance(
-            point.get("channel_uses"), (int, type(None))):
+    snr = point.get("snr_db")
+    if (not isinstance(snr, (int, float)) and not (snr is None and point["channel"] == "none")) or not isinstance(
+            point.get("channel_uses"), (int, type(None))) or not point["metrics"]:
         raise SemcomError(f"{where}: not a point record of semcom evaluate")
     for name, m in point["metrics"].items():
         if not (isinstance(m, dict) and isinstance(m.get("value"), (int, float)) and isinstance(m.get("n"), int)

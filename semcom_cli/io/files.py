@@ -20,6 +20,8 @@ def read_input_bytes(path: str, kind: str = "semantic") -> tuple[bytes, str]:
     limit = MAX_BYTES[kind]
     if path == "-":
         name = "<stdin>"
+        if getattr(sys.stdin, "buffer", None) is None:
+            raise SemcomError("cannot read stdin (it is closed)")
         data = sys.stdin.buffer.read(limit + 1)
     else:
         name, p = path, Path(path)
@@ -45,7 +47,7 @@ def read_json_file(path: str | Path, kind: str, what: str):
     raw, _ = read_input_bytes(str(path), kind)
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise SemcomError(f"{path}: not a {what} (it does not parse as JSON)") from None
 
 

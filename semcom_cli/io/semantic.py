@@ -108,14 +108,15 @@ class SemanticFile:
         try:
             raw_header = json.loads(data[8 : 8 + header_len])
             tensors = st_load(data)
-        except (ValueError, SafetensorError, UnicodeDecodeError):
+        except (ValueError, SafetensorError, UnicodeDecodeError, RecursionError):
             raise SemcomError(f"{source}: corrupted or truncated safetensors file") from None
-        raw = (raw_header.get("__metadata__") or {}).get("semcom")
+        metadata = raw_header.get("__metadata__") if isinstance(raw_header, dict) else None
+        raw = metadata.get("semcom") if isinstance(metadata, dict) else None
         if raw is None:
             raise SemcomError(f"{source}: a safetensors file, but not a semcom semantic file")
         try:
             meta = json.loads(raw)
-        except ValueError:
+        except (ValueError, TypeError, RecursionError):
             raise SemcomError(f"{source}: corrupted semcom metadata header") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             fmt = meta.get("format") if isinstance(meta, dict) else None

@@ -97,7 +97,7 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
             "hash_scheme": HASH_SCHEME,
             "name": folder.name,
             "embed_dim": model.embed_dim,
-            "preset": model.preset.model_dump(),
+            "preset": model.preset.model_dump(exclude={"device"}),  # where it ran is not what it is
             "base_model": {"id": llm.model_id if llm else None,
                            "sha256": llm.sha256 if llm else model.base_model_sha256},
             "versions": versions(),

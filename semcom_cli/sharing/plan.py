@@ -122,7 +122,7 @@ def _groups(distances: torch.Tensor, threshold: float) -> list[list[int]]:
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
-    d = distances.numpy().copy()
+    d = distances.detach().cpu().numpy().copy()
     np.fill_diagonal(d, 0.0)
     labels = fcluster(linkage(squareform((d + d.T) / 2, checks=False), method="complete"),
                       t=threshold + 1e-6, criterion="distance")  # equal tokens: float noise
