@@ -22,8 +22,6 @@ def _check_received(sem: SemanticFile, question: str | None, public: SemanticFil
     task = get_task(header.task)
     if task.instruction is None and not (question and question.strip()):
         raise SemcomError(f"task '{task.name}' needs a question (--question)")
-    if "gain" not in sem.tensors:
-        raise SemcomError(f"{source}: received file has no 'gain' tensor")
     if header.role == "public":
         raise SemcomError(f"{source}: a public file; decode the user's own file and give this one with --public")
     if public is not None and header.share_id is None:
@@ -38,9 +36,7 @@ def decode_file(model, sem: SemanticFile, question: str | None = None, public: S
     _check_received(sem, question, public, source)
     header = sem.header
     check_checkpoint(header, model, source)
-    symbols = sem.tensors["symbols"]
-    if symbols.dim() != 3 or symbols.shape[1] != model.symbols_per_token:
-        raise SemcomError(f"{source}: symbols of shape {list(symbols.shape)} do not fit this checkpoint")
+    symbols = sem.tensors["symbols"]  # its shape and gain were checked on reading (io.check_semantic)
     if header.share_id is not None:
         from .io.share_set import receive_share_user
 

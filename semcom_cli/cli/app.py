@@ -69,7 +69,9 @@ def _flush_stdout() -> None:
     try:
         sys.stdout.flush()
     except (OSError, ValueError) as err:
-        print(f"semcom: error: cannot write to stdout ({getattr(err, 'strerror', None) or err})", file=sys.stderr)
+        from ..io.files import stdout_error
+
+        print(f"semcom: error: {stdout_error(err)}", file=sys.stderr)
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):

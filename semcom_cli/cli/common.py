@@ -104,13 +104,9 @@ def print_json(data) -> None:
 
 def print_out(text: str) -> None:
     """A result line on stdout; a closed or full stdout is one error line, not a traceback."""
-    if sys.stdout is None:
-        raise SemcomError("cannot write to stdout (it is closed)")
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except (OSError, ValueError) as err:
-        raise SemcomError(f"cannot write to stdout ({getattr(err, 'strerror', None) or err})") from None
+    from ..io.files import write_stdout
+
+    write_stdout((text + "\n").encode())
 
 
 def write_json(path: Path, data) -> None:

@@ -132,29 +132,26 @@ def _plan(preset: Optional[str], flags: dict):
 def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Optional[str],
            preset: Optional[str] = None) -> list[str]:
     from ..distributed import current_shard
-    from ..errors import SemcomError
     from ..evaluation import load_models, run_sweep, sweep_settings, write_report
     from ..evaluation.sweep import resumed_points
     from .common import progress_bar, spinner
 
     sweep_settings(plan)  # a bad setting is refused before anything loads
     if output is not None:
-        from ..evaluation.sweep import partial_path
+        from ..io.files import partial_path, refuse_foreign_partial
         from ..limits import check_outputs
         from ..resources import default_checkpoint
 
         inputs = [plan.checkpoint or default_checkpoint(), plan.mlp_checkpoint, _preset_file(preset)]
         check_outputs([output, output.with_suffix(".csv"), partial_path(output)], inputs)
-        if not resume and partial_path(output).exists():  # never replace a run this one did not make
-            raise SemcomError(f"{partial_path(output)}: an interrupted run is there; continue it with --resume, "
-                              "or remove it")
+        refuse_foreign_partial(output, resume)
     shard = current_shard()
     with spinner("loading the checkpoints and their LLMs") as status:
         models = load_models(plan, status, device)
-    if resume:
-        resumed_points(plan, output, models)  # a partial run made otherwise is refused before the bar starts
+    # a partial run made otherwise is refused before the progress bar starts
+    done = resumed_points(plan, output, models) if resume else None
     with progress_bar("evaluate", 1, show=shard.is_main) as update:
-        result = run_sweep(plan, output, resume, models=models, on_progress=update)
+        result = run_sweep(plan, output, resume, models=models, on_progress=update, done=done)
     if not shard.is_main:
         return result.failures
     if result.resumed:

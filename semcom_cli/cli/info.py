@@ -41,8 +41,8 @@ def run(
         table.add_row(key, str(data[key]))
     import sys
 
-    from ..errors import SemcomError
+    from ..io.files import stdout_error
 
     if sys.stdout is None:
-        raise SemcomError("cannot write to stdout (it is closed)")
+        raise stdout_error()
     Console(markup=False).print(table)  # the table is this command's output: stdout

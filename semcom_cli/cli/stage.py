@@ -11,11 +11,8 @@ import shutil
 from pathlib import Path
 
 from ..errors import SemcomError
+from ..io.files import partial_path, refuse_foreign_partial
 from .common import console, progress_bar, spinner
-
-
-def partial_path(output: Path) -> Path:
-    return output.with_name(output.name + ".partial")
 
 
 def resume_from(output: Path, stage: str, overrides: dict, device: str | None = None):
@@ -38,9 +35,8 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
     cfg = getattr(model.preset.train, stage)
     if output.exists() and not (output / "manifest.json").is_file():
         raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
+    refuse_foreign_partial(output, resume is not None)  # it removes only the partial run it made
     partial = partial_path(output)
-    if resume is None and partial.exists():  # never remove a folder this run did not make
-        raise SemcomError(f"{partial}: an interrupted run is there; continue it with --resume, or remove it")
     with spinner("loading the LLM and easy-vqa") as status:
         llm = model.get_llm(status)
         data = EasyVQA.load("train")

@@ -17,7 +17,7 @@ from ..distributed import current_shard
 from ..errors import SemcomError
 from ..config import EvalPlan, short_repr
 from ..io import atomic_write_bytes, write_json
-from ..io.files import read_json_file
+from ..io.files import partial_path, read_json_file
 from ..runtime import versions
 from .points import Point, Settings, evaluate_point, plan_points, sample_items
 from .report import FORMAT, check_floors, check_point_record, csv_text, plot_results
@@ -34,10 +34,6 @@ class SweepResult:
     document: dict                                  # format semcom-evaluate/1
     failures: list[str] = field(default_factory=list)  # floors missed, one line each
     resumed: int = 0                                # points taken from the partial run
-
-
-def partial_path(output: Path) -> Path:
-    return output.with_name(output.name + ".partial")
 
 
 def sweep_settings(plan: EvalPlan) -> tuple[list[Point], Settings]:
@@ -99,9 +95,12 @@ def load_models(plan: EvalPlan, status=None, device: str | None = None) -> dict:
 
 
 def run_sweep(plan: EvalPlan, output: Path | None = None, resume: bool = False, data=None, models=None,
-              on_progress: ProgressHook | None = None, status=None, device: str | None = None) -> SweepResult:
+              on_progress: ProgressHook | None = None, status=None, device: str | None = None,
+              done: dict[str, dict] | None = None) -> SweepResult:
     """Measure every point of ``plan`` (see the module's description). ``data`` and ``models`` may be
-    given already loaded; otherwise the easy-vqa test split and the plan's checkpoints are loaded."""
+    given already loaded; otherwise the easy-vqa test split and the plan's checkpoints are loaded.
+    ``done``: the finished points of the partial run when the caller read them already
+    (:func:`resumed_points`)."""
     from ..data import EasyVQA
 
     if resume and output is None:
@@ -110,7 +109,8 @@ def run_sweep(plan: EvalPlan, output: Path | None = None, resume: bool = False, 
     shard = current_shard()
     models = models or load_models(plan, status, device)
     run = _run_record(plan, models, shard.world)
-    done = _resumed_points(output, run) if output is not None and resume else {}
+    if done is None:
+        done = _resumed_points(output, run) if output is not None and resume else {}
     resumed = len(done)
     data = data or EasyVQA.load("test")
     sizes = {t: len(sample_items(data, t, settings.limit, settings.seed)) for t in plan.tasks}

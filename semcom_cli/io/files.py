@@ -11,7 +11,37 @@ from pathlib import Path
 from ..errors import SemcomError
 from ..limits import MAX_BYTES
 
-__all__ = ["read_input_bytes", "read_json_file", "atomic_write_bytes", "write_json", "current_umask"]
+__all__ = ["read_input_bytes", "read_json_file", "atomic_write_bytes", "write_json", "write_stdout", "stdout_error",
+           "partial_path", "refuse_foreign_partial", "current_umask"]
+
+
+def partial_path(output: Path) -> Path:
+    """Where a stage or a sweep writing ``output`` keeps its resumable partial run."""
+    return output.with_name(output.name + ".partial")
+
+
+def refuse_foreign_partial(output: Path, resume: bool) -> None:
+    """A fresh run never replaces a partial run it did not make: resume it, or remove it first."""
+    if not resume and partial_path(output).exists():
+        raise SemcomError(f"{partial_path(output)}: an interrupted run is there; continue it with --resume, "
+                          "or remove it")
+
+
+def stdout_error(err: BaseException | None = None) -> SemcomError:
+    """The one line for a stdout that is closed (``err`` None), full, or whose reader is gone."""
+    why = "it is closed" if err is None else (getattr(err, "strerror", None) or err)
+    return SemcomError(f"cannot write to stdout ({why})")
+
+
+def write_stdout(data: bytes) -> None:
+    stream = getattr(sys.stdout, "buffer", None)
+    if stream is None:  # started with stdout closed
+        raise stdout_error()
+    try:
+        stream.write(data)
+        stream.flush()
+    except (OSError, ValueError) as err:
+        raise stdout_error(err) from None
 
 
 def read_input_bytes(path: str, kind: str = "semantic") -> tuple[bytes, str]:
@@ -54,14 +84,7 @@ def read_json_file(path: str | Path, kind: str, what: str):
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file beside ``path`` and rename, so no half-written file is left."""
     if str(path) == "-":
-        stream = getattr(sys.stdout, "buffer", None)
-        if stream is None:  # started with stdout closed
-            raise SemcomError("cannot write to stdout (it is closed)")
-        try:
-            stream.write(data)
-            stream.flush()
-        except (OSError, ValueError) as err:  # stdout full, or its reader gone
-            raise SemcomError(f"cannot write to stdout ({getattr(err, 'strerror', None) or err})") from None
+        write_stdout(data)
         return
     path = Path(path)
     try:

@@ -197,8 +197,6 @@ def receive_share_user(model, private: SemanticFile, public: SemanticFile | None
     plan = _plan(header, private_src)
     symbols, public_repeats = _public_part(plan, header, public, private_src, public_src,
                                            private.tensors["symbols"].shape[1])
-    if "gain" not in private.tensors:
-        raise SemcomError(f"{private_src}: received file has no 'gain' tensor")
     repeats = header.repeats if header.repeats is not None else 1
     if not isinstance(repeats, int) or repeats < 1:
         raise SemcomError(f"{private_src}: its repeats must be a whole number ≥ 1")
