@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import SemcomError
+from ..errors import SemcomError, one_line
 
 __all__ = ["console", "fail_cleanly", "progress_bar", "spinner", "parse_floats", "parse_names",
            "checkpoint_option", "checkpoint_folder", "device_option", "print_json", "print_out", "write_json"]
@@ -34,7 +34,7 @@ def fail_cleanly(fn):
             raise typer.Exit(2)
         except OSError as err:  # a file the command could not read or write
             where = f"{err.filename}: " if err.filename else ""
-            print(f"semcom: error: {where}{err.strerror or err}", file=sys.stderr)
+            print(f"semcom: error: {one_line(f'{where}{err.strerror or err}')}", file=sys.stderr)
             raise typer.Exit(2)
         except KeyboardInterrupt:
             print("semcom: interrupted", file=sys.stderr)
