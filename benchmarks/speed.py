@@ -73,10 +73,10 @@ def main() -> None:
     data = EasyVQA.load("test")
     images = data.batch_images(range(len(data.images)))
     with torch.no_grad():
-        model.encode(*model.image_tokens(images[:64]))  # warm-up
+        model.encode(*model.image_tokens(images[:64]), "image")  # warm-up
         t = time.perf_counter()
         tokens, mask = model.image_tokens(images)
-        symbols = model.encode(tokens, mask)
+        symbols = model.encode(tokens, mask, "image")
         encode_s = time.perf_counter() - t
 
         seed_channel(0)
@@ -87,7 +87,7 @@ def main() -> None:
         t = time.perf_counter()
         for start in range(0, n, 64):
             rows = slice(start, start + 64)
-            received = model.receive(y[rows], h[rows], 10.0, mask[ids[rows]])
+            received = model.receive(y[rows], h[rows], 10.0, mask[ids[rows]], "image")
             model.answer(["vqa"] * received.shape[0], data.questions[rows], received, mask[ids[rows]])
         decode_s = time.perf_counter() - t
 

@@ -42,12 +42,12 @@ def main() -> None:
     print(f"{'channel':>9} {'SNR dB':>7} {'all tokens right':>17} {'NMSE':>7}")
     with torch.no_grad():
         tokens, mask = model.image_tokens(data.batch_images(images))
-        symbols = model.encode(tokens, mask)
+        symbols = model.encode(tokens, mask, "image")
         for channel in args.channel.split(","):
             for snr in (float(s) for s in args.snr.split(",")):
                 seed_channel(args.seed)
                 y, h = make_channel(channel, model.preset.channel.model_dump()).send(symbols, snr)
-                received = model.receive(y, h, snr, mask)
+                received = model.receive(y, h, snr, mask, "image")
                 read = words[(F.normalize(received, dim=-1) @ word_embeddings.T).argmax(-1)]
                 right = (read == targets).all(1).float().mean().item()
                 nmse = ((received - tokens) ** 2).mean() / (tokens**2).mean()

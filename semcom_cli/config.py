@@ -142,15 +142,22 @@ class Codec(_Strict):
     spline_order: int = Field(3, ge=1)
     # Self-attention heads in the decoder across a packet's tokens (0: decode each token alone).
     context_heads: int = Field(0, ge=0)
+    # Self-attention heads in the encoder across a packet's tokens: joint coding (0: each token alone).
+    encoder_heads: int = Field(0, ge=0)
+    # Power normalisation: every token's slot at power 1 ("token"), or the packet's average ("packet").
+    power: Literal["token", "packet"] = "packet"
+    # A learned vector per modality in the encoder and decoder (image codes apart from text codes).
+    modality_embedding: bool = False
     # The lowest SNR the code is trained for; a link below it repeats its symbols (sharing).
     # Default: the channel stage's train.channel.snr_min.
     snr_floor_db: Optional[float] = Field(None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> "Codec":
-        if self.context_heads and self.hidden % self.context_heads:
-            raise ValueError(f"codec.hidden ({self.hidden}) must be a multiple of codec.context_heads "
-                             f"({self.context_heads})")
+        for name in ("context_heads", "encoder_heads"):
+            heads = getattr(self, name)
+            if heads and self.hidden % heads:
+                raise ValueError(f"codec.hidden ({self.hidden}) must be a multiple of codec.{name} ({heads})")
         return self
 
 
@@ -168,20 +175,34 @@ class StageTrain(_Strict):
     save_every: int = Field(0, ge=0)  # write a resumable partial run every N steps; 0: never
 
 
+class AlignTrain(StageTrain):
+    # Share of each batch's easy-vqa images augmented, and share replaced by shapes drawn anew (augment).
+    augment: float = Field(0.0, ge=0.0, le=1.0)
+    rendered: float = Field(0.0, ge=0.0, le=1.0)
+
+
 class ChannelTrain(StageTrain):
     snr_min: float = -5.0
     snr_max: float = 20.0
     channels: list[NoisyChannelName] = ["awgn", "rayleigh"]
+    # Share of image packets cut at random into two packets, so the joint code serves share sets.
+    split_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    # Weight of the image tokens' nearest-caption-word term against the reconstruction error.
+    image_word_weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)
 
 
 class InstructTrain(ChannelTrain):
     tasks: list[TrainTaskName] = ["vqa", "caption", "text"]
     # Fraction of samples sent through the channel codec (the rest use clean tokens).
     channel_fraction: float = Field(0.75, ge=0.0, le=1.0)
+    # Train the channel codec on the LLM's answer loss too (through the channel).
+    joint: bool = False
+    # Share of image samples augmented (rotation, scale, offset, background, colour, JPEG; see augment).
+    augment: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class Train(_Strict):
-    align: StageTrain = StageTrain(steps=2000, batch_size=64, lr=3e-3)
+    align: AlignTrain = AlignTrain(steps=2000, batch_size=64, lr=3e-3)
     channel: ChannelTrain = ChannelTrain(steps=1500, batch_size=64, lr=3e-3)
     instruct: InstructTrain = InstructTrain(steps=250, batch_size=16, lr=1e-3)
 

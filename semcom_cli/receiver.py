@@ -43,7 +43,8 @@ def decode_file(model, sem: SemanticFile, question: str | None = None, public: S
         tokens = receive_share_user(model, sem, public, source, public_source)[None]
     else:
         mask = torch.ones(1, symbols.shape[0], dtype=torch.long)
-        tokens = model.receive(symbols[None], gain_from_real(sem.tensors["gain"]), float(header.snr_db), mask)
+        tokens = model.receive(symbols[None], gain_from_real(sem.tensors["gain"]), float(header.snr_db), mask,
+                               header.modality)
     mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
     model.get_llm(status)
     answer = model.answer([get_task(header.task).tag], [question], tokens, mask)[0]

@@ -11,7 +11,7 @@ import torch
 
 from .io import SemanticFile, encode_header
 from .io.share_set import build_share_files
-from .sharing import DEFAULT_THRESHOLD, SharePlan, encode_parts, plan_sharing, power_neutral
+from .sharing import DEFAULT_THRESHOLD, SharePlan, encode_parts, plan_sharing
 
 __all__ = ["encode_single", "encode_share_set"]
 
@@ -26,22 +26,20 @@ def encode_single(model, task, content, source: str) -> SemanticFile:
     """One image [3, 64, 64] or sentence → its ``encode`` file (user 0, private)."""
     model.check_task(task)
     tokens, mask = model.source_tokens(task.modality, _inputs(task, [content]), strict=True)
-    symbols = model.encode(tokens, mask)[0]
+    symbols = model.encode(tokens, mask, task.modality)[0]
     return SemanticFile({"symbols": symbols}, encode_header(task, model, source, symbols, user=0, role="private"))
 
 
 @torch.no_grad()
 def encode_share_set(model, task, contents: list, sources: list[str], threshold: float | None = None,
-                     neutral: bool = False) -> tuple[SharePlan, SemanticFile, list[SemanticFile]]:
+                     ) -> tuple[SharePlan, SemanticFile, list[SemanticFile]]:
     """Several users' content → (plan, public file, private files). ``threshold``: the relative distance
     under which tokens are shared (default 0.35 for images; text shares only equal tokens)."""
     if threshold is None:
         threshold = 0.0 if task.modality == "text" else DEFAULT_THRESHOLD
     model.check_task(task)
     tokens, mask = model.source_tokens(task.modality, _inputs(task, contents), strict=True)
-    whole = model.encode(tokens, mask)
     plan = plan_sharing(tokens, mask, threshold)
-    if neutral:
-        plan = power_neutral(whole, plan)
-    public, private = build_share_files(encode_parts(whole, plan), plan, task, model, sources)
+    packets = encode_parts(model, tokens, plan, task.modality)
+    public, private = build_share_files(packets, plan, task, model, sources)
     return plan, public, private

@@ -13,12 +13,12 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_IMAGE_ID = 0  # easy-vqa test image 0: a red triangle
 
 
-def tiny_model(seed: int = 0, projector: str = "kan"):
+def tiny_model(seed: int = 0, projector: str = "kan", **overrides):
     from semcom_cli.models.llm import load_backbone
     from semcom_cli.config import apply_overrides, load_preset
     from semcom_cli.models import SemcomModel
 
-    preset = apply_overrides(load_preset("tiny"), {"seed": seed, "projector.kind": projector})
+    preset = apply_overrides(load_preset("tiny"), {"seed": seed, "projector.kind": projector, **overrides})
     llm = load_backbone(preset.backbone, preset.seed)
     model = SemcomModel(preset, llm.embed_dim)
     model.llm = llm

@@ -59,6 +59,24 @@ class TestFading:
         assert abs(h.abs().pow(2).mean().item() - 1) < 0.03
         assert abs(h.mean().real.item() - math.sqrt(k / (k + 1))) < 0.02
 
+    def test_rayleigh_iid_fades_every_symbol_on_its_own(self):
+        seed_channel(4)
+        x = torch.ones(2000, 2, 4, 2) / 2 ** 0.5  # [B, T, m, 2]
+        channel = make_channel("rayleigh-iid")
+        assert channel.per_symbol and not make_channel("rayleigh").per_symbol
+        y, h = channel.send(x, 60.0)
+        assert h.shape == (2000, 2, 4) and abs(h.abs().pow(2).mean().item() - 1) < 0.03
+        assert abs(torch.corrcoef(torch.stack([h[:, 0, 0].abs(), h[:, 0, 1].abs()]))[0, 1].item()) < 0.08
+        assert torch.allclose(torch.view_as_complex(y.contiguous()), h * torch.view_as_complex(x), atol=5e-3)
+        # the equaliser undoes each symbol's gain; the decoder is told each token's mean |h|²·SNR
+        from semcom_cli.channel import equalize_symbols
+
+        x_hat, snr = equalize_symbols(y, h, 60.0)
+        strong = h.abs().pow(2) > 0.01  # a symbol in a deep fade is shrunk toward 0 by MMSE, as it should
+        assert torch.allclose(x_hat[strong], x[strong], atol=0.02) and snr.shape == (2000, 2)
+        expected = 60.0 + 10 * torch.log10(h.abs().pow(2).mean(-1))
+        assert torch.allclose(snr, expected, atol=1e-3)
+
     def test_none_is_identity(self):
         x = _unit_symbols(3, 5)
         y, h = apply_channel(x, -10.0, "none")
@@ -98,6 +116,9 @@ def test_a_gain_round_trips_through_its_file_form():
     h = torch.tensor(0.3 - 0.4j, dtype=torch.complex64)
     stored = gain_to_real(h)
     assert stored.shape == (2,) and torch.equal(gain_from_real(stored), h.reshape(1))
+    per_symbol = torch.randn(3, 4, dtype=torch.complex64)  # [T, m]
+    stored = gain_to_real(per_symbol)
+    assert stored.shape == (3, 4, 2) and torch.equal(gain_from_real(stored), per_symbol[None])
 
 
 def test_paired_draws_reproduce_the_channel_formula():

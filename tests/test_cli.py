@@ -58,6 +58,24 @@ def test_transmit_then_decode(semcom, received, tiny_checkpoint, tmp_path):
     assert result["task"] == "vqa" and result["checkpoint"] == "tiny-a" and isinstance(result["answer"], str)
 
 
+def test_a_per_symbol_fading_file_carries_a_gain_per_symbol_and_decodes(semcom, encoded, tiny_checkpoint, tmp_path):
+    rx = tmp_path / "iid.safetensors"
+    assert semcom("transmit", encoded, "--channel", "rayleigh-iid", "--snr", "5", "-o", rx).exit_code == 0
+    meta = json.loads(semcom("info", rx, "--json").stdout)
+    assert meta["channel"] == "rayleigh-iid" and meta["tensors"]["gain"] == meta["tensors"]["symbols"] == [2, 2, 2]
+    r = semcom("decode", rx, "-q", "what shape?", "-c", tiny_checkpoint, "--json")
+    assert r.exit_code == 0, r.output
+    # a block-fading file with a per-symbol gain (or the other way round) does not fit its channel
+    from safetensors.torch import load_file, save_file
+
+    from semcom_cli.io import read_semantic
+    sem = read_semantic(str(rx))
+    bad = tmp_path / "bad.safetensors"
+    header = {"format": "semcom-semantic", "format_version": 1, **sem.header.to_json(), "channel": "rayleigh"}
+    save_file(load_file(str(rx)), str(bad), metadata={"semcom": json.dumps(header)})
+    assert_clean_failure(semcom("decode", bad, "-q", "what shape?", "-c", tiny_checkpoint), "[2] 'gain'")
+
+
 def test_text_task_round_trip(semcom, tiny_checkpoint, tmp_path):
     enc, rx = tmp_path / "t.safetensors", tmp_path / "t_rx.safetensors"
     assert semcom("encode", "--task", "text", "--text", "is there a red shape?", "-o", enc,

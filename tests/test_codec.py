@@ -47,3 +47,49 @@ def test_decoder_without_context_decodes_each_token_alone():
     changed = symbols.clone()
     changed[0, 2] = torch.randn(3, 2)
     assert torch.allclose(dec(changed, snr)[0, :2], dec(symbols, snr)[0, :2])
+
+
+def _packet_encoder(**kw):
+    torch.manual_seed(0)
+    return ChannelEncoder(32, 3, 8, encoder_heads=2, power="token", modality_embedding=True, **kw)
+
+
+def test_packet_encoder_gives_every_token_power_one_and_zero_padding():
+    enc = _packet_encoder()
+    tokens = torch.randn(3, 5, 32) * torch.tensor([0.1, 1.0, 10.0, 3.0, 0.5])[None, :, None]
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    symbols = enc(tokens, mask, "image")
+    power = symbols.pow(2).sum(-1).mean(-1)  # [B, T] per token
+    assert torch.allclose(power[mask.bool()], torch.ones(int(mask.sum())), atol=1e-5)
+    assert torch.all(symbols[~mask.bool()] == 0)
+
+
+def test_packet_encoder_codes_jointly_within_a_packet_and_never_reads_padding_or_other_packets():
+    enc = _packet_encoder()
+    tokens, mask = torch.randn(1, 4, 32), torch.tensor([[1, 1, 1, 0]])
+    out = enc(tokens, mask, "image")
+    changed = tokens.clone()
+    changed[0, 3] = torch.randn(32) * 5  # padding
+    assert torch.allclose(enc(changed, mask, "image")[0, :3], out[0, :3], atol=1e-6)
+    changed = tokens.clone()
+    changed[0, 2] = torch.randn(32) * 5  # a neighbour: joint coding changes the others' symbols
+    assert not torch.allclose(enc(changed, mask, "image")[0, :2], out[0, :2], atol=1e-3)
+    # two packets in one row (a user's public and private parts) are coded apart
+    segments = torch.tensor([[0, 0, 1, 1]])
+    split = enc(tokens, None, "image", segments)
+    assert torch.allclose(enc(tokens[:, :2], None, "image")[0], split[0, :2], atol=1e-5)
+    assert torch.allclose(enc(tokens[:, 2:], None, "image")[0], split[0, 2:], atol=1e-5)
+
+
+def test_modality_changes_the_code_and_must_be_given():
+    enc = _packet_encoder()
+    with torch.no_grad():
+        enc.modality.vectors.normal_()
+    tokens = torch.randn(1, 3, 32)
+    assert not torch.allclose(enc(tokens, None, "image"), enc(tokens, None, "text"))
+    try:
+        enc(tokens, None, None)
+    except ValueError as err:
+        assert "modality" in str(err)
+    else:
+        raise AssertionError("a modality-aware codec ran without a modality")

@@ -34,9 +34,9 @@ def test_non_finite_numbers_rejected():
 
 
 def test_names_are_checked_against_the_registries():
-    with pytest.raises(SemcomError, match=r"must be one of 'awgn', 'rayleigh' or 'rician'"):
+    with pytest.raises(SemcomError, match=r"must be one of 'awgn', 'rayleigh', 'rayleigh-iid' or 'rician'"):
         preset_from_dict({"train": {"channel": {"channels": ["wifi"]}}})
-    with pytest.raises(SemcomError, match=r"must be one of 'vqa', 'caption' or 'text'"):
+    with pytest.raises(SemcomError, match=r"must be one of 'vqa', 'vqa-varied', 'caption' or 'text'"):
         preset_from_dict({"train": {"instruct": {"tasks": ["vqa-rephrased"]}}})  # evaluation-only
 
 

@@ -17,7 +17,7 @@ def test_fixed_instructions_and_required_question():
     assert "Repeat" in get_task("text").prompt("ignored")[1]
     with pytest.raises(SemcomError, match="needs a question"):
         get_task("vqa").prompt("  ")
-    with pytest.raises(SemcomError, match="unknown task 'vqa2'.*vqa, vqa-rephrased, caption, text"):
+    with pytest.raises(SemcomError, match="unknown task 'vqa2'.*vqa, vqa-rephrased, vqa-varied, caption, text"):
         get_task("vqa2")
 
 

@@ -37,6 +37,21 @@ def test_instruct_trains_only_the_adapter(trained):
     assert trainable and all("lora_" in n for n in trainable)
 
 
+@pytest.mark.parametrize("joint", [False, True])
+def test_the_joint_stage_trains_the_codec_on_the_answer_loss(train_data, joint):
+    model, llm = tiny_model(seed=0, **{"train.instruct.joint": joint, "train.instruct.steps": 2,
+                                       "train.instruct.channel_fraction": 1.0})
+    before = {n: p.detach().clone() for n, p in model.channel_decoder.named_parameters()}
+    encoder_before = [p.detach().clone() for p in model.channel_encoder.parameters()]
+    run_stage("instruct", model, llm, train_data)
+    changed = [n for n, p in model.channel_decoder.named_parameters() if not torch.equal(p, before[n])]
+    encoder_changed = any(not torch.equal(p, q) for p, q in zip(model.channel_encoder.parameters(), encoder_before))
+    # the LLM's answer loss reaches the decoder's first layer (and the encoder, through the channel) ...
+    assert (any(n.startswith("kan1") for n in changed) and encoder_changed) == joint
+    # ... and without joint, nothing of the codec moves
+    assert bool(changed) == joint
+
+
 def test_saved_checkpoint_reloads_to_identical_outputs(trained, train_data, tmp_path):
     model, _ = trained
     digest = model.save_pretrained(tmp_path / "ck")
@@ -48,8 +63,8 @@ def test_saved_checkpoint_reloads_to_identical_outputs(trained, train_data, tmp_
         for m in (model, loaded):
             tokens, mask = m.image_tokens(images)
             seed_channel(5)
-            y, h = make_channel("rayleigh").send(m.encode(tokens, mask), 3.0)
-            received = m.receive(y, h, 3.0, mask)
+            y, h = make_channel("rayleigh").send(m.encode(tokens, mask, "image"), 3.0)
+            received = m.receive(y, h, 3.0, mask, "image")
             out.append((received, m.answer(["vqa", "caption", "vqa"], ["what shape?", None, "is it red?"],
                                            received, mask)))
     assert torch.equal(out[0][0], out[1][0])

@@ -15,5 +15,5 @@ class AWGN(Channel):
 
     name = "awgn"
 
-    def gains(self, batch: int) -> torch.Tensor:
+    def gains(self, batch: int, n: int = 1) -> torch.Tensor:
         return torch.ones(batch, dtype=torch.complex64, device=self.device)

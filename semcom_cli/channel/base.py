@@ -6,9 +6,12 @@ Conventions (the same everywhere in semcom):
 - SNR is Es/N0 per complex symbol in dB, so the noise variance per complex
   symbol is ``N0 = 10 ** (-snr_db / 10)`` (N0/2 per real dimension).
 - One packet (all symbols of one image or sentence) sees one fading coefficient h
-  (block fading): ``y = h · x + n``. AWGN is the case h = 1.
+  (block fading): ``y = h · x + n``. AWGN is the case h = 1. A kind with
+  ``per_symbol = True`` draws an independent h for every symbol instead (a link with
+  diversity, such as a multi-carrier one whose symbols lie on far-apart subcarriers).
 - Files and the models hold complex symbols as reals with a trailing dimension of
-  2 (:func:`to_real`, :func:`to_complex`); a gain is stored as a [2] tensor.
+  2 (:func:`to_real`, :func:`to_complex`); a gain is stored as a [2] tensor, a
+  per-symbol gain as [T, m, 2] like the symbols.
 
 A kind is a subclass registered by name (:func:`register_channel`); presets, flags
 and files name it, and :func:`make_channel` builds it with its parameters.
@@ -78,13 +81,16 @@ def to_real(x: torch.Tensor) -> torch.Tensor:
 
 
 def gain_to_real(h: torch.Tensor) -> torch.Tensor:
-    """One packet's gain (complex scalar) → the [2] tensor a received file stores."""
-    return torch.view_as_real(h.reshape(1).to(torch.complex64))[0]
+    """One packet's gain (complex scalar, or [T, m] per symbol) → the [2] or [T, m, 2] tensor a
+    received file stores."""
+    h = h.to(torch.complex64)
+    return to_real(h) if h.dim() >= 2 else torch.view_as_real(h.reshape(1))[0]
 
 
 def gain_from_real(g: torch.Tensor) -> torch.Tensor:
-    """A received file's [2] gain → a [1] complex64 tensor."""
-    return torch.view_as_complex(g.float().contiguous()).reshape(1)
+    """A received file's [2] gain → [1] complex64; a per-symbol [T, m, 2] gain → [1, T, m]."""
+    h = torch.view_as_complex(g.float().contiguous())
+    return h.reshape(1) if h.dim() == 0 else h[None]
 
 
 class Channel:
@@ -96,12 +102,14 @@ class Channel:
 
     name: ClassVar[str] = ""
     noisy: ClassVar[bool] = True
+    per_symbol: ClassVar[bool] = False  # True: gains() draws one gain per symbol, [batch, n]
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
 
-    def gains(self, batch: int) -> torch.Tensor:
-        """[batch] complex64 block-fading gains, one per packet."""
+    def gains(self, batch: int, n: int = 1) -> torch.Tensor:
+        """[batch] complex64 block-fading gains, one per packet of ``n`` symbols (per-symbol kinds:
+        [batch, n])."""
         raise NotImplementedError
 
     def params(self) -> dict:
@@ -109,20 +117,22 @@ class Channel:
         return {}
 
     def __call__(self, x: torch.Tensor, snr_db: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [B, N] complex64 at power 1; snr_db: scalar or [B] → (y [B, N] complex64, h [B] complex64)."""
+        """x: [B, N] complex64 at power 1; snr_db: scalar or [B] → (y [B, N] complex64,
+        h [B] complex64, or [B, N] for a per-symbol kind)."""
         batch = x.shape[0]
         snr = torch.as_tensor(snr_db, dtype=torch.float32, device=x.device).expand(batch)
-        h = self.gains(batch)
+        h = self.gains(batch, x.shape[1]) if self.per_symbol else self.gains(batch)
         if not self.noisy:
             return x.clone(), h
         awgn = sionna_block("awgn", x.device)
-        return awgn(h[:, None] * x, noise_variance(snr)[:, None]), h
+        return awgn((h if h.dim() == 2 else h[:, None]) * x, noise_variance(snr)[:, None]), h
 
     def send(self, symbols: torch.Tensor, snr_db: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Packets of real symbols [B, T, m, 2] → (y [B, T, m, 2], h [B] complex64)."""
+        """Packets of real symbols [B, T, m, 2] → (y [B, T, m, 2], h [B] complex64, or [B, T, m]
+        for a per-symbol kind)."""
         b = symbols.shape[0]
         y, h = self(to_complex(symbols).reshape(b, -1), snr_db)
-        return to_real(y).reshape(symbols.shape), h
+        return to_real(y).reshape(symbols.shape), (h.reshape(symbols.shape[:-1]) if h.dim() == 2 else h)
 
     def unit_noise(self, n: int) -> torch.Tensor:
         """[n] complex64 CN(0, 1) samples, for links whose draws are paired (:meth:`through`)."""

@@ -204,9 +204,10 @@ def send_payloads(payloads: list[bytes | None], link: DigitalLink, snr_db: float
     mapper, demapper = _qam(q, str(channel.device))
     x = mapper(torch.cat(coded, dim=1)).reshape(len(rows), -1)
     y, h = channel(x, snr_db)
-    # coherent detection: undo the gain, noise grows by 1/|h|²
+    # coherent detection: undo the gain (per packet, or per symbol), noise grows by 1/|h|²
+    h = h if h.dim() == 2 else h[:, None]
     gain = h.abs().clamp_min(1e-6) ** 2
-    llr = demapper(y / h[:, None], (noise_variance(snr_db, y.device) / gain)[:, None].expand_as(y).contiguous())
+    llr = demapper(y / h, (noise_variance(snr_db, y.device) / gain).expand_as(y).contiguous())
     decoded, start, at = [], 0, 0
     for k, symbols in segments:
         encoder, decoder = _ldpc(k, symbols * q, q, str(channel.device))
@@ -221,10 +222,16 @@ def send_payloads(payloads: list[bytes | None], link: DigitalLink, snr_db: float
     return arrived
 
 
-def capacity_bits(channel_uses: int, snr_db: float, channel: Channel, batch: int) -> torch.Tensor:
-    """Bits each packet could carry at capacity: N·log2(1 + |h|²·SNR), one fading draw per packet."""
-    gain = channel.gains(batch).abs() ** 2
+def capacity_bits(channel_uses: list[int], snr_db: float, channel: Channel) -> torch.Tensor:
+    """Bits each packet of ``channel_uses[i]`` uses could carry at capacity: N·log2(1 + |h|²·SNR) with
+    one fading draw per packet, or the sum of log2(1 + |h_k|²·SNR) over its symbols' own draws."""
+    batch, most = len(channel_uses), max(channel_uses, default=0)
     if not channel.noisy:
         return torch.full((batch,), math.inf)
     snr = 10 ** (snr_db / 10)
-    return channel_uses * torch.log2(1 + gain * snr)
+    uses = torch.tensor(channel_uses, dtype=torch.float32)
+    if not channel.per_symbol:
+        return uses * torch.log2(1 + channel.gains(batch).abs().cpu() ** 2 * snr)
+    per_use = torch.log2(1 + channel.gains(batch, max(most, 1)).abs().cpu() ** 2 * snr)  # [batch, most]
+    counted = torch.arange(per_use.shape[1])[None, :] < uses[:, None]
+    return (per_use * counted).sum(1)

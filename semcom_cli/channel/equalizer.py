@@ -14,9 +14,9 @@ __all__ = ["mmse_equalize", "effective_snr_db", "equalize_symbols"]
 
 
 def mmse_equalize(y: torch.Tensor, h: torch.Tensor, snr_db: torch.Tensor | float) -> torch.Tensor:
-    """y: [B, N] complex, h: [B] complex, snr_db: scalar or [B] → x̂ [B, N] complex."""
+    """y: [B, N] complex, h: [B] or [B, N] complex, snr_db: scalar or [B] → x̂ [B, N] complex."""
     no = noise_variance(snr_db, y.device).reshape(-1, 1)
-    h = h.reshape(-1, 1)
+    h = h.reshape(y.shape[0], -1)
     return torch.conj(h) * y / (h.abs() ** 2 + no)
 
 
@@ -28,8 +28,13 @@ def effective_snr_db(h: torch.Tensor, snr_db: torch.Tensor | float) -> torch.Ten
 
 def equalize_symbols(y: torch.Tensor, h: torch.Tensor, snr_db: torch.Tensor | float
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Received packets [B, T, m, 2] → equalised symbols [B, T, m, 2] and effective SNR [B] (dB)."""
+    """Received packets [B, T, m, 2] → equalised symbols [B, T, m, 2] and effective SNR (dB): [B] for
+    block fading (h [B]); per token, [B, T], for per-symbol gains (h [B, T, m]: the token's mean |h|²)."""
     b = y.shape[0]
-    snr = torch.as_tensor(snr_db, dtype=torch.float32, device=y.device).expand(b)
+    snr = torch.as_tensor(snr_db, dtype=torch.float32, device=y.device).reshape(-1)
+    snr = snr.expand(b) if snr.numel() == 1 else snr
     x_hat = mmse_equalize(to_complex(y).reshape(b, -1), h, snr)
+    if h.dim() == 3:
+        power = h.abs().pow(2).mean(-1).clamp_min(1e-12)  # [B, T]
+        return to_real(x_hat).reshape(y.shape), snr[:, None] + 10.0 * torch.log10(power)
     return to_real(x_hat).reshape(y.shape), effective_snr_db(h, snr)

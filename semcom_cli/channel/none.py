@@ -16,5 +16,5 @@ class NoChannel(Channel):
     name = "none"
     noisy = False
 
-    def gains(self, batch: int) -> torch.Tensor:
+    def gains(self, batch: int, n: int = 1) -> torch.Tensor:
         return torch.ones(batch, dtype=torch.complex64, device=self.device)

@@ -30,6 +30,6 @@ class Rician(Channel):
     def params(self) -> dict:
         return {"rician_k": self.k}
 
-    def gains(self, batch: int) -> torch.Tensor:
+    def gains(self, batch: int, n: int = 1) -> torch.Tensor:
         los = math.sqrt(self.k / (self.k + 1.0))
         return (los + math.sqrt(1.0 / (self.k + 1.0)) * rayleigh_gains(batch, self.device)).to(torch.complex64)

@@ -30,8 +30,6 @@ def run(
     threshold: Optional[float] = typer.Option(
         None, "--threshold", help="--share: tokens within this relative distance are shared [default: 0.35; "
                                   "text: only equal tokens]."),
-    power_neutral: bool = typer.Option(False, "--power-neutral", help="--share: share only what needs no more "
-                                                                      "power than separate sending."),
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
 ):
@@ -44,9 +42,9 @@ def run(
     if share:
         if text is not None:
             raise SemcomError("--share takes one text file per user, not --text")
-        return _encode_share(inputs, t, output, threshold, power_neutral, checkpoint, device)
-    if threshold is not None or power_neutral:
-        raise SemcomError("--threshold and --power-neutral apply to --share only")
+        return _encode_share(inputs, t, output, threshold, checkpoint, device)
+    if threshold is not None:
+        raise SemcomError("--threshold applies to --share only")
     if len(inputs) > 1:
         raise SemcomError(f"{len(inputs)} inputs: encode one at a time, or add --share for several users")
     source = inputs[0] if inputs else None
@@ -91,7 +89,7 @@ def _read_single(t, source: Optional[str], text: Optional[str]):
     return image_from_bytes(*read_input_bytes(source, "image")), source
 
 
-def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float], neutral: bool,
+def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float],
                   checkpoint: Optional[Path], device: Optional[str]) -> None:
     from ..data import image_from_bytes, sentence_from_bytes
     from ..transmitter import encode_share_set
@@ -121,8 +119,7 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
         contents = [image_from_bytes(raw, name) for raw, name in raws]
     model = SemcomModel.from_pretrained(checkpoint, device=device)
     with spinner("encoding the users' content"):
-        plan, public, private = encode_share_set(model, t, contents, [Path(p).name for p in inputs], threshold,
-                                                 neutral)
+        plan, public, private = encode_share_set(model, t, contents, [Path(p).name for p in inputs], threshold)
     write_share_set(folder, public, private)
     m = model.symbols_per_token
     uses = accounting(plan, m, [1] * plan.n_users)

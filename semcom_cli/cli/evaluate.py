@@ -47,7 +47,7 @@ _FLAGS = {"tasks": "--task", "snrs": "--snr", "channels": "--channel", "channel_
 def run(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Comma list of tasks: vqa,caption,text,vqa-rephrased (reworded questions). [default: vqa]"),
     snr: Optional[str] = typer.Option(None, "--snr", help="Comma list of SNRs (dB). [default: -5,0,10,20]"),
-    channel: Optional[str] = typer.Option(None, "--channel", help="Comma list: awgn,rayleigh,rician. [default: awgn]"),
+    channel: Optional[str] = typer.Option(None, "--channel", help="Comma list: awgn,rayleigh,rayleigh-iid,rician,none. [default: awgn]"),
     channel_uses: Optional[str] = typer.Option(
         None, "--channel-uses", help="Comma list of complex channel uses per packet for the baselines; "
                                      "'matched' = the checkpoint's own. [default: matched]"),
@@ -75,8 +75,6 @@ def run(
                                  help="--share: comma list of scenarios (how related the users' scenes are)."),
     threshold: Optional[float] = typer.Option(None, "--threshold",
                                               help="--share: relative distance under which tokens are shared."),
-    power_neutral: bool = typer.Option(False, "--power-neutral",
-                                       help="--share: share only what needs no more power than separate sending."),
     device: Optional[str] = device_option(),
 ):
     from ..errors import SemcomError
@@ -84,12 +82,12 @@ def run(
     if share:
         if preset or plot or resume or method or channel_uses or mlp_checkpoint or image_codec or mcs:
             raise SemcomError("--share takes --task, --scenario, --users, --channel, --snr, --limit (groups), "
-                              "--seed, --threshold, --power-neutral, --batch-size, --checkpoint, --output, --json")
+                              "--seed, --threshold, --batch-size, --checkpoint, --output, --json")
         from .evaluate_share import share_sweep
 
         share_sweep(checkpoint, task or "vqa", scenario, users, channel or "awgn", snr or "0",
                     100 if limit is None else limit, seed or 0, threshold, batch_size or 64, output, as_json,
-                    power_neutral, device)
+                    device)
         return
     if plot is not None:
         _redraw(plot)

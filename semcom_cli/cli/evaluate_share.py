@@ -29,7 +29,7 @@ def parse_users(text: str) -> list[int]:
 
 def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: str, channels: str, snrs: str,
                 groups: int, seed: int, threshold: Optional[float], batch_size: int, output: Optional[Path],
-                as_json: bool, neutral: bool = False, device: Optional[str] = None) -> None:
+                as_json: bool, device: Optional[str] = None) -> None:
     from ..data import EasyVQA
     from ..evaluation.share import ShareSweep, share_sweep
     from ..models import SemcomModel
@@ -37,7 +37,7 @@ def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: st
 
     sweep = ShareSweep(tuple(parse_names(scenarios)), tuple(parse_users(users)), tuple(parse_names(channels)),
                        tuple(parse_floats(snrs)), groups, seed, task,
-                       DEFAULT_THRESHOLD if threshold is None else threshold, batch_size, neutral).check()
+                       DEFAULT_THRESHOLD if threshold is None else threshold, batch_size).check()
     if output is not None:
         from ..limits import check_output
 

@@ -82,8 +82,8 @@ def _semantic(ctx: MethodContext, task: str, keys: list, point) -> Received:
     uses = (mask.sum(1) * model.symbols_per_token).float().tolist()
     if point.method == "noiseless" or point.snr_db is None:
         return Received(tokens * mask[..., None], mask, [True] * len(keys), uses)
-    y, h = ctx.channel(point.channel).send(model.encode(tokens, mask), point.snr_db)
-    return Received(model.receive(y, h, point.snr_db, mask), mask, [True] * len(keys), uses)
+    y, h = ctx.channel(point.channel).send(model.encode(tokens, mask, modality), point.snr_db)
+    return Received(model.receive(y, h, point.snr_db, mask, modality), mask, [True] * len(keys), uses)
 
 
 def _budgets(ctx: MethodContext, task: str, keys: list, point) -> list[int]:
@@ -127,8 +127,8 @@ def _digital_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list
 def _capacity_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list[int], point):
     from ..channel.digital import capacity_bits
 
-    bits = capacity_bits(1, point.snr_db, ctx.channel(point.channel), len(keys))
-    fit = [int(bits[i] * budgets[i] // 8) if torch.isfinite(bits[i]) else 1 << 30 for i in range(len(keys))]
+    bits = capacity_bits(budgets, point.snr_db, ctx.channel(point.channel))
+    fit = [int(bits[i] // 8) if torch.isfinite(bits[i]) else 1 << 30 for i in range(len(keys))]
     sent = _payloads(ctx, image, keys, fit)
     return sent, list(sent)
 

@@ -24,7 +24,7 @@ from ..data import EasyVQA
 from ..errors import SemcomError
 from ..limits import check_seed
 from ..runtime import versions
-from ..sharing import (DEFAULT_THRESHOLD, effective_snr, encode_parts, plan_sharing, power_neutral, receive_user,
+from ..sharing import (DEFAULT_THRESHOLD, effective_snr, encode_parts, plan_sharing, receive_user,
                        repeats_for, send_separately, send_to_user, user_seed)
 from ..sharing.scenarios import MAX_USERS, check_scenario, draw_groups
 from ..tasks import get_task
@@ -50,7 +50,7 @@ class SharePoint:
 @torch.no_grad()
 def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, seed: int = 0,
                          task: str = "vqa", threshold: float = DEFAULT_THRESHOLD, batch_size: int = 64,
-                         neutral: bool = False, on_progress: Callable[[int, int], None] | None = None) -> dict:
+                         on_progress: Callable[[int, int], None] | None = None) -> dict:
     reps = repeats_for(point.snr_db, model.snr_floor_db)
     channel = make_channel(point.channel, model.preset.channel.model_dump(), model.device)
     drawn = draw_groups(data, point.scenario, point.users, groups, seed, task)
@@ -59,19 +59,17 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
     savings = []
     for g, group in enumerate(drawn):
         tokens, mask = model.image_tokens(data.batch_images([u.image_id for u in group]))
-        whole = model.encode(tokens, mask)  # one encoding serves both schemes
+        whole = model.encode(tokens, mask, "image")  # separate sending: every user's packet alone
         plan = plan_sharing(tokens, mask, threshold)
-        if neutral:
-            plan = power_neutral(whole, plan)
-        packets = encode_parts(whole, plan)
+        packets = encode_parts(model, tokens, plan, "image")
         for u, item in enumerate(group):
             s = user_seed(seed, u, g)
             link = send_to_user(plan, u, packets, point.snr_db, channel, s,
                                 plan.public_repeats([reps] * point.users), reps)
-            shared_tokens.append(receive_user(model, plan, u, link, point.snr_db))
+            shared_tokens.append(receive_user(model, plan, u, link, point.snr_db, "image"))
             y, h = send_separately(whole[u], point.snr_db, channel, s, reps)
             separate_tokens.append(model.receive(y[None], h.reshape(1), effective_snr(point.snr_db, reps),
-                                                 mask[u : u + 1])[0])
+                                                 mask[u : u + 1], "image")[0])
             items.append(item)
         count = plan.channel_uses(model.symbols_per_token, [reps] * point.users)
         for key in uses:
@@ -99,7 +97,7 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
     diff = [a - b for a, b in zip(right["shared"], right["separate"])]
     return {
         "scenario": point.scenario, "users": point.users, "channel": point.channel, "snr_db": point.snr_db,
-        "task": task, "groups": groups, "seed": seed, "threshold": threshold, "power_neutral": neutral,
+        "task": task, "groups": groups, "seed": seed, "threshold": threshold,
         "repeats": reps,
         "channel_uses": {"shared": uses["shared"] / groups, "separate": uses["separate"] / groups,
                          "public": uses["public"] / groups},
@@ -127,7 +125,6 @@ class ShareSweep:
     task: str = "vqa"
     threshold: float = DEFAULT_THRESHOLD
     batch_size: int = 64
-    power_neutral: bool = False
 
     def check(self) -> "ShareSweep":
         """One line naming the first bad setting."""
@@ -139,8 +136,10 @@ class ShareSweep:
             if not 1 <= n <= MAX_USERS:
                 raise SemcomError(f"--users takes numbers of users from 1 to {MAX_USERS} (got {n})")
         for c in self.channels:
-            if not make_channel(check_channel(c)).noisy:
-                raise SemcomError("--share compares schemes over a noisy channel: awgn, rayleigh or rician")
+            kind = make_channel(check_channel(c))
+            if not kind.noisy or kind.per_symbol:
+                raise SemcomError("--share compares schemes over a noisy block-fading channel: awgn, rayleigh or "
+                                  "rician")
         if self.groups < 1:
             raise SemcomError(f"--limit: groups of users per point must be at least 1 (got {self.groups})")
         if self.batch_size < 1:
@@ -164,7 +163,7 @@ def share_sweep(sweep: ShareSweep, model, data: EasyVQA,
     sweep.check()
     run = {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": model.preset.name, "task": sweep.task,
            "groups": sweep.groups, "seed": sweep.seed, "threshold": sweep.threshold,
-           "power_neutral": sweep.power_neutral, "versions": versions(), "snr_floor_db": model.snr_floor_db}
+           "versions": versions(), "snr_floor_db": model.snr_floor_db}
     records = []
     total = sum(2 * p.users * sweep.groups for p in sweep.points)
     finished = 0
@@ -172,7 +171,7 @@ def share_sweep(sweep: ShareSweep, model, data: EasyVQA,
         base = finished
         progress = (lambda d, n: on_progress(base + d, total, point.key)) if on_progress else None
         records.append(evaluate_share_point(model, data, point, sweep.groups, sweep.seed, sweep.task,
-                                            sweep.threshold, sweep.batch_size, sweep.power_neutral, progress))
+                                            sweep.threshold, sweep.batch_size, progress))
         finished += 2 * point.users * sweep.groups
         if on_progress:
             on_progress(finished, total, point.key)

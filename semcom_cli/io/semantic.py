@@ -163,16 +163,28 @@ def _check_shape(sem: SemanticFile, source: str) -> None:
         raise SemcomError(f"{source}: holds no tokens")
 
 
+def _per_symbol(channel: str | None) -> bool:
+    """Whether the channel kind draws a gain per symbol (its file's gain is shaped like its symbols)."""
+    from ..channel import CHANNELS
+
+    kind = CHANNELS.get(channel or "")
+    return bool(kind is not None and kind.per_symbol)
+
+
 def _check_values(sem: SemanticFile, source: str) -> None:
     h = sem.header
     if not all(bool(torch.isfinite(t).all()) for t in sem.tensors.values()):
         raise SemcomError(f"{source}: holds non-finite values (inf or NaN)")
     if h.stage == "transmit":
         missing = [f for f in ("channel", "snr_db", "seed") if getattr(h, f) is None]
-        if missing or "gain" not in sem.tensors or sem.tensors["gain"].shape != (2,):
-            raise SemcomError(f"{source}: a received file needs its channel, snr_db, seed and a [2] 'gain' tensor")
+        gain = sem.tensors.get("gain")
+        per_symbol = _per_symbol(h.channel)
+        shape = tuple(sem.tensors["symbols"].shape) if per_symbol else (2,)
+        if missing or gain is None or tuple(gain.shape) != shape:
+            raise SemcomError(f"{source}: a received file needs its channel, snr_db, seed and a "
+                              f"{list(shape)} 'gain' tensor")
         check_snr_range(h.snr_db)
-        if float(sem.tensors["gain"].pow(2).sum()) == 0.0:
+        if float(gain.double().pow(2).sum()) == 0.0:
             raise SemcomError(f"{source}: the channel gain is zero: nothing of the signal arrived")
     elif "gain" in sem.tensors:
         raise SemcomError(f"{source}: an encoded file has no 'gain' tensor")

@@ -143,6 +143,9 @@ def transmit_share_set(public: SemanticFile, private: list[SemanticFile], snrs: 
                           f"(got {len(snrs)} SNRs and {len(channels)} channels)")
     snrs = snrs * n if len(snrs) == 1 else snrs
     channels = channels * n if len(channels) == 1 else channels
+    for c in channels:  # a user's frame sees one gain (its share of the broadcast and its private part)
+        if c.per_symbol:
+            raise SemcomError(f"share sets are sent over block-fading channels; '{c.name}' fades per symbol")
     private_repeats = [repeats_for(s, public.header.snr_floor_db) for s in snrs]
     public_repeats = plan.public_repeats(private_repeats)
     packets = SharedPackets(public.tensors["symbols"], [p.tensors["symbols"] for p in private],
@@ -202,4 +205,4 @@ def receive_share_user(model, private: SemanticFile, public: SemanticFile | None
         raise SemcomError(f"{private_src}: its repeats must be a whole number ≥ 1")
     link = UserLink(symbols, private.tensors["symbols"], gain_from_real(private.tensors["gain"])[0],
                     public_repeats, repeats, float(header.power_scale))
-    return receive_user(model, plan, header.user, link, float(header.snr_db))
+    return receive_user(model, plan, header.user, link, float(header.snr_db), header.modality)

@@ -53,8 +53,10 @@ class SemcomModel(nn.Module):
                                              grid=p.grid, spline_order=p.spline_order)
             codec_args = dict(embed_dim=embed_dim, symbols_per_token=c.symbols_per_token, hidden=c.hidden,
                               grid=c.grid, spline_order=c.spline_order)
-            self.channel_encoder = ChannelEncoder(**codec_args)
-            self.channel_decoder = ChannelDecoder(**codec_args, context_heads=c.context_heads)
+            self.channel_encoder = ChannelEncoder(**codec_args, encoder_heads=c.encoder_heads, power=c.power,
+                                                  modality_embedding=c.modality_embedding)
+            self.channel_decoder = ChannelDecoder(**codec_args, context_heads=c.context_heads,
+                                                  modality_embedding=c.modality_embedding)
         self.llm: LLM | None = None
         self.name = "untrained"
         self.hash = ""
@@ -165,21 +167,23 @@ class SemcomModel(nn.Module):
             raise SemcomError(f"task '{task.name}' is not one checkpoint {self.name} was trained for "
                               f"({', '.join(self.preset.train.instruct.tasks)})")
 
-    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """semantic tokens [B, T, D] → channel symbols [B, T, m, 2], power 1 per complex symbol."""
-        return self.channel_encoder(tokens, mask)
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor, modality: str,
+               segments: torch.Tensor | None = None) -> torch.Tensor:
+        """semantic tokens [B, T, D] → channel symbols [B, T, m, 2], power 1 per complex symbol.
+        Each row is one packet, coded jointly, or several (``segments`` [B, T]: packet ids)."""
+        return self.channel_encoder(tokens, mask, modality, segments)
 
     # receiver ------------------------------------------------------------
 
     def receive(self, y: torch.Tensor, h: torch.Tensor, snr_db: torch.Tensor | float,
-                mask: torch.Tensor) -> torch.Tensor:
+                mask: torch.Tensor, modality: str) -> torch.Tensor:
         """Equalise and decode received symbols [B, T, m, 2] → semantic tokens [B, T, D]."""
         y, h, mask = y.to(self.device), h.to(self.device), mask.to(self.device)
-        return self.decode(*equalize_symbols(y, h, snr_db), mask)
+        return self.decode(*equalize_symbols(y, h, snr_db), mask, modality)
 
-    def decode(self, x_hat: torch.Tensor, snr_db: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def decode(self, x_hat: torch.Tensor, snr_db: torch.Tensor, mask: torch.Tensor, modality: str) -> torch.Tensor:
         """Equalised symbols [B, T, m, 2] at effective SNR [B] or [B, T] (dB) → semantic tokens [B, T, D]."""
-        tokens = self.channel_decoder(x_hat, snr_db.to(x_hat.device), mask)
+        tokens = self.channel_decoder(x_hat, snr_db.to(x_hat.device), mask, modality)
         return tokens * mask[..., None].to(tokens.dtype)
 
     def answer(self, tasks: list[str], instructions: list[str | None], tokens: torch.Tensor,

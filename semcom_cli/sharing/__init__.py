@@ -2,8 +2,8 @@
 
 from .links import UserLink, effective_snr, receive_user, repeats_for, send_separately, send_to_user, user_seed
 from .plan import (DEFAULT_THRESHOLD, PublicToken, SharedPackets, SharePlan, encode_parts, plan_sharing,
-                   power_neutral, relative_distances)
+                   relative_distances)
 
 __all__ = ["PublicToken", "SharePlan", "SharedPackets", "plan_sharing", "relative_distances", "encode_parts",
-           "power_neutral", "DEFAULT_THRESHOLD", "UserLink", "effective_snr", "repeats_for", "user_seed",
+           "DEFAULT_THRESHOLD", "UserLink", "effective_snr", "repeats_for", "user_seed",
            "send_to_user", "send_separately", "receive_user"]

@@ -89,9 +89,10 @@ def effective_snr(snr_db: float, repeats: int = 1, scale: float = 1.0) -> float:
 
 
 @torch.no_grad()
-def receive_user(model, plan: SharePlan, user: int, link: UserLink, snr_db: float) -> torch.Tensor:
+def receive_user(model, plan: SharePlan, user: int, link: UserLink, snr_db: float, modality: str) -> torch.Tensor:
     """Decode user ``user``'s tokens [T, D]: its public slots from the broadcast, the rest from its
-    private part, each at its own effective SNR."""
+    private part, each at its own effective SNR. These are whole packets (every public packet serving
+    the user, and its private one), decoded together as one frame."""
     t = plan.n_tokens[user]
     symbols = torch.zeros(t, model.symbols_per_token, 2, device=model.device)
     snrs = torch.zeros(t, device=model.device)
@@ -113,4 +114,5 @@ def receive_user(model, plan: SharePlan, user: int, link: UserLink, snr_db: floa
         symbols[rest], snrs[rest] = x_hat[0], snr
     # the whole packet is decoded at once (a context decoder looks across its tokens), each token
     # at its own effective SNR
-    return model.decode(symbols[None], snrs[None], torch.ones(1, t, dtype=torch.long, device=model.device))[0]
+    return model.decode(symbols[None], snrs[None], torch.ones(1, t, dtype=torch.long, device=model.device),
+                        modality)[0]

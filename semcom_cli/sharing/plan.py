@@ -5,8 +5,10 @@ packet of T tokens per user, and the channel code maps each token to its own
 complex symbols. At each token position the users' tokens are grouped by
 relative distance ``‖a − b‖ / max(‖a‖, ‖b‖)`` (complete linkage, so every two
 tokens in a group are within the threshold of each other). A group of two or
-more users becomes one *public* token: the group's medoid, encoded once and
-broadcast. Every other token is *private* and goes to its own user only.
+more users becomes one *public* token: the group's medoid, sent once by
+broadcast. Every other token is *private* and goes to its own user only. Public
+tokens serving the same users are coded as one packet, each user's private
+tokens as another (:func:`encode_parts`).
 
 Why this works on easy-vqa: the trained tokens factorise by attribute (on the
 shipped checkpoint tokens 0 and 2 carry the colour, 1 and 3 the shape; README,
@@ -26,7 +28,7 @@ from ..errors import SemcomError
 from ..limits import MAX_TOKENS
 
 __all__ = ["PublicToken", "SharePlan", "plan_sharing", "relative_distances", "encode_parts", "SharedPackets",
-           "power_neutral", "DEFAULT_THRESHOLD"]
+           "public_segments", "DEFAULT_THRESHOLD"]
 
 # Calibrated on easy-vqa *train* images with the shipped checkpoint (README): tokens of one
 # attribute value lie at 0.05-0.2 of each other, of different values at 0.8 and more.
@@ -156,52 +158,38 @@ def plan_sharing(tokens: torch.Tensor, mask: torch.Tensor, threshold: float = DE
 class SharedPackets:
     """Channel symbols of the public part [P, m, 2] and of each user's private part [Q_u, m, 2].
 
-    Every token keeps the share of power the codec gave it in its user's whole packet; one
-    factor for the whole shared transmission brings its average power (public and private
-    parts together) to 1 per complex symbol, as each separate packet has. The receiver
-    multiplies by ``scale`` (one real number, sent with the plan) to get the symbols back
-    at the codec's scale, so the channel decoder works as trained, at the true SNR.
+    Each part is its own packet for the channel code (:mod:`semcom_cli.models.codec`): the public
+    tokens are coded jointly within each group that serves the same users (``public_segments``),
+    each user's private tokens jointly. Every packet leaves the encoder at average power 1 per
+    complex symbol (with ``power: token``, every token), so the shared transmission has the power
+    of separate sending by construction and ``scale`` is 1; it stays in the files for older sets.
     """
 
     public: torch.Tensor
     private: list[torch.Tensor]
-    scale: float
+    scale: float = 1.0
 
 
-def encode_parts(whole: torch.Tensor, plan: SharePlan) -> SharedPackets:
-    """Split each user's whole-packet symbols [U, T, m, 2] (``model.encode``, each packet at
-    power 1) into the public and private packets of ``plan``."""
-    empty = whole.new_zeros(0, whole.shape[2], 2)
-
-    def stack(rows: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(rows) if rows else empty
-
-    public = stack([whole[p.source, p.index] for p in plan.public])
-    private = [stack([whole[u, t] for t in plan.private_indices(u)]) for u in range(plan.n_users)]
-    power = torch.cat([public.flatten(0, 1), *(x.flatten(0, 1) for x in private)]).pow(2).sum(-1).mean()
-    scale = float(power.clamp_min(1e-12).sqrt())
-    return SharedPackets(public / scale, [x / scale for x in private], scale)
+def public_segments(plan: SharePlan) -> list[int]:
+    """Packet id of each public slot: public tokens serving the same users are one packet, so a
+    user who receives a packet needs every token of it (and the decoder sees the whole packet)."""
+    ids: dict[tuple[int, ...], int] = {}
+    return [ids.setdefault(tuple(sorted(p.users)), len(ids)) for p in plan.public]
 
 
-def power_neutral(whole: torch.Tensor, plan: SharePlan, tolerance: float = 0.01) -> SharePlan:
-    """Drop public tokens, weakest first, until the shared transmission needs no more average
-    power than the codec gave its tokens (so no token is sent below its separate-sending power).
+def encode_parts(model, tokens: torch.Tensor, plan: SharePlan, modality: str) -> SharedPackets:
+    """The packets of ``plan``: tokens [U, T, D] (each user's semantic tokens) → the public packet
+    (the groups' medoids, coded per group of users) and each user's private packet."""
+    m = model.symbols_per_token
+    empty = tokens.new_zeros(0, m, 2)
 
-    Sharing low-power tokens (on the shipped checkpoint: the shape tokens) leaves the
-    high-power ones to fill the transmission, and the power constraint then lowers them all;
-    this policy gives up those savings instead of accuracy. ``whole``: as for :func:`encode_parts`.
-    """
-    energy = whole.pow(2).sum(-1).sum(-1)  # [U, T] per token
-    m = whole.shape[2]
-    public = list(plan.public)
+    def packet(rows: list[torch.Tensor], segments: list[int] | None = None) -> torch.Tensor:
+        if not rows:
+            return empty
+        ones = torch.ones(1, len(rows), dtype=torch.long, device=tokens.device)
+        seg = None if segments is None else torch.tensor([segments], device=tokens.device)
+        return model.encode(torch.stack(rows)[None], ones, modality, seg)[0]
 
-    def mean_power(kept: list[PublicToken]) -> float:
-        shared = {(u, p.index) for p in kept for u in p.users}
-        private = [float(energy[u, t]) for u in range(plan.n_users) for t in range(plan.n_tokens[u])
-                   if (u, t) not in shared]
-        total = sum(private) + sum(float(energy[p.source, p.index]) for p in kept)
-        return total / ((len(private) + len(kept)) * m)
-
-    while public and mean_power(public) > 1.0 + tolerance:
-        public.remove(min(public, key=lambda p: float(energy[p.source, p.index])))
-    return SharePlan(plan.n_tokens, tuple(public), plan.threshold)
+    public = packet([tokens[p.source, p.index] for p in plan.public], public_segments(plan))
+    private = [packet([tokens[u, t] for t in plan.private_indices(u)]) for u in range(plan.n_users)]
+    return SharedPackets(public, private)

@@ -6,8 +6,9 @@ import random
 
 from .base import Task, register_task
 from .rephrase import rephrase
+from .wording import ask
 
-__all__ = ["VQA", "RephrasedVQA"]
+__all__ = ["VQA", "RephrasedVQA", "VariedVQA"]
 
 
 class VQA(Task):
@@ -43,5 +44,29 @@ class RephrasedVQA(VQA):
                 for i in range(len(data.questions))]
 
 
+class VariedVQA(VQA):
+    """vqa on questions in the generator's many wordings (:mod:`.wording`), about captioned images.
+    Trainable: listing it in ``train.instruct.tasks`` trains the adapter on those wordings."""
+
+    name = "vqa-varied"
+
+    @property
+    def tag(self) -> str:
+        return "vqa"
+
+    def items(self, data):
+        """Three questions per captioned image, the same for every run (seeded by the image id)."""
+        out = []
+        for image_id in data.captioned_ids:
+            rng = random.Random(image_id)
+            out += [(image_id, *ask(*data.captions[image_id], rng)) for _ in range(3)]
+        return out
+
+    def train_sample(self, data, rng: random.Random):
+        image_id = data.captioned_ids[rng.randrange(len(data.captioned_ids))]
+        return (image_id, *ask(*data.captions[image_id], rng))
+
+
 register_task(VQA())
 register_task(RephrasedVQA())
+register_task(VariedVQA())

@@ -24,11 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from ..channel import make_channel, seed_channel
+from ..augment import augment_batch, render_shapes
 from ..data import EasyVQA
 from ..models import LLM, SemcomModel
 from ..models.llm import attach_lora
 from ..models.prompting import answer_token_count, instruct_loss
 from ..tasks import get_task
+from ..tasks.shapes import COLORS, SHAPES
 from .trainer import Checkpointing, StepHook, Trainer
 
 __all__ = ["train_align", "train_channel", "train_instruct", "run_stage"]
@@ -69,21 +71,23 @@ def _summary(stage: str, cfg, losses: list[float], started: float) -> dict:
             "seconds": round(time.time() - started, 1)}
 
 
+def caption_token_ids(llm: LLM, color: str, shape: str, n_tokens: int) -> list[int]:
+    """The caption's words as LLM token ids, tiled to fill ``n_tokens`` slots."""
+    token_ids = llm.tokenizer(f" {color} {shape}", add_special_tokens=False)["input_ids"]
+    return (token_ids * n_tokens)[:n_tokens]
+
+
 def caption_targets(llm: LLM, data: EasyVQA, n_tokens: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     """Image ids with captions, their caption token ids tiled to n_tokens, and those tokens' embeddings."""
-    ids, targets = [], []
-    for image_id, (color, shape) in data.captions.items():
-        token_ids = llm.tokenizer(f" {color} {shape}", add_special_tokens=False)["input_ids"]
-        tiled = (token_ids * n_tokens)[:n_tokens]
-        ids.append(image_id)
-        targets.append(torch.tensor(tiled))
-    token_ids = torch.stack(targets)
+    ids = list(data.captions)
+    token_ids = torch.tensor([caption_token_ids(llm, *data.captions[i], n_tokens) for i in ids])
     with torch.no_grad():
         return ids, token_ids.to(llm.device), llm.embed(token_ids)
 
 
 def _vocab_cross_entropy(tokens: torch.Tensor, target_ids: torch.Tensor, vocab: torch.Tensor,
-                         whole_ids: torch.Tensor | None = None, temperature: float = 0.05) -> torch.Tensor:
+                         whole_ids: torch.Tensor | None = None, temperature: float = 0.05,
+                         fraction: float = 1.0) -> torch.Tensor:
     """Cross-entropy of the nearest-word decision (cosine) among the words in the batch.
 
     MSE alone lets a token drift toward the mean embedding (and, through a noisy
@@ -91,35 +95,55 @@ def _vocab_cross_entropy(tokens: torch.Tensor, target_ids: torch.Tensor, vocab: 
     than another one. target_ids: [B, T] token ids, -100 where there is no target.
     ``whole_ids``: the whole batch's ids when tokens are one process's share (the
     words to choose among, and the count to average over, are the whole batch's).
+    ``fraction``: this term's weight (its part of a batch that mixes images and text).
     """
     whole_ids = target_ids if whole_ids is None else whole_ids
     words = torch.unique(whole_ids[whole_ids >= 0])
     valid = target_ids >= 0
     targets = torch.searchsorted(words, target_ids[valid])
     logits = F.normalize(tokens[valid], dim=-1) @ F.normalize(vocab[words], dim=-1).T / temperature
-    return F.cross_entropy(logits, targets, reduction="sum") / int((whole_ids >= 0).sum())
+    if not bool(valid.any()):
+        return tokens.sum() * 0.0
+    return fraction * F.cross_entropy(logits, targets, reduction="sum") / max(int((whole_ids >= 0).sum()), 1)
 
 
 def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
                 checkpointing: Checkpointing | None = None) -> dict:
     cfg = model.preset.train.align
     rng = _seed_all(model.preset.seed)
-    image_ids, target_ids, targets = caption_targets(llm, data, model.preset.projector.n_tokens)
+    n_tokens = model.preset.projector.n_tokens
+    image_ids, target_ids, _ = caption_targets(llm, data, n_tokens)
     vocab = llm.model.get_input_embeddings().weight.detach()
     params = _trainable(model.vision, model.projector)
     trainer = Trainer(params, cfg, rng, on_step, checkpointing)
     model.train()
     started = time.time()
     for step in range(trainer.start, cfg.steps):
-        batch = [rng.randrange(len(image_ids)) for _ in range(cfg.batch_size)]
-        pick = [batch[i] for i in trainer.rows(len(batch))]
-        tokens, mask = model.image_tokens(data.batch_images(image_ids[i] for i in pick))
-        whole = (targets[batch], torch.ones(len(batch), tokens.shape[1], dtype=torch.long, device=tokens.device))
-        loss = (_normalized_mse(tokens, targets[pick], mask, whole)
-                + _vocab_cross_entropy(tokens, target_ids[pick], vocab, target_ids[batch]))
+        images, ids = _align_batch(llm, data, image_ids, target_ids, rng, cfg, n_tokens)
+        r = trainer.rows(len(ids))
+        tokens, mask = model.image_tokens(images[r])
+        whole = (vocab[ids], torch.ones(len(ids), n_tokens, dtype=torch.long, device=tokens.device))
+        loss = (_normalized_mse(tokens, vocab[ids[r]], mask, whole)
+                + _vocab_cross_entropy(tokens, ids[r], vocab, ids))
         trainer.step(loss)
     model.eval()
     return _summary("align", cfg, trainer.losses, started)
+
+
+def _align_batch(llm: LLM, data: EasyVQA, image_ids: list[int], target_ids: torch.Tensor, rng: random.Random,
+                 cfg, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of captioned pictures [B, 3, 64, 64] and their caption token ids [B, n_tokens]: easy-vqa
+    images (an ``augment`` share of them transformed) and a ``rendered`` share of shapes drawn anew."""
+    n_rendered = sum(rng.random() < cfg.rendered for _ in range(cfg.batch_size))
+    batch = [rng.randrange(len(image_ids)) for _ in range(cfg.batch_size - n_rendered)]
+    images = augment_batch(data.batch_images(image_ids[i] for i in batch), rng, cfg.augment)
+    ids = target_ids[batch]
+    if n_rendered:
+        captions = [(rng.choice(COLORS), rng.choice(SHAPES)) for _ in range(n_rendered)]
+        images = torch.cat([images, render_shapes(captions, rng)])
+        rendered_ids = torch.tensor([caption_token_ids(llm, c, s, n_tokens) for c, s in captions])
+        ids = torch.cat([ids, rendered_ids.to(ids.device)])
+    return images, ids
 
 
 def _sentence_batch(model: SemcomModel, sentences: list[str], rng: random.Random, n: int):
@@ -146,6 +170,21 @@ def _draw_snr(rng: random.Random, cfg, n: int) -> torch.Tensor:
     return torch.tensor([rng.uniform(cfg.snr_min, cfg.snr_max) for _ in range(n)])
 
 
+def _random_segments(rng: random.Random, n: int, t: int, split_fraction: float, device) -> torch.Tensor | None:
+    """Packet ids [n, t]: a ``split_fraction`` of the rows is cut at random into two packets (as a
+    share set's public and private parts are), so the joint code also works on any subset."""
+    if split_fraction <= 0:
+        return None
+    rows = [[rng.randrange(2) for _ in range(t)] if rng.random() < split_fraction else [0] * t for _ in range(n)]
+    return torch.tensor(rows, device=device)
+
+
+def _through_codec(model: SemcomModel, channel, tokens, mask, modality, snr, segments=None):
+    """tokens → channel encoder → channel → equaliser + channel decoder → tokens."""
+    y, h = channel.send(model.encode(tokens, mask, modality, segments), snr)
+    return model.receive(y, h, snr, mask, modality)
+
+
 def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
                   checkpointing: Checkpointing | None = None) -> dict:
     cfg = model.preset.train.channel
@@ -167,17 +206,26 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
     for step in range(trainer.start, cfg.steps):
         n_img = cfg.batch_size // 2
         pick = torch.tensor([rng.randrange(len(clean)) for _ in range(n_img)])
-        images = (clean[pick], torch.ones(n_img, n_tokens, dtype=torch.long, device=clean.device))
-        text_tokens, text_mask, text_ids = _sentence_batch(model, sentences, rng, cfg.batch_size - n_img)
-        tokens, mask = _pad_cat(images, (text_tokens, text_mask))
-        word_ids = _pad_cat((caption_ids[pick][..., None], images[1]), (text_ids[..., None], text_mask))[0][..., 0]
-        word_ids = word_ids.masked_fill(mask == 0, -100)
-        snr = _draw_snr(rng, cfg, tokens.shape[0])
-        y, h = _channel_for_step(model, cfg, step).send(model.encode(tokens, mask), snr)
-        received = model.receive(y, h, snr, mask)
-        r = trainer.rows(tokens.shape[0])  # every process draws the whole batch's noise, in step
-        loss = (_normalized_mse(received[r], tokens[r], mask[r], (tokens, mask))
-                + _vocab_cross_entropy(received[r], word_ids[r], vocab, word_ids))
+        images, image_mask = clean[pick], torch.ones(n_img, n_tokens, dtype=torch.long, device=clean.device)
+        image_ids = caption_ids[pick]
+        text, text_mask, text_ids = _sentence_batch(model, sentences, rng, cfg.batch_size - n_img)
+        snr = _draw_snr(rng, cfg, cfg.batch_size)
+        segments = _random_segments(rng, n_img, n_tokens, cfg.split_fraction, clean.device)
+        channel = _channel_for_step(model, cfg, step)
+        # image and text packets are coded apart (the codec knows each packet's modality)
+        received_images = _through_codec(model, channel, images, image_mask, "image", snr[:n_img], segments)
+        received_text = _through_codec(model, channel, text, text_mask, "text", snr[n_img:])
+        r = trainer.rows(cfg.batch_size)  # every process draws the whole batch's noise, in step
+        ri = torch.tensor([i for i in r.tolist() if i < n_img], dtype=torch.long)
+        rt = torch.tensor([i - n_img for i in r.tolist() if i >= n_img], dtype=torch.long)
+        whole = _pad_cat((images, image_mask), (text, text_mask))
+        received, mask = _pad_cat((received_images[ri], image_mask[ri]), (received_text[rt], text_mask[rt]))
+        target, _ = _pad_cat((images[ri], image_mask[ri]), (text[rt], text_mask[rt]))
+        loss = (_normalized_mse(received, target, mask, whole)
+                + _vocab_cross_entropy(received_images[ri], image_ids[ri], vocab, image_ids,
+                                       fraction=cfg.image_word_weight * n_img / cfg.batch_size)
+                + _vocab_cross_entropy(received_text[rt], text_ids[rt], vocab, text_ids,
+                                       fraction=1 - n_img / cfg.batch_size))
         trainer.step(loss)
     model.eval()
     return _summary("channel", cfg, trainer.losses, started)
@@ -191,6 +239,8 @@ def _channel_for_step(model: SemcomModel, cfg, step: int):
 
 def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
                    checkpointing: Checkpointing | None = None) -> dict:
+    """LoRA instruction tuning; with ``joint``, the answer loss also trains the channel codec, so the
+    decoder learns what the LLM needs to answer rather than the embedding MSE alone."""
     cfg = model.preset.train.instruct
     rng = _seed_all(model.preset.seed + 2)
     if not hasattr(llm.model, "peft_config"):
@@ -198,8 +248,13 @@ def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHoo
     for name, p in llm.model.named_parameters():  # a loaded adapter continues training
         p.requires_grad_("lora_" in name)
     params = [p for p in llm.model.parameters() if p.requires_grad]
+    codec = (model.channel_encoder, model.channel_decoder)
+    if cfg.joint:
+        params += _trainable(*codec)
     trainer = Trainer(params, cfg, rng, on_step, checkpointing)
     llm.model.train()
+    for part in codec:
+        part.train(cfg.joint)
     started = time.time()
     for step in range(trainer.start, cfg.steps):
         tasks = [cfg.tasks[rng.randrange(len(cfg.tasks))] for _ in range(cfg.batch_size)]
@@ -208,25 +263,39 @@ def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHoo
         order = sorted(range(len(tasks)), key=lambda i: get_task(tasks[i]).modality == "text")
         tasks = [tasks[i] for i in order]
         samples = [samples[i] for i in order]
-        n_img = sum(get_task(t).modality == "image" for t in tasks)
-        with torch.no_grad():
-            parts = []
-            if n_img:
-                parts.append(model.image_tokens(data.batch_images(s[0] for s in samples[:n_img])))
-            if n_img < len(tasks):
-                parts.append(model.text_tokens([s[0] for s in samples[n_img:]]))
-            tokens, mask = parts[0] if len(parts) == 1 else _pad_cat(*parts)
-            snr = _draw_snr(rng, cfg, len(tasks))
-            y, h = _channel_for_step(model, cfg, step).send(model.encode(tokens, mask), snr)
-            received = model.receive(y, h, snr, mask)
-            noisy = torch.tensor([rng.random() < cfg.channel_fraction for _ in tasks], device=tokens.device)
-            tokens = torch.where(noisy[:, None, None], received, tokens)
+        tokens, mask = _instruct_tokens(model, data, tasks, samples, rng, cfg, step)
         r = trainer.rows(len(tasks))
         loss = instruct_loss(llm, [tasks[i] for i in r], [samples[i][1] for i in r], tokens[r], mask[r],
                              [samples[i][2] for i in r], answer_token_count(llm, [s[2] for s in samples]))
         trainer.step(loss)
     llm.model.eval()
+    model.eval()
     return _summary("instruct", cfg, trainer.losses, started)
+
+
+def _instruct_tokens(model: SemcomModel, data: EasyVQA, tasks: list[str], samples: list, rng: random.Random,
+                     cfg, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's semantic tokens as the LLM receives them: a ``channel_fraction`` of the packets
+    through the codec and channel at random SNRs (with gradients into the codec when ``joint``)."""
+    n_img = sum(get_task(t).modality == "image" for t in tasks)
+    with torch.no_grad():
+        parts = []
+        if n_img:
+            images = data.batch_images(s[0] for s in samples[:n_img])
+            parts.append(("image", *model.image_tokens(augment_batch(images, rng, cfg.augment))))
+        if n_img < len(tasks):
+            parts.append(("text", *model.text_tokens([s[0] for s in samples[n_img:]])))
+    snr = _draw_snr(rng, cfg, len(tasks))
+    noisy = torch.tensor([rng.random() < cfg.channel_fraction for _ in tasks])
+    channel = _channel_for_step(model, cfg, step)
+    out, start = [], 0
+    with torch.set_grad_enabled(cfg.joint):
+        for modality, tokens, mask in parts:
+            rows = slice(start, start + len(tokens))
+            received = _through_codec(model, channel, tokens, mask, modality, snr[rows])
+            out.append((torch.where(noisy[rows, None, None].to(tokens.device), received, tokens), mask))
+            start += len(tokens)
+    return out[0] if len(out) == 1 else _pad_cat(*out)
 
 
 def run_stage(stage: str, model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
