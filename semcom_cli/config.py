@@ -125,7 +125,17 @@ class Backbone(_Strict):
 
 class Vision(_Strict):
     channels: list[int] = [32, 64, 96]
+    # Stride of each conv block (default: 2 for every block, each halving the resolution).
+    strides: Optional[list[Annotated[int, Field(ge=1, le=4)]]] = None
     feature_dim: int = Field(64, gt=0)
+    # "grid": a 4×4 layout of the last feature map; "global": mean and max over the whole picture.
+    pool: Literal["grid", "global"] = "grid"
+
+    @model_validator(mode="after")
+    def _one_stride_per_block(self) -> "Vision":
+        if self.strides is not None and len(self.strides) != len(self.channels):
+            raise ValueError(f"vision.strides has {len(self.strides)} entries, vision.channels {len(self.channels)}")
+        return self
 
 
 class Projector(_Strict):

@@ -379,6 +379,22 @@ def test_an_edited_manifest_changes_the_hash_and_is_refused(world, tmp_path):
     assert SemcomModel.from_pretrained(copy).hash == manifest["hash"]
 
 
+def test_measured_figures_are_recorded_without_changing_the_hash(world, tmp_path):
+    from semcom_cli.errors import SemcomError
+    from semcom_cli.models import SemcomModel
+    from semcom_cli.models.checkpoint import record_metrics
+
+    copy = tmp_path / "ck"
+    shutil.copytree(world.checkpoint, copy)
+    before = json.loads((copy / "manifest.json").read_text())["hash"]
+    assert record_metrics(copy, {"vqa_awgn_0db": 0.97, "command": "semcom evaluate ..."}) == before
+    assert SemcomModel.from_pretrained(copy).hash == before
+    assert json.loads((copy / "manifest.json").read_text())["metrics"]["vqa_awgn_0db"] == 0.97
+    (copy / "vision" / "model.safetensors").write_bytes(b"changed")  # only an intact checkpoint takes figures
+    with pytest.raises(SemcomError, match="not an intact checkpoint"):
+        record_metrics(copy, {})
+
+
 def test_closed_stdin_is_one_line(tmp_path):
     import subprocess
     import sys

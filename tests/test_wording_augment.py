@@ -78,3 +78,20 @@ def test_rendered_shapes_are_deterministic_and_drawn_in_their_colour():
         assert shape_pixels.shape[1] > 30
         median = shape_pixels.median(1).values
         assert median[1] > median[0] + 0.2 and median[1] > median[2] + 0.2  # green dominates
+
+
+def test_a_global_pool_vision_encoder_reads_a_moved_shape_the_same():
+    from semcom_cli.models.vision import VisionEncoder
+
+    torch.manual_seed(0)
+    encoder = VisionEncoder([8, 16, 16, 16], 16, 2, strides=[2, 2, 2, 1], pool="global")
+    grid = VisionEncoder([8, 16, 16], 16, 2)
+    assert "pool" not in grid.config and encoder.config["pool"] == "global"  # older checkpoints still load
+    images = torch.full((2, 3, 64, 64), 0.95)
+    images[0, :, 16:24, 16:24] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]
+    images[1, :, 24:32, 32:40] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]  # moved by the total stride
+    with torch.no_grad():
+        def change(features):
+            return float((features[0] - features[1]).norm() / features[0].norm())
+        # only the picture's border (zero padding) tells the two apart; the 4×4 layout sees the move
+        assert change(encoder(images)) < 0.1 < change(grid(images))

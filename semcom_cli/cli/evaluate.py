@@ -47,7 +47,8 @@ _FLAGS = {"tasks": "--task", "snrs": "--snr", "channels": "--channel", "channel_
 def run(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Comma list of tasks: vqa,caption,text,vqa-rephrased (reworded questions). [default: vqa]"),
     snr: Optional[str] = typer.Option(None, "--snr", help="Comma list of SNRs (dB). [default: -5,0,10,20]"),
-    channel: Optional[str] = typer.Option(None, "--channel", help="Comma list: awgn,rayleigh,rayleigh-iid,rician,none. [default: awgn]"),
+    channel: Optional[str] = typer.Option(None, "--channel",
+                                          help="Comma list: awgn,rayleigh,rayleigh-iid,rician,none. [default: awgn]"),
     channel_uses: Optional[str] = typer.Option(
         None, "--channel-uses", help="Comma list of complex channel uses per packet for the baselines; "
                                      "'matched' = the checkpoint's own. [default: matched]"),

@@ -42,11 +42,12 @@ CHECKPOINT_FORMAT = "semcom-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-HASH_SCHEME = 2  # 1: the files but the manifest; 2: the manifest too
+HASH_SCHEME = 3  # 1: the files but the manifest; 2: the manifest too; 3: but for the measured figures
 # Manifest fields the hash leaves out: the hash itself, and the records of how the run went (loss log,
-# wall-clock seconds, library versions), which differ between bit-identical trainings and decide nothing
-# of what the model computes. Everything else (preset, base model, embed_dim, name) is covered.
-RUN_RECORDS = ("hash", "training", "versions")
+# wall-clock seconds, library versions) and what was measured on it afterwards (``metrics``), which
+# differ between bit-identical trainings and decide nothing of what the model computes. Everything
+# else (preset, base model, embed_dim, name) is covered.
+RUN_RECORDS = {2: ("hash", "training", "versions"), 3: ("hash", "training", "versions", "metrics")}
 
 
 def _files_digest(folder: Path):
@@ -63,7 +64,8 @@ def checkpoint_hash(folder: Path, manifest: dict[str, Any] | None = None) -> str
     if manifest is None:
         manifest = json.loads((folder / "manifest.json").read_text())
     digest = _files_digest(folder)
-    covered = {k: v for k, v in manifest.items() if k not in RUN_RECORDS}
+    left_out = RUN_RECORDS.get(manifest.get("hash_scheme"), RUN_RECORDS[HASH_SCHEME])
+    covered = {k: v for k, v in manifest.items() if k not in left_out}
     digest.update(b"manifest.json")
     digest.update(hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).digest())
     return digest.hexdigest()
@@ -151,7 +153,7 @@ def load_checkpoint(cls, folder: str | Path | None = None, preset_overrides=None
     """Rebuild a ``cls`` (a SemcomModel) from a checkpoint folder, verifying its content hash."""
     folder = Path(folder) if folder is not None else default_checkpoint()
     manifest = read_manifest(folder)
-    if manifest.get("hash_scheme") != HASH_SCHEME:
+    if manifest.get("hash_scheme") not in RUN_RECORDS:
         raise SemcomError(f"{folder}: saved by an older semcom whose hash leaves out manifest.json; check the "
                           f"manifest, then re-hash it once: python -m semcom_cli.models.checkpoint --rehash {folder}")
     digest = checkpoint_hash(folder, manifest)
@@ -202,12 +204,32 @@ def rehash(folder: str | Path) -> str:
     return manifest["hash"]
 
 
+def record_metrics(folder: str | Path, metrics: dict[str, Any]) -> str:
+    """Write the figures measured on a checkpoint (and the commands that measured them) into its
+    manifest's ``metrics``, after checking the checkpoint is intact. The hash leaves them out (scheme
+    3), so it does not change. Returns the hash."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest.get("hash_scheme") != HASH_SCHEME or checkpoint_hash(folder, manifest) != manifest.get("hash"):
+        raise SemcomError(f"{folder}: not an intact checkpoint of hash scheme {HASH_SCHEME} (re-hash it first)")
+    manifest["metrics"] = metrics
+    atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    return manifest["hash"]
+
+
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) != 3 or sys.argv[1] != "--rehash":
-        sys.exit("usage: python -m semcom_cli.models.checkpoint --rehash CHECKPOINT_FOLDER")
+    usage = ("usage: python -m semcom_cli.models.checkpoint --rehash CHECKPOINT_FOLDER\n"
+             "       python -m semcom_cli.models.checkpoint --record-metrics CHECKPOINT_FOLDER METRICS.json")
     try:
-        print(rehash(sys.argv[2]))
+        if len(sys.argv) == 3 and sys.argv[1] == "--rehash":
+            print(rehash(sys.argv[2]))
+        elif len(sys.argv) == 4 and sys.argv[1] == "--record-metrics":
+            from ..io.files import read_json_file
+
+            print(record_metrics(sys.argv[2], read_json_file(sys.argv[3], "json", "metrics JSON file")))
+        else:
+            sys.exit(usage)
     except SemcomError as err:
         sys.exit(f"semcom: error: {err}")

@@ -48,7 +48,8 @@ class SemcomModel(nn.Module):
         p, c = preset.projector, preset.codec
         with torch.random.fork_rng():  # the initial weights follow the preset's seed alone
             torch.manual_seed(preset.seed)
-            self.vision = VisionEncoder(preset.vision.channels, preset.vision.feature_dim, p.n_tokens)
+            self.vision = VisionEncoder(preset.vision.channels, preset.vision.feature_dim, p.n_tokens,
+                                        preset.vision.strides, preset.vision.pool)
             self.projector = build_projector(p.kind, in_dim=preset.vision.feature_dim, embed_dim=embed_dim,
                                              grid=p.grid, spline_order=p.spline_order)
             codec_args = dict(embed_dim=embed_dim, symbols_per_token=c.symbols_per_token, hidden=c.hidden,
