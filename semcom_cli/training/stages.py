@@ -113,13 +113,15 @@ def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook |
     rng = _seed_all(model.preset.seed)
     n_tokens = model.preset.projector.n_tokens
     image_ids, target_ids, _ = caption_targets(llm, data, n_tokens)
+    # the 24 captions a drawn shape can have, tokenised once rather than every step
+    drawn_ids = {(c, s): caption_token_ids(llm, c, s, n_tokens) for c in COLORS for s in SHAPES}
     vocab = llm.model.get_input_embeddings().weight.detach()
     params = _trainable(model.vision, model.projector)
     trainer = Trainer(params, cfg, rng, on_step, checkpointing)
     model.train()
     started = time.time()
     for step in range(trainer.start, cfg.steps):
-        images, ids = _align_batch(llm, data, image_ids, target_ids, rng, cfg, n_tokens)
+        images, ids = _align_batch(data, image_ids, target_ids, drawn_ids, rng, cfg)
         r = trainer.rows(len(ids))
         tokens, mask = model.image_tokens(images[r])
         whole = (vocab[ids], torch.ones(len(ids), n_tokens, dtype=torch.long, device=tokens.device))
@@ -130,8 +132,8 @@ def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook |
     return _summary("align", cfg, trainer.losses, started)
 
 
-def _align_batch(llm: LLM, data: EasyVQA, image_ids: list[int], target_ids: torch.Tensor, rng: random.Random,
-                 cfg, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _align_batch(data: EasyVQA, image_ids: list[int], target_ids: torch.Tensor,
+                 drawn_ids: dict[tuple[str, str], list[int]], rng: random.Random, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of captioned pictures [B, 3, 64, 64] and their caption token ids [B, n_tokens]: easy-vqa
     images (an ``augment`` share of them transformed) and a ``rendered`` share of shapes drawn anew."""
     n_rendered = sum(rng.random() < cfg.rendered for _ in range(cfg.batch_size))
@@ -141,7 +143,7 @@ def _align_batch(llm: LLM, data: EasyVQA, image_ids: list[int], target_ids: torc
     if n_rendered:
         captions = [(rng.choice(COLORS), rng.choice(SHAPES)) for _ in range(n_rendered)]
         images = torch.cat([images, render_shapes(captions, rng)])
-        rendered_ids = torch.tensor([caption_token_ids(llm, c, s, n_tokens) for c, s in captions])
+        rendered_ids = torch.tensor([drawn_ids[c] for c in captions])
         ids = torch.cat([ids, rendered_ids.to(ids.device)])
     return images, ids
 
