@@ -5,7 +5,7 @@ SEMCOM  := $(VENV)/bin/semcom
 CKPT    := checkpoints/semcom-smollm2
 RUNS    := runs
 
-.PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-packet bench bench-share clean
+.PHONY: setup demo test checkpoint checkpoint-mlp bench bench-share clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,25 +34,18 @@ bench: setup
 bench-share: setup
 	$(PY) benchmarks/sharing.py
 
-# Rebuild the shipped checkpoint from the presets (about 27 minutes on 2 CPU cores).
+# Rebuild the shipped checkpoint from presets/smollm2.yaml (about 58 minutes on 2 CPU cores).
 checkpoint: setup
 	$(SEMCOM) align --preset smollm2 -o $(RUNS)/align
 	$(SEMCOM) finetune --stage channel -c $(RUNS)/align -o $(RUNS)/channel
 	$(SEMCOM) finetune --stage instruct -c $(RUNS)/channel -o $(CKPT)
 
 # The MLP-projector ablation (`semcom evaluate --method kan,mlp --mlp-checkpoint runs/semcom-smollm2-mlp`):
-# the same recipe with an MLP in place of the KAN projector. Not committed; about 27 minutes.
+# the same recipe with an MLP in place of the KAN projector. Not committed; about 58 minutes.
 checkpoint-mlp: setup
 	$(SEMCOM) align --preset smollm2-mlp -o $(RUNS)/mlp-align
 	$(SEMCOM) finetune --stage channel -c $(RUNS)/mlp-align -o $(RUNS)/mlp-channel
 	$(SEMCOM) finetune --stage instruct -c $(RUNS)/mlp-channel -o $(RUNS)/semcom-smollm2-mlp
-
-# Issue 14's packet-codec recipe (in progress; README, "The packet-codec recipe"): about 58 minutes
-# on 2 CPU cores. Writes runs/packet/semcom-smollm2, not the shipped checkpoint.
-checkpoint-packet: setup
-	$(SEMCOM) align --preset smollm2-packet -o $(RUNS)/packet/align
-	$(SEMCOM) finetune --stage channel -c $(RUNS)/packet/align -o $(RUNS)/packet/channel
-	$(SEMCOM) finetune --stage instruct -c $(RUNS)/packet/channel -o $(RUNS)/packet/semcom-smollm2
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

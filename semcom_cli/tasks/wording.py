@@ -34,6 +34,8 @@ OPEN_COLOR_FORMS = (
     "which {color} has the {noun}", "how is the {noun} colored", "what {color} is the {shape}",
     "what {color} is this {shape}", "identify the {color} of the {noun}", "say the {color} of the {noun}",
     "what {color} was used for the {noun}", "the {noun}'s {color}, please", "{color} of the {noun}",
+    "what shade is the {noun}", "which hue does the {noun} have", "what {color} would you say it is",
+    "what's this {noun}'s {color}", "how would you describe the {noun}'s {color}",
 )
 OPEN_SHAPE_FORMS = (
     "what {noun} is this", "what is the {noun}{place}", "which {noun} is shown", "what kind of {noun} is it",
@@ -41,7 +43,8 @@ OPEN_SHAPE_FORMS = (
     "what is the {colorname} {noun}", "what is the {colorname} thing{place}", "what's the {noun}{place}",
     "is it a circle, a rectangle or a triangle", "circle, rectangle or triangle", "what geometric shape is{place}",
     "which of circle, rectangle, triangle is it", "tell me the {noun}", "what {noun} does the image contain",
-    "what is drawn{place}", "the {noun}{place} is a what",
+    "what is drawn{place}", "the {noun}{place} is a what", "what form does the {noun} take",
+    "what outline does the {noun} have", "which {noun} can you make out{place}",
 )
 HAS_COLOR = (
     "is the {noun} {value}", "is there a {value} {noun}{place}", "is there anything {value}{place}",
@@ -49,23 +52,36 @@ HAS_COLOR = (
     "is the {noun} colored {value}", "is a {value} {noun} present", "is this {noun} {value}", "is it {value}",
     "does the image have a {value} {noun}", "is the {color} of the {noun} {value}", "would you call the {noun} {value}",
     "is {value} the {color} of the {noun}", "is there some {value} {noun}{place}",
+    "is it true that the {noun} is {value}", "can you spot anything {value}{place}", "is something {value} visible",
+    "does the {noun} look {value}", "am i looking at a {value} {noun}", "is there at least one {value} {noun}",
 )
 LACKS_COLOR = (
     "is there no {value} {noun}{place}", "is the {noun} not {value}", "is no {value} {noun} present",
     "does the image lack a {value} {noun}", "is the {noun}{place} a {color} other than {value}",
     "is the {noun} anything but {value}", "is nothing {value} shown", "does the image contain no {value} {noun}",
     "is there not a {value} {noun}{place}", "is the {color} of the {noun} not {value}",
+    # negation carried by other words than "no" and "not"
+    "is the image without a {value} {noun}", "is {value} absent{place}", "is {value} missing from the image",
+    "is the image free of {value}", "is the image devoid of anything {value}", "is it false that the {noun} is {value}",
+    "is it true that the {noun} isn't {value}", "would you say there's no {value} {noun}", "is the {noun} non-{value}",
+    "there's no {value} {noun}{place}, right", "is {value} lacking{place}", "does the {noun} avoid {value}",
 )
 HAS_SHAPE = (
     "is the {noun} a {value}", "is there a {value}{place}", "does the image contain a {value}", "is this a {value}",
     "do you see a {value}", "is it a {value}", "is the {noun}{place} shaped like a {value}",
     "does the image have a {value} in it", "is a {value} present", "would you call it a {value}",
     "is the thing{place} a {value}", "is there some {value}{place}",
+    "is it true that there is a {value}{place}", "can you spot a {value}{place}", "is a {value} visible",
+    "am i looking at a {value}", "is there at least one {value}{place}", "does the {noun} look like a {value}",
 )
 LACKS_SHAPE = (
     "is there no {value}{place}", "is the {noun} not a {value}", "is no {value} present",
     "does the image lack a {value}", "is the {noun} something other than a {value}", "is it not a {value}",
     "does the image contain no {value}", "is there not a {value}{place}", "is the {noun} anything but a {value}",
+    "is the image without a {value}", "is a {value} absent{place}", "is a {value} missing{place}",
+    "is the image free of any {value} at all", "is the image devoid of a {value}", "is it false that it's a {value}",
+    "is it true that there isn't a {value}{place}", "would you say there's no {value} here", "is the {noun} a non-{value}",
+    "there's no {value}{place}, right", "does the image lack any {value}", "is it wrong to call it a {value}",
 )
 
 
