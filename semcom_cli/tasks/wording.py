@@ -79,9 +79,10 @@ LACKS_SHAPE = (
     "does the image lack a {value}", "is the {noun} something other than a {value}", "is it not a {value}",
     "does the image contain no {value}", "is there not a {value}{place}", "is the {noun} anything but a {value}",
     "is the image without a {value}", "is a {value} absent{place}", "is a {value} missing{place}",
-    "is the image free of any {value} at all", "is the image devoid of a {value}", "is it false that it's a {value}",
-    "is it true that there isn't a {value}{place}", "would you say there's no {value} here", "is the {noun} a non-{value}",
-    "there's no {value}{place}, right", "does the image lack any {value}", "is it wrong to call it a {value}",
+    "is the image free of any {value} at all", "is the image devoid of a {value}",
+    "is it false that it's a {value}", "is it true that there isn't a {value}{place}",
+    "would you say there's no {value} here", "is the {noun} a non-{value}", "there's no {value}{place}, right",
+    "does the image lack any {value}", "is it wrong to call it a {value}",
 )
 
 

@@ -133,7 +133,8 @@ def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook |
 
 
 def _align_batch(data: EasyVQA, image_ids: list[int], target_ids: torch.Tensor,
-                 drawn_ids: dict[tuple[str, str], list[int]], rng: random.Random, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+                 drawn_ids: dict[tuple[str, str], list[int]], rng: random.Random,
+                 cfg) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of captioned pictures [B, 3, 64, 64] and their caption token ids [B, n_tokens]: easy-vqa
     images (an ``augment`` share of them transformed) and a ``rendered`` share of shapes drawn anew."""
     n_rendered = sum(rng.random() < cfg.rendered for _ in range(cfg.batch_size))
