@@ -5,9 +5,12 @@
 For every easy-vqa test image with a derived caption, the image's semantic tokens
 are sent through the codec and channel (seeded), and each received token is read
 as the nearest caption word (cosine, in the LLM's input-embedding space). It
-prints the share of images whose tokens all read as the right words, and the
-normalised MSE of the received tokens: a measure of the channel stage alone,
-before the LLM. Works on any checkpoint from the channel stage on.
+prints the share of images whose tokens all read as the right words; the share
+whose packet, read as a whole, is nearest its own caption (the sum of the 4
+tokens' cosines with each caption's tiled words: the decision the LLM makes, and
+what the channel stage's ``caption_weight`` term trains); and the normalised MSE of
+the received tokens. A measure of the channel stage alone, before the LLM. Works
+on any checkpoint from the channel stage on.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from semcom_cli.channel import seed_channel
 from semcom_cli.models import SemcomModel
 from semcom_cli.data import EasyVQA
 from semcom_cli.channel import make_channel
-from semcom_cli.training.stages import caption_targets
+from semcom_cli.training.stages import caption_classes, caption_targets
 
 
 def main() -> None:
@@ -37,9 +40,11 @@ def main() -> None:
     data = EasyVQA.load("test")
     images, targets, _ = caption_targets(llm, data, model.preset.projector.n_tokens)
     words = torch.unique(targets)
+    classes, caption_vectors = caption_classes(llm, data, len(data.images), model.preset.projector.n_tokens)
+    classes = classes[torch.tensor(images)]
     word_embeddings = F.normalize(llm.model.get_input_embeddings().weight[words].detach(), dim=-1)
     print(f"{len(images)} captioned test images, {len(words)} caption words")
-    print(f"{'channel':>9} {'SNR dB':>7} {'all tokens right':>17} {'NMSE':>7}")
+    print(f"{'channel':>12} {'SNR dB':>7} {'all tokens right':>17} {'packet read right':>18} {'NMSE':>7}")
     with torch.no_grad():
         tokens, mask = model.image_tokens(data.batch_images(images))
         symbols = model.encode(tokens, mask, "image")
@@ -50,8 +55,10 @@ def main() -> None:
                 received = model.receive(y, h, snr, mask, "image")
                 read = words[(F.normalize(received, dim=-1) @ word_embeddings.T).argmax(-1)]
                 right = (read == targets).all(1).float().mean().item()
+                scores = torch.einsum("btd,ctd->bc", F.normalize(received, dim=-1), caption_vectors)
+                packet = (scores.argmax(1) == classes).float().mean().item()
                 nmse = ((received - tokens) ** 2).mean() / (tokens**2).mean()
-                print(f"{channel:>9} {snr:>7g} {right:>16.1%} {nmse.item():>7.3f}")
+                print(f"{channel:>12} {snr:>7g} {right:>16.1%} {packet:>17.1%} {nmse.item():>7.3f}")
 
 
 if __name__ == "__main__":

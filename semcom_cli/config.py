@@ -199,6 +199,9 @@ class ChannelTrain(StageTrain):
     split_fraction: float = Field(0.0, ge=0.0, le=1.0)
     # Weight of the image tokens' nearest-caption-word term against the reconstruction error.
     image_word_weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)
+    # Weight of the packet-level decision: an image packet's tokens read together as one of the 24
+    # captions (as the LLM reads them), so the code may trade one token's error for another's.
+    caption_weight: float = Field(0.0, ge=0.0, allow_inf_nan=False)
 
 
 class InstructTrain(ChannelTrain):
@@ -364,12 +367,43 @@ def _parse_yaml(path: Path) -> dict:
     return data
 
 
+MAX_BASE_DEPTH = 4  # a preset's base may have a base, this many levels at most
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` laid over it, mapping by mapping (a list or value replaces)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _with_base(path: Path, data: dict, seen: tuple[Path, ...] = ()) -> dict:
+    """Resolve ``base: NAME`` (a preset by name, or a path beside this file): the base's fields
+    with this file's laid over them, so an ablation states only what it changes."""
+    if "base" not in data:
+        return data
+    base = data["base"]
+    if not isinstance(base, str) or not base:
+        raise SemcomError(f"{path}: base must name a preset")
+    if len(seen) >= MAX_BASE_DEPTH:
+        raise SemcomError(f"{path}: bases nested more than {MAX_BASE_DEPTH} deep")
+    base_path = Path(base)
+    base_path, base_data = _read_yaml(path.parent / base_path if base_path.suffix else base)
+    if base_path.resolve() in seen + (path.resolve(),):
+        raise SemcomError(f"{path}: base '{base}' leads back to itself")
+    if base_data.get("kind") == "evaluate":
+        raise SemcomError(f"{path}: base '{base}' is an evaluation preset")
+    resolved = _with_base(base_path, base_data, seen + (path.resolve(),))
+    return _merged(resolved, {k: v for k, v in data.items() if k != "base"})
+
+
 def load_preset(name_or_path: str | Path) -> Preset:
-    """Load a model preset by name (``presets/<name>.yaml``) or by path."""
+    """Load a model preset by name (``presets/<name>.yaml``) or by path, its ``base`` resolved."""
     path, data = _read_yaml(name_or_path)
     if data.get("kind") == "evaluate":
         raise SemcomError(f"{path}: an evaluation preset; use it with `semcom evaluate --preset`")
-    return preset_from_dict(data, str(path))
+    return preset_from_dict(_with_base(path, data), str(path))
 
 
 def load_eval_plan(name_or_path: str | Path) -> EvalPlan:

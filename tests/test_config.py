@@ -78,3 +78,33 @@ def test_bad_yaml_file(tmp_path):
         load_preset(bad)
     with pytest.raises(SemcomError, match="preset not found"):
         load_preset("no-such-preset")
+
+
+def test_the_mlp_ablation_differs_from_the_default_recipe_only_in_its_projector():
+    default, ablation = (load_preset(n).model_dump() for n in ("smollm2", "smollm2-mlp"))
+    assert ablation["projector"].pop("kind") == "mlp" and default["projector"].pop("kind") == "kan"
+    assert ablation.pop("name") == "smollm2-mlp"
+    default.pop("name")
+    assert ablation == default
+
+
+def test_a_base_is_laid_under_the_preset(tmp_path):
+    (tmp_path / "parent.yaml").write_text("base: tiny\nseed: 5\ncodec: {hidden: 12}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nname: child\ntrain: {channel: {steps: 3}}\n")
+    child, tiny = load_preset(tmp_path / "child.yaml"), load_preset("tiny")
+    assert (child.name, child.seed, child.codec.hidden, child.train.channel.steps) == ("child", 5, 12, 3)
+    # what no file changes comes from tiny, field by field inside a mapping too
+    assert child.codec.symbols_per_token == tiny.codec.symbols_per_token
+    assert child.train.channel.channels == tiny.train.channel.channels
+
+
+@pytest.mark.parametrize("text, message", [
+    ("base: loop.yaml\n", "leads back to itself"),
+    ("base: 3\n", "base must name a preset"),
+    ("base: ci-bench\n", "evaluation preset"),
+    ("base: nowhere\n", "preset not found: nowhere"),
+])
+def test_a_bad_base_is_refused_in_one_line(tmp_path, text, message):
+    (tmp_path / "loop.yaml").write_text(text)
+    with pytest.raises(SemcomError, match=message):
+        load_preset(tmp_path / "loop.yaml")

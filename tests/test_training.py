@@ -119,6 +119,32 @@ def test_word_cross_entropy_ignores_padding_and_prefers_the_right_word():
                          _vocab_cross_entropy(right, targets, vocab))
 
 
+def test_caption_cross_entropy_reads_the_packet_as_a_whole():
+    """The packet-level term scores captions by all their tokens together: a packet with one token
+    misread alone still reads as its caption, unlike a packet read as another caption;
+    images without a caption add nothing."""
+    from torch.nn import functional as F
+
+    from semcom_cli.training.stages import _caption_cross_entropy
+
+    words = torch.eye(6)  # 3 colours (0-2) and 3 shapes (3-5); captions tile [colour, shape] twice
+    captions = [(c, s) for c in range(3) for s in range(3, 6)]
+    vectors = F.normalize(torch.stack([words[[c, s, c, s]] for c, s in captions]), dim=-1)
+    classes = torch.tensor([captions.index((1, 4)), -1])
+    right = torch.stack([words[[1, 4, 1, 4]], words[[0, 3, 0, 3]]])
+    one_wrong = right.clone()
+    one_wrong[0, 2] = 0.6 * words[1] + 0.8 * words[2]  # alone, this colour token reads as colour 2
+    other = right.clone()
+    other[0] = words[[2, 5, 2, 5]]
+    loss = [_caption_cross_entropy(x, classes, vectors, classes).item() for x in (right, one_wrong, other)]
+    assert loss[0] < 1e-6 and loss[1] < 1e-3 and loss[2] > 10, loss
+    # the uncaptioned second image is ignored, whatever it holds
+    changed = right.clone()
+    changed[1] = torch.randn(4, 6)
+    assert _caption_cross_entropy(changed, classes, vectors, classes).item() == loss[0]
+    assert _caption_cross_entropy(right[1:], classes[1:], vectors, classes[1:]).item() == 0.0
+
+
 class _Killed(Exception):
     pass
 

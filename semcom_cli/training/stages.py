@@ -107,6 +107,37 @@ def _vocab_cross_entropy(tokens: torch.Tensor, target_ids: torch.Tensor, vocab: 
     return fraction * F.cross_entropy(logits, targets, reduction="sum") / max(int((whole_ids >= 0).sum()), 1)
 
 
+def _caption_cross_entropy(tokens: torch.Tensor, classes: torch.Tensor, caption_vectors: torch.Tensor,
+                           whole_classes: torch.Tensor, temperature: float = 0.05,
+                           weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy of the packet-level decision: which caption do all of a packet's tokens read as.
+
+    The score of caption c is the sum over the packet's tokens of their cosine with c's tiled words,
+    the decision the LLM makes when it reads a noisy packet. tokens [B, T, D]; classes [B] (caption
+    index, -1 for an image without one); caption_vectors [C, T, D] unit-norm; ``whole_classes``: the
+    whole batch's classes (the count to average over when tokens are one process's share).
+    """
+    valid = classes >= 0
+    if not bool(valid.any()):
+        return tokens.sum() * 0.0
+    scores = torch.einsum("btd,ctd->bc", F.normalize(tokens[valid], dim=-1), caption_vectors) / temperature
+    count = max(int((whole_classes >= 0).sum()), 1)
+    return weight * F.cross_entropy(scores, classes[valid], reduction="sum") / count
+
+
+def caption_classes(llm: LLM, data: EasyVQA, n_images: int, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's caption index among the 24 (colour, shape) captions (-1: none), and the captions'
+    tiled word embeddings [24, n_tokens, D], unit-norm."""
+    captions = [(c, s) for c in COLORS for s in SHAPES]
+    classes = torch.full((n_images,), -1, dtype=torch.long)
+    for i, caption in data.captions.items():
+        classes[i] = captions.index(tuple(caption))
+    ids = torch.tensor([caption_token_ids(llm, c, s, n_tokens) for c, s in captions])
+    with torch.no_grad():
+        vectors = F.normalize(llm.embed(ids.to(llm.device)), dim=-1)
+    return classes.to(vectors.device), vectors
+
+
 def train_align(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
                 checkpointing: Checkpointing | None = None) -> dict:
     cfg = model.preset.train.align
@@ -199,6 +230,7 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
     caption_ids = torch.full((len(clean), n_tokens), -100, device=clean.device)  # no caption: MSE only
     captioned, target_ids, _ = caption_targets(llm, data, n_tokens)
     caption_ids[torch.tensor(captioned)] = target_ids
+    classes, caption_vectors = caption_classes(llm, data, len(clean), n_tokens)
     vocab = llm.model.get_input_embeddings().weight.detach()
     sentences = data.sentences
     params = _trainable(model.channel_encoder, model.channel_decoder)
@@ -229,6 +261,9 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
                                        fraction=cfg.image_word_weight * n_img / cfg.batch_size)
                 + _vocab_cross_entropy(received_text[rt], text_ids[rt], vocab, text_ids,
                                        fraction=1 - n_img / cfg.batch_size))
+        if cfg.caption_weight:
+            loss = loss + _caption_cross_entropy(received_images[ri], classes[pick][ri], caption_vectors,
+                                                 classes[pick], weight=cfg.caption_weight * n_img / cfg.batch_size)
         trainer.step(loss)
     model.eval()
     return _summary("channel", cfg, trainer.losses, started)
