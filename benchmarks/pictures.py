@@ -31,7 +31,7 @@ def picture_sets(data, llm, n_tokens: int, limit: int):
     """name → (pictures [N, 3, 64, 64], captions [(colour, shape)], caption token ids [N, n_tokens])."""
     from semcom_cli.augment import augment_batch, render_shapes
     from semcom_cli.tasks.shapes import COLORS, SHAPES
-    from semcom_cli.training.stages import caption_token_ids
+    from semcom_cli.models.codebook import caption_token_ids
 
     ids = random.Random(SEED).sample(data.captioned_ids, min(limit, len(data.captioned_ids)))
     captions = [data.captions[i] for i in ids]

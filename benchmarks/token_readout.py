@@ -52,7 +52,7 @@ def main() -> None:
             for snr in (float(s) for s in args.snr.split(",")):
                 seed_channel(args.seed)
                 y, h = make_channel(channel, model.preset.channel.model_dump()).send(symbols, snr)
-                received = model.receive(y, h, snr, mask, "image")
+                received = model.receive(y, h, snr, mask, "image", codebook=False)  # the decoder alone
                 read = words[(F.normalize(received, dim=-1) @ word_embeddings.T).argmax(-1)]
                 right = (read == targets).all(1).float().mean().item()
                 scores = torch.einsum("btd,ctd->bc", F.normalize(received, dim=-1), caption_vectors)

@@ -161,6 +161,10 @@ class Codec(_Strict):
     # The lowest SNR the code is trained for; a link below it repeats its symbols (sharing).
     # Default: the channel stage's train.channel.snr_min.
     snr_floor_db: Optional[float] = Field(None, allow_inf_nan=False)
+    # The receiver reads an image packet as a whole, as one of the 24 captions ("captions"; see
+    # models/codebook.py), at this softmax temperature; "none": the decoder's tokens as they are.
+    image_codebook: Literal["none", "captions"] = "none"
+    codebook_temperature: float = Field(0.05, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> "Codec":

@@ -22,6 +22,7 @@ from ..config import Preset
 from ..errors import SemcomError
 from ..runtime import resolve_device
 from ..tasks import get_task
+from .codebook import caption_embeddings, read_packets
 from .codec import ChannelDecoder, ChannelEncoder
 from .llm import LLM, load_backbone, load_lora
 from .projector import build_projector
@@ -59,6 +60,7 @@ class SemcomModel(nn.Module):
             self.channel_decoder = ChannelDecoder(**codec_args, context_heads=c.context_heads,
                                                   modality_embedding=c.modality_embedding)
         self.llm: LLM | None = None
+        self._captions: torch.Tensor | None = None
         self.name = "untrained"
         self.hash = ""
         self.adapter_dir: Path | None = None
@@ -177,15 +179,27 @@ class SemcomModel(nn.Module):
     # receiver ------------------------------------------------------------
 
     def receive(self, y: torch.Tensor, h: torch.Tensor, snr_db: torch.Tensor | float,
-                mask: torch.Tensor, modality: str) -> torch.Tensor:
+                mask: torch.Tensor, modality: str, codebook: bool = True) -> torch.Tensor:
         """Equalise and decode received symbols [B, T, m, 2] → semantic tokens [B, T, D]."""
         y, h, mask = y.to(self.device), h.to(self.device), mask.to(self.device)
-        return self.decode(*equalize_symbols(y, h, snr_db), mask, modality)
+        return self.decode(*equalize_symbols(y, h, snr_db), mask, modality, codebook)
 
-    def decode(self, x_hat: torch.Tensor, snr_db: torch.Tensor, mask: torch.Tensor, modality: str) -> torch.Tensor:
-        """Equalised symbols [B, T, m, 2] at effective SNR [B] or [B, T] (dB) → semantic tokens [B, T, D]."""
+    def decode(self, x_hat: torch.Tensor, snr_db: torch.Tensor, mask: torch.Tensor, modality: str,
+               codebook: bool = True) -> torch.Tensor:
+        """Equalised symbols [B, T, m, 2] at effective SNR [B] or [B, T] (dB) → semantic tokens [B, T, D].
+        Image packets are then read against the caption codebook when the preset says so
+        (``codebook=False``: the channel decoder's tokens, as the channel stage trains them)."""
         tokens = self.channel_decoder(x_hat, snr_db.to(x_hat.device), mask, modality)
-        return tokens * mask[..., None].to(tokens.dtype)
+        tokens = tokens * mask[..., None].to(tokens.dtype)
+        if codebook and modality == "image" and self.preset.codec.image_codebook == "captions":
+            tokens = read_packets(tokens, mask, self.caption_codebook(), self.preset.codec.codebook_temperature)
+        return tokens
+
+    def caption_codebook(self) -> torch.Tensor:
+        """The 24 captions' tiled word embeddings [24, n_tokens, D] (from the LLM, computed once)."""
+        if self._captions is None:
+            self._captions = caption_embeddings(self.get_llm(), self.preset.projector.n_tokens).to(self.device)
+        return self._captions
 
     def answer(self, tasks: list[str], instructions: list[str | None], tokens: torch.Tensor,
                mask: torch.Tensor, max_new_tokens: int | None = None) -> list[str]:

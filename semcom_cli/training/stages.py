@@ -27,6 +27,7 @@ from ..channel import make_channel, seed_channel
 from ..augment import augment_batch, render_shapes
 from ..data import EasyVQA
 from ..models import LLM, SemcomModel
+from ..models.codebook import CAPTIONS, caption_embeddings, caption_token_ids
 from ..models.llm import attach_lora
 from ..models.prompting import answer_token_count, instruct_loss
 from ..tasks import get_task
@@ -69,12 +70,6 @@ def _summary(stage: str, cfg, losses: list[float], started: float) -> dict:
             "first_loss": losses[0] if losses else None,
             "final_loss": sum(tail) / len(tail) if tail else None,
             "seconds": round(time.time() - started, 1)}
-
-
-def caption_token_ids(llm: LLM, color: str, shape: str, n_tokens: int) -> list[int]:
-    """The caption's words as LLM token ids, tiled to fill ``n_tokens`` slots."""
-    token_ids = llm.tokenizer(f" {color} {shape}", add_special_tokens=False)["input_ids"]
-    return (token_ids * n_tokens)[:n_tokens]
 
 
 def caption_targets(llm: LLM, data: EasyVQA, n_tokens: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
@@ -126,15 +121,12 @@ def _caption_cross_entropy(tokens: torch.Tensor, classes: torch.Tensor, caption_
 
 
 def caption_classes(llm: LLM, data: EasyVQA, n_images: int, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image's caption index among the 24 (colour, shape) captions (-1: none), and the captions'
-    tiled word embeddings [24, n_tokens, D], unit-norm."""
-    captions = [(c, s) for c in COLORS for s in SHAPES]
+    """Each image's caption index in ``CAPTIONS`` (-1: none), and the captions' tiled word
+    embeddings [24, n_tokens, D], unit-norm."""
     classes = torch.full((n_images,), -1, dtype=torch.long)
     for i, caption in data.captions.items():
-        classes[i] = captions.index(tuple(caption))
-    ids = torch.tensor([caption_token_ids(llm, c, s, n_tokens) for c, s in captions])
-    with torch.no_grad():
-        vectors = F.normalize(llm.embed(ids.to(llm.device)), dim=-1)
+        classes[i] = CAPTIONS.index(tuple(caption))
+    vectors = F.normalize(caption_embeddings(llm, n_tokens), dim=-1)
     return classes.to(vectors.device), vectors
 
 
@@ -213,10 +205,10 @@ def _random_segments(rng: random.Random, n: int, t: int, split_fraction: float, 
     return torch.tensor(rows, device=device)
 
 
-def _through_codec(model: SemcomModel, channel, tokens, mask, modality, snr, segments=None):
-    """tokens → channel encoder → channel → equaliser + channel decoder → tokens."""
+def _through_codec(model: SemcomModel, channel, tokens, mask, modality, snr, segments=None, codebook=True):
+    """tokens → channel encoder → channel → equaliser + channel decoder (→ caption codebook) → tokens."""
     y, h = channel.send(model.encode(tokens, mask, modality, segments), snr)
-    return model.receive(y, h, snr, mask, modality)
+    return model.receive(y, h, snr, mask, modality, codebook)
 
 
 def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
@@ -248,7 +240,9 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
         segments = _random_segments(rng, n_img, n_tokens, cfg.split_fraction, clean.device)
         channel = _channel_for_step(model, cfg, step)
         # image and text packets are coded apart (the codec knows each packet's modality)
-        received_images = _through_codec(model, channel, images, image_mask, "image", snr[:n_img], segments)
+        # the stage trains the decoder's own tokens; the caption codebook reads them afterwards
+        received_images = _through_codec(model, channel, images, image_mask, "image", snr[:n_img], segments,
+                                         codebook=False)
         received_text = _through_codec(model, channel, text, text_mask, "text", snr[n_img:])
         r = trainer.rows(cfg.batch_size)  # every process draws the whole batch's noise, in step
         ri = torch.tensor([i for i in r.tolist() if i < n_img], dtype=torch.long)
