@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from semcom_cli.channel import seed_channel
 from semcom_cli.models import SemcomModel
+from semcom_cli.models.codebook import caption_scores
 from semcom_cli.data import EasyVQA
 from semcom_cli.channel import make_channel
 from semcom_cli.training.stages import caption_classes, caption_targets
@@ -55,8 +56,7 @@ def main() -> None:
                 received = model.receive(y, h, snr, mask, "image", codebook=False)  # the decoder alone
                 read = words[(F.normalize(received, dim=-1) @ word_embeddings.T).argmax(-1)]
                 right = (read == targets).all(1).float().mean().item()
-                scores = torch.einsum("btd,ctd->bc", F.normalize(received, dim=-1), caption_vectors)
-                packet = (scores.argmax(1) == classes).float().mean().item()
+                packet = (caption_scores(received, caption_vectors).argmax(1) == classes).float().mean().item()
                 nmse = ((received - tokens) ** 2).mean() / (tokens**2).mean()
                 print(f"{channel:>12} {snr:>7g} {right:>16.1%} {packet:>17.1%} {nmse.item():>7.3f}")
 

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from ..tasks.shapes import COLORS, SHAPES
 
-__all__ = ["CAPTIONS", "caption_token_ids", "caption_embeddings", "read_packets"]
+__all__ = ["CAPTIONS", "caption_token_ids", "caption_embeddings", "caption_scores", "read_packets"]
 
 CAPTIONS = tuple((color, shape) for color in COLORS for shape in SHAPES)
 
@@ -36,6 +36,17 @@ def caption_embeddings(llm, n_tokens: int) -> torch.Tensor:
         return llm.embed(ids)
 
 
+def caption_scores(tokens: torch.Tensor, unit_captions: torch.Tensor,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Each packet's score for each caption [B, C]: the sum over its tokens [B, T, D] of their cosine
+    with the caption's tiled words (``unit_captions`` [C, T, D], unit-norm). The one decision rule
+    the channel stage trains (its packet term) and the receiver reads by; padding (mask 0) adds 0."""
+    unit_tokens = F.normalize(tokens, dim=-1)
+    if mask is not None:
+        unit_tokens = unit_tokens * mask[..., None].to(tokens.dtype)
+    return torch.einsum("btd,ctd->bc", unit_tokens, unit_captions)
+
+
 def read_packets(tokens: torch.Tensor, mask: torch.Tensor, captions: torch.Tensor,
                  temperature: float) -> torch.Tensor:
     """Decoded image tokens [B, T, D] → the posterior-weighted mix of the captions [C, T, D].
@@ -43,7 +54,5 @@ def read_packets(tokens: torch.Tensor, mask: torch.Tensor, captions: torch.Tenso
     Padding (mask 0) takes no part in the scores and stays zero; a packet holding only some of
     the slots (a share set's part) is scored on those slots alone.
     """
-    keep = mask[..., None].to(tokens.dtype)
-    scores = torch.einsum("btd,ctd->bc", F.normalize(tokens, dim=-1) * keep, F.normalize(captions, dim=-1))
-    posterior = torch.softmax(scores / temperature, dim=1)
-    return torch.einsum("bc,ctd->btd", posterior, captions.to(tokens.dtype)) * keep
+    posterior = torch.softmax(caption_scores(tokens, F.normalize(captions, dim=-1), mask) / temperature, dim=1)
+    return torch.einsum("bc,ctd->btd", posterior, captions.to(tokens.dtype)) * mask[..., None].to(tokens.dtype)

@@ -27,7 +27,7 @@ from ..channel import make_channel, seed_channel
 from ..augment import augment_batch, render_shapes
 from ..data import EasyVQA
 from ..models import LLM, SemcomModel
-from ..models.codebook import CAPTIONS, caption_embeddings, caption_token_ids
+from ..models.codebook import CAPTIONS, caption_embeddings, caption_scores, caption_token_ids
 from ..models.llm import attach_lora
 from ..models.prompting import answer_token_count, instruct_loss
 from ..tasks import get_task
@@ -115,7 +115,7 @@ def _caption_cross_entropy(tokens: torch.Tensor, classes: torch.Tensor, caption_
     valid = classes >= 0
     if not bool(valid.any()):
         return tokens.sum() * 0.0
-    scores = torch.einsum("btd,ctd->bc", F.normalize(tokens[valid], dim=-1), caption_vectors) / temperature
+    scores = caption_scores(tokens[valid], caption_vectors) / temperature
     count = max(int((whole_classes >= 0).sum()), 1)
     return weight * F.cross_entropy(scores, classes[valid], reduction="sum") / count
 
