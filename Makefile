@@ -34,14 +34,14 @@ bench: setup
 bench-share: setup
 	$(PY) benchmarks/sharing.py
 
-# Rebuild the shipped checkpoint from presets/smollm2.yaml (about 81 minutes on 2 CPU cores).
+# Rebuild the shipped checkpoint from presets/smollm2.yaml (about 55 minutes on 2 idle CPU cores).
 checkpoint: setup
 	$(SEMCOM) align --preset smollm2 -o $(RUNS)/align
 	$(SEMCOM) finetune --stage channel -c $(RUNS)/align -o $(RUNS)/channel
 	$(SEMCOM) finetune --stage instruct -c $(RUNS)/channel -o $(CKPT)
 
-# The MLP-projector ablation (`semcom evaluate --method kan,mlp --mlp-checkpoint runs/semcom-smollm2-mlp`):
-# the same recipe with an MLP in place of the KAN projector. Not committed; about 81 minutes.
+# The MLP-projector ablation (`semcom evaluate --method semantic,mlp --mlp-checkpoint runs/semcom-smollm2-mlp`):
+# the same recipe with an MLP in place of the KAN projector. Not committed; about 55 minutes.
 checkpoint-mlp: setup
 	$(SEMCOM) align --preset smollm2-mlp -o $(RUNS)/mlp-align
 	$(SEMCOM) finetune --stage channel -c $(RUNS)/mlp-align -o $(RUNS)/mlp-channel

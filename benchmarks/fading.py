@@ -62,13 +62,14 @@ def main() -> None:
     parser.add_argument("--snr", default="0,10", help="average SNRs for the fading checks (dB)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N [default: the preset's, cpu]")
     args = parser.parse_args()
 
     from semcom_cli.data import EasyVQA
     from semcom_cli.evaluation.points import sample_items
     from semcom_cli.models import SemcomModel
 
-    model = SemcomModel.from_pretrained(args.checkpoint)
+    model = SemcomModel.from_pretrained(args.checkpoint, device=args.device)
     model.get_llm()
     data = EasyVQA.load("test")
     items = sample_items(data, "vqa", args.limit, args.seed)

@@ -32,13 +32,14 @@ def main() -> int:
     parser.add_argument("--groups", type=int, default=100)
     parser.add_argument("--snr", type=float, default=0.0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N [default: the preset's, cpu]")
     args = parser.parse_args()
 
     from semcom_cli.models import SemcomModel
     from semcom_cli.data import EasyVQA
     from semcom_cli.evaluation.share import SharePoint, evaluate_share_point
 
-    model = SemcomModel.from_pretrained(args.checkpoint)
+    model = SemcomModel.from_pretrained(args.checkpoint, device=args.device)
     model.get_llm()
     data = EasyVQA.load("test")
     records: dict[tuple[str, int], dict] = {}

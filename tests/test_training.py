@@ -87,6 +87,9 @@ def test_adapter_holds_only_the_weights_and_a_path_free_config(trained, tmp_path
     assert sorted(p.name for p in adapter.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == model.get_llm().model_id  # an id, not a cache path
+    # peft holds the targets in a set, whose order follows the hash seed: saved sorted, the bytes do not
+    targets = config["target_modules"]
+    assert targets == sorted(targets) and set(targets) == set(model.preset.backbone.lora.target_modules)
 
 
 def test_tampered_checkpoint_refused(trained, tmp_path):

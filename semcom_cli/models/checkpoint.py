@@ -118,11 +118,14 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
 def _pin_adapter_base(adapter: Path, model_id: str) -> None:
     # peft records the local cache path of the base model, in its config and in a model-card
     # template; record the model id instead and drop the card, so the adapter's bytes do not
-    # depend on where the cache lives.
+    # depend on where the cache lives. peft keeps target_modules as a set, so its order follows
+    # the process's hash seed: sorted, the same seed gives the same bytes in every process.
     (adapter / "README.md").unlink(missing_ok=True)
     cfg_file = adapter / "adapter_config.json"
     cfg = json.loads(cfg_file.read_text())
     cfg["base_model_name_or_path"] = model_id
+    if isinstance(cfg.get("target_modules"), list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])
     cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
