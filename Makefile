@@ -5,7 +5,7 @@ SEMCOM  := $(VENV)/bin/semcom
 CKPT    := checkpoints/semcom-smollm2
 RUNS    := runs
 
-.PHONY: setup demo test checkpoint checkpoint-mlp bench bench-share clean
+.PHONY: setup demo test checkpoint checkpoint-mlp bench bench-share bench-rate clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,18 +34,26 @@ bench: setup
 bench-share: setup
 	$(PY) benchmarks/sharing.py
 
-# Rebuild the shipped checkpoint from presets/smollm2.yaml (about 55 minutes on 2 idle CPU cores).
+# Importance-aware and SNR-adaptive rate against issue 15's targets (README, "Rate"; about 40 minutes).
+bench-rate: setup
+	$(PY) benchmarks/rate.py
+
+# Rebuild the shipped checkpoint from presets/smollm2.yaml (about 58 minutes on 2 idle CPU cores),
+# then measure its rate table for --channel-uses auto (about 20 minutes).
 checkpoint: setup
 	$(SEMCOM) align --preset smollm2 -o $(RUNS)/align
 	$(SEMCOM) finetune --stage channel -c $(RUNS)/align -o $(RUNS)/channel
-	$(SEMCOM) finetune --stage instruct -c $(RUNS)/channel -o $(CKPT)
+	$(SEMCOM) finetune --stage instruct -c $(RUNS)/channel -o $(RUNS)/instruct
+	$(SEMCOM) finetune --stage rate -c $(RUNS)/instruct -o $(CKPT)
+	$(SEMCOM) rate-table -c $(CKPT) --write
 
 # The MLP-projector ablation (`semcom evaluate --method semantic,mlp --mlp-checkpoint runs/semcom-smollm2-mlp`):
 # the same recipe with an MLP in place of the KAN projector. Not committed; about 55 minutes.
 checkpoint-mlp: setup
 	$(SEMCOM) align --preset smollm2-mlp -o $(RUNS)/mlp-align
 	$(SEMCOM) finetune --stage channel -c $(RUNS)/mlp-align -o $(RUNS)/mlp-channel
-	$(SEMCOM) finetune --stage instruct -c $(RUNS)/mlp-channel -o $(RUNS)/semcom-smollm2-mlp
+	$(SEMCOM) finetune --stage instruct -c $(RUNS)/mlp-channel -o $(RUNS)/mlp-instruct
+	$(SEMCOM) finetune --stage rate -c $(RUNS)/mlp-instruct -o $(RUNS)/semcom-smollm2-mlp
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

@@ -218,10 +218,32 @@ class InstructTrain(ChannelTrain):
     augment: float = Field(0.0, ge=0.0, le=1.0)
 
 
+class RateTrain(ChannelTrain):
+    """The rate stage: the channel stage's loss on variable-rate image packets (channel/repetition.py).
+    Its defaults are the shipped recipe's, so a checkpoint trained before the stage existed (whose
+    saved preset has no such section) gets the recipe's settings."""
+
+    steps: int = Field(1500, ge=0)
+    batch_size: int = Field(64, gt=0)
+    log_every: int = Field(50, gt=0)
+    save_every: int = Field(500, ge=0)
+    snr_min: float = -8.0
+    snr_max: float = 15.0
+    channels: list[NoisyChannelName] = ["awgn", "rayleigh", "rayleigh-iid"]
+    split_fraction: float = Field(0.25, ge=0.0, le=1.0)
+    image_word_weight: float = Field(8.0, ge=0.0, allow_inf_nan=False)
+    caption_weight: float = Field(16.0, ge=0.0, allow_inf_nan=False)
+    # Share of image packets sent at a random rate: each of 1 to 2·T token copies goes to a token drawn
+    # at random, so tokens are left out, sent once or repeated (the rest are sent whole, once).
+    variable_rate: float = Field(0.75, ge=0.0, le=1.0)
+
+
 class Train(_Strict):
     align: AlignTrain = AlignTrain(steps=2000, batch_size=64, lr=3e-3)
     channel: ChannelTrain = ChannelTrain(steps=1500, batch_size=64, lr=3e-3)
     instruct: InstructTrain = InstructTrain(steps=250, batch_size=16, lr=1e-3)
+    # after instruct: the codec learns variable-rate packets (issue 15); 0 steps: the stage is skipped
+    rate: RateTrain = RateTrain(lr=1e-3)
 
 
 class Data(_Strict):
@@ -286,7 +308,10 @@ class EvalPlan(_Strict):
     tasks: list[TaskName] = ["vqa"]
     channels: list[ChannelName] = ["awgn"]
     snrs: list[Annotated[float, Field(ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1])]] = [-5.0, 0.0, 10.0, 20.0]
-    channel_uses: list[Union[Literal["matched"], Annotated[int, Field(gt=0, le=MAX_CHANNEL_USES)]]] = ["matched"]
+    # "auto": the rate table's budget for the SNR (methods uniform and importance)
+    channel_uses: list[Union[Literal["matched", "auto"], Annotated[int, Field(gt=0, le=MAX_CHANNEL_USES)]]] = \
+        ["matched"]
+    target_accuracy: float = Field(0.95, gt=0.0, le=1.0)  # what the auto rate policy aims for
     limit: int = Field(200, ge=0)  # questions (captions, sentences) per point; 0: all
     seed: int = Field(0, ge=0, le=MAX_SEED)
     batch_size: int = Field(64, gt=0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .channel import Channel, check_snr, gain_to_real, seed_channel
+from .channel import Channel, check_snr, gain_to_real, seed_channel, send_repeated
 from .errors import SemcomError
 from .io import SemanticFile
 from .limits import check_seed
@@ -21,7 +21,12 @@ def transmit_file(sem: SemanticFile, channel: Channel, snr_db: float, seed: int,
         raise SemcomError(f"{source}: part of a share set; transmit the whole folder "
                           "(semcom transmit FOLDER -o OUT --snr s0,s1,...)")
     seed_channel(check_seed(seed))
-    y, h = channel.send(sem.tensors["symbols"][None].to(channel.device), check_snr(snr_db))
+    symbols = sem.tensors["symbols"][None].to(channel.device)
+    if sem.header.copies is not None:  # a variable-rate packet: each token's copies, combined (MRC)
+        copies = torch.tensor(sem.header.copies, device=channel.device)[None]
+        y, h = send_repeated(channel, symbols, copies, check_snr(snr_db))
+    else:
+        y, h = channel.send(symbols, check_snr(snr_db))
     if not bool(torch.isfinite(y).all()):
         raise SemcomError(f"{source}: the channel output is not finite at {snr_db:g} dB")
     header = sem.header.received(channel=channel.name, snr_db=snr_db, seed=seed, **channel.params())

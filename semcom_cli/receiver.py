@@ -41,6 +41,13 @@ def decode_file(model, sem: SemanticFile, question: str | None = None, public: S
         from .io.share_set import receive_share_user
 
         tokens = receive_share_user(model, sem, public, source, public_source)[None]
+    elif header.copies is not None:  # variable rate: combined copies, a gain per symbol
+        if not model.reads_captions(header.modality) and min(header.copies) == 0:
+            raise SemcomError(f"{source}: leaves tokens out, which checkpoint {model.name} cannot restore "
+                              f"for {header.modality} packets")
+        copies = torch.tensor(header.copies)[None]
+        tokens = model.receive_repeated(symbols[None], gain_from_real(sem.tensors["gain"]), float(header.snr_db),
+                                        copies, header.modality)
     else:
         mask = torch.ones(1, symbols.shape[0], dtype=torch.long)
         tokens = model.receive(symbols[None], gain_from_real(sem.tensors["gain"]), float(header.snr_db), mask,
@@ -51,6 +58,8 @@ def decode_file(model, sem: SemanticFile, question: str | None = None, public: S
     result = {"answer": answer, "task": header.task, "question": question, "channel": header.channel,
               "snr_db": header.snr_db, "seed": header.seed, "channel_uses": header.channel_uses,
               "source": header.source, "checkpoint": model.name, "checkpoint_hash": model.hash}
+    if header.copies is not None:
+        result.update({"copies": header.copies, "rate": header.rate})
     if header.share_id is not None:
         result.update({"user": header.user, "share_id": header.share_id,
                        "public_channel_uses": public.header.channel_uses if public else 0})

@@ -13,7 +13,7 @@ from .io import SemanticFile, encode_header
 from .io.share_set import build_share_files
 from .sharing import DEFAULT_THRESHOLD, SharePlan, encode_parts, plan_sharing
 
-__all__ = ["encode_single", "encode_share_set"]
+__all__ = ["encode_single", "encode_at_rate", "encode_share_set"]
 
 
 def _inputs(task, contents: list):
@@ -28,6 +28,29 @@ def encode_single(model, task, content, source: str) -> SemanticFile:
     tokens, mask = model.source_tokens(task.modality, _inputs(task, [content]), strict=True)
     symbols = model.encode(tokens, mask, task.modality)[0]
     return SemanticFile({"symbols": symbols}, encode_header(task, model, source, symbols, user=0, role="private"))
+
+
+@torch.no_grad()
+def encode_at_rate(model, task, content, source: str, channel_uses: int | str, question: str | None = None,
+                   snr_feedback: float | None = None, target_accuracy: float = 0.95) -> SemanticFile:
+    """One packet at a variable rate (:mod:`semcom_cli.rate`): a budget (or ``auto``: the checkpoint's
+    rate table picks it from the reported SNR), shared over the tokens by their importance to the
+    question (or the task's instruction; uniform without either). The header records the copies."""
+    from .rate.packets import budget_for, plan_copies
+
+    model.check_task(task)
+    method = "importance" if (question or task.instruction) and model.reads_captions(task.modality) else "uniform"
+    budget = budget_for(model, channel_uses, snr_feedback, target_accuracy,
+                        "importance" if question else "uniform")
+    tokens, mask = model.source_tokens(task.modality, _inputs(task, [content]), strict=True)
+    copies, weights = plan_copies(model, task.name, tokens, mask, [question], budget, importance=True)
+    symbols = model.encode(tokens, (copies > 0).long(), task.modality)[0]
+    rate = {"method": method, "budget": budget, "importance": [round(float(w), 4) for w in weights[0]]}
+    if channel_uses == "auto":
+        rate.update({"policy": "auto", "snr_feedback": snr_feedback, "target_accuracy": target_accuracy})
+    header = encode_header(task, model, source, symbols, user=0, role="private", copies=copies[0].tolist(),
+                           rate=rate)
+    return SemanticFile({"symbols": symbols}, header)
 
 
 @torch.no_grad()

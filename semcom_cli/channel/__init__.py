@@ -9,8 +9,10 @@ from . import awgn, none, rayleigh, rician  # noqa: F401  (each registers its ki
 from .base import (CHANNELS, Channel, check_channel, check_snr, gain_from_real, gain_to_real, make_channel,
                    noise_variance, register_channel, to_complex, to_real)
 from .equalizer import effective_snr_db, equalize_symbols, mmse_equalize
+from .repetition import combined_uses, send_repeated
 from .rng import channel_rng_state, seed_channel, set_channel_rng_state
 
 __all__ = ["CHANNELS", "Channel", "register_channel", "make_channel", "check_channel", "check_snr",
            "noise_variance", "to_complex", "to_real", "gain_to_real", "gain_from_real", "mmse_equalize",
-           "effective_snr_db", "equalize_symbols", "seed_channel", "channel_rng_state", "set_channel_rng_state"]
+           "effective_snr_db", "equalize_symbols", "send_repeated", "combined_uses", "seed_channel",
+           "channel_rng_state", "set_channel_rng_state"]

@@ -2,6 +2,10 @@
 
 With several inputs and --share: one public file (what the users share, sent once) and one
 private file per user, in the folder given by -o.
+
+With --channel-uses: a variable-rate packet; the budget is shared over the tokens by their
+importance to --question (the user's question, known before sending), or to the task's own
+instruction; 'auto' picks the budget from --snr-feedback and the checkpoint's rate table.
 """
 
 from __future__ import annotations
@@ -30,6 +34,16 @@ def run(
     threshold: Optional[float] = typer.Option(
         None, "--threshold", help="--share: tokens within this relative distance are shared [default: 0.35; "
                                   "text: only equal tokens]."),
+    channel_uses: Optional[str] = typer.Option(
+        None, "--channel-uses", help="Variable rate: channel uses for this packet (a multiple of the symbols per "
+                                     "token), or 'auto' (from --snr-feedback and the checkpoint's rate table)."),
+    question: Optional[str] = typer.Option(None, "--question", "-q",
+                                           help="The user's question (vqa), known before sending: the budget "
+                                                "goes to the tokens that answer it."),
+    snr_feedback: Optional[str] = typer.Option(None, "--snr-feedback",
+                                               help="The SNR (dB) the receiver reports, for --channel-uses auto."),
+    target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy",
+                                                    help="What --channel-uses auto aims for (0-1). [default: 0.95]"),
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
 ):
@@ -39,6 +53,9 @@ def run(
     if not t.trainable:  # an evaluation-only task: encode for the task it rewords
         raise SemcomError(f"task '{task}' is for evaluation only (encode for: {', '.join(task_names(True))})")
     inputs = inputs or []
+    rate = _rate_flags(t, channel_uses, question, snr_feedback, target_accuracy)
+    if share and rate is not None:
+        raise SemcomError("--channel-uses applies to one packet, not to --share (a share set has its own rate)")
     if share:
         if text is not None:
             raise SemcomError("--share takes one text file per user, not --text")
@@ -57,16 +74,64 @@ def run(
     check_output(output, [source, checkpoint_folder(checkpoint)])
     from ..io import write_semantic
     from ..models import SemcomModel
-    from ..transmitter import encode_single
+    from ..transmitter import encode_at_rate, encode_single
 
     if t.modality == "text":  # a sentence is checked before the model loads, an image against it after
         content, source = _read_single(t, source, text)
     model = SemcomModel.from_pretrained(checkpoint, device=device)
     if t.modality != "text":
         content, source = _read_single(t, source, text)
-    with spinner("loading the LLM's token embeddings" if t.modality == "text" else "encoding"):
-        sem = encode_single(model, t, content, Path(source).name if source != "-" else "<stdin>")
+    name = Path(source).name if source != "-" else "<stdin>"
+    if rate is not None:
+        if rate["channel_uses"] == "auto":
+            model.rate_table()  # no table: say so before the LLM loads
+        with spinner("weighing the tokens with the LLM and encoding"):
+            sem = encode_at_rate(model, t, content, name, **rate)
+        copies = sem.header.copies
+        console.print(f"{sem.header.channel_uses} channel uses: copies per token {copies} "
+                      f"({sem.header.rate['method']})")
+    else:
+        with spinner("loading the LLM's token embeddings" if t.modality == "text" else "encoding"):
+            sem = encode_single(model, t, content, name)
     write_semantic(output, sem)
+
+
+def _rate_flags(t, channel_uses: Optional[str], question: Optional[str], snr_feedback: Optional[str],
+                target_accuracy: Optional[float]) -> Optional[dict]:
+    """The variable-rate settings, checked before anything loads (None: a fixed-rate packet)."""
+    from ..channel import check_snr
+    from ..limits import check_question
+
+    if channel_uses is None:
+        given = [f for f, v in (("--question", question), ("--snr-feedback", snr_feedback),
+                                ("--target-accuracy", target_accuracy)) if v is not None]
+        if given:
+            raise SemcomError(f"{', '.join(given)} shape a variable-rate packet: give --channel-uses (a number or auto)")
+        return None
+    if question is not None:
+        if t.instruction is not None or t.modality == "text":
+            raise SemcomError(f"--question is for the vqa task (task '{t.name}' has its own instruction)")
+        if not question.strip():
+            raise SemcomError("--question is empty")
+        question = " ".join(check_question(question).split())
+    if channel_uses == "auto":
+        if snr_feedback is None:
+            raise SemcomError("--channel-uses auto needs the SNR the receiver reports (--snr-feedback)")
+        budget: int | str = "auto"
+    else:
+        if snr_feedback is not None:
+            raise SemcomError("--snr-feedback is read by --channel-uses auto only")
+        try:
+            budget = int(channel_uses)
+        except ValueError:
+            raise SemcomError(f"--channel-uses takes a whole number or 'auto' (got {channel_uses[:40]!r})") from None
+    if target_accuracy is not None and not 0 < target_accuracy <= 1:
+        raise SemcomError(f"--target-accuracy must be in (0, 1] (got {target_accuracy})")
+    if target_accuracy is not None and budget != "auto":
+        raise SemcomError("--target-accuracy is read by --channel-uses auto only")
+    return {"channel_uses": budget, "question": question,
+            "snr_feedback": None if snr_feedback is None else check_snr(snr_feedback),
+            "target_accuracy": 0.95 if target_accuracy is None else target_accuracy}
 
 
 def _read_single(t, source: Optional[str], text: Optional[str]):

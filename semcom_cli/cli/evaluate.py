@@ -24,23 +24,23 @@ def _uses(text: str) -> list:
 
     out = []
     for v in parse_names(text):
-        if v == "matched":
-            out.append("matched")
+        if v in ("matched", "auto"):
+            out.append(v)
             continue
         try:
             n = int(v)
         except ValueError:
             n = 0
         if not 0 < n <= MAX_CHANNEL_USES:
-            raise SemcomError(f"--channel-uses takes positive integers up to {MAX_CHANNEL_USES:,} or 'matched' "
-                              f"(got {v[:40]!r})")
+            raise SemcomError(f"--channel-uses takes positive integers up to {MAX_CHANNEL_USES:,}, 'matched' or "
+                              f"'auto' (got {v[:40]!r})")
         out.append(n)
     return out
 
 
 _FLAGS = {"tasks": "--task", "snrs": "--snr", "channels": "--channel", "channel_uses": "--channel-uses",
           "methods": "--method", "limit": "--limit", "seed": "--seed", "batch_size": "--batch-size",
-          "image_codec": "--image-codec", "mcs": "--mcs"}
+          "image_codec": "--image-codec", "mcs": "--mcs", "target_accuracy": "--target-accuracy"}
 
 
 @fail_cleanly
@@ -50,10 +50,14 @@ def run(
     channel: Optional[str] = typer.Option(None, "--channel",
                                           help="Comma list: awgn,rayleigh,rayleigh-iid,rician,none. [default: awgn]"),
     channel_uses: Optional[str] = typer.Option(
-        None, "--channel-uses", help="Comma list of complex channel uses per packet for the baselines; "
-                                     "'matched' = the checkpoint's own. [default: matched]"),
+        None, "--channel-uses", help="Comma list of complex channel uses per packet for the baselines and the "
+                                     "variable-rate methods; 'matched' = the checkpoint's own; 'auto' = the rate "
+                                     "table's choice (uniform, importance). [default: matched]"),
     method: Optional[str] = typer.Option(
-        None, "--method", "-m", help="Comma list: semantic,mlp,noiseless,digital,capacity. [default: semantic]"),
+        None, "--method", "-m", help="Comma list: semantic,mlp,noiseless,digital,capacity,uniform,importance. "
+                                     "[default: semantic]"),
+    target_accuracy: Optional[float] = typer.Option(
+        None, "--target-accuracy", help="What --channel-uses auto aims for (0-1). [default: 0.95]"),
     limit: Optional[int] = typer.Option(None, "--limit", "-n",
                                         help="Questions (or captions, sentences) per point; 0 = all. [default: 200]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sample and the channel. [default: 0]"),
@@ -81,7 +85,8 @@ def run(
     from ..errors import SemcomError
 
     if share:
-        if preset or plot or resume or method or channel_uses or mlp_checkpoint or image_codec or mcs:
+        if preset or plot or resume or method or channel_uses or mlp_checkpoint or image_codec or mcs \
+                or target_accuracy is not None:
             raise SemcomError("--share takes --task, --scenario, --users, --channel, --snr, --limit (groups), "
                               "--seed, --threshold, --batch-size, --checkpoint, --output, --json")
         from .evaluate_share import share_sweep
@@ -96,7 +101,7 @@ def run(
     flags = {"tasks": task and parse_names(task), "snrs": snr and parse_floats(snr),
              "channels": channel and parse_names(channel), "channel_uses": channel_uses and _uses(channel_uses),
              "methods": method and parse_names(method), "limit": limit, "seed": seed, "batch_size": batch_size,
-             "image_codec": image_codec, "mcs": mcs,
+             "image_codec": image_codec, "mcs": mcs, "target_accuracy": target_accuracy,
              "checkpoint": checkpoint and str(checkpoint), "mlp_checkpoint": mlp_checkpoint and str(mlp_checkpoint)}
     plan = _plan(preset, flags)
     if resume and output is None:

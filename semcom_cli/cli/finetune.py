@@ -1,4 +1,4 @@
-"""Stages 2-3: train the channel codec through the channel, or LoRA instruction tuning."""
+"""Stages 2-4: train the channel codec through the channel, LoRA instruction tuning, or the codec at variable rates."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ NAME = "finetune"
 
 @fail_cleanly
 def run(
-    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct"),
+    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate"),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
     checkpoint: Optional[Path] = checkpoint_option(),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override train.<stage>.steps."),
@@ -28,8 +28,8 @@ def run(
                                 help="Continue the partial run at OUTPUT.partial (its own input and settings)."),
     device: Optional[str] = device_option(),
 ):
-    if stage not in ("channel", "instruct"):
-        raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct; 'semcom align' is stage 1)")
+    if stage not in ("channel", "instruct", "rate"):
+        raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct, rate; 'semcom align' is stage 1)")
     if resume:
         from .stage import resume_from
 

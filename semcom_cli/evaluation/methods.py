@@ -7,6 +7,11 @@
 - ``digital``: separate source and channel coding (:mod:`semcom_cli.channel.digital`),
   then the same receiver model on the decoded image.
 - ``capacity``: the best any separate scheme could do at that SNR and bandwidth.
+- ``uniform``: the semantic pipeline at each requested budget, variable rate (tokens left out or
+  repeated, :mod:`semcom_cli.rate`), every token alike: no question known.
+- ``importance``: the same with the budget shared out by each token's importance to the packet's
+  question, known at the transmitter (one packet per question). ``auto`` as a budget: the
+  checkpoint's rate table picks it from the SNR and ``Settings.target_accuracy``.
 
 A method is registered with :func:`register_method`; ``budgets`` says whether it is
 measured at each requested channel-use budget (the baselines) or at the checkpoint's
@@ -65,6 +70,8 @@ class Method:
     budgets: bool = False      # measured at each requested channel-use budget
     noiseless: bool = False    # measured once per task, without a channel
     checkpoint: str = "main"   # which named checkpoint it runs on ("main" or "mlp")
+    per_question: bool = False  # one packet per (content, question): the transmitter knows the question
+    auto: bool = False         # takes the budget "auto" (the rate table's choice)
 
 
 METHODS: dict[str, Method] = {}
@@ -169,8 +176,32 @@ def _decoded_images(ctx: MethodContext, keys: list, arrived: list[bytes | None],
     return Received(t * m[..., None], m, available, uses, extra=extra)
 
 
+def _at_rate(ctx: MethodContext, task: str, keys: list, point) -> Received:
+    """The semantic pipeline at a budget: copies per token, uniform or by importance (rate package)."""
+    from ..rate.packets import budget_for, plan_copies, send_at_rate
+
+    model = ctx.model
+    modality = get_task(task).modality
+    importance = point.method == "importance"
+    contents = [k[0] for k in keys] if importance else keys
+    tokens, mask = model.source_tokens(modality, ctx.inputs(task, contents))
+    if point.channel_uses is None:  # "matched": the checkpoint's own count per packet
+        budget = model.channel_uses(modality, contents)
+    else:
+        budget = budget_for(model, point.channel_uses, point.snr_db, ctx.settings.target_accuracy, point.method)
+    copies, _ = plan_copies(model, task, tokens, mask, [k[1] for k in keys] if importance else [None] * len(keys),
+                            budget, importance)
+    received, llm_mask = send_at_rate(model, ctx.channel(point.channel), tokens, copies, modality, point.snr_db)
+    uses = (copies.sum(1) * model.symbols_per_token).float().tolist()
+    extra = {"auto_budget": budget, "target_accuracy": ctx.settings.target_accuracy} \
+        if point.channel_uses == "auto" else None
+    return Received(received, llm_mask, [True] * len(keys), uses, extra=extra)
+
+
 register_method(Method("semantic", _semantic))
 register_method(Method("mlp", _semantic, checkpoint="mlp"))
 register_method(Method("noiseless", _semantic, noiseless=True))
 register_method(Method("digital", _separate, budgets=True))
 register_method(Method("capacity", _separate, budgets=True))
+register_method(Method("uniform", _at_rate, budgets=True, auto=True))
+register_method(Method("importance", _at_rate, budgets=True, per_question=True, auto=True))

@@ -38,7 +38,7 @@ class Point:
     task: str
     channel: str
     snr_db: float | None
-    channel_uses: int | None
+    channel_uses: int | str | None  # "auto": the rate table's choice (methods that take it)
 
     @property
     def key(self) -> str:
@@ -56,6 +56,7 @@ class Settings:
     batch_size: int = 64
     image_codec: str = "webp"
     mcs: str = "auto"
+    target_accuracy: float = 0.95  # what the auto rate policy aims for
 
 
 def _check_method(name: str) -> str:
@@ -73,7 +74,7 @@ def plan_points(methods: list[str], tasks: list[str], channels: list[str], snrs:
     channels = [check_channel(c) for c in channels]
     snrs = [check_snr(s) for s in snrs]
     for u in channel_uses:
-        if u is not None and u <= 0:
+        if u is not None and u != "auto" and u <= 0:
             raise SemcomError(f"channel uses must be positive (got {u})")
     points = []
     for method in methods:
@@ -82,6 +83,8 @@ def plan_points(methods: list[str], tasks: list[str], channels: list[str], snrs:
                 points.append(Point(method, task, "none", None, None))
                 continue
             budgets = channel_uses if METHODS[method].budgets else [None]
+            if not METHODS[method].auto:  # the rate table's choice means nothing to the baselines
+                budgets = [u for u in budgets if u != "auto"]
             points += [Point(method, task, channel, snr, u) for channel in channels for snr in snrs for u in budgets]
     return list(dict.fromkeys(points))  # drop repeats, keep order
 
@@ -128,7 +131,10 @@ def evaluate_point(models: dict, data: EasyVQA, point: Point, settings: Settings
         raise SemcomError(f"method '{point.method}' needs the MLP-projector checkpoint (--mlp-checkpoint)")
     model = models[method.checkpoint]
     items = sample_items(data, point.task, settings.limit, settings.seed)
-    keys = sorted({k for k, _, _ in items}, key=str)
+    def packet(item):  # which packet answers an item: its content, or (content, question)
+        return (item[0], item[1]) if method.per_question else item[0]
+
+    keys = sorted({packet(item) for item in items}, key=str)
     index = {k: i for i, k in enumerate(keys)}
     seed_channel(settings.seed)  # every point sees the same channel draws: paired comparisons
     received = method.receive(MethodContext(model, data, settings), point.task, keys, point)
@@ -140,7 +146,7 @@ def evaluate_point(models: dict, data: EasyVQA, point: Point, settings: Settings
     done = 0
     for b in mine:
         chunk = list(range(batches[b], min(batches[b] + settings.batch_size, len(items))))
-        answers = _answers(model, point.task, [items[i] for i in chunk], [index[items[i][0]] for i in chunk],
+        answers = _answers(model, point.task, [items[i] for i in chunk], [index[packet(items[i])] for i in chunk],
                            received)
         for i, a in zip(chunk, answers):
             predictions[i] = a
@@ -148,16 +154,16 @@ def evaluate_point(models: dict, data: EasyVQA, point: Point, settings: Settings
         if on_progress:
             on_progress(done, mine_total)
     predictions = shard.merge(predictions)
-    return _record(point, items, predictions, received, index, settings, model if method.checkpoint != "main"
-                   else None)
+    return _record(point, items, predictions, received, [index[packet(item)] for item in items], settings,
+                   model if method.checkpoint != "main" else None)
 
 
-def _record(point: Point, items: list, predictions: list[str], received: Received, index: dict,
+def _record(point: Point, items: list, predictions: list[str], received: Received, rows: list[int],
             settings: Settings, other_model=None) -> dict:
     references = [r for _, _, r in items]
     record = asdict(point)
     record.update({
-        "channel_uses_mean": sum(received.uses[index[k]] for k, _, _ in items) / len(items),
+        "channel_uses_mean": sum(received.uses[r] for r in rows) / len(items),
         "metrics": task_metrics(point.task, predictions, references, seed=settings.seed),
         "examples": [{"instruction": q, "prediction": p, "reference": r}
                      for (_, q, r), p in list(zip(items, predictions))[:3]],

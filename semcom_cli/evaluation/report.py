@@ -49,7 +49,8 @@ def check_point_record(point, where: str) -> None:
         raise SemcomError(f"{where}: not a point record of semcom evaluate")
     snr = point.get("snr_db")
     if (not isinstance(snr, (int, float)) and not (snr is None and point["channel"] == "none")) or not isinstance(
-            point.get("channel_uses"), (int, type(None))) or not point["metrics"]:
+            point.get("channel_uses"), (int, type(None))) and point.get("channel_uses") != "auto" \
+            or not point["metrics"]:
         raise SemcomError(f"{where}: not a point record of semcom evaluate")
     for name, m in point["metrics"].items():
         if not (isinstance(m, dict) and isinstance(m.get("value"), (int, float)) and isinstance(m.get("n"), int)
@@ -62,9 +63,13 @@ def metric_names(points: list[dict]) -> list[str]:
     return list(dict.fromkeys(m for p in points for m in p["metrics"]))
 
 
+_BUDGETED = ("digital", "capacity", "uniform", "importance")  # methods measured at each budget
+_RATE = ("uniform", "importance")  # the semantic pipeline at a variable rate
+
+
 def point_label(p: dict) -> str:
-    """A method's line in plots: baselines carry their channel-use budget."""
-    if p["method"] in ("digital", "capacity"):
+    """A method's line in plots: budgeted methods carry their channel-use budget."""
+    if p["method"] in _BUDGETED:
         uses = "matched" if p["channel_uses"] is None else p["channel_uses"]
         return f"{p['method']} ({uses} uses)"
     return p["method"]
@@ -143,6 +148,7 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
                         ax.axhline(s * p["metrics"][metric]["value"], linestyle="--", color="gray", label="noiseless")
                 _label(ax, "SNR (dB), Es/N0 per complex channel use", metric, f"{task} over {channel}", 8)
                 save(fig, f"{task}-{metric}-{channel}-vs-snr")
+            _rate_plots(plt, task_points, task, metric, channels, save)
             bandwidth = [p for p in task_points if p["method"] in ("digital", "capacity") and metric in p["metrics"]]
             if len({p["channel_uses_mean"] for p in bandwidth}) > 1:
                 for channel in channels:
@@ -164,6 +170,35 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
                     _label(ax, "complex channel uses per packet", metric, f"{task} over {channel}", 7)
                     save(fig, f"{task}-{metric}-{channel}-vs-channel-uses")
     return written
+
+
+def _rate_plots(plt, points: list[dict], task: str, metric: str, channels: list[str], save) -> None:
+    """Metric against channel uses for the variable-rate methods: one curve per (method, SNR) over
+    the fixed budgets, the auto policy's points marked with a star."""
+    rate = [p for p in points if p["method"] in _RATE and metric in p["metrics"]]
+    if len({p["channel_uses"] for p in rate if p["channel_uses"] != "auto"}) < 2:
+        return
+    s = _scale(metric)
+    for channel in channels:
+        here = [p for p in rate if p["channel"] == channel]
+        if not here:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for colour, snr in enumerate(sorted({p["snr_db"] for p in here})):
+            for method in _RATE:
+                line = sorted((p for p in here if p["method"] == method and p["snr_db"] == snr
+                               and p["channel_uses"] != "auto"), key=lambda p: p["channel_uses_mean"])
+                if line:
+                    ax.plot([p["channel_uses_mean"] for p in line], [s * p["metrics"][metric]["value"] for p in line],
+                            marker="o", color=f"C{colour}", linestyle="-" if method == "importance" else ":",
+                            label=f"{method} {snr:g} dB")
+                for p in here:
+                    if p["method"] == method and p["snr_db"] == snr and p["channel_uses"] == "auto":
+                        ax.scatter([p["channel_uses_mean"]], [s * p["metrics"][metric]["value"]], marker="*",
+                                   s=120, color=f"C{colour}", edgecolors="black", zorder=3)
+        ax.set_xscale("log", base=2)
+        _label(ax, "complex channel uses per packet (★: auto policy)", metric, f"{task} over {channel}", 7)
+        save(fig, f"{task}-{metric}-{channel}-rate")
 
 
 def plot_share(doc: dict, stem: Path) -> list[Path]:

@@ -49,7 +49,7 @@ def sweep_settings(plan: EvalPlan) -> tuple[list[Point], Settings]:
         raise SemcomError(f"unknown image codec '{plan.image_codec}' (choose from: {', '.join(CODECS)})")
     choose_mcs(0.0, plan.mcs)
     return points, Settings(limit=plan.limit or None, seed=plan.seed, batch_size=plan.batch_size,
-                            image_codec=plan.image_codec, mcs=plan.mcs)
+                            image_codec=plan.image_codec, mcs=plan.mcs, target_accuracy=plan.target_accuracy)
 
 
 def _run_record(plan: EvalPlan, models: dict, world: int) -> dict:

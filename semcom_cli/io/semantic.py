@@ -13,6 +13,11 @@ Tensors by stage:
 - ``transmit``: ``symbols`` [T, m, 2] channel output y = h·x + n, and ``gain`` [2],
   the block-fading coefficient h the receiver is assumed to know (1 for AWGN).
 
+A *variable-rate* packet (``encode --channel-uses``) says in ``copies`` how many times each token
+is sent (0: left out, its symbols zero); its channel uses are ``m · Σ copies``. After ``transmit``
+its ``symbols`` are the copies combined by maximum-ratio combining and ``gain`` is per symbol,
+[T, m, 2] (:mod:`semcom_cli.channel.repetition`); ``rate`` records how the copies were chosen.
+
 Every reader goes through :func:`read_semantic`, and a receiver checks the file
 against its checkpoint with :func:`check_checkpoint`.
 """
@@ -31,7 +36,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..errors import SemcomError
-from ..limits import MAX_SYMBOLS_PER_TOKEN, MAX_TOKENS, check_snr_range
+from ..limits import MAX_CHANNEL_USES, MAX_SYMBOLS_PER_TOKEN, MAX_TOKENS, check_snr_range
 from .files import atomic_write_bytes, read_input_bytes
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Header", "SemanticFile", "read_semantic", "write_semantic",
@@ -76,6 +81,9 @@ class Header(BaseModel):
     n_users: Optional[int] = None
     sources: Optional[list[str]] = None
     token_indices: Optional[list[int]] = None
+    # variable-rate packets (semcom_cli.rate)
+    copies: Optional[list[int]] = None
+    rate: Optional[dict[str, Any]] = None
 
     def received(self, **fields) -> "Header":
         """This header after ``transmit``: stage set and the channel's fields added."""
@@ -154,7 +162,17 @@ def _check_shape(sem: SemanticFile, source: str) -> None:
     if symbols.dim() != 3 or list(symbols.shape[:2]) != [h.n_tokens, h.symbols_per_token]:
         raise SemcomError(f"{source}: symbols of shape {list(symbols.shape)} disagree with the header "
                           f"({h.n_tokens} tokens × {h.symbols_per_token} symbols × 2)")
-    if h.channel_uses != h.n_tokens * h.symbols_per_token:
+    if h.copies is not None:
+        if len(h.copies) != h.n_tokens or any(c < 0 for c in h.copies) or sum(h.copies) < 1 or h.share_id:
+            raise SemcomError(f"{source}: the header's copies per token {str(h.copies)[:60]} do not fit "
+                              f"{h.n_tokens} tokens (one count ≥ 0 each, at least one sent, no share set)")
+        if sum(h.copies) * h.symbols_per_token > MAX_CHANNEL_USES:
+            raise SemcomError(f"{source}: {sum(h.copies) * h.symbols_per_token:,} channel uses is beyond the limit "
+                              f"of {MAX_CHANNEL_USES:,} per packet")
+        if h.channel_uses != sum(h.copies) * h.symbols_per_token:
+            raise SemcomError(f"{source}: the header's channel_uses ({h.channel_uses}) is not the copies sent × "
+                              f"symbols per token")
+    elif h.channel_uses != h.n_tokens * h.symbols_per_token:
         raise SemcomError(f"{source}: the header's channel_uses ({h.channel_uses}) is not tokens × symbols per token")
     if not 1 <= h.symbols_per_token <= MAX_SYMBOLS_PER_TOKEN or h.n_tokens > MAX_TOKENS:
         raise SemcomError(f"{source}: {h.n_tokens} tokens of {h.symbols_per_token} symbols is beyond the limits "
@@ -178,7 +196,7 @@ def _check_values(sem: SemanticFile, source: str) -> None:
     if h.stage == "transmit":
         missing = [f for f in ("channel", "snr_db", "seed") if getattr(h, f) is None]
         gain = sem.tensors.get("gain")
-        per_symbol = _per_symbol(h.channel)
+        per_symbol = _per_symbol(h.channel) or h.copies is not None  # combined copies: a gain per symbol
         shape = tuple(sem.tensors["symbols"].shape) if per_symbol else (2,)
         if missing or gain is None or tuple(gain.shape) != shape:
             raise SemcomError(f"{source}: a received file needs its channel, snr_db, seed and a "
@@ -189,7 +207,13 @@ def _check_values(sem: SemanticFile, source: str) -> None:
     elif "gain" in sem.tensors:
         raise SemcomError(f"{source}: an encoded file has no 'gain' tensor")
     if h.stage == "encode" and h.share_id is None:  # a single packet is sent at average power 1
-        power = float(sem.tensors["symbols"].double().pow(2).sum(-1).mean())
+        symbols = sem.tensors["symbols"].double()
+        if h.copies is not None:  # the tokens sent; a left-out token is all zeros
+            sent = torch.tensor(h.copies) > 0
+            if bool(symbols[~sent].abs().sum() > 0):
+                raise SemcomError(f"{source}: a token with 0 copies holds symbols")
+            symbols = symbols[sent]
+        power = float(symbols.pow(2).sum(-1).mean())
         if abs(power - 1.0) > 0.01:
             raise SemcomError(f"{source}: average power {power:.4g} per complex symbol, not 1 as encode writes")
 
@@ -220,11 +244,12 @@ def write_semantic(path: str | Path, sem: SemanticFile) -> None:
 
 def encode_header(task, model, source: str, symbols: torch.Tensor, **fields) -> Header:
     """The header of an encoded packet of ``symbols`` [T, m, 2]: a single file, or (with the share
-    fields) one file of a share set."""
+    fields) one file of a share set, or (with ``copies``) a variable-rate packet."""
     n, m = int(symbols.shape[0]), int(symbols.shape[1])
+    sent = sum(fields["copies"]) if fields.get("copies") is not None else n
     return Header(stage="encode", task=task.name, modality=task.modality, checkpoint=model.name,
                   checkpoint_hash=model.hash, source=source, n_tokens=n, symbols_per_token=m,
-                  channel_uses=n * m, **fields)
+                  channel_uses=sent * m, **fields)
 
 
 def check_checkpoint(header: Header, model, source: str) -> None:

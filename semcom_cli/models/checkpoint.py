@@ -176,6 +176,7 @@ def load_checkpoint(cls, folder: str | Path | None = None, preset_overrides=None
     model.name = manifest.get("name", folder.name)
     model.hash = digest
     model.base_model_sha256 = manifest.get("base_model", {}).get("sha256")
+    model.metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
     return model
 
 
@@ -207,15 +208,16 @@ def rehash(folder: str | Path) -> str:
     return manifest["hash"]
 
 
-def record_metrics(folder: str | Path, metrics: dict[str, Any]) -> str:
+def record_metrics(folder: str | Path, metrics: dict[str, Any], merge: bool = False) -> str:
     """Write the figures measured on a checkpoint (and the commands that measured them) into its
-    manifest's ``metrics``, after checking the checkpoint is intact. The hash leaves them out (scheme
-    3), so it does not change. Returns the hash."""
+    manifest's ``metrics`` (``merge``: these keys only, the others kept), after checking the
+    checkpoint is intact. The hash leaves them out (scheme 3), so it does not change. Returns the hash."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest.get("hash_scheme") != HASH_SCHEME or checkpoint_hash(folder, manifest) != manifest.get("hash"):
         raise SemcomError(f"{folder}: not an intact checkpoint of hash scheme {HASH_SCHEME} (re-hash it first)")
-    manifest["metrics"] = metrics
+    old = manifest.get("metrics") if merge and isinstance(manifest.get("metrics"), dict) else {}
+    manifest["metrics"] = {**old, **metrics}
     atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest["hash"]
 

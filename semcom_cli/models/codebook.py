@@ -48,11 +48,14 @@ def caption_scores(tokens: torch.Tensor, unit_captions: torch.Tensor,
 
 
 def read_packets(tokens: torch.Tensor, mask: torch.Tensor, captions: torch.Tensor,
-                 temperature: float) -> torch.Tensor:
+                 temperature: float, fill: bool = False) -> torch.Tensor:
     """Decoded image tokens [B, T, D] → the posterior-weighted mix of the captions [C, T, D].
 
-    Padding (mask 0) takes no part in the scores and stays zero; a packet holding only some of
-    the slots (a share set's part) is scored on those slots alone.
+    Slots with mask 0 take no part in the scores; a packet holding only some of the slots (a share
+    set's part, or a variable-rate packet that left tokens out) is scored on those slots alone.
+    Those slots stay zero, or with ``fill`` are filled in from the posterior too: the receiver
+    knows a packet is one caption, so it can restore the slots the transmitter did not send.
     """
     posterior = torch.softmax(caption_scores(tokens, F.normalize(captions, dim=-1), mask) / temperature, dim=1)
-    return torch.einsum("bc,ctd->btd", posterior, captions.to(tokens.dtype)) * mask[..., None].to(tokens.dtype)
+    mixed = torch.einsum("bc,ctd->btd", posterior, captions.to(tokens.dtype))
+    return mixed if fill else mixed * mask[..., None].to(tokens.dtype)

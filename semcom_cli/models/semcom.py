@@ -65,6 +65,7 @@ class SemcomModel(nn.Module):
         self.hash = ""
         self.adapter_dir: Path | None = None
         self.base_model_sha256: str | None = None
+        self.metrics: dict = {}  # what was measured on the checkpoint (its manifest's metrics)
         self.to(resolve_device(preset.device))
 
     # checkpoint folders ----------------------------------------------------
@@ -164,6 +165,12 @@ class SemcomModel(nn.Module):
         """The longest packet this model sends: its image tokens, or its longest sentence."""
         return self.preset.data.max_text_tokens if modality == "text" else self.preset.projector.n_tokens
 
+    def rate_table(self):
+        """The checkpoint's measured rate table (``--channel-uses auto``), or one clear line why not."""
+        from ..rate import RateTable
+
+        return RateTable.from_manifest({"metrics": self.metrics}, self.name)
+
     def check_task(self, task) -> None:
         """Refuse a task this checkpoint's LLM was not instruction-tuned on."""
         if task.tag not in self.preset.train.instruct.tasks:
@@ -185,15 +192,34 @@ class SemcomModel(nn.Module):
         return self.decode(*equalize_symbols(y, h, snr_db), mask, modality, codebook)
 
     def decode(self, x_hat: torch.Tensor, snr_db: torch.Tensor, mask: torch.Tensor, modality: str,
-               codebook: bool = True) -> torch.Tensor:
+               codebook: bool = True, fill: bool = False) -> torch.Tensor:
         """Equalised symbols [B, T, m, 2] at effective SNR [B] or [B, T] (dB) → semantic tokens [B, T, D].
         Image packets are then read against the caption codebook when the preset says so
-        (``codebook=False``: the channel decoder's tokens, as the channel stage trains them)."""
+        (``codebook=False``: the channel decoder's tokens, as the channel stage trains them); with
+        ``fill`` the codebook also fills in the slots the packet left out (mask 0)."""
         tokens = self.channel_decoder(x_hat, snr_db.to(x_hat.device), mask, modality)
         tokens = tokens * mask[..., None].to(tokens.dtype)
-        if codebook and modality == "image" and self.preset.codec.image_codebook == "captions":
-            tokens = read_packets(tokens, mask, self.caption_codebook(), self.preset.codec.codebook_temperature)
+        if codebook and self.reads_captions(modality):
+            tokens = read_packets(tokens, mask, self.caption_codebook(), self.preset.codec.codebook_temperature,
+                                  fill)
         return tokens
+
+    def reads_captions(self, modality: str) -> bool:
+        """Whether the receiver reads this modality's packets against the caption codebook (and can
+        therefore restore tokens a variable-rate packet left out)."""
+        return modality == "image" and self.preset.codec.image_codebook == "captions"
+
+    def receive_repeated(self, y: torch.Tensor, g: torch.Tensor, snr_db: torch.Tensor | float,
+                         repeats: torch.Tensor, modality: str, codebook: bool = True) -> torch.Tensor:
+        """A variable-rate packet's combined observation y [B, T, m, 2] and gain g [B, T, m]
+        (:func:`semcom_cli.channel.send_repeated`) → semantic tokens [B, T, D], every slot filled:
+        each token decoded at its own effective SNR, left-out tokens restored by the codebook."""
+        y, g, repeats = y.to(self.device), g.to(self.device), repeats.to(self.device)
+        sent = (repeats > 0).long()
+        x_hat, snr = equalize_symbols(y, g, snr_db)
+        link = torch.as_tensor(snr_db, dtype=snr.dtype, device=snr.device).reshape(-1, 1).expand_as(snr)
+        snr = torch.where(sent.bool(), snr, link)  # a left-out token's SNR is never read (mask 0)
+        return self.decode(x_hat, snr, sent, modality, codebook, fill=True)
 
     def caption_codebook(self) -> torch.Tensor:
         """The 24 captions' tiled word embeddings [24, n_tokens, D] (from the LLM, computed once)."""

@@ -10,6 +10,9 @@
 3. ``instruct`` a LoRA adapter on the LLM over the instruction template, mixing
                 tasks; most samples pass through the trained codec and channel so the
                 LLM learns to read noisy semantic tokens.
+4. ``rate``     the channel stage's loss again, on variable-rate image packets (tokens
+                left out or repeated), so a packet can be sent at any budget; the LLM is
+                untouched (the caption codebook hands it the same words).
 
 Every stage can snapshot itself after any step (``Checkpointing``, ``ResumeState``)
 and continue from the snapshot to the same weights as an uninterrupted run.
@@ -23,7 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..channel import make_channel, seed_channel
+from ..channel import make_channel, seed_channel, send_repeated
 from ..augment import augment_batch, render_shapes
 from ..data import EasyVQA
 from ..models import LLM, SemcomModel
@@ -34,7 +37,7 @@ from ..tasks import get_task
 from ..tasks.shapes import COLORS, SHAPES
 from .trainer import Checkpointing, StepHook, Trainer
 
-__all__ = ["train_align", "train_channel", "train_instruct", "run_stage"]
+__all__ = ["train_align", "train_channel", "train_instruct", "train_rate", "run_stage"]
 
 
 def _seed_all(seed: int) -> random.Random:
@@ -211,10 +214,34 @@ def _through_codec(model: SemcomModel, channel, tokens, mask, modality, snr, seg
     return model.receive(y, h, snr, mask, modality, codebook)
 
 
+def _random_repeats(rng: random.Random, n: int, t: int, fraction: float, device) -> torch.Tensor:
+    """Copies per token [n, t]: a ``fraction`` of the rows at a random rate (1 to 2·t copies, each
+    given to a token drawn at random, so tokens are left out or repeated), the rest once each."""
+    rows = []
+    for _ in range(n):
+        if rng.random() < fraction:
+            row = [0] * t
+            for _ in range(rng.randint(1, 2 * t)):
+                row[rng.randrange(t)] += 1
+        else:
+            row = [1] * t
+        rows.append(row)
+    return torch.tensor(rows, device=device)
+
+
+def _images_at_rate(model: SemcomModel, channel, tokens, repeats, snr, segments):
+    """Image packets at a variable rate (channel/repetition.py) → the decoder's tokens and the sent mask."""
+    sent = (repeats > 0).long()
+    y, g = send_repeated(channel, model.encode(tokens, sent, "image", segments), repeats, snr)
+    return model.receive_repeated(y, g, snr, repeats, "image", codebook=False), sent
+
+
 def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
-                  checkpointing: Checkpointing | None = None) -> dict:
-    cfg = model.preset.train.channel
-    rng = _seed_all(model.preset.seed + 1)
+                  checkpointing: Checkpointing | None = None, stage: str = "channel") -> dict:
+    """The channel stage, or (``stage="rate"``) the same loss on variable-rate image packets."""
+    cfg = getattr(model.preset.train, stage)
+    variable_rate = getattr(cfg, "variable_rate", 0.0)
+    rng = _seed_all(model.preset.seed + (1 if stage == "channel" else 3))
     with torch.no_grad():  # the transmitter's front end is frozen in this stage
         clean = torch.cat([model.image_tokens(data.batch_images(range(s, min(s + 256, len(data.images)))))[0]
                            for s in range(0, len(data.images), 256)])
@@ -241,8 +268,13 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
         channel = _channel_for_step(model, cfg, step)
         # image and text packets are coded apart (the codec knows each packet's modality)
         # the stage trains the decoder's own tokens; the caption codebook reads them afterwards
-        received_images = _through_codec(model, channel, images, image_mask, "image", snr[:n_img], segments,
-                                         codebook=False)
+        if variable_rate:
+            repeats = _random_repeats(rng, n_img, n_tokens, variable_rate, clean.device)
+            received_images, image_mask = _images_at_rate(model, channel, images, repeats, snr[:n_img], segments)
+            image_ids = image_ids.masked_fill(image_mask == 0, -100)  # a left-out token has no target
+        else:
+            received_images = _through_codec(model, channel, images, image_mask, "image", snr[:n_img], segments,
+                                             codebook=False)
         received_text = _through_codec(model, channel, text, text_mask, "text", snr[n_img:])
         r = trainer.rows(cfg.batch_size)  # every process draws the whole batch's noise, in step
         ri = torch.tensor([i for i in r.tolist() if i < n_img], dtype=torch.long)
@@ -255,12 +287,18 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
                                        fraction=cfg.image_word_weight * n_img / cfg.batch_size)
                 + _vocab_cross_entropy(received_text[rt], text_ids[rt], vocab, text_ids,
                                        fraction=1 - n_img / cfg.batch_size))
-        if cfg.caption_weight:
+        if cfg.caption_weight:  # a left-out token's output is zero: the caption is scored on the rest
             loss = loss + _caption_cross_entropy(received_images[ri], classes[pick][ri], caption_vectors,
                                                  classes[pick], weight=cfg.caption_weight * n_img / cfg.batch_size)
         trainer.step(loss)
     model.eval()
-    return _summary("channel", cfg, trainer.losses, started)
+    return _summary(stage, cfg, trainer.losses, started)
+
+
+def train_rate(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+               checkpointing: Checkpointing | None = None) -> dict:
+    """Stage 4: the codec learns variable-rate image packets (tokens left out or repeated, issue 15)."""
+    return train_channel(model, llm, data, on_step, checkpointing, stage="rate")
 
 
 def _channel_for_step(model: SemcomModel, cfg, step: int):
@@ -332,8 +370,8 @@ def _instruct_tokens(model: SemcomModel, data: EasyVQA, tasks: list[str], sample
 
 def run_stage(stage: str, model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
               checkpointing: Checkpointing | None = None) -> dict:
-    """Run one named stage (``align``, ``channel`` or ``instruct``), optionally saving and resuming."""
+    """Run one named stage (``align``, ``channel``, ``instruct`` or ``rate``), optionally saving and resuming."""
     return _STAGES[stage](model, llm, data, on_step, checkpointing)
 
 
-_STAGES = {"align": train_align, "channel": train_channel, "instruct": train_instruct}
+_STAGES = {"align": train_align, "channel": train_channel, "instruct": train_instruct, "rate": train_rate}
