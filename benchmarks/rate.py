@@ -50,14 +50,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--target-accuracy", type=float, default=0.99, help="what the auto policy aims for")
+    parser.add_argument("--snr", default=",".join(f"{s:g}" for s in AWGN_SNRS), help="AWGN SNRs (dB)")
+    parser.add_argument("--channel-uses", default=",".join(map(str, BUDGETS)), help="budgets per image, and auto")
+    parser.add_argument("--rayleigh-snr", default=",".join(f"{s:g}" for s in RAYLEIGH_SNRS),
+                        help="average SNRs (dB) of the Rayleigh auto points; empty: none")
     parser.add_argument("-o", "--output", type=Path, default=REPO / "runs" / "rate" / "bench.json")
     parser.add_argument("--resume", action="store_true", help="continue the sweeps' partial runs")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N [default: the preset's, cpu]")
     args = parser.parse_args()
 
-    awgn = _sweep(args, ["awgn"], AWGN_SNRS, BUDGETS, args.output)
-    rayleigh = _sweep(args, ["rayleigh"], RAYLEIGH_SNRS, ["auto"], args.output.with_name(
-        args.output.stem + "-rayleigh.json"))
+    snrs = [float(s) for s in args.snr.split(",")]
+    budgets = [b if b == "auto" else int(b) for b in args.channel_uses.split(",")]
+    rayleigh_snrs = [float(s) for s in args.rayleigh_snr.split(",") if s]
+    awgn = _sweep(args, ["awgn"], snrs, budgets, args.output)
+    rayleigh = _sweep(args, ["rayleigh"], rayleigh_snrs, ["auto"], args.output.with_name(
+        args.output.stem + "-rayleigh.json")) if rayleigh_snrs else {"points": []}
     point = {(p["method"], p["channel"], p["snr_db"], p["channel_uses"]): p
              for p in awgn["points"] + rayleigh["points"]}
 
@@ -67,21 +74,25 @@ def main() -> None:
     def uses_of(method, snr, channel="awgn"):
         return point[(method, channel, snr, "auto")]["channel_uses_mean"]
 
-    rows = []  # (measure, measured, target, met)
+    rows = []  # (measure, measured, target, met); a target whose points were not measured is left out
     for method, who in (("importance", "question known"), ("uniform", "no question")):
         for snr, floor, most in ((-5.0, 0.95, 64), (0.0, 0.98, 16), (15.0, 0.99, 8), (20.0, 0.99, 8)):
+            if (method, "awgn", snr, "auto") not in point:
+                continue
             a, u = acc(method, snr, "auto"), uses_of(method, snr)
             rows.append((f"AWGN {snr:g} dB, auto ({who})", f"{100 * a:.1f} % with {u:g} uses",
                          f"≥ {100 * floor:g} % with ≤ {most}", a >= floor and u <= most))
     for snr, uses, gain in ((0.0, 8, 5.0), (-5.0, 16, 3.0)):
+        if ("uniform", "awgn", snr, uses) not in point or ("importance", "awgn", snr, uses) not in point:
+            continue
         d = 100 * (acc("importance", snr, uses) - acc("uniform", snr, uses))
         rows.append((f"importance − uniform, {uses} uses, {snr:g} dB",
                      f"{d:+.1f} points ({100 * acc('importance', snr, uses):.1f} vs "
                      f"{100 * acc('uniform', snr, uses):.1f} %)", f"≥ +{gain:g} points", d >= gain))
     for method in ("importance", "uniform"):
-        for snr in RAYLEIGH_SNRS:
+        for snr in rayleigh_snrs:
             a, u = acc(method, snr, "auto", "rayleigh"), uses_of(method, snr, "rayleigh")
-            awgn_a = acc(method, snr, "auto") if snr in AWGN_SNRS else None
+            awgn_a = acc(method, snr, "auto") if (method, "awgn", snr, "auto") in point else None
             beside = "" if awgn_a is None else f" (AWGN {100 * awgn_a:.1f} %)"
             rows.append((f"Rayleigh {snr:g} dB average, auto ({method})", f"{100 * a:.1f} % with {u:g} uses{beside}",
                          "reported", True))

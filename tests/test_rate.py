@@ -237,7 +237,8 @@ def test_a_forged_copies_header_is_refused(semcom, rated_checkpoint, sample_png,
     assert semcom("encode", sample_png, "--task", "vqa", "-o", enc, "-c", rated_checkpoint,
                   "--channel-uses", "4").exit_code == 0
     sem = read_semantic(str(enc))
-    for copies, fragment in (([1, 1, 1], "do not fit"), ([0, 0], "do not fit"), ([40000, 1], "beyond the limit"), ([2, 1], "not the copies sent")):
+    for copies, fragment in (([1, 1, 1], "do not fit"), ([0, 0], "do not fit"), ([40000, 1], "beyond the limit"),
+                             ([2, 1], "not the copies sent")):
         forged = tmp_path / "forged.safetensors"
         sem.header = sem.header.model_copy(update={"copies": copies})
         write_semantic(forged, sem)

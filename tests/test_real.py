@@ -87,3 +87,35 @@ def test_shipped_checkpoint_shares_what_users_have_in_common(test_data):
     assert colour["saving"]["min"] >= 0.3  # the two colour tokens go public in every group
     distinct = evaluate_share_point(model, test_data, SharePoint("distinct", 2, "awgn", 0.0), groups=8)
     assert distinct["saving"]["max"] == 0.0
+
+
+def test_shipped_importance_follows_the_question(test_data):
+    """On the shipped checkpoint a colour question's budget goes to the slots holding the colour word,
+    a shape question's to the shape's (easy-vqa test image 0, a red triangle: " red triangle" tiled
+    over 4 slots puts the colour in slots 0 and 2), and 8 channel uses answer both right at 10 dB."""
+    from semcom_cli.channel import make_channel, seed_channel
+    from semcom_cli.rate import allocate, token_importance
+    from semcom_cli.rate.packets import send_at_rate
+
+    model = SemcomModel.from_pretrained(DEFAULT_CHECKPOINT)
+    with torch.no_grad():
+        tokens, _ = model.image_tokens(test_data.batch_images([0, 0]))
+    questions = ["what color is the shape?", "what shape is in the image?"]
+    weights = token_importance(model, "vqa", tokens, questions)
+    assert float(weights[0, [0, 2]].sum()) > 0.8 and float(weights[1, [1, 3]].sum()) > 0.8, weights
+    copies = allocate(weights, 8, model.symbols_per_token, can_leave_out=True)
+    assert copies.tolist() == [[1, 0, 1, 0], [0, 1, 0, 1]]
+    seed_channel(0)
+    with torch.no_grad():
+        received, mask = send_at_rate(model, make_channel("awgn"), tokens, copies, "image", 10.0)
+        assert model.answer(["vqa", "vqa"], questions, received, mask) == ["red", "triangle"]
+
+
+def test_shipped_checkpoint_has_a_rate_table_for_auto():
+    from semcom_cli.rate import RateTable
+
+    table = RateTable.from_manifest(read_manifest(DEFAULT_CHECKPOINT), "shipped")
+    assert table.split == "train" and table.task == "vqa" and set(table.accuracy) == {"uniform", "importance"}
+    low, _, _ = table.choose(-5.0, 0.95, "importance")
+    high, _, _ = table.choose(20.0, 0.95, "importance")
+    assert high < low  # a better channel needs fewer uses for the same accuracy

@@ -106,7 +106,8 @@ def _rate_flags(t, channel_uses: Optional[str], question: Optional[str], snr_fee
         given = [f for f, v in (("--question", question), ("--snr-feedback", snr_feedback),
                                 ("--target-accuracy", target_accuracy)) if v is not None]
         if given:
-            raise SemcomError(f"{', '.join(given)} shape a variable-rate packet: give --channel-uses (a number or auto)")
+            raise SemcomError(f"{', '.join(given)} shape a variable-rate packet: give --channel-uses "
+                              f"(a number or auto)")
         return None
     if question is not None:
         if t.instruction is not None or t.modality == "text":

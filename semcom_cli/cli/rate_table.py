@@ -28,7 +28,8 @@ def _budgets(text: str) -> list[int]:
 @fail_cleanly
 def run(
     checkpoint: Optional[Path] = checkpoint_option(),
-    snr: Optional[str] = typer.Option(None, "--snr", help="Comma list of SNRs (dB). [default: -10,-8,-5,-2,0,2,5,10,15,20]"),
+    snr: Optional[str] = typer.Option(None, "--snr",
+                                      help="Comma list of SNRs (dB). [default: -10,-8,-5,-2,0,2,5,10,15,20]"),
     channel_uses: Optional[str] = typer.Option(None, "--channel-uses",
                                                help="Comma list of budgets per image. [default: 4,8,16,32,64,128]"),
     limit: int = typer.Option(200, "--limit", "-n", help="Questions per point (easy-vqa train split)."),
