@@ -39,7 +39,7 @@ bench-rate: setup
 	$(PY) benchmarks/rate.py
 
 # Rebuild the shipped checkpoint from presets/smollm2.yaml (about 58 minutes on 2 idle CPU cores),
-# then measure its rate table for --channel-uses auto (about 20 minutes).
+# then measure its rate table for --channel-uses auto (about 30 minutes; 39 measured, sharing the cores).
 checkpoint: setup
 	$(SEMCOM) align --preset smollm2 -o $(RUNS)/align
 	$(SEMCOM) finetune --stage channel -c $(RUNS)/align -o $(RUNS)/channel

@@ -226,7 +226,7 @@ class RateTrain(ChannelTrain):
     steps: int = Field(1500, ge=0)
     batch_size: int = Field(64, gt=0)
     log_every: int = Field(50, gt=0)
-    save_every: int = Field(500, ge=0)
+    save_every: int = Field(0, ge=0)  # the stage does not resume (its text teacher is its input's codec)
     snr_min: float = -8.0
     snr_max: float = 15.0
     channels: list[NoisyChannelName] = ["awgn", "rayleigh", "rayleigh-iid"]

@@ -131,6 +131,7 @@ def evaluate_point(models: dict, data: EasyVQA, point: Point, settings: Settings
         raise SemcomError(f"method '{point.method}' needs the MLP-projector checkpoint (--mlp-checkpoint)")
     model = models[method.checkpoint]
     items = sample_items(data, point.task, settings.limit, settings.seed)
+
     def packet(item):  # which packet answers an item: its content, or (content, question)
         return (item[0], item[1]) if method.per_question else item[0]
 

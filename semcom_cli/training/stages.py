@@ -20,15 +20,18 @@ and continue from the snapshot to the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 
 import torch
 import torch.nn.functional as F
 
-from ..channel import make_channel, seed_channel, send_repeated
+from ..channel import (channel_rng_state, equalize_symbols, make_channel, seed_channel, send_repeated,
+                       set_channel_rng_state)
 from ..augment import augment_batch, render_shapes
 from ..data import EasyVQA
+from ..errors import SemcomError
 from ..models import LLM, SemcomModel
 from ..models.codebook import CAPTIONS, caption_embeddings, caption_scores, caption_token_ids
 from ..models.llm import attach_lora
@@ -236,11 +239,40 @@ def _images_at_rate(model: SemcomModel, channel, tokens, repeats, snr, segments)
     return model.receive_repeated(y, g, snr, repeats, "image", codebook=False), sent
 
 
+class _TextTeacher:
+    """The codec as the rate stage found it, frozen: what the LLM's adapter learned to read from a
+    sentence's received tokens (the instruct stage trained the codec and the adapter together, and
+    the decoder's text tokens drifted from the plain embeddings the adapter no longer expects).
+    The rate stage asks its text packets to come out as the teacher's do under the same noise."""
+
+    def __init__(self, model: SemcomModel):
+        self.encoder = copy.deepcopy(model.channel_encoder).eval().requires_grad_(False)
+        self.decoder = copy.deepcopy(model.channel_decoder).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, channel, tokens, mask, snr) -> torch.Tensor:
+        y, h = channel.send(self.encoder(tokens, mask, "text"), snr)
+        x_hat, effective = equalize_symbols(y, h, snr)
+        return self.decoder(x_hat, effective, mask, "text") * mask[..., None].to(x_hat.dtype)
+
+
+def _text_received(model: SemcomModel, channel, text, text_mask, snr, teacher: _TextTeacher | None):
+    """Sentences through the codec; with a teacher, also the teacher's output under the same draws."""
+    if teacher is None:
+        return _through_codec(model, channel, text, text_mask, "text", snr), None
+    state = channel_rng_state(model.device)
+    target = teacher(channel, text, text_mask, snr)
+    set_channel_rng_state(state, model.device)
+    return _through_codec(model, channel, text, text_mask, "text", snr), target
+
+
 def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
                   checkpointing: Checkpointing | None = None, stage: str = "channel") -> dict:
-    """The channel stage, or (``stage="rate"``) the same loss on variable-rate image packets."""
+    """The channel stage, or (``stage="rate"``) the same loss on variable-rate image packets, its
+    sentences held to what the codec sent before (``_TextTeacher``)."""
     cfg = getattr(model.preset.train, stage)
     variable_rate = getattr(cfg, "variable_rate", 0.0)
+    teacher = _TextTeacher(model) if stage == "rate" else None
     rng = _seed_all(model.preset.seed + (1 if stage == "channel" else 3))
     with torch.no_grad():  # the transmitter's front end is frozen in this stage
         clean = torch.cat([model.image_tokens(data.batch_images(range(s, min(s + 256, len(data.images)))))[0]
@@ -254,6 +286,9 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
     sentences = data.sentences
     params = _trainable(model.channel_encoder, model.channel_decoder)
     trainer = Trainer(params, cfg, rng, on_step, checkpointing)
+    if teacher is not None and trainer.start > 0:  # the teacher is the codec before step 0, gone by now
+        raise SemcomError("the rate stage does not resume (its text teacher is the codec it started from); "
+                          "run it again from its input checkpoint (about 4 minutes)")
     model.channel_encoder.train()
     model.channel_decoder.train()
     started = time.time()
@@ -275,18 +310,20 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
         else:
             received_images = _through_codec(model, channel, images, image_mask, "image", snr[:n_img], segments,
                                              codebook=False)
-        received_text = _through_codec(model, channel, text, text_mask, "text", snr[n_img:])
+        received_text, text_target = _text_received(model, channel, text, text_mask, snr[n_img:], teacher)
         r = trainer.rows(cfg.batch_size)  # every process draws the whole batch's noise, in step
         ri = torch.tensor([i for i in r.tolist() if i < n_img], dtype=torch.long)
         rt = torch.tensor([i - n_img for i in r.tolist() if i >= n_img], dtype=torch.long)
-        whole = _pad_cat((images, image_mask), (text, text_mask))
+        text_goal = text if text_target is None else text_target  # the teacher's tokens, when there is one
+        whole = _pad_cat((images, image_mask), (text_goal, text_mask))
         received, mask = _pad_cat((received_images[ri], image_mask[ri]), (received_text[rt], text_mask[rt]))
-        target, _ = _pad_cat((images[ri], image_mask[ri]), (text[rt], text_mask[rt]))
+        target, _ = _pad_cat((images[ri], image_mask[ri]), (text_goal[rt], text_mask[rt]))
         loss = (_normalized_mse(received, target, mask, whole)
                 + _vocab_cross_entropy(received_images[ri], image_ids[ri], vocab, image_ids,
-                                       fraction=cfg.image_word_weight * n_img / cfg.batch_size)
-                + _vocab_cross_entropy(received_text[rt], text_ids[rt], vocab, text_ids,
-                                       fraction=1 - n_img / cfg.batch_size))
+                                       fraction=cfg.image_word_weight * n_img / cfg.batch_size))
+        if teacher is None:  # with a teacher its tokens are the target, not the nearest words
+            loss = loss + _vocab_cross_entropy(received_text[rt], text_ids[rt], vocab, text_ids,
+                                               fraction=1 - n_img / cfg.batch_size)
         if cfg.caption_weight:  # a left-out token's output is zero: the caption is scored on the rest
             loss = loss + _caption_cross_entropy(received_images[ri], classes[pick][ri], caption_vectors,
                                                  classes[pick], weight=cfg.caption_weight * n_img / cfg.batch_size)
