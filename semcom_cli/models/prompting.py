@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..tasks import END_OF_TURN, get_task
 from .llm import LLM
 
-__all__ = ["build_inputs", "instruct_loss", "answer_token_count", "generate_answers"]
+__all__ = ["build_inputs", "instruct_loss", "answer_log_likelihood", "answer_token_count", "generate_answers"]
 
 
 def _ids(llm: LLM, text: str) -> list[int]:
@@ -81,18 +81,30 @@ def answer_token_count(llm: LLM, answers: list[str]) -> int:
     return sum(len(_ids(llm, a + END_OF_TURN)) for a in answers)
 
 
-def instruct_loss(llm: LLM, tasks, instructions, sem, sem_mask, answers, normalizer: int | None = None) -> torch.Tensor:
-    """Cross-entropy of the answer tokens given the prompt and the semantic tokens: the mean over
-    answer tokens, or their sum over ``normalizer`` (a whole batch's count, when this is a share)."""
+def _answer_logits(llm: LLM, tasks, instructions, sem, sem_mask, answers) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced logits [B, A, V] predicting the answer positions, and their targets [B, A]
+    (-100 where a shorter answer is padded)."""
     # Left padding puts every answer at the end, so the vocabulary projection (a fifth of the
     # model's work) runs only on the last positions, the ones that predict answer tokens.
     embeds, mask, labels = build_inputs(llm, tasks, instructions, sem, sem_mask, answers)
     longest = int((labels != -100).sum(-1).max())
     logits = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
                        logits_to_keep=longest + 1).logits
-    targets = labels[:, -longest:]
-    total = F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+    return logits[:, :-1], labels[:, -longest:]
+
+
+def instruct_loss(llm: LLM, tasks, instructions, sem, sem_mask, answers, normalizer: int | None = None) -> torch.Tensor:
+    """Cross-entropy of the answer tokens given the prompt and the semantic tokens: the mean over
+    answer tokens, or their sum over ``normalizer`` (a whole batch's count, when this is a share)."""
+    logits, targets = _answer_logits(llm, tasks, instructions, sem, sem_mask, answers)
+    total = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
     return total / (normalizer or int((targets != -100).sum()))
+
+
+def answer_log_likelihood(llm: LLM, tasks, instructions, sem, sem_mask, answers) -> torch.Tensor:
+    """log p(answer + end of turn | prompt, semantic tokens) per sample [B], teacher-forced."""
+    logits, targets = _answer_logits(llm, tasks, instructions, sem, sem_mask, answers)
+    return -F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none").sum(-1)
 
 
 @torch.no_grad()

@@ -24,14 +24,13 @@ import itertools
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ..models.codebook import read_packets
-from ..models.prompting import build_inputs
+from ..models.prompting import answer_log_likelihood
 from ..tasks import END_OF_TURN, get_task
 from .allocation import uniform_weights
 
-__all__ = ["token_importance", "shapley_weights", "answer_log_likelihood"]
+__all__ = ["token_importance", "shapley_weights"]
 
 
 def shapley_weights(n: int) -> torch.Tensor:
@@ -45,19 +44,6 @@ def shapley_weights(n: int) -> torch.Tensor:
             else:  # … and with minus |S|!(n−|S|−1)!/n! for t ∉ S (v(S ∪ {t}) − v(S))
                 coef[s, t] -= math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
     return coef
-
-
-def answer_log_likelihood(llm, tag: str, instructions: list[str | None], sem: torch.Tensor, mask: torch.Tensor,
-                          answers: list[str]) -> torch.Tensor:
-    """log p(answer + end of turn | prompt, semantic tokens) per row [B], teacher-forced."""
-    embeds, attention, labels = build_inputs(llm, [tag] * len(answers), instructions, sem, mask, answers)
-    positions = (attention.cumsum(-1) - 1).clamp_min(0)
-    longest = int((labels != -100).sum(-1).max())
-    logits = llm.model(inputs_embeds=embeds, attention_mask=attention, position_ids=positions,
-                       logits_to_keep=longest + 1).logits[:, :-1]
-    targets = labels[:, -longest:]
-    logp = -F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
-    return logp.sum(-1)
 
 
 @torch.no_grad()
@@ -91,7 +77,7 @@ def token_importance(model, task: str, tokens: torch.Tensor, instructions: list[
         p_idx = torch.tensor([p for p, _ in chunk], device=tokens.device)
         s_idx = torch.tensor([s for _, s in chunk], device=tokens.device)
         heard = read_packets(clean[p_idx], subsets[s_idx], captions, temperature, fill=True)
-        logp = answer_log_likelihood(llm, t.tag, [asked[p] for p, _ in chunk], heard,
+        logp = answer_log_likelihood(llm, [t.tag] * len(chunk), [asked[p] for p, _ in chunk], heard,
                                      torch.ones(len(chunk), n, dtype=torch.long, device=tokens.device),
                                      [answers[p] for p, _ in chunk])
         worth[p_idx, s_idx] = logp.double().exp()
