@@ -35,15 +35,20 @@ def encode_at_rate(model, task, content, source: str, channel_uses: int | str, q
                    snr_feedback: float | None = None, target_accuracy: float = 0.95) -> SemanticFile:
     """One packet at a variable rate (:mod:`semcom_cli.rate`): a budget (or ``auto``: the checkpoint's
     rate table picks it from the reported SNR), shared over the tokens by their importance to the
-    question (or the task's instruction; uniform without either). The header records the copies."""
+    question (or the task's instruction; without either, by their share in what the packet says).
+    The header records the copies."""
     from .rate.packets import budget_for, plan_copies
 
+    from .rate.importance import content_task
+
     model.check_task(task)
-    method = "importance" if (question or task.instruction) and model.reads_captions(task.modality) else "uniform"
-    budget = budget_for(model, channel_uses, snr_feedback, target_accuracy,
-                        "importance" if question else "uniform")
+    if (question or task.instruction) and model.reads_captions(task.modality):
+        method = "importance"
+    else:  # no question: the content-aware default where the checkpoint can tell, else every token alike
+        method = "content" if content_task(model, task.modality) else "uniform"
+    budget = budget_for(model, channel_uses, snr_feedback, target_accuracy, method)
     tokens, mask = model.source_tokens(task.modality, _inputs(task, [content]), strict=True)
-    copies, weights = plan_copies(model, task.name, tokens, mask, [question], budget, importance=True)
+    copies, weights = plan_copies(model, task.name, tokens, mask, [question], budget, method)
     symbols = model.encode(tokens, (copies > 0).long(), task.modality)[0]
     rate = {"method": method, "budget": budget, "importance": [round(float(w), 4) for w in weights[0]]}
     if channel_uses == "auto":
@@ -55,14 +60,34 @@ def encode_at_rate(model, task, content, source: str, channel_uses: int | str, q
 
 @torch.no_grad()
 def encode_share_set(model, task, contents: list, sources: list[str], threshold: float | None = None,
+                     channel_uses: int | None = None, questions: list[str | None] | None = None,
                      ) -> tuple[SharePlan, SemanticFile, list[SemanticFile]]:
     """Several users' content → (plan, public file, private files). ``threshold``: the relative distance
-    under which tokens are shared (default 0.35 for images; text shares only equal tokens)."""
+    under which tokens are shared (default 0.35 for images; text shares only equal tokens).
+    ``channel_uses``: a variable-rate set, that budget per user shared out by importance to each
+    user's question (``questions``, None: the content's) with public tokens counted once
+    (:mod:`semcom_cli.rate.shared`); the files' headers record the copies."""
     if threshold is None:
         threshold = 0.0 if task.modality == "text" else DEFAULT_THRESHOLD
     model.check_task(task)
     tokens, mask = model.source_tokens(task.modality, _inputs(task, contents), strict=True)
     plan = plan_sharing(tokens, mask, threshold)
-    packets = encode_parts(model, tokens, plan, task.modality)
-    public, private = build_share_files(packets, plan, task, model, sources)
+    if channel_uses is None:
+        packets = encode_parts(model, tokens, plan, task.modality)
+        public, private = build_share_files(packets, plan, task, model, sources)
+        return plan, public, private
+    from .rate.importance import content_task
+    from .rate.packets import packet_importance
+    from .rate.shared import share_copies
+
+    questions = questions or [None] * len(contents)
+    asked = any(questions) or task.instruction
+    method = "importance" if asked and model.reads_captions(task.modality) else (
+        "content" if content_task(model, task.modality) else "uniform")
+    game = packet_importance(model, task.name, tokens, questions, method)
+    copies = share_copies(plan, game, channel_uses, model.symbols_per_token, model.reads_captions(task.modality))
+    packets = encode_parts(model, tokens, plan, task.modality, sent=copies)
+    rate = {"method": method, "budget": channel_uses, "users": plan.n_users,
+            "importance": [[round(float(w), 4) for w in row] for row in game.weights]}
+    public, private = build_share_files(packets, plan, task, model, sources, copies=copies, rate=rate)
     return plan, public, private

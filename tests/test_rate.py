@@ -33,6 +33,31 @@ def test_uniform_weights_go_round_robin_and_importance_first():
     assert token_copies(torch.tensor([0.6, 0.4, 0.0, 0.0]), 3).tolist() == [2, 1, 0, 0]
 
 
+def _caption_worth() -> torch.Tensor:
+    """The worth of each subset (bit masks) of " red triangle" tiled over 4 slots: colour in slots 0
+    and 2, shape in 1 and 3; knowing the colour is worth 0.3, the shape 0.2, both 1."""
+    def v(s):
+        colour, shape = bool(s & 0b0101), bool(s & 0b1010)
+        return 1.0 if colour and shape else 0.3 * colour + 0.2 * shape
+    return torch.tensor([v(s) for s in range(16)], dtype=torch.float64)
+
+
+def test_the_worth_table_sends_each_word_before_repeating_one():
+    from semcom_cli.rate.allocation import sufficient_set
+
+    worth = _caption_worth()
+    weights = (worth @ shapley_weights(4)).float()  # colour slots 0.325 each, shape slots 0.175
+    assert weights[0] > weights[1]
+    # by weights alone two copies both go to the colour (slots 0 and 2) and the shape is never sent
+    assert token_copies(weights, 2).tolist() == [1, 0, 1, 0]
+    assert token_copies(weights, 2, worth=worth).tolist() == [1, 1, 0, 0]
+    assert sufficient_set(worth, weights, most=1).tolist() == [1, 0, 0, 0]  # one copy: the better word
+    assert token_copies(weights, 4, worth=worth).tolist() == [1, 1, 1, 1]
+    assert token_copies(weights, 5, worth=worth).sum() == 5
+    # a packet whose worth was not measured (NaN) falls back to the weights
+    assert token_copies(weights, 2, worth=torch.full((16,), math.nan)).tolist() == [1, 0, 1, 0]
+
+
 def test_sentences_send_every_token_at_least_once():
     weights = torch.tensor([[0.9, 0.05, 0.05, 0.0]])
     mask = torch.tensor([[1, 1, 1, 0]])  # three real tokens, one padding
@@ -100,6 +125,26 @@ def test_importance_weights_are_a_distribution(train_data):
     assert weights.shape == (3, 2)
     assert torch.allclose(weights.sum(1), torch.ones(3), atol=1e-5) and bool((weights >= 0).all())
     assert weights[1].tolist() == [0.5, 0.5]  # no question: uniform
+
+
+def test_share_set_copies_count_a_public_token_once_and_weigh_it_by_its_neediest_user():
+    from semcom_cli.rate.importance import Importance
+    from semcom_cli.rate.shared import share_copies
+    from semcom_cli.sharing import PublicToken, SharePlan
+
+    # two users, 4 slots; the shape slots 1 and 3 are public (both users see a triangle)
+    plan = SharePlan((4, 4), (PublicToken(1, (0, 1), 0), PublicToken(3, (0, 1), 0)), 0.35)
+    colour = torch.tensor([float(bool(s & 0b0101)) for s in range(16)], dtype=torch.float64)
+    shape = torch.tensor([float(bool(s & 0b1010)) for s in range(16)], dtype=torch.float64)
+    game = Importance(torch.tensor([[0.5, 0.0, 0.5, 0.0], [0.0, 0.5, 0.0, 0.5]]), torch.stack([colour, shape]))
+    copies = share_copies(plan, game, 8, 4, can_leave_out=True)  # 2 copies per user, 4 for the set
+    assert copies.channel_uses(4) == 16
+    # user 0 asked the colour: its private colour slots; user 1 the shape: the public shape slots,
+    # which user 0's zero weight does not hold back (a public token weighs its neediest user's)
+    assert copies.public == [1, 1] and copies.private == [[1, 1], [0, 0]]
+    assert copies.user_copies(plan, 0) == [1, 1, 1, 1] and copies.user_copies(plan, 1) == [0, 1, 0, 1]
+    with pytest.raises(SemcomError, match="below one use per token"):
+        share_copies(plan, game, 2, 4, can_leave_out=True)
 
 
 # the rate table -----------------------------------------------------------------------------------
@@ -260,3 +305,86 @@ def test_evaluate_compares_uniform_and_importance_at_equal_uses(semcom, rated_ch
         else:
             assert p["channel_uses_mean"] == p["link"]["auto_budget"]
     assert (tmp_path / "rate-vqa-accuracy-awgn-rate.png").is_file()
+
+
+def test_evaluate_measures_the_question_free_content_method(semcom, rated_checkpoint, tmp_path):
+    out = tmp_path / "content.json"
+    r = semcom("evaluate", "-c", rated_checkpoint, "--method", "uniform,content", "--channel-uses", "2,auto",
+               "--snr", "5", "--limit", "6", "-o", out)
+    assert r.exit_code == 0, r.output
+    points = {(p["method"], p["channel_uses"]): p for p in json.loads(out.read_text())["points"]}
+    assert set(points) == {("uniform", 2), ("uniform", "auto"), ("content", 2), ("content", "auto")}
+    manifest = json.loads((rated_checkpoint / "manifest.json").read_text())
+    assert "content" in manifest["metrics"]["rate_table"]["accuracy"]  # measured with the table
+    assert points[("content", "auto")]["channel_uses_mean"] == RateTable.from_json(
+        manifest["metrics"]["rate_table"]).choose(5.0, 0.95, "content")[0]
+
+
+def test_without_a_question_encode_weighs_the_content(semcom, rated_checkpoint, sample_png, tmp_path):
+    enc = tmp_path / "enc.safetensors"
+    assert semcom("encode", sample_png, "--task", "vqa", "-o", enc, "-c", rated_checkpoint,
+                  "--channel-uses", "2").exit_code == 0
+    header = json.loads(semcom("info", enc, "--json").stdout)
+    assert header["rate"]["method"] == "content" and sum(header["copies"]) == 1
+
+
+# share sets at a variable rate --------------------------------------------------------------------
+
+def _share_images(tmp_path, ids=(0, 0, 5)):
+    import easy_vqa
+    from pathlib import Path
+
+    paths = easy_vqa.get_test_image_paths()
+    out = []
+    for k, i in enumerate(ids):
+        p = tmp_path / f"u{k}.png"
+        p.write_bytes(Path(paths[i]).read_bytes())
+        out.append(p)
+    return out
+
+
+def test_a_share_set_at_a_rate_round_trips_within_its_budget(semcom, rated_checkpoint, tmp_path):
+    images = _share_images(tmp_path)
+    enc, rx = tmp_path / "enc", tmp_path / "rx"
+    r = semcom("encode", *images, "--task", "vqa", "--share", "--threshold", "0", "--channel-uses", "4",
+               "-q", "what color is the shape?", "-o", enc, "-c", rated_checkpoint)
+    assert r.exit_code == 0, r.output
+    public = json.loads(semcom("info", enc / "public.sem.safetensors", "--json").stdout)
+    private = [json.loads(semcom("info", enc / f"user-{u}.sem.safetensors", "--json").stdout) for u in range(3)]
+    spent = public["channel_uses"] + sum(p["channel_uses"] for p in private)
+    assert spent == 3 * 4 and public["rate"]["method"] == "importance" and public["rate"]["budget"] == 4
+    assert public["channel_uses"] == 2 * sum(public["copies"])  # tiny: 2 symbols per token
+    r = semcom("transmit", enc, "--snr", "0,5,10", "--channel", "rayleigh", "--seed", "3", "-o", rx)
+    assert r.exit_code == 0, r.output
+    for u in range(3):
+        r = semcom("decode", rx / f"user-{u}.sem.safetensors", "--public", rx / f"public.user-{u}.sem.safetensors",
+                   "-q", "what color is the shape?", "-c", rated_checkpoint, "--json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["user"] == u
+    again = tmp_path / "rx2"
+    r = semcom("transmit", enc, "--snr", "0,5,10", "--channel", "rayleigh", "--seed", "3", "-o", again)
+    assert r.exit_code == 0
+    assert all((rx / f.name).read_bytes() == f.read_bytes() for f in again.iterdir())
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--channel-uses", "auto", "--snr-feedback", "3"], "not auto"),
+    (["--channel-uses", "4", "-q", "what color?", "-q", "what shape?"], "one --question per user"),
+    (["--channel-uses", "3"], "not a whole number of token copies"),
+])
+def test_bad_share_rate_flags_get_one_line(semcom, rated_checkpoint, tmp_path, flags, fragment):
+    images = _share_images(tmp_path)
+    out = tmp_path / "enc"
+    r = semcom("encode", *images, "--task", "vqa", "--share", "-o", out, "-c", rated_checkpoint, *flags)
+    assert_clean_failure(r, fragment)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_evaluate_share_at_a_rate_spends_the_same_budget_both_ways(semcom, rated_checkpoint, tmp_path):
+    out = tmp_path / "share.json"
+    r = semcom("evaluate", "--share", "-c", rated_checkpoint, "--scenario", "same-scene", "--users", "2",
+               "--snr", "0", "--channel-uses", "4", "--limit", "2", "-o", out)
+    assert r.exit_code == 0, r.output
+    point = json.loads(out.read_text())["points"][0]
+    assert point["budget_per_user"] == 4
+    assert point["channel_uses"]["shared"] == point["channel_uses"]["separate"] == 2 * 4

@@ -5,7 +5,8 @@ private file per user, in the folder given by -o.
 
 With --channel-uses: a variable-rate packet; the budget is shared over the tokens by their
 importance to --question (the user's question, known before sending), or to the task's own
-instruction; 'auto' picks the budget from --snr-feedback and the checkpoint's rate table.
+instruction, or (no question) to what the packet says; 'auto' picks the budget from --snr-feedback
+and the checkpoint's rate table. With --share too: that budget per user, public tokens sent once.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ def run(
     channel_uses: Optional[str] = typer.Option(
         None, "--channel-uses", help="Variable rate: channel uses for this packet (a multiple of the symbols per "
                                      "token), or 'auto' (from --snr-feedback and the checkpoint's rate table)."),
-    question: Optional[str] = typer.Option(None, "--question", "-q",
-                                           help="The user's question (vqa), known before sending: the budget "
-                                                "goes to the tokens that answer it."),
+    question: Optional[list[str]] = typer.Option(None, "--question", "-q",
+                                                 help="The user's question (vqa), known before sending: the "
+                                                      "budget goes to the tokens that answer it. With --share: "
+                                                      "once per user, in input order, or once for all."),
     snr_feedback: Optional[str] = typer.Option(None, "--snr-feedback",
                                                help="The SNR (dB) the receiver reports, for --channel-uses auto."),
     target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy",
@@ -53,13 +55,26 @@ def run(
     if not t.trainable:  # an evaluation-only task: encode for the task it rewords
         raise SemcomError(f"task '{task}' is for evaluation only (encode for: {', '.join(task_names(True))})")
     inputs = inputs or []
-    rate = _rate_flags(t, channel_uses, question, snr_feedback, target_accuracy)
-    if share and rate is not None:
-        raise SemcomError("--channel-uses applies to one packet, not to --share (a share set has its own rate)")
+    questions = question or []
     if share:
         if text is not None:
             raise SemcomError("--share takes one text file per user, not --text")
-        return _encode_share(inputs, t, output, threshold, checkpoint, device)
+        if channel_uses == "auto":
+            raise SemcomError("--share takes a budget per user (--channel-uses N), not auto: its users report "
+                              "different SNRs")
+        if len(questions) not in (0, 1, len(inputs)):
+            raise SemcomError(f"--share: give one --question per user ({len(inputs)}) or one for all "
+                              f"(got {len(questions)})")
+        checked = [_rate_flags(t, channel_uses, q, snr_feedback, target_accuracy) for q in (questions or [None])]
+        rate = checked[0]
+        if rate is not None:
+            asked = [c["question"] for c in checked]
+            rate = {"channel_uses": rate["channel_uses"],
+                    "questions": asked * len(inputs) if len(asked) == 1 else asked}
+        return _encode_share(inputs, t, output, threshold, checkpoint, device, rate)
+    if len(questions) > 1:
+        raise SemcomError(f"{len(questions)} questions: one packet takes one --question")
+    rate = _rate_flags(t, channel_uses, questions[0] if questions else None, snr_feedback, target_accuracy)
     if threshold is not None:
         raise SemcomError("--threshold applies to --share only")
     if len(inputs) > 1:
@@ -156,7 +171,7 @@ def _read_single(t, source: Optional[str], text: Optional[str]):
 
 
 def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float],
-                  checkpoint: Optional[Path], device: Optional[str]) -> None:
+                  checkpoint: Optional[Path], device: Optional[str], rate: Optional[dict] = None) -> None:
     from ..data import image_from_bytes, sentence_from_bytes
     from ..transmitter import encode_share_set
     from ..io import read_input_bytes
@@ -184,6 +199,20 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
     else:
         contents = [image_from_bytes(raw, name) for raw, name in raws]
     model = SemcomModel.from_pretrained(checkpoint, device=device)
+    if rate is not None:
+        from ..rate import check_budget
+
+        check_budget(rate["channel_uses"], model.preset.projector.n_tokens if t.modality != "text" else 1,
+                     model.symbols_per_token, model.reads_captions(t.modality))
+        with spinner("weighing the users' tokens with the LLM and encoding"):
+            plan, public, private = encode_share_set(model, t, contents, [Path(p).name for p in inputs], threshold,
+                                                     rate["channel_uses"], rate["questions"])
+        write_share_set(folder, public, private)
+        spent = public.header.channel_uses + sum(p.header.channel_uses for p in private)
+        console.print(f"{len(inputs)} users: {len(plan.public)} public tokens, copies {public.header.copies}; "
+                      f"private copies {[p.header.copies for p in private]}; {spent} channel uses of a budget of "
+                      f"{rate['channel_uses'] * len(inputs)} ({public.header.rate['method']}) → {folder}/")
+        return
     with spinner("encoding the users' content"):
         plan, public, private = encode_share_set(model, t, contents, [Path(p).name for p in inputs], threshold)
     write_share_set(folder, public, private)

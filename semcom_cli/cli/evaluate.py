@@ -52,9 +52,9 @@ def run(
     channel_uses: Optional[str] = typer.Option(
         None, "--channel-uses", help="Comma list of complex channel uses per packet for the baselines and the "
                                      "variable-rate methods; 'matched' = the checkpoint's own; 'auto' = the rate "
-                                     "table's choice (uniform, importance). [default: matched]"),
+                                     "table's choice (uniform, content, importance). [default: matched]"),
     method: Optional[str] = typer.Option(
-        None, "--method", "-m", help="Comma list: semantic,mlp,noiseless,digital,capacity,uniform,importance. "
+        None, "--method", "-m", help="Comma list: semantic,mlp,noiseless,digital,capacity,uniform,content,importance. "
                                      "[default: semantic]"),
     target_accuracy: Optional[float] = typer.Option(
         None, "--target-accuracy", help="What --channel-uses auto aims for (0-1). [default: 0.95]"),
@@ -85,15 +85,16 @@ def run(
     from ..errors import SemcomError
 
     if share:
-        if preset or plot or resume or method or channel_uses or mlp_checkpoint or image_codec or mcs \
+        if preset or plot or resume or method or mlp_checkpoint or image_codec or mcs \
                 or target_accuracy is not None:
-            raise SemcomError("--share takes --task, --scenario, --users, --channel, --snr, --limit (groups), "
-                              "--seed, --threshold, --batch-size, --checkpoint, --output, --json")
+            raise SemcomError("--share takes --task, --scenario, --users, --channel, --snr, --channel-uses (one "
+                              "budget per user), --limit (groups), --seed, --threshold, --batch-size, --checkpoint, "
+                              "--output, --json")
         from .evaluate_share import share_sweep
 
         share_sweep(checkpoint, task or "vqa", scenario, users, channel or "awgn", snr or "0",
                     100 if limit is None else limit, seed or 0, threshold, batch_size or 64, output, as_json,
-                    device)
+                    device, channel_uses)
         return
     if plot is not None:
         _redraw(plot)

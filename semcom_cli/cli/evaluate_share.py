@@ -3,6 +3,8 @@
 Sweeps scenarios (how related the users' content is) × number of users × channel × SNR;
 every point draws ``--limit`` groups of users (seeded) and measures both schemes on the same
 images, questions and channel draws. JSON (``format: semcom-share-evaluate/1``) and PNG plots.
+With ``--channel-uses N`` both schemes run at a variable rate with that budget per user, shared
+out by importance to each user's question; sharing then buys copies instead of saving uses.
 """
 
 from __future__ import annotations
@@ -29,15 +31,22 @@ def parse_users(text: str) -> list[int]:
 
 def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: str, channels: str, snrs: str,
                 groups: int, seed: int, threshold: Optional[float], batch_size: int, output: Optional[Path],
-                as_json: bool, device: Optional[str] = None) -> None:
+                as_json: bool, device: Optional[str] = None, channel_uses: Optional[str] = None) -> None:
     from ..data import EasyVQA
     from ..evaluation.share import ShareSweep, share_sweep
     from ..models import SemcomModel
     from ..sharing import DEFAULT_THRESHOLD
 
+    budget = None
+    if channel_uses is not None:
+        try:
+            budget = int(channel_uses)
+        except ValueError:
+            raise SemcomError(f"--share takes one whole budget of channel uses per user (got {channel_uses[:40]!r})"
+                              ) from None
     sweep = ShareSweep(tuple(parse_names(scenarios)), tuple(parse_users(users)), tuple(parse_names(channels)),
                        tuple(parse_floats(snrs)), groups, seed, task,
-                       DEFAULT_THRESHOLD if threshold is None else threshold, batch_size).check()
+                       DEFAULT_THRESHOLD if threshold is None else threshold, batch_size, budget).check()
     if output is not None:
         from ..limits import check_output
 

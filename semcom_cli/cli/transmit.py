@@ -71,6 +71,10 @@ def _transmit_share(folder: Path, output: Path, snrs: list[float], channels: lis
     for u, (pub, priv) in enumerate(zip(rx_public, rx_private)):  # each file atomically
         write_semantic(output / received_public_name(u), pub)
         write_semantic(output / private_name(u), priv)
+    if "public_copies" in uses:  # a variable-rate set: the budget is spent, sharing buys copies
+        console.print(f"{len(private)} users: public {uses['public']} channel uses (copies {uses['public_copies']}), "
+                      f"private {uses['private']}; {uses['shared']} in all, budget {uses['separate']} → {output}/")
+        return
     most = max(uses["public_repeats"], default=1)
     reps = "" if most == 1 else f" (tokens repeated ×{most} at most, for their worst user)"
     console.print(f"{len(private)} users: public {uses['public']} channel uses{reps}, private {uses['private']}; "

@@ -9,6 +9,8 @@
 - ``capacity``: the best any separate scheme could do at that SNR and bandwidth.
 - ``uniform``: the semantic pipeline at each requested budget, variable rate (tokens left out or
   repeated, :mod:`semcom_cli.rate`), every token alike: no question known.
+- ``content``: the same with the budget shared out by each token's share in what the packet says
+  (its importance to the caption): the question-free default of ``semcom encode``.
 - ``importance``: the same with the budget shared out by each token's importance to the packet's
   question, known at the transmitter (one packet per question). ``auto`` as a budget: the
   checkpoint's rate table picks it from the SNR and ``Settings.target_accuracy``.
@@ -182,15 +184,15 @@ def _at_rate(ctx: MethodContext, task: str, keys: list, point) -> Received:
 
     model = ctx.model
     modality = get_task(task).modality
-    importance = point.method == "importance"
-    contents = [k[0] for k in keys] if importance else keys
+    asked = METHODS[point.method].per_question
+    contents = [k[0] for k in keys] if asked else keys
     tokens, mask = model.source_tokens(modality, ctx.inputs(task, contents))
     if point.channel_uses is None:  # "matched": the checkpoint's own count per packet
         budget = model.channel_uses(modality, contents)
     else:
         budget = budget_for(model, point.channel_uses, point.snr_db, ctx.settings.target_accuracy, point.method)
-    copies, _ = plan_copies(model, task, tokens, mask, [k[1] for k in keys] if importance else [None] * len(keys),
-                            budget, importance)
+    questions = [k[1] for k in keys] if asked else [None] * len(keys)
+    copies, _ = plan_copies(model, task, tokens, mask, questions, budget, point.method)
     received, llm_mask = send_at_rate(model, ctx.channel(point.channel), tokens, copies, modality, point.snr_db)
     uses = (copies.sum(1) * model.symbols_per_token).float().tolist()
     extra = {"auto_budget": budget, "target_accuracy": ctx.settings.target_accuracy} \
@@ -204,4 +206,5 @@ register_method(Method("noiseless", _semantic, noiseless=True))
 register_method(Method("digital", _separate, budgets=True))
 register_method(Method("capacity", _separate, budgets=True))
 register_method(Method("uniform", _at_rate, budgets=True, auto=True))
+register_method(Method("content", _at_rate, budgets=True, auto=True))
 register_method(Method("importance", _at_rate, budgets=True, per_question=True, auto=True))

@@ -63,8 +63,9 @@ def metric_names(points: list[dict]) -> list[str]:
     return list(dict.fromkeys(m for p in points for m in p["metrics"]))
 
 
-_BUDGETED = ("digital", "capacity", "uniform", "importance")  # methods measured at each budget
-_RATE = ("uniform", "importance")  # the semantic pipeline at a variable rate
+_RATE = ("uniform", "content", "importance")  # the semantic pipeline at a variable rate
+_BUDGETED = ("digital", "capacity", *_RATE)  # methods measured at each budget
+_RATE_STYLE = {"uniform": ":", "content": "--", "importance": "-"}
 
 
 def point_label(p: dict) -> str:
@@ -190,7 +191,7 @@ def _rate_plots(plt, points: list[dict], task: str, metric: str, channels: list[
                                and p["channel_uses"] != "auto"), key=lambda p: p["channel_uses_mean"])
                 if line:
                     ax.plot([p["channel_uses_mean"] for p in line], [s * p["metrics"][metric]["value"] for p in line],
-                            marker="o", color=f"C{colour}", linestyle="-" if method == "importance" else ":",
+                            marker="o", color=f"C{colour}", linestyle=_RATE_STYLE[method],
                             label=f"{method} {snr:g} dB")
                 for p in here:
                     if p["method"] == method and p["snr_db"] == snr and p["channel_uses"] == "auto":

@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from ..channel import check_channel, check_snr, make_channel
+from ..channel import check_channel, check_snr, make_channel, seed_channel
 from ..data import EasyVQA
 from ..errors import SemcomError
 from ..limits import check_seed
@@ -50,7 +50,9 @@ class SharePoint:
 @torch.no_grad()
 def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, seed: int = 0,
                          task: str = "vqa", threshold: float = DEFAULT_THRESHOLD, batch_size: int = 64,
-                         on_progress: Callable[[int, int], None] | None = None) -> dict:
+                         on_progress: Callable[[int, int], None] | None = None,
+                         budget: int | None = None) -> dict:
+    """Both schemes on ``groups`` groups of the point's scenario (``budget``: at a variable rate)."""
     reps = repeats_for(point.snr_db, model.snr_floor_db)
     channel = make_channel(point.channel, model.preset.channel.model_dump(), model.device)
     drawn = draw_groups(data, point.scenario, point.users, groups, seed, task)
@@ -59,6 +61,14 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
     savings = []
     for g, group in enumerate(drawn):
         tokens, mask = model.image_tokens(data.batch_images([u.image_id for u in group]))
+        if budget is not None:
+            count = _group_at_rate(model, tokens, mask, [u.instruction for u in group], task, threshold, budget,
+                                   point, channel, seed, g, shared_tokens, separate_tokens)
+            items += group
+            for key in uses:
+                uses[key] += count[key]
+            savings.append(1.0 - count["shared"] / count["separate"])
+            continue
         whole = model.encode(tokens, mask, "image")  # separate sending: every user's packet alone
         plan = plan_sharing(tokens, mask, threshold)
         packets = encode_parts(model, tokens, plan, "image")
@@ -98,7 +108,7 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
     return {
         "scenario": point.scenario, "users": point.users, "channel": point.channel, "snr_db": point.snr_db,
         "task": task, "groups": groups, "seed": seed, "threshold": threshold,
-        "repeats": reps,
+        "repeats": reps, "budget_per_user": budget,
         "channel_uses": {"shared": uses["shared"] / groups, "separate": uses["separate"] / groups,
                          "public": uses["public"] / groups},
         "saving": {"mean": sum(savings) / len(savings), "min": min(savings), "max": max(savings)},
@@ -110,6 +120,35 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
                      for it, a, b in list(zip(items, answers["shared"], answers["separate"]))[:3]],
     }
 
+
+def _group_at_rate(model, tokens, mask, questions, task, threshold, budget, point, channel, seed, g,
+                   shared_tokens, separate_tokens) -> dict:
+    """One group at a variable rate: the share set (public tokens once, :mod:`semcom_cli.rate.shared`)
+    against each user's own packet, both at ``budget`` channel uses per user and by importance to
+    each user's question; each user's channel seeded alike in both schemes."""
+    from ..channel import send_repeated
+    from ..rate.allocation import allocate
+    from ..rate.packets import packet_importance
+    from ..rate.shared import share_copies
+    from ..sharing.links import receive_user_at_rate, send_frame_at_rate
+
+    m = model.symbols_per_token
+    plan = plan_sharing(tokens, mask, threshold)
+    game = packet_importance(model, task, tokens, questions, "importance")
+    copies = share_copies(plan, game, budget, m, can_leave_out=True)
+    packets = encode_parts(model, tokens, plan, "image", sent=copies)
+    own = allocate(game.weights, budget, m, True, mask, game.worth)
+    whole = model.encode(tokens, (own > 0).long(), "image")
+    for u in range(plan.n_users):
+        s = user_seed(seed, u, g)
+        y_pub, g_pub, y_priv, g_priv = send_frame_at_rate(packets.public, packets.private[u], copies.public,
+                                                          copies.private[u], point.snr_db, channel, s)
+        shared_tokens.append(receive_user_at_rate(model, plan, u, (y_pub, g_pub, copies.public),
+                                                  (y_priv, g_priv, copies.private[u]), point.snr_db, "image"))
+        seed_channel(s)
+        y, gain = send_repeated(channel, whole[u:u + 1], own[u:u + 1], point.snr_db)
+        separate_tokens.append(model.receive_repeated(y, gain, point.snr_db, own[u:u + 1], "image")[0])
+    return {"shared": copies.channel_uses(m), "separate": int(own.sum()) * m, "public": sum(copies.public) * m}
 
 
 @dataclass(frozen=True)
@@ -125,6 +164,7 @@ class ShareSweep:
     task: str = "vqa"
     threshold: float = DEFAULT_THRESHOLD
     batch_size: int = 64
+    budget: int | None = None  # channel uses per user at a variable rate; None: fixed rate with repeats
 
     def check(self) -> "ShareSweep":
         """One line naming the first bad setting."""
@@ -149,6 +189,8 @@ class ShareSweep:
         check_seed(self.seed, "--seed")
         for snr in self.snrs:
             check_snr(snr)
+        if self.budget is not None and self.budget <= 0:  # whole copies are checked once the model is loaded
+            raise SemcomError(f"--channel-uses must be a positive budget per user (got {self.budget})")
         return self
 
     @property
@@ -161,7 +203,12 @@ def share_sweep(sweep: ShareSweep, model, data: EasyVQA,
                 on_progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Every point of ``sweep`` on ``model``: the ``semcom-share-evaluate/1`` document."""
     sweep.check()
+    if sweep.budget is not None:
+        from ..rate import check_budget
+
+        check_budget(sweep.budget, 1, model.symbols_per_token, can_leave_out=model.reads_captions("image"))
     run = {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": model.preset.name, "task": sweep.task,
+           "budget_per_user": sweep.budget,
            "groups": sweep.groups, "seed": sweep.seed, "threshold": sweep.threshold,
            "versions": versions(), "snr_floor_db": model.snr_floor_db}
     records = []
@@ -171,7 +218,7 @@ def share_sweep(sweep: ShareSweep, model, data: EasyVQA,
         base = finished
         progress = (lambda d, n: on_progress(base + d, total, point.key)) if on_progress else None
         records.append(evaluate_share_point(model, data, point, sweep.groups, sweep.seed, sweep.task,
-                                            sweep.threshold, sweep.batch_size, progress))
+                                            sweep.threshold, sweep.batch_size, progress, sweep.budget))
         finished += 2 * point.users * sweep.groups
         if on_progress:
             on_progress(finished, total, point.key)

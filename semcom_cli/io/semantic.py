@@ -163,9 +163,10 @@ def _check_shape(sem: SemanticFile, source: str) -> None:
         raise SemcomError(f"{source}: symbols of shape {list(symbols.shape)} disagree with the header "
                           f"({h.n_tokens} tokens × {h.symbols_per_token} symbols × 2)")
     if h.copies is not None:
-        if len(h.copies) != h.n_tokens or any(c < 0 for c in h.copies) or sum(h.copies) < 1 or h.share_id:
+        # a share set's file may send nothing (all its tokens reach the users by other files)
+        if len(h.copies) != h.n_tokens or any(c < 0 for c in h.copies) or (sum(h.copies) < 1 and not h.share_id):
             raise SemcomError(f"{source}: the header's copies per token {str(h.copies)[:60]} do not fit "
-                              f"{h.n_tokens} tokens (one count ≥ 0 each, at least one sent, no share set)")
+                              f"{h.n_tokens} tokens (one count ≥ 0 each, at least one sent)")
         if sum(h.copies) * h.symbols_per_token > MAX_CHANNEL_USES:
             raise SemcomError(f"{source}: {sum(h.copies) * h.symbols_per_token:,} channel uses is beyond the limit "
                               f"of {MAX_CHANNEL_USES:,} per packet")
@@ -202,10 +203,13 @@ def _check_values(sem: SemanticFile, source: str) -> None:
             raise SemcomError(f"{source}: a received file needs its channel, snr_db, seed and a "
                               f"{list(shape)} 'gain' tensor")
         check_snr_range(h.snr_db)
-        if float(gain.double().pow(2).sum()) == 0.0:
+        if float(gain.double().pow(2).sum()) == 0.0 and not (h.copies is not None and sum(h.copies) == 0):
             raise SemcomError(f"{source}: the channel gain is zero: nothing of the signal arrived")
     elif "gain" in sem.tensors:
         raise SemcomError(f"{source}: an encoded file has no 'gain' tensor")
+    if h.stage == "encode" and h.copies is not None and h.share_id is not None:
+        if bool(sem.tensors["symbols"][torch.tensor(h.copies, dtype=torch.long) == 0].abs().sum() > 0):
+            raise SemcomError(f"{source}: a token with 0 copies holds symbols")
     if h.stage == "encode" and h.share_id is None:  # a single packet is sent at average power 1
         symbols = sem.tensors["symbols"].double()
         if h.copies is not None:  # the tokens sent; a left-out token is all zeros

@@ -26,6 +26,7 @@ from ..channel import Channel, gain_from_real, gain_to_real
 from ..errors import SemcomError
 from ..limits import check_snr_range
 from ..sharing import SharedPackets, SharePlan, UserLink, receive_user, repeats_for, send_to_user, user_seed
+from ..sharing.links import receive_user_at_rate, send_frame_at_rate
 from .semantic import Header, SemanticFile, encode_header, read_semantic, write_semantic
 
 __all__ = ["PUBLIC_NAME", "private_name", "received_public_name", "build_share_files", "write_share_set",
@@ -49,17 +50,20 @@ def _share_id(packets: SharedPackets, plan: SharePlan) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_share_files(packets: SharedPackets, plan: SharePlan, task, model,
-                      sources: list[str]) -> tuple[SemanticFile, list[SemanticFile]]:
-    """The public file and one private file per user, all stage ``encode``."""
+def build_share_files(packets: SharedPackets, plan: SharePlan, task, model, sources: list[str],
+                      copies=None, rate: dict | None = None) -> tuple[SemanticFile, list[SemanticFile]]:
+    """The public file and one private file per user, all stage ``encode``. ``copies``
+    (:class:`semcom_cli.rate.shared.ShareCopies`): a variable-rate set, each file's copies per token."""
     common = {"share_id": _share_id(packets, plan), "share_plan": plan.to_json(), "power_scale": packets.scale,
               "snr_floor_db": float(model.snr_floor_db)}
     users = sorted({u for p in plan.public for u in p.users})
+    public_rate = {} if copies is None else {"copies": copies.public, "rate": rate}
     public = SemanticFile({"symbols": packets.public}, encode_header(
         task, model, PUBLIC_NAME, packets.public, role="public", users=users, n_users=plan.n_users,
-        sources=sources, **common))
+        sources=sources, **common, **public_rate))
     private = [SemanticFile({"symbols": x}, encode_header(
-        task, model, sources[u], x, role="private", user=u, token_indices=plan.private_indices(u), **common))
+        task, model, sources[u], x, role="private", user=u, token_indices=plan.private_indices(u), **common,
+        **({} if copies is None else {"copies": copies.private[u]})))
         for u, x in enumerate(packets.private)]
     return public, private
 
@@ -94,6 +98,8 @@ def read_share_set(folder: Path) -> tuple[SemanticFile, list[SemanticFile]]:
         if sem.header.user != u:
             raise SemcomError(f"{path}: holds user {sem.header.user}'s part, not user {u}'s")
         _plan(sem.header, str(path))
+        if (sem.header.copies is None) != (public.header.copies is None):
+            raise SemcomError(f"{path}: its rate (copies per token) does not match {PUBLIC_NAME}'s")
         private.append(sem)
     return public, private
 
@@ -146,6 +152,8 @@ def transmit_share_set(public: SemanticFile, private: list[SemanticFile], snrs: 
     for c in channels:  # a user's frame sees one gain (its share of the broadcast and its private part)
         if c.per_symbol:
             raise SemcomError(f"share sets are sent over block-fading channels; '{c.name}' fades per symbol")
+    if public.header.copies is not None:
+        return _transmit_at_rate(plan, public, private, snrs, channels, seed)
     private_repeats = [repeats_for(s, public.header.snr_floor_db) for s in snrs]
     public_repeats = plan.public_repeats(private_repeats)
     packets = SharedPackets(public.tensors["symbols"], [p.tensors["symbols"] for p in private],
@@ -161,6 +169,31 @@ def transmit_share_set(public: SemanticFile, private: list[SemanticFile], snrs: 
         rx_private.append(SemanticFile({"symbols": link.private, "gain": gain},
                                        private[u].header.received(**fields, repeats=private_repeats[u])))
     return rx_public, rx_private, accounting(plan, public.header.symbols_per_token, private_repeats)
+
+
+def _transmit_at_rate(plan: SharePlan, public: SemanticFile, private: list[SemanticFile], snrs: list[float],
+                      channels: list[Channel], seed: int) -> tuple[list[SemanticFile], list[SemanticFile], dict]:
+    """A variable-rate set: each user's frame (the whole broadcast, then its private part) sent with
+    each token's copies in one block, combined at the user (:func:`semcom_cli.channel.send_repeated`)."""
+    rx_public, rx_private = [], []
+    for u in range(plan.n_users):
+        y_pub, g_pub, y_priv, g_priv = send_frame_at_rate(
+            public.tensors["symbols"], private[u].tensors["symbols"], public.header.copies, private[u].header.copies,
+            snrs[u], channels[u], user_seed(seed, u))
+        fields = {"channel": channels[u].name, "snr_db": snrs[u], "seed": seed, "user": u, **channels[u].params()}
+        rx_public.append(SemanticFile({"symbols": y_pub, "gain": gain_to_real(g_pub)},
+                                      public.header.received(**fields)))
+        rx_private.append(SemanticFile({"symbols": y_priv, "gain": gain_to_real(g_priv)},
+                                       private[u].header.received(**fields)))
+    m = public.header.symbols_per_token
+    shared = public.header.channel_uses + sum(p.header.channel_uses for p in private)
+    budget = (public.header.rate or {}).get("budget")
+    separate = budget * plan.n_users if isinstance(budget, int) else shared
+    uses = {"public": public.header.channel_uses, "private": shared - public.header.channel_uses,
+            "shared": shared, "separate": separate, "saving": 1.0 - shared / separate if separate else 0.0,
+            "public_copies": public.header.copies, "private_copies": [p.header.copies for p in private],
+            "symbols_per_token": m}
+    return rx_public, rx_private, uses
 
 
 def accounting(plan: SharePlan, symbols_per_token: int, user_repeats: list[int]) -> dict:
@@ -198,6 +231,8 @@ def receive_share_user(model, private: SemanticFile, public: SemanticFile | None
     """User u's semantic tokens [T, D] from its received private part and its copy of the broadcast."""
     header = private.header
     plan = _plan(header, private_src)
+    if header.copies is not None:
+        return _receive_at_rate(model, plan, private, public, private_src, public_src)
     symbols, public_repeats = _public_part(plan, header, public, private_src, public_src,
                                            private.tensors["symbols"].shape[1])
     repeats = header.repeats if header.repeats is not None else 1
@@ -206,3 +241,34 @@ def receive_share_user(model, private: SemanticFile, public: SemanticFile | None
     link = UserLink(symbols, private.tensors["symbols"], gain_from_real(private.tensors["gain"])[0],
                     public_repeats, repeats, float(header.power_scale))
     return receive_user(model, plan, header.user, link, float(header.snr_db), header.modality)
+
+
+def _receive_at_rate(model, plan: SharePlan, private: SemanticFile, public: SemanticFile | None, private_src: str,
+                     public_src: str | None) -> torch.Tensor:
+    """A variable-rate set's user: its token positions gathered from the broadcast and its private
+    part (combined copies, a gain per symbol), decoded as one packet; tokens left out restored."""
+    header, user = private.header, private.header.user
+    slots = plan.public_slots(user)
+    received_public = (torch.zeros(0, header.symbols_per_token, 2), torch.zeros(0, header.symbols_per_token), [])
+    if slots and public is None:
+        raise SemcomError(f"{private_src}: user {user} also needs its copy of the public file "
+                          f"(--public {received_public_name(user)})")
+    if public is not None:
+        public.expect("transmit", public_src)
+        _check_pair(header, public.header, private_src, public_src)
+        if public.header.user != user:
+            raise SemcomError(f"{public_src} is user {public.header.user}'s copy of the public file, not user {user}'s")
+        if public.header.copies is None or len(public.header.copies) != len(plan.public):
+            raise SemcomError(f"{public_src}: its copies per token do not fit the share plan")
+        received_public = (public.tensors["symbols"], gain_from_real(public.tensors["gain"])[0], public.header.copies)
+    copies = [public.header.copies[s] for s in slots.values()] + list(header.copies) if slots else header.copies
+    if not model.reads_captions(header.modality) and min(copies, default=1) == 0:
+        raise SemcomError(f"{private_src}: leaves tokens out, which checkpoint {model.name} cannot restore "
+                          f"for {header.modality} packets")
+    gain = gain_from_real(private.tensors["gain"])[0]
+    try:
+        return receive_user_at_rate(model, plan, user, received_public,
+                                    (private.tensors["symbols"], gain, header.copies), float(header.snr_db),
+                                    header.modality)
+    except SemcomError as err:
+        raise SemcomError(f"{private_src}: {err}") from None

@@ -1,6 +1,6 @@
 """Variable-rate packets end to end, for a batch: weights → budget → copies → channel → tokens.
 
-Shared by ``semcom evaluate`` (methods ``uniform`` and ``importance``), ``semcom encode`` and the
+Shared by ``semcom evaluate`` (methods ``uniform``, ``content`` and ``importance``), ``semcom encode`` and the
 benchmark; the single-file commands go through the same :func:`plan_copies`.
 """
 
@@ -14,9 +14,10 @@ from ..channel import send_repeated
 from ..errors import SemcomError
 from ..tasks import get_task
 from .allocation import allocate, uniform_weights
-from .importance import token_importance
+from .importance import Importance, content_task, measure_importance
+from .policy import RATE_METHODS
 
-__all__ = ["plan_copies", "budget_for", "send_at_rate"]
+__all__ = ["packet_importance", "plan_copies", "budget_for", "send_at_rate"]
 
 
 def budget_for(model, channel_uses: int | str, snr_feedback: float | None, target: float, method: str) -> int:
@@ -29,12 +30,12 @@ def budget_for(model, channel_uses: int | str, snr_feedback: float | None, targe
     return model.rate_table().choose(snr_feedback, target, method)[0]
 
 
-_IMPORTANCE: dict[tuple, torch.Tensor] = {}  # (checkpoint, task, question, tokens' digest) → weights [T]
+_IMPORTANCE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (checkpoint, task, question, digest) → game
 _CACHE_ROWS = 100_000
 
 
-def _importance(model, task: str, tokens: torch.Tensor, instructions: list[str | None]) -> torch.Tensor:
-    """token_importance, remembered per packet: an evaluation measures the same packets at many
+def _importance(model, task: str, tokens: torch.Tensor, instructions: list[str | None]) -> Importance:
+    """measure_importance, remembered per packet: an evaluation measures the same packets at many
     SNRs and budgets, and a packet's importance depends on neither."""
     keys = [(model.hash, task, q, hashlib.sha256(t.detach().float().cpu().numpy().tobytes()).hexdigest())
             for t, q in zip(tokens, instructions)]
@@ -42,23 +43,48 @@ def _importance(model, task: str, tokens: torch.Tensor, instructions: list[str |
     if missing:
         if len(_IMPORTANCE) > _CACHE_ROWS:
             _IMPORTANCE.clear()
-        found = token_importance(model, task, tokens[missing], [instructions[i] for i in missing])
-        for i, w in zip(missing, found):
-            _IMPORTANCE[keys[i]] = w.cpu()
-    return torch.stack([_IMPORTANCE[k] for k in keys]).to(tokens.device)
+        found = measure_importance(model, task, tokens[missing], [instructions[i] for i in missing])
+        for i, w, v in zip(missing, found.weights, found.worth):
+            _IMPORTANCE[keys[i]] = (w.cpu(), v.cpu())
+    return Importance(torch.stack([_IMPORTANCE[k][0] for k in keys]).to(tokens.device),
+                      torch.stack([_IMPORTANCE[k][1] for k in keys]))
+
+
+def packet_importance(model, task: str, tokens: torch.Tensor, instructions: list[str | None],
+                      method: str) -> Importance:
+    """Each packet's importance game by ``method``: ``uniform`` (not measured: every token alike, in
+    token order), ``content`` (question-free: what the packet says, its caption) or ``importance``
+    (each packet's question, or the task's instruction; a packet without either gets ``content``)."""
+    if method not in RATE_METHODS:
+        raise SemcomError(f"unknown rate method '{method}' (choose from: {', '.join(RATE_METHODS)})")
+    t = get_task(task)
+    b, n = tokens.shape[:2]
+    weights = uniform_weights(b, n, tokens.device)
+    worth = torch.full((b, 1 << min(n, 8)), float("nan"), dtype=torch.float64)
+    content = content_task(model, t.modality)
+    if method == "importance" and t.modality == "image":
+        asked = [i for i, q in enumerate(instructions) if q or t.instruction]
+        if asked:
+            game = _importance(model, task, tokens[asked], [instructions[i] for i in asked])
+            weights[asked], worth[asked] = game.weights, game.worth
+        unasked = sorted(set(range(b)) - set(asked))
+    else:
+        unasked = list(range(b)) if method == "content" else []
+    if unasked and content is not None:
+        game = _importance(model, content, tokens[unasked], [None] * len(unasked))
+        weights[unasked], worth[unasked] = game.weights, game.worth
+    return Importance(weights, worth)
 
 
 def plan_copies(model, task: str, tokens: torch.Tensor, mask: torch.Tensor, instructions: list[str | None],
-                budgets: list[int] | int, importance: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(copies per token [B, T], weights [B, T]) for clean tokens [B, T, D]: importance-aware from
-    each packet's question (or the task's instruction), or uniform."""
+                budgets: list[int] | int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(copies per token [B, T], weights [B, T]) for clean tokens [B, T, D], by ``method``
+    (:func:`packet_importance`)."""
+    game = packet_importance(model, task, tokens, instructions, method)
     modality = get_task(task).modality
-    if importance and modality == "image":
-        weights = _importance(model, task, tokens, instructions)
-    else:
-        weights = uniform_weights(tokens.shape[0], tokens.shape[1], tokens.device)
-    copies = allocate(weights, budgets, model.symbols_per_token, model.reads_captions(modality), mask)
-    return copies, weights
+    copies = allocate(game.weights, budgets, model.symbols_per_token, model.reads_captions(modality), mask,
+                      game.worth)
+    return copies, game.weights
 
 
 def send_at_rate(model, channel, tokens: torch.Tensor, copies: torch.Tensor, modality: str,

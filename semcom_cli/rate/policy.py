@@ -1,8 +1,8 @@
 """The rate policy: the channel-use budget that reaches a target accuracy at the reported SNR.
 
 A :class:`RateTable` holds accuracy measured once per checkpoint (``semcom rate-table``) on a
-grid of SNRs × budgets, for the uniform allocation (no question known) and the importance-aware
-one (question known), and lives in the checkpoint manifest's ``metrics.rate_table``. ``auto``
+grid of SNRs × budgets, for the uniform allocation, the content-aware one (no question known) and
+the importance-aware one (question known), and lives in the checkpoint manifest's ``metrics.rate_table``. ``auto``
 reads it conservatively: the row of the highest tabulated SNR not above the reported one, and the
 smallest budget whose measured accuracy reaches the target there; where none does, the budget that
 measured best (the answer says the target was not reachable); below the table's lowest SNR, its
@@ -18,7 +18,9 @@ from ..errors import SemcomError
 
 __all__ = ["RateTable", "RATE_METHODS", "measure_rate_table", "DEFAULT_SNRS", "DEFAULT_BUDGETS"]
 
-RATE_METHODS = ("uniform", "importance")
+# uniform: no knowledge of the content; content: the question-free default (push); importance: the
+# question known before sending (pull)
+RATE_METHODS = ("uniform", "content", "importance")
 
 
 @dataclass
@@ -60,6 +62,8 @@ class RateTable:
 
     def choose(self, snr_db: float, target: float, method: str) -> tuple[int, float | None, bool]:
         """(budget, its measured accuracy, whether it reaches ``target``) at the reported SNR."""
+        if method == "content" and method not in self.accuracy and "uniform" in self.accuracy:
+            method = "uniform"  # a table measured before the content column: the uniform one's budgets
         if method not in self.accuracy:
             raise SemcomError(f"the rate table has no '{method}' column (it has: {', '.join(self.accuracy)})")
         below = [i for i, s in enumerate(self.snrs) if s <= snr_db]
@@ -83,7 +87,7 @@ SATURATED = 0.995  # a row stops at the first budget measured at or above it: mo
 
 def measure_rate_table(model, data, task: str = "vqa", channel: str = "awgn", snrs=DEFAULT_SNRS,
                        budgets=DEFAULT_BUDGETS, limit: int = 200, seed: int = 0, on_point=None) -> RateTable:
-    """Accuracy of ``uniform`` and ``importance`` at every SNR × budget, on a seeded sample of ``data``
+    """Accuracy of each of ``RATE_METHODS`` at every SNR × budget, on a seeded sample of ``data``
     (the easy-vqa *train* split by default: the test set stays for evaluation). Each row stops at the
     first budget that reaches ``SATURATED``; budgets past it are left unmeasured (None)."""
     from ..evaluation.points import Point, Settings, evaluate_point

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..channel import Channel, equalize_symbols, seed_channel
+from ..channel import Channel, equalize_symbols, seed_channel, send_repeated
 from ..errors import SemcomError
 from .plan import SharedPackets, SharePlan
 
 __all__ = ["effective_snr", "repeats_for", "user_seed", "UserLink", "send_to_user", "send_separately",
-           "receive_user"]
+           "receive_user", "send_frame_at_rate", "receive_user_at_rate"]
 
 
 def repeats_for(snr_db: float, floor_db: float) -> int:
@@ -116,3 +116,35 @@ def receive_user(model, plan: SharePlan, user: int, link: UserLink, snr_db: floa
     # at its own effective SNR
     return model.decode(symbols[None], snrs[None], torch.ones(1, t, dtype=torch.long, device=model.device),
                         modality)[0]
+
+
+def send_frame_at_rate(public: torch.Tensor, private: torch.Tensor, public_copies: list[int],
+                       private_copies: list[int], snr_db: float, channel: Channel, seed: int):
+    """A variable-rate set's frame to one user: the whole broadcast [P, m, 2] then its private part
+    [Q, m, 2], each token sent its copies in one block (one gain for a block-fading kind) and
+    combined → (y_public, g_public, y_private, g_private), y real [·, m, 2], g complex [·, m]."""
+    seed_channel(seed)
+    x = torch.cat([public, private])[None].to(channel.device)
+    copies = torch.tensor([list(public_copies) + list(private_copies)], device=channel.device)
+    y, g = send_repeated(channel, x, copies, snr_db)
+    n = public.shape[0]
+    return y[0, :n], g[0, :n], y[0, n:], g[0, n:]
+
+
+@torch.no_grad()
+def receive_user_at_rate(model, plan: SharePlan, user: int, public: tuple, private: tuple, snr_db: float,
+                         modality: str) -> torch.Tensor:
+    """User ``user``'s tokens [T, D] from a variable-rate set: ``public`` and ``private`` are
+    (y [·, m, 2], g [·, m] complex, copies) as received; its positions are gathered from both and
+    decoded as one packet, every token at its own combined SNR, tokens left out restored."""
+    t, m = plan.n_tokens[user], model.symbols_per_token
+    y = torch.zeros(t, m, 2)
+    g = torch.zeros(t, m, dtype=torch.complex64)
+    copies = torch.zeros(t, dtype=torch.long)
+    for index, slot in plan.public_slots(user).items():
+        y[index], g[index], copies[index] = public[0][slot].cpu(), public[1][slot].cpu(), int(public[2][slot])
+    for k, index in enumerate(plan.private_indices(user)):
+        y[index], g[index], copies[index] = private[0][k].cpu(), private[1][k].cpu(), int(private[2][k])
+    if int(copies.sum()) == 0:
+        raise SemcomError(f"nothing of user {user}'s packet was sent (every token has 0 copies)")
+    return model.receive_repeated(y[None], g[None], snr_db, copies[None], modality)[0]

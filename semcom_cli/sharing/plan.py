@@ -177,19 +177,28 @@ def public_segments(plan: SharePlan) -> list[int]:
     return [ids.setdefault(tuple(sorted(p.users)), len(ids)) for p in plan.public]
 
 
-def encode_parts(model, tokens: torch.Tensor, plan: SharePlan, modality: str) -> SharedPackets:
+def encode_parts(model, tokens: torch.Tensor, plan: SharePlan, modality: str, sent=None) -> SharedPackets:
     """The packets of ``plan``: tokens [U, T, D] (each user's semantic tokens) → the public packet
-    (the groups' medoids, coded per group of users) and each user's private packet."""
+    (the groups' medoids, coded per group of users) and each user's private packet. ``sent``: at a
+    variable rate, which tokens go out (copies > 0; ``public`` and ``private`` lists of counts); a
+    token left out is coded as padding, its symbols zero."""
     m = model.symbols_per_token
     empty = tokens.new_zeros(0, m, 2)
 
-    def packet(rows: list[torch.Tensor], segments: list[int] | None = None) -> torch.Tensor:
+    def packet(rows: list[torch.Tensor], segments: list[int] | None = None, counts: list[int] | None = None):
         if not rows:
             return empty
-        ones = torch.ones(1, len(rows), dtype=torch.long, device=tokens.device)
+        if counts is None:
+            on = torch.ones(1, len(rows), dtype=torch.long, device=tokens.device)
+        else:
+            on = (torch.tensor([counts], device=tokens.device) > 0).long()
+        if not bool(on.any()):
+            return tokens.new_zeros(len(rows), m, 2)
         seg = None if segments is None else torch.tensor([segments], device=tokens.device)
-        return model.encode(torch.stack(rows)[None], ones, modality, seg)[0]
+        return model.encode(torch.stack(rows)[None], on, modality, seg)[0]
 
-    public = packet([tokens[p.source, p.index] for p in plan.public], public_segments(plan))
-    private = [packet([tokens[u, t] for t in plan.private_indices(u)]) for u in range(plan.n_users)]
+    public = packet([tokens[p.source, p.index] for p in plan.public], public_segments(plan),
+                    None if sent is None else sent.public)
+    private = [packet([tokens[u, t] for t in plan.private_indices(u)], None,
+                      None if sent is None else sent.private[u]) for u in range(plan.n_users)]
     return SharedPackets(public, private)
