@@ -113,3 +113,52 @@ def test_bad_scene_flags_get_one_line(semcom, tmp_path, flags, fragment):
     out = tmp_path / "scenes"
     assert_clean_failure(semcom("scenes", "-o", out, *flags), fragment)
     assert not out.exists()
+
+
+# query guidance ----------------------------------------------------------------------------------
+
+def test_guidance_maps_have_the_image_size_and_the_measures_are_right():
+    import torch
+
+    from semcom_cli.guidance import GuidanceNet, iou, patch_map
+
+    net = GuidanceNet(query_dim=24, width=8)
+    images = torch.rand(2, 3, 64, 64)
+    states, mask = torch.randn(2, 5, 24), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    logits = net(images, states, mask)
+    assert logits.shape == (2, 64, 64)
+    # padding in the query changes nothing
+    padded = net(images, torch.cat([states, torch.randn(2, 2, 24)], 1),
+                 torch.cat([mask, torch.zeros(2, 2, dtype=torch.bool)], 1))
+    assert torch.allclose(logits, padded, atol=1e-5)
+    target = torch.zeros(2, 64, 64, dtype=torch.bool)
+    target[:, :32] = True
+    perfect = torch.where(target, 10.0, -10.0)
+    assert iou(perfect, target).tolist() == [1.0, 1.0]
+    half = torch.where(torch.zeros_like(target).index_fill_(1, torch.arange(16), True), 10.0, -10.0)
+    assert torch.allclose(iou(half, target), torch.tensor([0.5, 0.5]))
+    assert torch.allclose(patch_map(perfect)[:, :4], torch.ones(2, 4, 8), atol=1e-4)
+
+
+def test_the_query_reader_reads_each_text_once(tiny):
+    from semcom_cli.guidance import QueryReader
+
+    _, llm = tiny
+    reader = QueryReader(llm, layer=1)
+    states, mask = reader(["the red shape", "the leftmost triangle", "the red shape"])
+    assert states.shape[0] == 3 and states.shape[2] == llm.embed_dim
+    assert torch_equal(states[0], states[2]) and mask[0].sum() == mask[2].sum()
+    assert len(reader._cache) == 2
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from conftest import tiny_model
+
+    return tiny_model()
