@@ -115,7 +115,10 @@ def test_shipped_checkpoint_has_a_rate_table_for_auto():
     from semcom_cli.rate import RateTable
 
     table = RateTable.from_manifest(read_manifest(DEFAULT_CHECKPOINT), "shipped")
-    assert table.split == "train" and table.task == "vqa" and set(table.accuracy) == {"uniform", "importance"}
+    assert table.split == "train" and table.task == "vqa"
+    assert set(table.accuracy) == {"uniform", "content", "importance"}
+    # without a question, the content column answers from 8 uses at 15 dB (one colour and one shape slot)
+    assert table.choose(15.0, 0.99, "content")[0] <= 8
     low, _, _ = table.choose(-5.0, 0.95, "importance")
     high, _, _ = table.choose(20.0, 0.95, "importance")
     assert high < low  # a better channel needs fewer uses for the same accuracy

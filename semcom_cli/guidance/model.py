@@ -57,6 +57,8 @@ class GuidanceNet(nn.Module):
         self.down1 = _block(w, 2 * w)                  # 32×32
         self.down2 = _block(2 * w, 4 * w)              # 16×16
         self.down3 = _block(4 * w, 4 * w)              # 8×8
+        # the LLM's hidden states run to norms of hundreds with a few outlier dimensions: normalised first
+        self.query_norm = nn.LayerNorm(query_dim)
         self.query16 = nn.Linear(query_dim, 4 * w)
         self.query8 = nn.Linear(query_dim, 4 * w)
         self.attend16 = _QueryAttention(4 * w)
@@ -78,6 +80,7 @@ class GuidanceNet(nn.Module):
         → logits [B, H, W] that a pixel belongs to what the query refers to."""
         s64 = self.stem(self._coords(images))
         s32 = self.down1(F.avg_pool2d(s64, 2))
+        states = self.query_norm(states)
         q16, q8 = self.query16(states), self.query8(states)
         s16 = self.attend16(self.down2(F.avg_pool2d(s32, 2)), q16, mask, _pooled(q16, mask))
         s8 = self.attend8(self.down3(F.avg_pool2d(s16, 2)), q8, mask, _pooled(q8, mask))
