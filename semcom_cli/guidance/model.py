@@ -22,6 +22,11 @@ def _pooled(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (states * keep).sum(1) / keep.sum(1).clamp_min(1.0)
 
 
+def _film(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    scale, shift = params.chunk(2, dim=-1)
+    return x * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+
+
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
                          nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
@@ -67,6 +72,10 @@ class GuidanceNet(nn.Module):
         self.up16 = _block(6 * w, 2 * w)               # 16 → 32, with the 32×32 skip
         self.up32 = _block(3 * w, w)                   # 32 → 64, with the 64×64 skip
         self.head = nn.Conv2d(w, 1, 1)
+        # the decoder at 32×32 and 64×64 is told the query too (FiLM from its pooled state), so a
+        # colour named in the query can select pixels at full resolution
+        self.film32 = nn.Linear(query_dim, 2 * 2 * w)
+        self.film64 = nn.Linear(query_dim, 2 * w)
 
     @staticmethod
     def _coords(images: torch.Tensor) -> torch.Tensor:
@@ -85,8 +94,9 @@ class GuidanceNet(nn.Module):
         s16 = self.attend16(self.down2(F.avg_pool2d(s32, 2)), q16, mask, _pooled(q16, mask))
         s8 = self.attend8(self.down3(F.avg_pool2d(s16, 2)), q8, mask, _pooled(q8, mask))
         x = self.up8(torch.cat([F.interpolate(s8, scale_factor=2), s16], 1))
-        x = self.up16(torch.cat([F.interpolate(x, scale_factor=2), s32], 1))
-        x = self.up32(torch.cat([F.interpolate(x, scale_factor=2), s64], 1))
+        pooled = _pooled(states, mask)
+        x = _film(self.up16(torch.cat([F.interpolate(x, scale_factor=2), s32], 1)), self.film32(pooled))
+        x = _film(self.up32(torch.cat([F.interpolate(x, scale_factor=2), s64], 1)), self.film64(pooled))
         return self.head(x)[:, 0]
 
 
