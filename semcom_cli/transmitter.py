@@ -37,15 +37,10 @@ def encode_at_rate(model, task, content, source: str, channel_uses: int | str, q
     rate table picks it from the reported SNR), shared over the tokens by their importance to the
     question (or the task's instruction; without either, by their share in what the packet says).
     The header records the copies."""
-    from .rate.packets import budget_for, plan_copies
-
-    from .rate.importance import content_task
+    from .rate.packets import budget_for, default_method, plan_copies
 
     model.check_task(task)
-    if (question or task.instruction) and model.reads_captions(task.modality):
-        method = "importance"
-    else:  # no question: the content-aware default where the checkpoint can tell, else every token alike
-        method = "content" if content_task(model, task.modality) else "uniform"
+    method = default_method(model, task, bool(question))
     budget = budget_for(model, channel_uses, snr_feedback, target_accuracy, method)
     tokens, mask = model.source_tokens(task.modality, _inputs(task, [content]), strict=True)
     copies, weights = plan_copies(model, task.name, tokens, mask, [question], budget, method)
@@ -76,14 +71,11 @@ def encode_share_set(model, task, contents: list, sources: list[str], threshold:
         packets = encode_parts(model, tokens, plan, task.modality)
         public, private = build_share_files(packets, plan, task, model, sources)
         return plan, public, private
-    from .rate.importance import content_task
-    from .rate.packets import packet_importance
+    from .rate.packets import default_method, packet_importance
     from .rate.shared import share_copies
 
     questions = questions or [None] * len(contents)
-    asked = any(questions) or task.instruction
-    method = "importance" if asked and model.reads_captions(task.modality) else (
-        "content" if content_task(model, task.modality) else "uniform")
+    method = default_method(model, task, any(questions))
     game = packet_importance(model, task.name, tokens, questions, method)
     copies = share_copies(plan, game, channel_uses, model.symbols_per_token, model.reads_captions(task.modality))
     packets = encode_parts(model, tokens, plan, task.modality, sent=copies)

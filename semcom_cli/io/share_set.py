@@ -204,6 +204,15 @@ def accounting(plan: SharePlan, symbols_per_token: int, user_repeats: list[int])
     return uses
 
 
+def _check_users_copy(private: Header, public: SemanticFile, private_src: str, public_src: str) -> None:
+    """A received public file that is this user's copy of this set's broadcast."""
+    public.expect("transmit", public_src)
+    _check_pair(private, public.header, private_src, public_src)
+    if public.header.user != private.user:
+        raise SemcomError(f"{public_src} is user {public.header.user}'s copy of the public file, "
+                          f"not user {private.user}'s")
+
+
 def _public_part(plan: SharePlan, private: Header, public: SemanticFile | None, private_src: str,
                  public_src: str | None, m: int) -> tuple[torch.Tensor, list[int]]:
     """The user's copy of the broadcast, checked to belong to it: (symbols [P, m, 2], repeats per slot)."""
@@ -213,10 +222,7 @@ def _public_part(plan: SharePlan, private: Header, public: SemanticFile | None, 
             raise SemcomError(f"{private_src}: user {user} also needs its copy of the public file "
                               f"(--public {received_public_name(user)})")
         return torch.zeros(0, m, 2), []
-    public.expect("transmit", public_src)
-    _check_pair(private, public.header, private_src, public_src)
-    if public.header.user != user:
-        raise SemcomError(f"{public_src} is user {public.header.user}'s copy of the public file, not user {user}'s")
+    _check_users_copy(private, public, private_src, public_src)
     if public.tensors["symbols"].shape[0] != len(plan.public):
         raise SemcomError(f"{public_src}: {public.tensors['symbols'].shape[0]} public tokens, "
                           f"the share plan says {len(plan.public)}")
@@ -254,10 +260,7 @@ def _receive_at_rate(model, plan: SharePlan, private: SemanticFile, public: Sema
         raise SemcomError(f"{private_src}: user {user} also needs its copy of the public file "
                           f"(--public {received_public_name(user)})")
     if public is not None:
-        public.expect("transmit", public_src)
-        _check_pair(header, public.header, private_src, public_src)
-        if public.header.user != user:
-            raise SemcomError(f"{public_src} is user {public.header.user}'s copy of the public file, not user {user}'s")
+        _check_users_copy(header, public, private_src, public_src)
         if public.header.copies is None or len(public.header.copies) != len(plan.public):
             raise SemcomError(f"{public_src}: its copies per token do not fit the share plan")
         received_public = (public.tensors["symbols"], gain_from_real(public.tensors["gain"])[0], public.header.copies)

@@ -17,7 +17,7 @@ from .allocation import allocate, uniform_weights
 from .importance import Importance, content_task, measure_importance
 from .policy import RATE_METHODS
 
-__all__ = ["packet_importance", "plan_copies", "budget_for", "send_at_rate"]
+__all__ = ["default_method", "packet_importance", "plan_copies", "budget_for", "send_at_rate"]
 
 
 def budget_for(model, channel_uses: int | str, snr_feedback: float | None, target: float, method: str) -> int:
@@ -48,6 +48,15 @@ def _importance(model, task: str, tokens: torch.Tensor, instructions: list[str |
             _IMPORTANCE[keys[i]] = (w.cpu(), v.cpu())
     return Importance(torch.stack([_IMPORTANCE[k][0] for k in keys]).to(tokens.device),
                       torch.stack([_IMPORTANCE[k][1] for k in keys]))
+
+
+def default_method(model, task, asked: bool) -> str:
+    """What the transmitter weighs a packet by: the question (or the task's instruction) where one is
+    known and the codebook can restore left-out tokens, else its content where it can tell, else
+    every token alike."""
+    if (asked or task.instruction) and model.reads_captions(task.modality):
+        return "importance"
+    return "content" if content_task(model, task.modality) else "uniform"
 
 
 def packet_importance(model, task: str, tokens: torch.Tensor, instructions: list[str | None],
