@@ -22,7 +22,8 @@ def run(
     input: str = typer.Argument(..., help="Received semantic file from 'semcom transmit' ('-' for stdin)."),
     question: Optional[str] = typer.Option(None, "--question", "-q", help="The question (vqa task)."),
     public: Optional[str] = typer.Option(None, "--public", help="Share set: this user's received public file."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the result as JSON here."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the result as JSON here "
+                                                                       "(reconstruct: the image, as PNG; '-': stdout)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of plain text."),
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
@@ -34,9 +35,11 @@ def run(
 
     if question is not None:
         check_question(question)
+    sem = read_semantic(input, stage="transmit")
+    if sem.header.task == "reconstruct":
+        return _decode_image(sem, input, question, public, output, as_json, checkpoint)
     if output is not None:
         check_output(output, [input, public, checkpoint_folder(checkpoint)])
-    sem = read_semantic(input, stage="transmit")
     public_sem = read_semantic(public, stage="transmit") if public is not None else None
     model = SemcomModel.from_pretrained(checkpoint, device=device)
     with spinner("loading the LLM and decoding") as status:
@@ -47,3 +50,32 @@ def run(
         print_json(result)
     else:
         print_out(result["answer"])
+
+
+def _decode_image(sem, input: str, question, public, output, as_json: bool, checkpoint) -> None:
+    from ..errors import SemcomError
+    from ..imaging.checkpoint import ReconstructModel
+    from ..imaging.files import decode_image_file, png_bytes
+    from ..io.files import atomic_write_bytes, write_stdout
+    from ..limits import check_output
+    from .common import console
+
+    if question is not None or public is not None:
+        raise SemcomError("a reconstruct packet decodes to an image: --question and --public do not apply")
+    if output is None:
+        raise SemcomError("a reconstruct packet decodes to an image: give -o OUT.png (or '-o -' for stdout)")
+    if str(output) != "-":
+        check_output(output, [input, checkpoint])
+    model = ReconstructModel.from_pretrained(checkpoint)
+    image, result = decode_image_file(model, sem, "<stdin>" if input == "-" else input)
+    data = png_bytes(image)
+    if str(output) == "-":
+        write_stdout(data)
+    else:
+        atomic_write_bytes(output, data)
+        result["output"] = str(output)
+    if as_json:
+        print_json(result)
+    elif str(output) != "-":
+        console.print(f"{result['channel_uses']} channel uses at {result['snr_db']:g} dB ({result['channel']}); "
+                      f"region received {result['box_received']} → {output}")

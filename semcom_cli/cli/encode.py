@@ -7,6 +7,10 @@ With --channel-uses: a variable-rate packet; the budget is shared over the token
 importance to --question (the user's question, known before sending), or to the task's own
 instruction, or (no question) to what the packet says; 'auto' picks the budget from --snr-feedback
 and the checkpoint's rate table. With --share too: that budget per user, public tokens sent once.
+
+Task reconstruct (MLLM-SC) sends the picture itself: the LLM reads --query, the guide marks the region
+it refers to, and the dual-path codec gives that region --roi-share of the --channel-uses budget (the
+region's box is sent first and counted); the reconstruct checkpoint (checkpoints/semcom-scenes) codes it.
 """
 
 from __future__ import annotations
@@ -46,12 +50,25 @@ def run(
                                                help="The SNR (dB) the receiver reports, for --channel-uses auto."),
     target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy",
                                                     help="What --channel-uses auto aims for (0-1). [default: 0.95]"),
+    query: Optional[str] = typer.Option(None, "--query", help="reconstruct: what the user asks about the image "
+                                                              "('the red circle', 'what colour is the triangle?')."),
+    roi_share: Optional[float] = typer.Option(None, "--roi-share", help="reconstruct: the share of the budget the "
+                                                                        "region of interest gets. [default: 0.7]"),
+    method: Optional[str] = typer.Option(None, "--method", help="reconstruct: importance (guided by --query) or "
+                                                                "uniform (no guidance). [default: importance]"),
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
 ):
     from ..tasks import get_task, task_names
 
     t = get_task(task)
+    if t.output == "image":
+        return _encode_reconstruct(inputs or [], output, query, channel_uses, roi_share, method, snr_feedback,
+                                   [("--question", question), ("--share", share or None), ("--text", text),
+                                    ("--threshold", threshold), ("--target-accuracy", target_accuracy)], checkpoint)
+    for flag, value in (("--query", query), ("--roi-share", roi_share), ("--method", method)):
+        if value is not None:
+            raise SemcomError(f"{flag} is for task reconstruct (task '{t.name}' answers --question instead)")
     if not t.trainable:  # an evaluation-only task: encode for the task it rewords
         raise SemcomError(f"task '{task}' is for evaluation only (encode for: {', '.join(task_names(True))})")
     inputs = inputs or []
@@ -221,3 +238,48 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
     console.print(f"{len(inputs)} users: {len(plan.public)} public tokens (sent once), "
                   f"{uses['private'] // m} private; {uses['shared']} channel uses against {uses['separate']} "
                   f"sent separately ({100 * uses['saving']:.1f}% fewer) → {folder}/")
+
+
+def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optional[str], channel_uses: Optional[str],
+                        roi_share: Optional[float], method: Optional[str], snr_feedback: Optional[str],
+                        others: list, checkpoint: Optional[Path]) -> None:
+    from ..channel import check_snr
+    from ..data import image_from_bytes
+    from ..imaging.checkpoint import ReconstructModel
+    from ..imaging.files import check_query, encode_image_file
+    from ..io import read_input_bytes, write_semantic
+    from ..limits import check_output
+
+    given = [flag for flag, value in others if value]
+    if given:
+        raise SemcomError(f"{', '.join(given)} do not apply to task reconstruct")
+    method = method or "importance"
+    query = check_query(query, method)
+    if query is not None and method == "uniform":
+        raise SemcomError("method uniform sends without guidance: drop --query (or use method importance)")
+    if len(inputs) != 1:
+        raise SemcomError(f"task reconstruct sends one image (got {len(inputs)} inputs)")
+    try:
+        budget = 512 if channel_uses is None else int(channel_uses)
+    except ValueError:
+        raise SemcomError(f"--channel-uses takes a whole number for task reconstruct (got {channel_uses[:40]!r})") from None
+    snr = check_snr(snr_feedback) if snr_feedback is not None else 10.0
+    source = inputs[0]
+    if output is None:
+        if source == "-":
+            raise SemcomError("give --output (or '-o -' for stdout)")
+        output = str(Path(source).with_suffix("")) + ".sem.safetensors"
+    check_output(output, [source, checkpoint])
+    image = image_from_bytes(*read_input_bytes(source, "image"))
+    from ..imaging.allocation import check_budget, check_roi_share
+
+    budget, share = check_budget(budget), check_roi_share(0.7 if roi_share is None else roi_share)
+    model = ReconstructModel.from_pretrained(checkpoint)
+    with spinner("reading the query and encoding" if query else "encoding"):
+        sem, info = encode_image_file(model, image, Path(source).name if source != "-" else "<stdin>", query,
+                                      budget, share, method, snr)
+    write_semantic(output, sem)
+    if info:
+        box = info["box"]
+        console.print(f"{sem.header.channel_uses} channel uses ({sem.header.image['side_uses']} for the region's box); "
+                      f"query read as {info['referent'] or 'nothing'}; region {box or 'none found'}")

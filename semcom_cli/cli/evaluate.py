@@ -80,10 +80,29 @@ def run(
                                  help="--share: comma list of scenarios (how related the users' scenes are)."),
     threshold: Optional[float] = typer.Option(None, "--threshold",
                                               help="--share: relative distance under which tokens are shared."),
+    roi_share: Optional[str] = typer.Option(None, "--roi-share", help="--task reconstruct: comma list of the "
+                                                                      "ROI's share of the budget. [default: 0.7]"),
+    background: Optional[str] = typer.Option(None, "--background", help="--task reconstruct: plain, textured or "
+                                                                        "both scene backgrounds. [default: both]"),
+    vqa: bool = typer.Option(False, "--vqa", help="--task reconstruct: also ask the shipped VQA checkpoint about "
+                                                  "the referred object in the reconstruction (at the highest SNR)."),
     device: Optional[str] = device_option(),
 ):
     from ..errors import SemcomError
 
+    if task is not None and "reconstruct" in parse_names(task):
+        from .evaluate_reconstruct import run_from_flags
+
+        others = [flag for flag, value in (("--share", share), ("--preset", preset), ("--resume", resume),
+                                           ("--plot", plot), ("--mlp-checkpoint", mlp_checkpoint),
+                                           ("--target-accuracy", target_accuracy), ("--threshold", threshold))
+                  if value]
+        run_from_flags(task, snr, channel, channel_uses, method, limit, seed, batch_size, image_codec, mcs, checkpoint,
+                       output, as_json, roi_share, background, vqa, others)
+        return
+    for flag, value in (("--roi-share", roi_share), ("--background", background), ("--vqa", vqa)):
+        if value:
+            raise SemcomError(f"{flag} is for --task reconstruct")
     if share:
         if preset or plot or resume or method or mlp_checkpoint or image_codec or mcs \
                 or target_accuracy is not None:

@@ -1,4 +1,9 @@
-"""Stages 2-4: train the channel codec through the channel, LoRA instruction tuning, or the codec at variable rates."""
+"""Stages 2-4: train the channel codec through the channel, LoRA instruction tuning, or the codec at variable rates.
+
+The reconstruct task's checkpoint (MLLM-SC) has two stages of its own: ``guidance`` (the referent
+parser on SmolLM2's reading of queries, and the image network that marks the referent) and
+``image-codec`` (the dual-path encoder and its decoder); ``make checkpoint-scenes`` runs both.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ NAME = "finetune"
 
 @fail_cleanly
 def run(
-    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate"),
+    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate | guidance | image-codec"),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
     checkpoint: Optional[Path] = checkpoint_option(),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override train.<stage>.steps."),
@@ -28,8 +33,13 @@ def run(
                                 help="Continue the partial run at OUTPUT.partial (its own input and settings)."),
     device: Optional[str] = device_option(),
 ):
+    from ..imaging.build import STAGES as RECONSTRUCT_STAGES
+
+    if stage in RECONSTRUCT_STAGES:
+        return _reconstruct_stage(stage, output, checkpoint, steps, batch_size, lr, save_every, resume)
     if stage not in ("channel", "instruct", "rate"):
-        raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct, rate; 'semcom align' is stage 1)")
+        raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct, rate, guidance, image-codec; "
+                          f"'semcom align' is stage 1)")
     if resume:
         from .stage import resume_from
 
@@ -46,3 +56,36 @@ def run(
         checkpoint, {f"train.{stage}.steps": steps, f"train.{stage}.batch_size": batch_size,
                      f"train.{stage}.lr": lr, f"train.{stage}.save_every": save_every}, device)
     train_and_save(model, stage, output, read_history(checkpoint_folder(checkpoint)))
+
+
+def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], steps: Optional[int],
+                       batch_size: Optional[int], lr: Optional[float], save_every: Optional[int], resume: bool) -> None:
+    from dataclasses import replace
+
+    from ..imaging.build import build_codec, build_guidance
+    from ..imaging.train import CodecTrain
+    from ..guidance.train import GuidanceTrain
+    from ..limits import check_output
+    from .common import console, progress_bar
+
+    overrides = {"steps": steps, "batch_size": batch_size, "lr": lr}
+    if resume and any(v is not None for v in (*overrides.values(), save_every)):
+        raise SemcomError("--resume continues a run with its own settings; drop the other training flags")
+    for flag, value in overrides.items():
+        if value is not None and value <= 0:
+            raise SemcomError(f"--{flag.replace('_', '-')} must be positive (got {value})")
+    cfg = (GuidanceTrain() if stage == "guidance" else CodecTrain())
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if not resume:
+        check_output(output, [checkpoint], folder=True)
+    with progress_bar(stage, cfg.steps) as update:
+        def on_log(step, loss, seconds):
+            update(step, cfg.steps, f"loss {loss:.4f}")
+
+        if stage == "guidance":
+            if checkpoint is not None:
+                raise SemcomError("--stage guidance starts a reconstruct checkpoint: it takes no --checkpoint")
+            digest = build_guidance(output, cfg, resume, save_every or 250, on_log)
+        else:
+            digest = build_codec(output, checkpoint, cfg, resume, save_every or 250, on_log)
+    console.print(f"{stage} → {output} (checkpoint hash {digest[:16]}…)")

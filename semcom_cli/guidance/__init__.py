@@ -1,12 +1,16 @@
-"""Query guidance (MLLM-SC, issue 16): the LLM reads the user's query, a network marks the image
-region it refers to.
+"""Query guidance (MLLM-SC, issue 16): the LLM reads the user's query, the image is searched for
+what it refers to, and the result is an importance map over the image's patches.
 
 - :mod:`.query`: the query's hidden states from the LLM.
-- :mod:`.model`: the guidance network (patches attend to the query) and the patch map.
-- :mod:`.train`: its training loop and the IoU measure.
+- :mod:`.referent`: from those states to the referent (colour, shape, where, size).
+- :mod:`.model`: the image network that marks the referent, the patch map, IoU.
+- :mod:`.guide`: the three in a row.
+- :mod:`.train`: training both parts, and the IoU measure.
 """
 
+from .guide import Guide
 from .model import GuidanceNet, iou, patch_map
 from .query import QueryReader
+from .referent import ReferentParser
 
-__all__ = ["GuidanceNet", "iou", "patch_map", "QueryReader"]
+__all__ = ["Guide", "GuidanceNet", "iou", "patch_map", "QueryReader", "ReferentParser"]

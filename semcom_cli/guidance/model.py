@@ -1,11 +1,12 @@
-"""The guidance network: the image's patches attend to the LLM's reading of the query → a map.
+"""The guidance network: the image searched for the query's referent → a map of where it is.
 
-A small convolutional encoder turns the 64×64 image (with two coordinate channels, so "top left"
-and "leftmost" can be learnt) into patch features at 16×16 and 8×8; at both, every patch attends
-to the query's token states from the LLM (:mod:`.query`) and is modulated by the query's pooled
-state (FiLM); a decoder with skip connections brings the result back to a logit per pixel. The
-importance map over the patches (what the dual-path encoder spends its budget by) is the mean
-probability in each patch (:func:`patch_map`).
+The referent (colour, shape, where, size: what the LLM read the query to mean, :mod:`.referent`)
+is embedded field by field and summed. A small U-Net over the 64×64 image (with two coordinate
+channels, so "top left" and "leftmost" can be learnt) is modulated by it (FiLM) at every level; at
+8×8 the patches and the referent, as one more token, pass two self-attention layers, so that
+"the leftmost" or "the largest" can compare every object with every other. The output is a logit
+per pixel; the importance map over the patches (what the dual-path encoder spends its budget by)
+is the mean probability in each patch (:func:`patch_map`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..scenes import REFERENT_VALUES
+
 __all__ = ["GuidanceNet", "patch_map", "iou"]
-
-
-def _pooled(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    keep = mask.to(states.dtype)[..., None]
-    return (states * keep).sum(1) / keep.sum(1).clamp_min(1.0)
-
-
-def _film(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    scale, shift = params.chunk(2, dim=-1)
-    return x * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -32,50 +25,36 @@ def _block(cin: int, cout: int) -> nn.Sequential:
                          nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
 
 
-class _QueryAttention(nn.Module):
-    """Patches [B, C, H, W] attend to the query's states [B, L, C]; then a FiLM from its pooled state."""
-
-    def __init__(self, channels: int, heads: int = 4):
+class _Film(nn.Module):
+    def __init__(self, cond: int, channels: int):
         super().__init__()
-        self.norm = nn.LayerNorm(channels)
-        self.attention = nn.MultiheadAttention(channels, heads, batch_first=True)
-        self.mlp = nn.Sequential(nn.LayerNorm(channels), nn.Linear(channels, 2 * channels), nn.SiLU(),
-                                 nn.Linear(2 * channels, channels))
-        self.film = nn.Linear(channels, 2 * channels)
+        self.linear = nn.Linear(cond, 2 * channels)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
 
-    def forward(self, x: torch.Tensor, states: torch.Tensor, mask: torch.Tensor, pooled: torch.Tensor):
-        b, c, h, w = x.shape
-        patches = x.flatten(2).transpose(1, 2)  # [B, HW, C]
-        heard = self.attention(self.norm(patches), states, states, key_padding_mask=~mask, need_weights=False)[0]
-        patches = patches + heard
-        patches = patches + self.mlp(patches)
-        scale, shift = self.film(pooled).chunk(2, dim=-1)
-        patches = patches * (1 + scale[:, None]) + shift[:, None]
-        return patches.transpose(1, 2).reshape(b, c, h, w)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.linear(cond).chunk(2, dim=-1)
+        return x * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
 
 
 class GuidanceNet(nn.Module):
-    def __init__(self, query_dim: int, width: int = 16):
+    def __init__(self, width: int = 16, embed: int = 64, layers: int = 2):
         super().__init__()
         w = width  # the channels grow as the grid shrinks: full resolution stays cheap
+        self.fields = nn.ModuleList(nn.Embedding(len(v), embed) for v in REFERENT_VALUES.values())
         self.stem = _block(5, w)                       # 64×64: RGB + x, y
         self.down1 = _block(w, 2 * w)                  # 32×32
         self.down2 = _block(2 * w, 4 * w)              # 16×16
         self.down3 = _block(4 * w, 4 * w)              # 8×8
-        # the LLM's hidden states run to norms of hundreds with a few outlier dimensions: normalised first
-        self.query_norm = nn.LayerNorm(query_dim)
-        self.query16 = nn.Linear(query_dim, 4 * w)
-        self.query8 = nn.Linear(query_dim, 4 * w)
-        self.attend16 = _QueryAttention(4 * w)
-        self.attend8 = _QueryAttention(4 * w)
+        self.film = nn.ModuleList(_Film(embed, c) for c in (w, 2 * w, 4 * w, 4 * w, 4 * w, 2 * w, w))
+        self.token = nn.Linear(embed, 4 * w)
+        self.position = nn.Parameter(torch.zeros(1, 64 + 1, 4 * w))
+        layer = nn.TransformerEncoderLayer(4 * w, 4, 4 * 4 * w, dropout=0.0, batch_first=True, norm_first=True)
+        self.attend = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.up8 = _block(8 * w, 4 * w)                # 8 → 16, with the 16×16 skip
         self.up16 = _block(6 * w, 2 * w)               # 16 → 32, with the 32×32 skip
         self.up32 = _block(3 * w, w)                   # 32 → 64, with the 64×64 skip
         self.head = nn.Conv2d(w, 1, 1)
-        # the decoder at 32×32 and 64×64 is told the query too (FiLM from its pooled state), so a
-        # colour named in the query can select pixels at full resolution
-        self.film32 = nn.Linear(query_dim, 2 * 2 * w)
-        self.film64 = nn.Linear(query_dim, 2 * w)
 
     @staticmethod
     def _coords(images: torch.Tensor) -> torch.Tensor:
@@ -84,19 +63,25 @@ class GuidanceNet(nn.Module):
         xs = torch.linspace(-1, 1, w, device=images.device).view(1, 1, 1, w).expand(b, 1, h, w)
         return torch.cat([images * 2 - 1, xs, ys], dim=1)
 
-    def forward(self, images: torch.Tensor, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, H, W] in [0, 1], query states [B, L, D] and their mask [B, L] (True = a token)
-        → logits [B, H, W] that a pixel belongs to what the query refers to."""
-        s64 = self.stem(self._coords(images))
-        s32 = self.down1(F.avg_pool2d(s64, 2))
-        states = self.query_norm(states)
-        q16, q8 = self.query16(states), self.query8(states)
-        s16 = self.attend16(self.down2(F.avg_pool2d(s32, 2)), q16, mask, _pooled(q16, mask))
-        s8 = self.attend8(self.down3(F.avg_pool2d(s16, 2)), q8, mask, _pooled(q8, mask))
-        x = self.up8(torch.cat([F.interpolate(s8, scale_factor=2), s16], 1))
-        pooled = _pooled(states, mask)
-        x = _film(self.up16(torch.cat([F.interpolate(x, scale_factor=2), s32], 1)), self.film32(pooled))
-        x = _film(self.up32(torch.cat([F.interpolate(x, scale_factor=2), s64], 1)), self.film64(pooled))
+    def embed(self, referents: torch.Tensor) -> torch.Tensor:
+        """Referent indices [B, 4] (:meth:`semcom_cli.scenes.Referent.indices`) → [B, embed]."""
+        return sum(e(referents[:, k]) for k, e in enumerate(self.fields))
+
+    def forward(self, images: torch.Tensor, referents: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, 64, 64] in [0, 1] and referent indices [B, 4] → logits [B, 64, 64] that a
+        pixel belongs to the object the referent names."""
+        r = self.embed(referents)
+        f = iter(self.film)
+        s64 = next(f)(self.stem(self._coords(images)), r)
+        s32 = next(f)(self.down1(F.avg_pool2d(s64, 2)), r)
+        s16 = next(f)(self.down2(F.avg_pool2d(s32, 2)), r)
+        s8 = next(f)(self.down3(F.avg_pool2d(s16, 2)), r)
+        b, c, h, w = s8.shape
+        tokens = torch.cat([self.token(r)[:, None], s8.flatten(2).transpose(1, 2)], 1) + self.position
+        s8 = self.attend(tokens)[:, 1:].transpose(1, 2).reshape(b, c, h, w)
+        x = next(f)(self.up8(torch.cat([F.interpolate(s8, scale_factor=2), s16], 1)), r)
+        x = next(f)(self.up16(torch.cat([F.interpolate(x, scale_factor=2), s32], 1)), r)
+        x = next(f)(self.up32(torch.cat([F.interpolate(x, scale_factor=2), s64], 1)), r)
         return self.head(x)[:, 0]
 
 

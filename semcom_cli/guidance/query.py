@@ -16,7 +16,7 @@ __all__ = ["QueryReader"]
 
 
 class QueryReader:
-    def __init__(self, llm, layer: int = 20, max_tokens: int = 24):
+    def __init__(self, llm, layer: int = 12, max_tokens: int = 24):
         self.llm = llm
         self.layer = layer
         self.max_tokens = max_tokens

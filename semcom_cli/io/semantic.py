@@ -13,6 +13,11 @@ Tensors by stage:
 - ``transmit``: ``symbols`` [T, m, 2] channel output y = h·x + n, and ``gain`` [2],
   the block-fading coefficient h the receiver is assumed to know (1 for AWGN).
 
+A *reconstruct* packet (:mod:`semcom_cli.imaging`) is a stream of complex symbols, [N, 1, 2] with N
+its channel uses: the side information first (the ROI box; none without guidance), then each
+patch's symbols in raster order; ``image`` says how it was coded (method, budget, roi_share,
+side_uses; the referent the transmitter read from ``query``).
+
 A *variable-rate* packet (``encode --channel-uses``) says in ``copies`` how many times each token
 is sent (0: left out, its symbols zero); its channel uses are ``m · Σ copies``. After ``transmit``
 its ``symbols`` are the copies combined by maximum-ratio combining and ``gain`` is per symbol,
@@ -84,6 +89,9 @@ class Header(BaseModel):
     # variable-rate packets (semcom_cli.rate)
     copies: Optional[list[int]] = None
     rate: Optional[dict[str, Any]] = None
+    # reconstruct packets (semcom_cli.imaging): the user's query, and how the image was coded
+    query: Optional[str] = None
+    image: Optional[dict[str, Any]] = None
 
     def received(self, **fields) -> "Header":
         """This header after ``transmit``: stage set and the channel's fields added."""
@@ -153,12 +161,37 @@ class SemanticFile:
         return self
 
 
+def _check_image_packet(sem: SemanticFile, source: str) -> None:
+    from ..imaging.allocation import GRID, HI_SYMBOLS, SIDE_USES
+
+    h, symbols = sem.header, sem.tensors["symbols"]
+    info = h.image or {}
+    method, budget, share, side = (info.get(k) for k in ("method", "budget", "roi_share", "side_uses"))
+    if (method not in ("importance", "uniform") or not isinstance(budget, int) or isinstance(budget, bool)
+            or not isinstance(share, (int, float)) or not 0 < share < 1
+            or side != (SIDE_USES if method == "importance" else 0)):
+        raise SemcomError(f"{source}: a reconstruct packet needs its 'image' header (method importance|uniform, "
+                          f"budget, roi_share in (0, 1), side_uses)")
+    if not side + GRID * GRID <= budget <= GRID * GRID * HI_SYMBOLS or not h.channel_uses <= budget:
+        raise SemcomError(f"{source}: a budget of {budget} channel uses does not fit a 64×64 image packet")
+    if symbols.dim() != 3 or list(symbols.shape) != [h.channel_uses, 1, 2] or h.n_tokens != h.channel_uses \
+            or h.symbols_per_token != 1:
+        raise SemcomError(f"{source}: a reconstruct packet is a stream of its channel uses, [{h.channel_uses}, 1, 2] "
+                          f"(got {list(symbols.shape)})")
+    if h.copies is not None or h.share_id is not None:
+        raise SemcomError(f"{source}: a reconstruct packet has no copies or share set")
+
+
 def _check_shape(sem: SemanticFile, source: str) -> None:
     h, symbols = sem.header, sem.tensors["symbols"]
     if set(sem.tensors) - {"symbols", "gain"}:
         raise SemcomError(f"{source}: unexpected tensors {sorted(set(sem.tensors) - {'symbols', 'gain'})}")
     if any(not t.is_floating_point() for t in sem.tensors.values()):
         raise SemcomError(f"{source}: tensors must be floating point")
+    if h.task == "reconstruct":
+        return _check_image_packet(sem, source)
+    if h.image is not None or h.query is not None:
+        raise SemcomError(f"{source}: 'image' and 'query' belong to reconstruct packets only")
     if symbols.dim() != 3 or list(symbols.shape[:2]) != [h.n_tokens, h.symbols_per_token]:
         raise SemcomError(f"{source}: symbols of shape {list(symbols.shape)} disagree with the header "
                           f"({h.n_tokens} tokens × {h.symbols_per_token} symbols × 2)")

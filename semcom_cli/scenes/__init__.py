@@ -8,8 +8,8 @@
 """
 
 from .generator import COLOR_RGB, Scene, SceneObject, generate_scene
-from .queries import QUERY_KINDS, Query, referring_queries
+from .queries import QUERY_KINDS, REFERENT_VALUES, Query, Referent, referring_queries
 from .splits import SPLITS, scene_at
 
-__all__ = ["COLOR_RGB", "Scene", "SceneObject", "generate_scene", "QUERY_KINDS", "Query", "referring_queries",
+__all__ = ["COLOR_RGB", "Scene", "SceneObject", "generate_scene", "QUERY_KINDS", "REFERENT_VALUES", "Query", "Referent", "referring_queries",
            "SPLITS", "scene_at"]

@@ -15,21 +15,26 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from ..tasks.shapes import COLORS, SHAPES
 from .generator import Scene
 
-__all__ = ["Query", "QUERY_KINDS", "WORDINGS", "referring_queries"]
+__all__ = ["Query", "QUERY_KINDS", "WORDINGS", "Referent", "REFERENT_VALUES", "referring_queries"]
 
 QUERY_KINDS = ("color", "shape", "color_shape", "position", "size", "question")
 
-# {c}: colour, {s}: shape, {p}: position phrase, {e}: extreme (leftmost, largest, …), {n}: noun
+# {c}: colour, {s}: shape, {p}: corner phrase, {e}: extreme (leftmost, largest, …), {n}: noun,
+# {d}: direction (left, up, …), {b}: side (left, top, …), {z}: size word
 WORDINGS = {
     "train": {
-        "color": ("the {c} shape", "the {c} object", "the {c} one"),
-        "shape": ("the {s}", "the {s} in the image"),
-        "color_shape": ("the {c} {s}", "the {s} that is {c}"),
-        "position": ("the {n} at the {p}", "the {e} {n}"),
-        "size": ("the {e} shape", "the {e} object"),
-        "question": ("what color is the {s}?", "what shape is the {c} object?"),
+        "color": ("the {c} shape", "the {c} object", "the {c} one", "the {c} thing", "the object in {c}",
+                  "point to the {c} shape"),
+        "shape": ("the {s}", "the {s} in the image", "the {s} object", "look at the {s}", "the one that is a {s}"),
+        "color_shape": ("the {c} {s}", "the {s} that is {c}", "the {s} in {c}", "show the {c} {s}"),
+        "position": ("the {n} at the {p}", "the {n} in the {p} corner", "the {n} near the {p}", "the {e} {n}",
+                     "the {n} that is {e}", "the {n} closest to the {b} edge", "the {n} most to the {b}"),
+        "size": ("the {e} shape", "the {e} object", "the {e} one", "the {z} {n}"),
+        "question": ("what color is the {s}?", "what is the color of the {s}?", "tell me the colour of the {s}",
+                     "what shape is the {c} object?", "what is the shape of the {c} thing?"),
     },
     "test": {
         "color": ("the thing coloured {c}", "whatever is {c}"),
@@ -43,10 +48,64 @@ WORDINGS = {
 WORDINGS["val"] = WORDINGS["train"]
 
 _CORNERS = {"top left": (0, 0), "top right": (1, 0), "bottom left": (0, 1), "bottom right": (1, 1)}
-_EXTREMES = {"leftmost": ("x", min, "left"), "rightmost": ("x", max, "right"), "topmost": ("y", min, "up"),
-             "lowest": ("y", max, "down")}
+_EXTREMES = {"leftmost": ("x", min, "left", "left"), "rightmost": ("x", max, "right", "right"),
+             "topmost": ("y", min, "up", "top"), "lowest": ("y", max, "down", "bottom")}
 POSITION_MARGIN = 0.15  # of the image side: the referent must lead the next object by this much
 SIZE_RATIO = 1.5         # largest / smallest: the referent's visible area this many times the next one's
+
+
+# What a query says about its object, field by field (None: the query does not say). Whatever the
+# wording, a query of these scenes means one of these combinations: the LLM's reading of the query is
+# mapped onto them (:mod:`semcom_cli.guidance.referent`), and the image is searched for them.
+REFERENT_VALUES: dict[str, tuple] = {
+    "color": (None, *COLORS),
+    "shape": (None, *SHAPES),
+    "where": (None, "top left", "top right", "bottom left", "bottom right", "leftmost", "rightmost", "topmost",
+              "lowest"),
+    "size": (None, "largest", "smallest"),
+}
+
+
+@dataclass(frozen=True)
+class Referent:
+    color: str | None = None
+    shape: str | None = None
+    where: str | None = None
+    size: str | None = None
+
+    def __post_init__(self):
+        for field, values in REFERENT_VALUES.items():
+            if getattr(self, field) not in values:
+                raise ValueError(f"unknown {field} {getattr(self, field)!r}")
+
+    def indices(self) -> list[int]:
+        """Each field's value as its index in :data:`REFERENT_VALUES` (0: not said)."""
+        return [values.index(getattr(self, field)) for field, values in REFERENT_VALUES.items()]
+
+    @classmethod
+    def from_indices(cls, indices) -> "Referent":
+        return cls(**{f: values[int(i)] for (f, values), i in zip(REFERENT_VALUES.items(), indices)})
+
+    def to_json(self) -> dict:
+        return {f: getattr(self, f) for f in REFERENT_VALUES if getattr(self, f) is not None}
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.to_json().items()) or "nothing"
+
+
+def _referent(kind: str, fields: dict) -> Referent:
+    if kind == "color":
+        return Referent(color=fields["c"])
+    if kind == "shape":
+        return Referent(shape=fields["s"])
+    if kind == "color_shape":
+        return Referent(color=fields["c"], shape=fields["s"])
+    if kind == "question":  # it names what it does not ask
+        return Referent(shape=fields["s"]) if fields["ask"] == "color" else Referent(color=fields["c"])
+    if kind == "position":
+        noun = None if fields["n"] == "shape" else fields["n"]
+        return Referent(shape=noun, where=fields["p"] if fields.get("p") else fields["e"])
+    return Referent(size=fields["e"])
 
 
 @dataclass(frozen=True)
@@ -55,9 +114,10 @@ class Query:
     kind: str
     target: int                 # the object it refers to
     answer: str | None = None   # questions only: the answer about the target
+    referent: Referent = Referent()  # what the query says about the target
 
     def to_json(self) -> dict:
-        out = {"text": self.text, "kind": self.kind, "target": self.target}
+        out = {"text": self.text, "kind": self.kind, "target": self.target, "referent": self.referent.to_json()}
         return out if self.answer is None else {**out, "answer": self.answer}
 
 
@@ -91,7 +151,7 @@ def _candidates(scene: Scene) -> list[tuple[str, int, dict]]:
         d = sorted((abs(x - cx) + abs(y - cy), i) for i, (x, y) in enumerate(centres))
         if len(d) > 1 and d[1][0] - d[0][0] >= 2 * POSITION_MARGIN and d[0][0] < 0.6:
             out.append(("position", d[0][1], {"p": phrase, "n": "shape"}))
-    for name, (axis, pick, direction) in _EXTREMES.items():
+    for name, (axis, pick, direction, side) in _EXTREMES.items():
         for noun, members in [("shape", range(len(objs)))] + [(s, [i for i in range(len(objs)) if shapes[i] == s])
                                                               for s in sorted(set(shapes))]:
             members = list(members)
@@ -101,7 +161,7 @@ def _candidates(scene: Scene) -> list[tuple[str, int, dict]]:
             best = pick(range(len(members)), key=lambda k: coord[k])
             rest = [abs(coord[k] - coord[best]) for k in range(len(members)) if k != best]
             if min(rest) >= POSITION_MARGIN:
-                out.append(("position", members[best], {"e": name, "n": noun, "d": direction, "p": None}))
+                out.append(("position", members[best], {"e": name, "n": noun, "d": direction, "b": side, "p": None}))
     areas = scene.areas()
     order = sorted(range(len(objs)), key=lambda i: areas[i])
     if len(objs) > 1 and areas[order[-1]] >= SIZE_RATIO * areas[order[-2]]:
@@ -118,7 +178,7 @@ def _render(kind: str, fields: dict, wording: str) -> str | None:
         corner = fields.get("p") is not None
         if ("{p}" in wording) != corner:
             return None
-        if "{d}" in wording and fields.get("d") is None:
+        if ("{d}" in wording or "{b}" in wording) and fields.get("d") is None:
             return None
     if kind == "question":  # a question names what it does not ask about
         asks_color = "color" in wording or "colour" in wording
@@ -141,7 +201,7 @@ def referring_queries(scene: Scene, split: str = "train", seed: int = 0, per_kin
         text = _render(kind, fields, rng.choice(options))
         obj = scene.objects[target]
         answer = (obj.color if fields.get("ask") == "color" else obj.shape) if kind == "question" else None
-        by_kind[kind].append(Query(text, kind, target, answer))
+        by_kind[kind].append(Query(text, kind, target, answer, _referent(kind, fields)))
     out = []
     for kind in QUERY_KINDS:
         found = by_kind[kind]

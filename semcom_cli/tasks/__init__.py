@@ -1,6 +1,6 @@
 """Tasks: a registry of what can be asked of the receiver, and the one template they share."""
 
-from . import vqa, caption, text  # noqa: F401,I001  (each registers its tasks; this order is the listing order)
+from . import vqa, caption, text, reconstruct  # noqa: F401,I001  (each registers its tasks; this order is the listing order)
 from .base import MODALITIES, TASKS, Task, get_task, register_task, task_names
 from .shapes import COLORS, SHAPES, caption_text, parse_caption
 from .template import END_OF_TURN, SEM_PLACEHOLDER, TEMPLATE, fill_template, normalize_answer

@@ -31,6 +31,7 @@ class Task:
     modality: ClassVar[str] = "image"          # what the transmitter encodes: "image" or "text"
     instruction: ClassVar[str | None] = None   # the fixed instruction; None: the user asks a question
     trainable: ClassVar[bool] = True           # False: an evaluation-only task
+    output: ClassVar[str] = "text"             # what the receiver gives: the LLM's answer, or an "image"
     metrics: ClassVar[tuple[str, ...]] = ("accuracy",)  # names in semcom_cli.evaluation.metrics
 
     @property

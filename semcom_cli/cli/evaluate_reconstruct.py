@@ -1,0 +1,201 @@
+"""``semcom evaluate --task reconstruct``: the MLLM-SC sweep (method × channel × SNR × channel uses ×
+ROI share) over test scenes; JSON, CSV, plots and a grid of examples beside the JSON."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..errors import SemcomError
+from .common import console, parse_floats, parse_names, print_json
+
+GRID_EXAMPLES = 6
+
+
+def _guidance_record(model, items, logits, referents) -> tuple[dict, list[float]]:
+    import numpy as np
+
+    from ..guidance.model import iou
+
+    values = iou(logits, items.masks).tolist()
+    per_kind = {k: float(np.mean([v for v, kk in zip(values, items.kinds) if kk == k])) for k in sorted(set(items.kinds))}
+    return {"iou": float(np.mean(values)), "n": len(values), "per_kind": per_kind,
+            "referents": [r.to_json() for r in referents[:GRID_EXAMPLES]]}, values
+
+
+def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: list[str], snrs: list[float],
+                      budgets: list[int], roi_shares: list[float], limit: int, seed: int, batch_size: int,
+                      background: str, vqa: bool, image_codec: str, mcs: str, output: Optional[Path],
+                      as_json: bool) -> dict:
+    import torch
+
+    from ..channel import check_channel, check_snr
+    from ..evaluation.metrics import mean, proportion
+    from ..evaluation.reconstruct import (RECONSTRUCT_METHODS, image_scores, load_items, reconstruct_point,
+                                          vqa_right)
+    from ..evaluation.report import FORMAT
+    from ..imaging.allocation import check_budget, check_roi_share
+    from ..imaging.checkpoint import ReconstructModel
+    from ..imaging.pipeline import guide_boxes
+    from ..limits import check_outputs, check_seed
+    from ..runtime import versions
+    from .common import progress_bar, spinner
+
+    for m in methods:
+        if m not in RECONSTRUCT_METHODS:
+            raise SemcomError(f"--method: task reconstruct takes {', '.join(RECONSTRUCT_METHODS)} (got {m!r})")
+    for c in channels:
+        check_channel(c)
+    snrs = [check_snr(s) for s in snrs]
+    budgets = [check_budget(b) for b in budgets]
+    roi_shares = [check_roi_share(r) for r in roi_shares]
+    check_seed(seed, "--seed")
+    if not 1 <= limit <= 10000:
+        raise SemcomError(f"--limit: 1 to 10,000 scenes for task reconstruct (got {limit})")
+    if output is not None:
+        check_outputs([output, output.with_suffix(".csv")], [checkpoint])
+    items = load_items(limit, seed, background)
+    model = ReconstructModel.from_pretrained(checkpoint)
+    vqa_model = None
+    if vqa:
+        from ..models import SemcomModel
+
+        vqa_model = SemcomModel.from_pretrained(None)
+    with spinner("reading the queries with the LLM and marking the scenes"):
+        maps, boxes, referents, logits = [], [], [], []
+        for start in range(0, limit, batch_size):
+            m, b, r, lg = guide_boxes(model, items.images[start : start + batch_size],
+                                      items.queries[start : start + batch_size])
+            maps.append(m)
+            boxes += b
+            referents += r
+            logits.append(lg)
+        maps, logits = torch.cat(maps), torch.cat(logits)
+    guidance, _ = _guidance_record(model, items, logits, referents)
+    grid_points = _grid_points(methods, channels, snrs, budgets, roi_shares)
+    examples: dict[str, object] = {}
+    points = []
+    plan = [(m, c, s, b, r) for m in methods for c in channels for s in snrs for b in budgets
+            for r in (roi_shares if m == "importance" else [None])]
+    started = time.time()
+    with progress_bar("evaluate", len(plan)) as update:
+        for k, (method, channel, snr, budget, share) in enumerate(plan):
+            received, uses = reconstruct_point(model, items, boxes, method, channel, snr, budget,
+                                               share if share is not None else roi_shares[0], seed, batch_size,
+                                               image_codec, mcs)
+            metrics = {name: mean(v) for name, v in image_scores(received, items).items()}
+            if vqa_model is not None and snr == max(snrs):
+                metrics["vqa_accuracy"] = proportion(vqa_right(vqa_model, received, items, seed, batch_size))
+            if method == "importance":
+                metrics["iou"] = {"value": guidance["iou"], "n": guidance["n"], "ci95": [guidance["iou"]] * 2}
+            point = {"method": method, "task": "reconstruct", "channel": channel, "snr_db": snr, "channel_uses": budget,
+                     "channel_uses_mean": sum(uses) / len(uses), "metrics": metrics, "seed": seed}
+            if share is not None:
+                point["roi_share"] = share
+            points.append(point)
+            if (method, channel, snr, budget, share) in grid_points:
+                examples[f"{method} {snr:g} dB"] = received[:GRID_EXAMPLES]
+            update(k + 1, len(plan), f"{method} {channel} {snr:g} dB")
+    if vqa_model is not None:  # the ceiling: the same questions asked of the originals
+        guidance["vqa_accuracy_original"] = proportion(vqa_right(vqa_model, items.images, items, seed, batch_size))
+    doc = {"format": FORMAT, "run": {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": "command-line",
+                                     "task": "reconstruct", "seed": seed, "limit": limit, "background": background,
+                                     "split": "test", "seconds": round(time.time() - started, 1),
+                                     "guidance": guidance, "versions": versions(),
+                                     "settings": {"methods": methods, "channels": channels, "snrs": snrs,
+                                                  "channel_uses": budgets, "roi_shares": roi_shares,
+                                                  "image_codec": image_codec, "mcs": mcs, "vqa": vqa}},
+           "points": points}
+    _print_table(doc)
+    if output is not None:
+        from ..evaluation import write_report
+        from ..io import atomic_write_bytes
+
+        plots = write_report(doc, output)
+        grid = output.with_name(output.stem + "-examples.png")
+        atomic_write_bytes(grid, example_grid(items, torch.sigmoid(logits), examples))
+        console.print(f"wrote {output}, {output.with_suffix('.csv')}, {len(plots)} plots and {grid}")
+    if as_json:
+        print_json(doc)
+    return doc
+
+
+def _grid_points(methods, channels, snrs, budgets, shares) -> set:
+    """The points the example grid shows: uniform and importance at the lowest and highest SNR."""
+    low, high = min(snrs), max(snrs)
+    out = set()
+    for method in ("uniform", "importance"):
+        if method in methods:
+            for snr in {low, high}:
+                out.add((method, channels[0], snr, budgets[0], shares[0] if method == "importance" else None))
+    return out
+
+
+def example_grid(items, probabilities, examples: dict) -> bytes:
+    """A PNG: per example row the input, the guide's map, and each reconstruction in ``examples``."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [("input", items.images), ("guide map", probabilities[:, None].expand(-1, 3, -1, -1))]
+    columns += sorted(examples.items(), key=lambda kv: (float(kv[0].split()[1]), kv[0]))
+    rows = min(GRID_EXAMPLES, items.images.shape[0])
+    fig, axes = plt.subplots(rows, len(columns), figsize=(1.6 * len(columns), 1.75 * rows), squeeze=False)
+    for r in range(rows):
+        for c, (title, images) in enumerate(columns):
+            ax = axes[r][c]
+            ax.imshow(images[r].clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=7)
+            if c == 0:
+                ax.set_ylabel(items.queries[r][:28], fontsize=6)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _print_table(doc: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"semcom evaluate --task reconstruct — {doc['run']['checkpoint']} "
+                        f"(guide IoU {doc['run']['guidance']['iou']:.3f})")
+    names = ["psnr_db", "roi_psnr_db", "bg_psnr_db", "roi_ssim", "vqa_accuracy"]
+    short = {"psnr_db": "PSNR", "roi_psnr_db": "ROI PSNR", "bg_psnr_db": "bg PSNR", "roi_ssim": "ROI SSIM",
+             "vqa_accuracy": "VQA"}
+    for col in ("method", "channel", "SNR", "uses", "share", *[short[n] for n in names], "n"):
+        table.add_column(col, justify="left" if col in ("method", "channel") else "right", no_wrap=True)
+    for p in doc["points"]:
+        cells = []
+        for name in names:
+            m = p["metrics"].get(name)
+            cells.append("" if m is None else (f"{100 * m['value']:.1f}%" if name == "vqa_accuracy"
+                                               else f"{m['value']:.2f}" if "psnr" in name else f"{m['value']:.3f}"))
+        table.add_row(p["method"], p["channel"], f"{p['snr_db']:g}", f"{p['channel_uses_mean']:g}",
+                      "" if p.get("roi_share") is None else f"{p['roi_share']:g}", *cells,
+                      str(p["metrics"]["psnr_db"]["n"]))
+    console.print(table)
+
+
+def run_from_flags(task, snr, channel, channel_uses, method, limit, seed, batch_size, image_codec, mcs, checkpoint,
+                   output, as_json, roi_share, background, vqa, other_flags: list[str]) -> None:
+    if other_flags:
+        raise SemcomError(f"{', '.join(other_flags)} do not apply to --task reconstruct")
+    if parse_names(task) != ["reconstruct"]:
+        raise SemcomError("--task reconstruct is evaluated on its own (its items are scenes, not easy-vqa)")
+    budgets = []
+    for v in parse_names(channel_uses or "512"):
+        try:
+            budgets.append(int(v))
+        except ValueError:
+            raise SemcomError(f"--channel-uses: task reconstruct takes whole numbers (got {v[:40]!r})") from None
+    reconstruct_sweep(checkpoint, parse_names(method or "importance,uniform,digital"), parse_names(channel or "awgn"),
+                      parse_floats(snr or "0,6,12"), budgets, parse_floats(roi_share or "0.7"),
+                      100 if limit is None else limit, seed or 0, batch_size or 64, background or "both", vqa,
+                      image_codec or "webp", mcs or "auto", output, as_json)

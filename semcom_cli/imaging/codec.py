@@ -1,0 +1,150 @@
+"""The dual-path importance-aware image codec: 64×64 pixels → channel symbols → pixels.
+
+Encoder (:class:`DualPathEncoder`): a convolutional trunk down to 16×16 and 8×8. The **light path**
+reads the 8×8 features with a 1×1 convolution: :data:`~.allocation.LIGHT_SYMBOLS` complex symbols
+per patch. The **high-fidelity path** branches off at 16×16, folds each patch's 2×2 cells into one
+(space to depth, so nothing is pooled away) and has its own residual block: up to
+:data:`~.allocation.HI_SYMBOLS` per patch, enough to carry a patch's 192 pixel values. A patch sends
+the first ``k`` symbols of its path (the allocation's ``k``): training draws ``k`` at random for
+every patch, so each path learns to put what matters most first (a prefix code). The symbols a
+packet sends are scaled to average power 1 per complex symbol.
+
+Decoder (:class:`ImageDecoder`): the received symbols back in their patches (zeros where nothing
+was sent), with each patch's share of each path and its ROI flag, → a convolutional decoder up to
+64×64. Encoder and decoder are both told the SNR (FiLM at every level): the effective SNR after
+equalisation at the receiver, the SNR the receiver reports at the transmitter.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .allocation import GRID, HI_SYMBOLS, LIGHT_SYMBOLS, Allocation
+
+__all__ = ["DualPathEncoder", "ImageDecoder", "sent_mask", "normalise_power", "pack", "unpack"]
+
+
+class _SnrFilm(nn.Module):
+    """Scale and shift from the SNR (dB), near identity at the start."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(1, 64), nn.SiLU(), nn.Linear(64, 2 * channels))
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.net(snr_db[:, None] / 20.0).chunk(2, dim=-1)
+        return x * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+
+
+class _Res(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(8, channels),
+                                  nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1))
+        self.film = _SnrFilm(channels)
+
+    def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        return F.silu(x + self.film(self.body(x), snr_db))
+
+
+def _down(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
+
+
+def _up(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, 4 * cout, 3, padding=1), nn.PixelShuffle(2), nn.GroupNorm(8, cout), nn.SiLU())
+
+
+class DualPathEncoder(nn.Module):
+    def __init__(self, width: int = 64):
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(3, w // 2, 3, padding=1), nn.SiLU())
+        self.down32, self.down16, self.down8 = _down(w // 2, w), _down(w, 2 * w), _down(2 * w, 2 * w)
+        self.res16, self.res8 = _Res(2 * w), _Res(2 * w)
+        self.light = nn.Conv2d(2 * w, 2 * LIGHT_SYMBOLS, 1)
+        self.hi_fold = nn.Conv2d(8 * w, 4 * w, 1)  # 16×16 → 8×8 by space to depth
+        self.hi_res = _Res(4 * w)
+        self.hi = nn.Conv2d(4 * w, 2 * HI_SYMBOLS, 1)
+
+    def forward(self, images: torch.Tensor, snr_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images [B, 3, 64, 64] in [0, 1] → (hi [B, HI, 2, 8, 8], light [B, LIGHT, 2, 8, 8]), unscaled."""
+        x = self.stem(images * 2 - 1)
+        x16 = self.res16(self.down16(self.down32(x)), snr_db)
+        x8 = self.res8(self.down8(x16), snr_db)
+        hi = self.hi(self.hi_res(self.hi_fold(F.pixel_unshuffle(x16, 2)), snr_db))
+        b = images.shape[0]
+        return hi.view(b, HI_SYMBOLS, 2, GRID, GRID), self.light(x8).view(b, LIGHT_SYMBOLS, 2, GRID, GRID)
+
+
+class ImageDecoder(nn.Module):
+    def __init__(self, width: int = 64):
+        super().__init__()
+        w = width
+        self.inlet = nn.Conv2d(2 * HI_SYMBOLS + 2 * LIGHT_SYMBOLS + 3, 4 * w, 1)
+        self.res8a, self.res8b = _Res(4 * w), _Res(4 * w)
+        self.up16, self.res16 = _up(4 * w, 2 * w), _Res(2 * w)
+        self.up32, self.res32 = _up(2 * w, w), _Res(w)
+        self.up64 = _up(w, w // 2)
+        self.out = nn.Conv2d(w // 2, 3, 3, padding=1)
+
+    def forward(self, hi: torch.Tensor, light: torch.Tensor, uses: torch.Tensor, roi: torch.Tensor,
+                snr_db: torch.Tensor) -> torch.Tensor:
+        """Received symbols in their patches (hi [B, HI, 2, 8, 8], light [B, LIGHT, 2, 8, 8], zeros
+        where not sent), symbols per patch [B, 64], ROI flags [B, 64] → images [B, 3, 64, 64] in [0, 1]."""
+        b = hi.shape[0]
+        roi = roi.view(b, 1, GRID, GRID).float()
+        k = uses.view(b, 1, GRID, GRID).float()
+        x = torch.cat([hi.flatten(1, 2), light.flatten(1, 2), roi, roi * k / HI_SYMBOLS, (1 - roi) * k / LIGHT_SYMBOLS], 1)
+        x = self.res8b(self.res8a(self.inlet(x), snr_db), snr_db)
+        x = self.res16(self.up16(x), snr_db)
+        x = self.res32(self.up32(x), snr_db)
+        return torch.sigmoid(self.out(self.up64(x)))
+
+
+def sent_mask(uses: torch.Tensor, roi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symbols per patch [B, 64] and ROI flags [B, 64] → which symbols each path sends:
+    (hi [B, HI, 1, 8, 8], light [B, LIGHT, 1, 8, 8]) bool."""
+    b = uses.shape[0]
+    k = uses.view(b, 1, 1, GRID, GRID)
+    r = roi.view(b, 1, 1, GRID, GRID)
+    hi = (torch.arange(HI_SYMBOLS).view(1, -1, 1, 1, 1) < k) & r
+    light = (torch.arange(LIGHT_SYMBOLS).view(1, -1, 1, 1, 1) < k) & ~r
+    return hi, light
+
+
+def normalise_power(hi: torch.Tensor, light: torch.Tensor, uses: torch.Tensor, roi: torch.Tensor):
+    """Zero what is not sent and scale what is to average power 1 per complex symbol, per image."""
+    mh, ml = sent_mask(uses, roi)
+    hi, light = hi * mh, light * ml
+    power = (hi.pow(2).flatten(1).sum(1) + light.pow(2).flatten(1).sum(1)) / uses.sum(1).clamp_min(1)
+    scale = power.clamp_min(1e-12).rsqrt().view(-1, 1, 1, 1, 1)
+    return hi * scale, light * scale
+
+
+def pack(hi: torch.Tensor, light: torch.Tensor, alloc: Allocation) -> torch.Tensor:
+    """One image's sent symbols as a stream [N, 2], patch by patch in raster order, each patch its
+    first ``k`` symbols on its path."""
+    rows = []
+    for p in range(GRID * GRID):
+        k = int(alloc.uses[p])
+        source = hi if bool(alloc.roi[p]) else light
+        rows.append(source[:k, :, p // GRID, p % GRID])
+    return torch.cat(rows, 0)
+
+
+def unpack(stream: torch.Tensor, alloc: Allocation) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of :func:`pack` under the receiver's allocation → (hi [HI, 2, 8, 8], light [LIGHT, 2, 8, 8])."""
+    hi = torch.zeros(HI_SYMBOLS, 2, GRID, GRID)
+    light = torch.zeros(LIGHT_SYMBOLS, 2, GRID, GRID)
+    at = 0
+    for p in range(GRID * GRID):
+        k = int(alloc.uses[p])
+        target = hi if bool(alloc.roi[p]) else light
+        target[:k, :, p // GRID, p % GRID] = stream[at : at + k]
+        at += k
+    return hi, light

@@ -1,0 +1,85 @@
+"""Reconstruct packets as semantic files, and images as PNG bytes: what ``encode``/``decode`` call."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+
+from ..channel import gain_from_real
+from ..errors import SemcomError
+from ..io import SemanticFile
+from ..io.semantic import Header
+from .allocation import check_budget, check_roi_share
+from .pipeline import METHODS, decode_streams, encode_images, guide_boxes
+
+__all__ = ["encode_image_file", "decode_image_file", "png_bytes", "map_png_bytes", "check_query"]
+
+
+def check_query(query: str | None, method: str) -> str | None:
+    from ..limits import check_question
+
+    if method not in METHODS:
+        raise SemcomError(f"unknown method '{method}' for task reconstruct (choose from: {', '.join(METHODS)})")
+    if query is None:
+        if method == "importance":
+            raise SemcomError("task reconstruct with method importance needs the user's query (--query)")
+        return None
+    if not query.strip():
+        raise SemcomError("--query is empty")
+    return " ".join(check_question(query).split())
+
+
+def encode_image_file(model, image: torch.Tensor, source: str, query: str | None, budget: int, roi_share: float,
+                      method: str, snr_feedback: float) -> tuple[SemanticFile, dict]:
+    """One image [3, 64, 64] → its packet as an encoded semantic file, and what the guide read."""
+    budget, roi_share = check_budget(budget), check_roi_share(roi_share)
+    info: dict = {}
+    box = None
+    if method == "importance":
+        maps, boxes, referents, _ = guide_boxes(model, image[None], [query])
+        box = boxes[0]
+        info = {"referent": referents[0].to_json(), "box": box.to_json() if box else None}
+    packet = encode_images(model, image[None], [box], budget, roi_share, snr_feedback, method)[0]
+    n = int(packet.stream.shape[0])
+    header = Header(stage="encode", task="reconstruct", modality="image", checkpoint=model.name,
+                    checkpoint_hash=model.hash, source=source, n_tokens=n, symbols_per_token=1, channel_uses=n,
+                    query=query, image={"method": method, "budget": budget, "roi_share": roi_share,
+                                        "side_uses": packet.allocation.side_uses, "snr_feedback": snr_feedback,
+                                        **({"referent": info["referent"]} if info else {})})
+    return SemanticFile({"symbols": packet.stream[:, None]}, header), info
+
+
+def decode_image_file(model, sem: SemanticFile, source: str) -> tuple[torch.Tensor, dict]:
+    """A received reconstruct file → the image [3, 64, 64] and what was read on the way."""
+    h = sem.header
+    if h.checkpoint_hash != model.hash:
+        raise SemcomError(f"{source} was encoded with checkpoint {h.checkpoint} ({h.checkpoint_hash[:12]}…), "
+                          f"not {model.name} ({model.hash[:12]}…)")
+    info = h.image
+    gain = gain_from_real(sem.tensors["gain"])
+    images, boxes = decode_streams(model, [sem.tensors["symbols"][:, 0]], [gain], float(h.snr_db),
+                                   info["budget"], info["roi_share"], info["method"])
+    box = boxes[0]
+    return images[0], {"task": "reconstruct", "method": info["method"], "channel": h.channel, "snr_db": h.snr_db,
+                       "seed": h.seed, "channel_uses": h.channel_uses, "side_uses": info["side_uses"],
+                       "box_received": box.to_json() if box else None, "query": h.query, "source": h.source,
+                       "checkpoint": model.name, "checkpoint_hash": model.hash}
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    """[3, H, W] in [0, 1] → PNG bytes (the same pixels give the same bytes)."""
+    from PIL import Image
+
+    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def map_png_bytes(probabilities: torch.Tensor) -> bytes:
+    """An importance map [H, W] in [0, 1] → a grey PNG (white: what the query refers to)."""
+    return png_bytes(probabilities[None].expand(3, -1, -1))
+
+
