@@ -5,7 +5,7 @@ SEMCOM  := $(VENV)/bin/semcom
 CKPT    := checkpoints/semcom-smollm2
 RUNS    := runs
 
-.PHONY: setup demo test checkpoint checkpoint-mlp bench bench-share bench-rate clean
+.PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes bench bench-share bench-rate bench-reconstruct clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,6 +37,17 @@ bench-share: setup
 # Importance-aware and SNR-adaptive rate against issue 15's targets (README, "Rate"; about 40 minutes).
 bench-rate: setup
 	$(PY) benchmarks/rate.py
+
+# Query-guided image transmission against issue 16's targets (README, "Query-guided image transmission").
+bench-reconstruct: setup
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/reconstruct.py
+
+# Rebuild the shipped reconstruct checkpoint (MLLM-SC): the guide (referent parser on SmolLM2's reading
+# of queries + the image network, about 30 minutes on 2 CPU cores), then the dual-path codec (about 30).
+checkpoint-scenes: setup
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage guidance -o $(RUNS)/semcom-scenes
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-codec -c $(RUNS)/semcom-scenes -o $(RUNS)/semcom-scenes
+	rm -rf checkpoints/semcom-scenes && cp -r $(RUNS)/semcom-scenes checkpoints/semcom-scenes
 
 # Rebuild the shipped checkpoint from presets/smollm2.yaml (about 58 minutes on 2 idle CPU cores),
 # then measure its rate table for --channel-uses auto (about 30 minutes; 39 measured, sharing the cores).

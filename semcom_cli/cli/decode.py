@@ -22,8 +22,9 @@ def run(
     input: str = typer.Argument(..., help="Received semantic file from 'semcom transmit' ('-' for stdin)."),
     question: Optional[str] = typer.Option(None, "--question", "-q", help="The question (vqa task)."),
     public: Optional[str] = typer.Option(None, "--public", help="Share set: this user's received public file."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the result as JSON here "
-                                                                       "(reconstruct: the image, as PNG; '-': stdout)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Also write the result as JSON here (reconstruct: the image, "
+                                               "as PNG; '-': stdout)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of plain text."),
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),

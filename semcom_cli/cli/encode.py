@@ -56,6 +56,9 @@ def run(
                                                                         "region of interest gets. [default: 0.7]"),
     method: Optional[str] = typer.Option(None, "--method", help="reconstruct: importance (guided by --query) or "
                                                                 "uniform (no guidance). [default: importance]"),
+    importance_map: Optional[str] = typer.Option(None, "--map", help="reconstruct: an importance map (a 64×64 "
+                                                                     "grey PNG, as 'semcom guide' writes) instead "
+                                                                     "of --query."),
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
 ):
@@ -63,10 +66,12 @@ def run(
 
     t = get_task(task)
     if t.output == "image":
-        return _encode_reconstruct(inputs or [], output, query, channel_uses, roi_share, method, snr_feedback,
+        return _encode_reconstruct(inputs or [], output, query, importance_map, channel_uses, roi_share, method,
+                                   snr_feedback,
                                    [("--question", question), ("--share", share or None), ("--text", text),
                                     ("--threshold", threshold), ("--target-accuracy", target_accuracy)], checkpoint)
-    for flag, value in (("--query", query), ("--roi-share", roi_share), ("--method", method)):
+    for flag, value in (("--query", query), ("--roi-share", roi_share), ("--method", method),
+                        ("--map", importance_map)):
         if value is not None:
             raise SemcomError(f"{flag} is for task reconstruct (task '{t.name}' answers --question instead)")
     if not t.trainable:  # an evaluation-only task: encode for the task it rewords
@@ -240,9 +245,9 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
                   f"sent separately ({100 * uses['saving']:.1f}% fewer) → {folder}/")
 
 
-def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optional[str], channel_uses: Optional[str],
-                        roi_share: Optional[float], method: Optional[str], snr_feedback: Optional[str],
-                        others: list, checkpoint: Optional[Path]) -> None:
+def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optional[str], map_file: Optional[str],
+                        channel_uses: Optional[str], roi_share: Optional[float], method: Optional[str],
+                        snr_feedback: Optional[str], others: list, checkpoint: Optional[Path]) -> None:
     from ..channel import check_snr
     from ..data import image_from_bytes
     from ..imaging.checkpoint import ReconstructModel
@@ -254,7 +259,11 @@ def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optiona
     if given:
         raise SemcomError(f"{', '.join(given)} do not apply to task reconstruct")
     method = method or "importance"
-    query = check_query(query, method)
+    if map_file is not None and query is not None:
+        raise SemcomError("give the user's --query or an importance --map, not both")
+    if map_file is not None and method == "uniform":
+        raise SemcomError("method uniform sends without guidance: drop --map (or use method importance)")
+    query = check_query(query, method) if map_file is None else None
     if query is not None and method == "uniform":
         raise SemcomError("method uniform sends without guidance: drop --query (or use method importance)")
     if len(inputs) != 1:
@@ -262,24 +271,28 @@ def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optiona
     try:
         budget = 512 if channel_uses is None else int(channel_uses)
     except ValueError:
-        raise SemcomError(f"--channel-uses takes a whole number for task reconstruct (got {channel_uses[:40]!r})") from None
+        raise SemcomError(f"--channel-uses takes a whole number for task reconstruct "
+                          f"(got {channel_uses[:40]!r})") from None
     snr = check_snr(snr_feedback) if snr_feedback is not None else 10.0
     source = inputs[0]
     if output is None:
         if source == "-":
             raise SemcomError("give --output (or '-o -' for stdout)")
         output = str(Path(source).with_suffix("")) + ".sem.safetensors"
-    check_output(output, [source, checkpoint])
+    check_output(output, [source, checkpoint, map_file])
     image = image_from_bytes(*read_input_bytes(source, "image"))
     from ..imaging.allocation import check_budget, check_roi_share
+    from ..imaging.files import read_map
+
+    given_map = read_map(*read_input_bytes(map_file, "image")) if map_file is not None else None
 
     budget, share = check_budget(budget), check_roi_share(0.7 if roi_share is None else roi_share)
     model = ReconstructModel.from_pretrained(checkpoint)
     with spinner("reading the query and encoding" if query else "encoding"):
         sem, info = encode_image_file(model, image, Path(source).name if source != "-" else "<stdin>", query,
-                                      budget, share, method, snr)
+                                      budget, share, method, snr, given_map)
     write_semantic(output, sem)
     if info:
         box = info["box"]
         console.print(f"{sem.header.channel_uses} channel uses ({sem.header.image['side_uses']} for the region's box); "
-                      f"query read as {info['referent'] or 'nothing'}; region {box or 'none found'}")
+                      f"query read as {info.get('referent') or 'nothing'}; region {box or 'none found'}")

@@ -19,7 +19,8 @@ def _guidance_record(model, items, logits, referents) -> tuple[dict, list[float]
     from ..guidance.model import iou
 
     values = iou(logits, items.masks).tolist()
-    per_kind = {k: float(np.mean([v for v, kk in zip(values, items.kinds) if kk == k])) for k in sorted(set(items.kinds))}
+    per_kind = {k: float(np.mean([v for v, kk in zip(values, items.kinds) if kk == k]))
+                for k in sorted(set(items.kinds))}
     return {"iou": float(np.mean(values)), "n": len(values), "per_kind": per_kind,
             "referents": [r.to_json() for r in referents[:GRID_EXAMPLES]]}, values
 

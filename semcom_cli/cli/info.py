@@ -19,7 +19,14 @@ def run(
     path: str = typer.Argument(..., help="A semantic .safetensors file ('-' for stdin) or a checkpoint folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of a table."),
 ):
-    if path != "-" and Path(path).is_dir():
+    if path != "-" and Path(path).is_dir() and _is_reconstruct(Path(path)):
+        from ..imaging.checkpoint import ReconstructModel
+
+        m = ReconstructModel.from_pretrained(Path(path), need_codec=False).manifest
+        data = {k: m.get(k) for k in ("name", "hash", "format_version", "llm_preset", "query_layer", "guidance",
+                                      "codec", "versions", "training", "metrics")}
+        data["kind"] = "reconstruct checkpoint"
+    elif path != "-" and Path(path).is_dir():
         from ..models.checkpoint import read_manifest
 
         m = read_manifest(path)
@@ -46,3 +53,14 @@ def run(
     if sys.stdout is None:
         raise stdout_error()
     Console(markup=False).print(table)  # the table is this command's output: stdout
+
+
+def _is_reconstruct(folder: Path) -> bool:
+    import json
+
+    from ..imaging.checkpoint import RECONSTRUCT_FORMAT
+
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("format") == RECONSTRUCT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -33,7 +33,7 @@ __all__ = ["GuidanceTrain", "ScenePool", "query_pairs", "train_guidance", "measu
 
 @dataclass(frozen=True)
 class GuidanceTrain:
-    steps: int = 3000
+    steps: int = 2500
     batch_size: int = 32
     lr: float = 2e-3
     pool: int = 4000          # training scenes (indices 0 … pool-1 of the train split)

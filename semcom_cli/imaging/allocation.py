@@ -23,7 +23,8 @@ import torch
 
 from ..errors import SemcomError
 
-__all__ = ["IMAGE_SIZE", "PATCH", "GRID", "HI_SYMBOLS", "LIGHT_SYMBOLS", "BOX_BITS", "SIDE_USES", "Box",
+__all__ = ["IMAGE_SIZE", "PATCH", "GRID", "HI_SYMBOLS", "LIGHT_SYMBOLS", "BOX_BITS", "SIDE_USES", "ROI_THRESHOLD",
+           "Box",
            "roi_box", "box_of_mask", "Allocation", "allocate", "check_budget", "check_roi_share"]
 
 IMAGE_SIZE = 64
@@ -34,6 +35,9 @@ LIGHT_SYMBOLS = 32               # most one background patch can take
 BOX_BITS = 16                    # flag + 4 × 3-bit coordinates, padded to the shortest 5G LDPC block
 SIDE_USES = 24                   # BOX_BITS at code rate 1/3 in QPSK
 MIN_BUDGET = SIDE_USES + GRID * GRID  # at least one symbol per patch besides the side information
+# a patch is in the region when the map's mean over it reaches this: about 6 of its 64 pixels, so an
+# object's edge patches count, a stray pixel does not
+ROI_THRESHOLD = 0.1
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def _box_of(patches: torch.Tensor) -> Box | None:
     return Box(int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max()))
 
 
-def roi_box(patch_map: torch.Tensor, threshold: float = 0.3) -> Box | None:
+def roi_box(patch_map: torch.Tensor, threshold: float = ROI_THRESHOLD) -> Box | None:
     """The box around every patch of ``patch_map`` [GRID, GRID] whose importance reaches
     ``threshold`` (None: none does)."""
     if tuple(patch_map.shape) != (GRID, GRID):

@@ -49,7 +49,8 @@ def build_guidance(output: Path, cfg, resume: bool = False, save_every: int = 25
                         save_every=save_every, on_save=keep)
     partial.mkdir(parents=True, exist_ok=True)
     weights = save_guide(partial, guide, cfg)
-    summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1), "resumed_at": state.step if state else None}
+    summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1),
+               "resumed_at": state.step if state else None}
     digest = write_checkpoint(output, {"guidance.safetensors": weights},
                               {"guidance": asdict(cfg), "query_layer": guide.reader.layer,
                                "training": {"guidance": summary}})
@@ -75,7 +76,8 @@ def build_codec(output: Path, source: Path | None, cfg: CodecTrain, resume: bool
     encoder, decoder = train_codec(cfg, on_log=on_log, resume=state, save_every=save_every, on_save=keep)
     partial.mkdir(parents=True, exist_ok=True)
     save_codec(partial / "codec.safetensors", encoder, decoder)
-    summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1), "resumed_at": state.step if state else None}
+    summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1),
+               "resumed_at": state.step if state else None}
     digest = write_checkpoint(output, {"codec.safetensors": partial / "codec.safetensors"},
                               {"codec": codec_settings(cfg), "training": {"image-codec": summary}})
     shutil.rmtree(partial, ignore_errors=True)

@@ -23,7 +23,6 @@ import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -141,7 +140,9 @@ class ReconstructModel:
 
     @property
     def roi_threshold(self) -> float:
-        return float(self.manifest.get("roi_threshold", 0.3))
+        from .allocation import ROI_THRESHOLD
+
+        return float(self.manifest.get("roi_threshold", ROI_THRESHOLD))
 
 
 def codec_settings(cfg: CodecTrain) -> dict:

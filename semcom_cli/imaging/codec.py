@@ -99,7 +99,8 @@ class ImageDecoder(nn.Module):
         b = hi.shape[0]
         roi = roi.view(b, 1, GRID, GRID).float()
         k = uses.view(b, 1, GRID, GRID).float()
-        x = torch.cat([hi.flatten(1, 2), light.flatten(1, 2), roi, roi * k / HI_SYMBOLS, (1 - roi) * k / LIGHT_SYMBOLS], 1)
+        shares = [roi * k / HI_SYMBOLS, (1 - roi) * k / LIGHT_SYMBOLS]
+        x = torch.cat([hi.flatten(1, 2), light.flatten(1, 2), roi, *shares], 1)
         x = self.res8b(self.res8a(self.inlet(x), snr_db), snr_db)
         x = self.res16(self.up16(x), snr_db)
         x = self.res32(self.up32(x), snr_db)
@@ -126,25 +127,24 @@ def normalise_power(hi: torch.Tensor, light: torch.Tensor, uses: torch.Tensor, r
     return hi * scale, light * scale
 
 
+def _slots(alloc: Allocation) -> torch.Tensor:
+    """[64, HI] bool: which of each patch's symbol slots are sent (its first ``k``)."""
+    return torch.arange(HI_SYMBOLS)[None, :] < alloc.uses[:, None]
+
+
 def pack(hi: torch.Tensor, light: torch.Tensor, alloc: Allocation) -> torch.Tensor:
     """One image's sent symbols as a stream [N, 2], patch by patch in raster order, each patch its
     first ``k`` symbols on its path."""
-    rows = []
-    for p in range(GRID * GRID):
-        k = int(alloc.uses[p])
-        source = hi if bool(alloc.roi[p]) else light
-        rows.append(source[:k, :, p // GRID, p % GRID])
-    return torch.cat(rows, 0)
+    per_patch = hi.flatten(2).permute(2, 0, 1).clone()  # [64, HI, 2]
+    light_rows = light.flatten(2).permute(2, 0, 1)  # [64, LIGHT, 2]
+    per_patch[~alloc.roi] = F.pad(light_rows[~alloc.roi], (0, 0, 0, HI_SYMBOLS - LIGHT_SYMBOLS))
+    return per_patch[_slots(alloc)]
 
 
 def unpack(stream: torch.Tensor, alloc: Allocation) -> tuple[torch.Tensor, torch.Tensor]:
     """The inverse of :func:`pack` under the receiver's allocation → (hi [HI, 2, 8, 8], light [LIGHT, 2, 8, 8])."""
-    hi = torch.zeros(HI_SYMBOLS, 2, GRID, GRID)
-    light = torch.zeros(LIGHT_SYMBOLS, 2, GRID, GRID)
-    at = 0
-    for p in range(GRID * GRID):
-        k = int(alloc.uses[p])
-        target = hi if bool(alloc.roi[p]) else light
-        target[:k, :, p // GRID, p % GRID] = stream[at : at + k]
-        at += k
-    return hi, light
+    per_patch = torch.zeros(GRID * GRID, HI_SYMBOLS, 2, dtype=stream.dtype)
+    per_patch[_slots(alloc)] = stream
+    hi = (per_patch * alloc.roi[:, None, None]).permute(1, 2, 0).reshape(HI_SYMBOLS, 2, GRID, GRID)
+    light = (per_patch[:, :LIGHT_SYMBOLS] * ~alloc.roi[:, None, None]).permute(1, 2, 0)
+    return hi, light.reshape(LIGHT_SYMBOLS, 2, GRID, GRID)

@@ -11,10 +11,10 @@ from ..channel import gain_from_real
 from ..errors import SemcomError
 from ..io import SemanticFile
 from ..io.semantic import Header
-from .allocation import check_budget, check_roi_share
+from .allocation import IMAGE_SIZE, PATCH, check_budget, check_roi_share, roi_box
 from .pipeline import METHODS, decode_streams, encode_images, guide_boxes
 
-__all__ = ["encode_image_file", "decode_image_file", "png_bytes", "map_png_bytes", "check_query"]
+__all__ = ["encode_image_file", "decode_image_file", "png_bytes", "map_png_bytes", "check_query", "read_map"]
 
 
 def check_query(query: str | None, method: str) -> str | None:
@@ -31,13 +31,36 @@ def check_query(query: str | None, method: str) -> str | None:
     return " ".join(check_question(query).split())
 
 
+def read_map(data: bytes, source: str) -> torch.Tensor:
+    """A grey importance map file (64×64, white = important, as ``semcom guide`` writes) → [64, 64] in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            size = im.size
+            if size != (IMAGE_SIZE, IMAGE_SIZE):
+                raise SemcomError(f"{source}: an importance map of {size[0]}×{size[1]} pixels; it must be "
+                                  f"{IMAGE_SIZE}×{IMAGE_SIZE}, like the image (as 'semcom guide' writes it)")
+            grey = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise SemcomError(f"{source}: not an image file (or a damaged one)") from None
+    return torch.from_numpy(grey.copy())
+
+
 def encode_image_file(model, image: torch.Tensor, source: str, query: str | None, budget: int, roi_share: float,
-                      method: str, snr_feedback: float) -> tuple[SemanticFile, dict]:
-    """One image [3, 64, 64] → its packet as an encoded semantic file, and what the guide read."""
+                      method: str, snr_feedback: float, given_map: torch.Tensor | None = None
+                      ) -> tuple[SemanticFile, dict]:
+    """One image [3, 64, 64] → its packet as an encoded semantic file, and what the guide read (or the
+    box of ``given_map`` [64, 64], an importance map the user made)."""
     budget, roi_share = check_budget(budget), check_roi_share(roi_share)
     info: dict = {}
     box = None
-    if method == "importance":
+    if given_map is not None:
+        from torch.nn.functional import avg_pool2d
+
+        box = roi_box(avg_pool2d(given_map[None, None], PATCH)[0, 0], model.roi_threshold)
+        info = {"box": box.to_json() if box else None}
+    elif method == "importance":
         maps, boxes, referents, _ = guide_boxes(model, image[None], [query])
         box = boxes[0]
         info = {"referent": referents[0].to_json(), "box": box.to_json() if box else None}
@@ -47,7 +70,7 @@ def encode_image_file(model, image: torch.Tensor, source: str, query: str | None
                     checkpoint_hash=model.hash, source=source, n_tokens=n, symbols_per_token=1, channel_uses=n,
                     query=query, image={"method": method, "budget": budget, "roi_share": roi_share,
                                         "side_uses": packet.allocation.side_uses, "snr_feedback": snr_feedback,
-                                        **({"referent": info["referent"]} if info else {})})
+                                        **({"referent": info["referent"]} if "referent" in info else {})})
     return SemanticFile({"symbols": packet.stream[:, None]}, header), info
 
 

@@ -25,7 +25,8 @@ class TrainState:
     """What a loop needs to go on from ``step``: weights by module name, optimiser and schedule states."""
 
     def __init__(self, step: int, modules: dict, optimiser: dict, schedule: dict, settings: dict):
-        self.step, self.modules, self.optimiser, self.schedule, self.settings = step, modules, optimiser, schedule, settings
+        self.step, self.modules, self.optimiser = step, modules, optimiser
+        self.schedule, self.settings = schedule, settings
 
 
 def save_state(folder: Path, stage: str, step: int, modules: dict[str, torch.nn.Module], optimiser, schedule,

@@ -67,14 +67,14 @@ def decode_streams(model, streams: list[torch.Tensor], gains: list[torch.Tensor]
     """Received streams [N, 2] (real) with their gains (complex: a scalar, or one per symbol) →
     images [B, 3, 64, 64] and the boxes the receiver read."""
     guided = method == "importance"
-    his, lights, uses, rois, snrs, boxes = [], [], [], [], [], []
-    for y, h in zip(streams, gains):
-        y = to_complex(y)
-        h = h.reshape(-1) if h.numel() > 1 else h.reshape(1).expand(y.shape[0])
-        box = None
-        if guided:
-            box = read_side(y[None, :SIDE_USES], h[None, :SIDE_USES], snr_db)[0]
-            y, h = y[SIDE_USES:], h[SIDE_USES:]
+    ys = [to_complex(y) for y in streams]
+    hs = [h.reshape(-1) if h.numel() > 1 else h.reshape(1).expand(y.shape[0]) for y, h in zip(ys, gains)]
+    boxes: list[Box | None] = [None] * len(ys)
+    if guided:  # every packet's side information decoded in one batch
+        boxes = read_side(torch.stack([y[:SIDE_USES] for y in ys]), torch.stack([h[:SIDE_USES] for h in hs]), snr_db)
+        ys, hs = [y[SIDE_USES:] for y in ys], [h[SIDE_USES:] for h in hs]
+    his, lights, uses, rois, snrs = [], [], [], [], []
+    for y, h, box in zip(ys, hs, boxes):
         alloc = allocate(budget, box, roi_share, guided)
         x = mmse_equalize(y[None], h[None], snr_db)[0]
         want = int(alloc.uses.sum())
@@ -87,7 +87,6 @@ def decode_streams(model, streams: list[torch.Tensor], gains: list[torch.Tensor]
         uses.append(alloc.uses)
         rois.append(alloc.roi)
         snrs.append(snr_db + 10 * torch.log10(power))
-        boxes.append(box)
     images = model.decoder(torch.stack(his), torch.stack(lights), torch.stack(uses), torch.stack(rois),
                            torch.stack(snrs).float())
     return images, boxes

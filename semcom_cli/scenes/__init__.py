@@ -11,5 +11,6 @@ from .generator import COLOR_RGB, Scene, SceneObject, generate_scene
 from .queries import QUERY_KINDS, REFERENT_VALUES, Query, Referent, referring_queries
 from .splits import SPLITS, scene_at
 
-__all__ = ["COLOR_RGB", "Scene", "SceneObject", "generate_scene", "QUERY_KINDS", "REFERENT_VALUES", "Query", "Referent", "referring_queries",
+__all__ = ["COLOR_RGB", "Scene", "SceneObject", "generate_scene", "QUERY_KINDS", "REFERENT_VALUES", "Query",
+           "Referent", "referring_queries",
            "SPLITS", "scene_at"]
