@@ -280,3 +280,36 @@ def test_evaluate_reconstruct_refuses_what_does_not_apply(semcom):
     assert_clean_failure(semcom("evaluate", "--task", "reconstruct", "--method", "semantic"), "--method")
     assert_clean_failure(semcom("evaluate", "--task", "vqa", "--roi-share", "0.5"), "--roi-share is for")
     assert_clean_failure(semcom("evaluate", "--task", "reconstruct", "--share"), "--share")
+
+
+class WordReader:
+    """A stand-in for the LLM's reading: each word a fixed random vector (no context)."""
+
+    dim = 32
+
+    def __init__(self):
+        self.vectors = {}
+
+    def __call__(self, texts):
+        rows = [[self.vectors.setdefault(w, torch.randn(self.dim, generator=torch.Generator().manual_seed(
+            sum(map(ord, w)) * 7919 + len(w)))) for w in t.lower().strip("?.!").split()] for t in texts]
+        length = max(len(r) for r in rows)
+        states, mask = torch.zeros(len(rows), length, self.dim), torch.zeros(len(rows), length, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            states[i, : len(r)] = torch.stack(r)
+            mask[i, : len(r)] = True
+        return states, mask
+
+
+def test_the_parser_learns_to_read_referents():
+    from semcom_cli.guidance.referent import parse_accuracy, train_parser
+    from semcom_cli.guidance.train import query_pairs
+
+    texts, referents = query_pairs("train", 60, seeds=2)
+    reader = WordReader()
+    parser = train_parser(reader, texts, referents, steps=300)
+    assert parse_accuracy(parser, reader, texts, referents) > 0.9
+    # a phrase of training words in an order no wording uses
+    from semcom_cli.scenes import Referent
+
+    assert parser.parse(*reader(["blue the triangle"])) == [Referent(color="blue", shape="triangle")]

@@ -16,10 +16,7 @@ records it, so a packet is decoded only by the codec that made it.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -27,8 +24,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import SemcomError
-from ..io.files import current_umask, read_json_file
-from ..models.checkpoint import HASH_SCHEME, checkpoint_hash
+from ..io.files import read_json_file
+from ..models.checkpoint import HASH_SCHEME, checkpoint_hash, publish_folder, staged_folder
 from ..runtime import versions
 from .codec import DualPathEncoder, ImageDecoder
 from .train import CodecTrain
@@ -56,10 +53,7 @@ def write_checkpoint(folder: Path, files: dict[str, Path | None], manifest_updat
         if not (folder / "manifest.json").is_file():
             raise SemcomError(f"{folder}: exists and is not a checkpoint; refusing to replace it")
         old = read_json_file(folder / "manifest.json", "manifest", "checkpoint manifest (corrupted)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    os.chmod(tmp, 0o777 & ~current_umask())
-    try:
+    with staged_folder(folder) as tmp:
         for name in ("guidance.safetensors", CODEC_FILE):
             source = files.get(name) or (folder / name if (folder / name).is_file() else None)
             if source is not None:
@@ -72,14 +66,7 @@ def write_checkpoint(folder: Path, files: dict[str, Path | None], manifest_updat
             else:
                 manifest[key] = value
         manifest.pop("hash", None)
-        digest = manifest["hash"] = checkpoint_hash(tmp, manifest)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return digest
+        return publish_folder(tmp, folder, manifest)
 
 
 def save_codec(path: Path, encoder: DualPathEncoder, decoder: ImageDecoder) -> None:

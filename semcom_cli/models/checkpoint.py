@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ from ..io.files import atomic_write_bytes, current_umask, read_json_file
 from ..resources import default_checkpoint
 from ..runtime import versions
 
-__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_hash", "read_manifest", "read_history",
+__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_hash", "read_manifest", "read_history", "staged_folder",
+           "publish_folder",
            "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_FORMAT = "semcom-checkpoint"
@@ -76,10 +78,7 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
     folder = Path(folder)
     if folder.exists() and not (folder / "manifest.json").is_file():
         raise SemcomError(f"{folder}: exists and is not a checkpoint; refusing to replace it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a plain mkdir follows the umask
-    try:
+    with staged_folder(folder) as tmp:
         for name in model.PARTS:
             part = getattr(model, name)
             (tmp / name).mkdir()
@@ -105,13 +104,29 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
             "versions": versions(),
             "training": training or {},
         }
-        digest = manifest["hash"] = checkpoint_hash(tmp, manifest)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        return publish_folder(tmp, folder, manifest)
+
+
+@contextmanager
+def staged_folder(folder: Path):
+    """A temporary folder beside ``folder`` to build a checkpoint in (removed unless published)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a plain mkdir follows the umask
+    try:
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_folder(tmp: Path, folder: Path, manifest: dict[str, Any]) -> str:
+    """Hash the staged folder with its manifest, write the manifest, and put the folder in ``folder``'s
+    place in one rename; returns the content hash."""
+    digest = manifest["hash"] = checkpoint_hash(tmp, manifest)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
     return digest
 
 
