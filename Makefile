@@ -39,7 +39,7 @@ bench-rate: setup
 	$(PY) benchmarks/rate.py
 
 # Query-guided image transmission against issue 16's targets (README, "Query-guided image transmission").
-bench-reconstruct: setup
+bench-reconstruct: setup  # about 9 minutes
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/reconstruct.py
 
 # Rebuild the shipped reconstruct checkpoint (MLLM-SC): the guide (referent parser on SmolLM2's reading
