@@ -313,3 +313,25 @@ def test_the_parser_learns_to_read_referents():
     from semcom_cli.scenes import Referent
 
     assert parser.parse(*reader(["blue the triangle"])) == [Referent(color="blue", shape="triangle")]
+
+
+def test_the_guide_marks_the_image_and_its_mirror_alike():
+    from semcom_cli.guidance import GuidanceNet, Guide
+    from semcom_cli.guidance.guide import mirrored
+    from semcom_cli.scenes import Referent
+
+    assert mirrored(Referent(shape="circle", where="leftmost")) == Referent(shape="circle", where="rightmost")
+    assert mirrored(Referent(where="top left")) == Referent(where="top right")
+    assert mirrored(Referent(color="red", where="lowest")) == Referent(color="red", where="lowest")
+    torch.manual_seed(0)
+    net = GuidanceNet(width=8).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    guide = Guide(None, None, net)
+    images = torch.rand(2, 3, 64, 64)
+    referents = [Referent(where="leftmost"), Referent(color="blue", where="bottom right")]
+    # what the guide marks in the mirrored image, for the mirrored referent, is the mirror of its map
+    direct = guide.mark(images, referents)
+    flipped = guide.mark(images.flip(-1), [mirrored(r) for r in referents])
+    assert torch.allclose(direct, flipped.flip(-1), atol=1e-4)

@@ -150,7 +150,7 @@ def measure_iou(guide, split: str, count: int = 400, seed: int = 0, batch_size: 
         logits, read = guide.logits(images, texts)
         values += iou(logits, masks).tolist()
         parsed += [r == t for r, t in zip(read, referents)]
-        oracle += iou(guide.net(images, torch.tensor([r.indices() for r in referents])), masks).tolist()
+        oracle += iou(guide.mark(images, referents), masks).tolist()
     per_kind = {k: float(np.mean([v for v, kk in zip(values, kinds) if kk == k])) for k in sorted(set(kinds))}
     return {"iou": float(np.mean(values)), "iou_true_referent": float(np.mean(oracle)),
             "parser_accuracy": float(np.mean(parsed)), "n": len(values), "per_kind": per_kind}
