@@ -13,16 +13,12 @@ from .common import console, parse_floats, parse_names, print_json
 GRID_EXAMPLES = 6
 
 
-def _guidance_record(model, items, logits, referents) -> tuple[dict, list[float]]:
-    import numpy as np
-
-    from ..guidance.model import iou
+def _guidance_record(items, logits, referents) -> dict:
+    from ..guidance.model import iou, iou_by_kind
 
     values = iou(logits, items.masks).tolist()
-    per_kind = {k: float(np.mean([v for v, kk in zip(values, items.kinds) if kk == k]))
-                for k in sorted(set(items.kinds))}
-    return {"iou": float(np.mean(values)), "n": len(values), "per_kind": per_kind,
-            "referents": [r.to_json() for r in referents[:GRID_EXAMPLES]]}, values
+    return {"iou": sum(values) / len(values), "n": len(values), "per_kind": iou_by_kind(values, items.kinds),
+            "referents": [r.to_json() for r in referents[:GRID_EXAMPLES]]}
 
 
 def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: list[str], snrs: list[float],
@@ -64,16 +60,15 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
 
         vqa_model = SemcomModel.from_pretrained(None)
     with spinner("reading the queries with the LLM and marking the scenes"):
-        maps, boxes, referents, logits = [], [], [], []
+        boxes, referents, logits = [], [], []
         for start in range(0, limit, batch_size):
-            m, b, r, lg = guide_boxes(model, items.images[start : start + batch_size],
+            _, b, r, lg = guide_boxes(model, items.images[start : start + batch_size],
                                       items.queries[start : start + batch_size])
-            maps.append(m)
             boxes += b
             referents += r
             logits.append(lg)
-        maps, logits = torch.cat(maps), torch.cat(logits)
-    guidance, _ = _guidance_record(model, items, logits, referents)
+        logits = torch.cat(logits)
+    guidance = _guidance_record(items, logits, referents)
     grid_points = _grid_points(methods, channels, snrs, budgets, roi_shares)
     examples: dict[str, object] = {}
     points = []

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from ..scenes import REFERENT_VALUES
 
-__all__ = ["GuidanceNet", "patch_map", "iou"]
+__all__ = ["GuidanceNet", "patch_map", "iou", "iou_by_kind"]
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -96,3 +96,8 @@ def iou(logits: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5) -> to
     inter = (pred & masks).flatten(1).sum(1).float()
     union = (pred | masks).flatten(1).sum(1).float()
     return inter / union.clamp_min(1.0)
+
+
+def iou_by_kind(values: list[float], kinds: list[str]) -> dict[str, float]:
+    """Mean IoU per query kind."""
+    return {k: sum(v for v, kk in zip(values, kinds) if kk == k) / kinds.count(k) for k in sorted(set(kinds))}

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from ..scenes import referring_queries, scene_at
 from ..scenes.queries import _candidates, _referent
-from .model import GuidanceNet, iou
+from .model import GuidanceNet, iou, iou_by_kind
 
 __all__ = ["GuidanceTrain", "ScenePool", "query_pairs", "train_guidance", "measure_iou"]
 
@@ -43,15 +43,19 @@ class GuidanceTrain:
 
 
 class ScenePool:
-    """Scenes of a split made once (a scene costs ~7 ms to draw), with every referent each allows."""
+    """Scenes of a split made once (a scene costs ~7 ms to draw), with every referent each allows
+    (``referents=False``: images and masks only, as the codec trains; listing the referents costs
+    several times the drawing)."""
 
-    def __init__(self, split: str, count: int, start: int = 0):
+    def __init__(self, split: str, count: int, start: int = 0, referents: bool = True):
         self.images, self.masks, self.targets = [], [], []
         for index in range(start, start + count):
             scene = scene_at(split, index)
             self.images.append(torch.from_numpy(scene.image).permute(2, 0, 1).contiguous())
             self.masks.append(torch.from_numpy(scene.masks))
-            self.targets.append(sorted({(tuple(_referent(k, f).indices()), t) for k, t, f in _candidates(scene)}))
+            if referents:
+                self.targets.append(sorted({(tuple(_referent(k, f).indices()), t)
+                                            for k, t, f in _candidates(scene)}))
 
     def batch(self, rows: list[int], rng: random.Random):
         """Images [B, 3, 64, 64] in [0, 1], referent indices [B, 4], masks [B, 64, 64] of the objects."""
@@ -151,6 +155,6 @@ def measure_iou(guide, split: str, count: int = 400, seed: int = 0, batch_size: 
         values += iou(logits, masks).tolist()
         parsed += [r == t for r, t in zip(read, referents)]
         oracle += iou(guide.mark(images, referents), masks).tolist()
-    per_kind = {k: float(np.mean([v for v, kk in zip(values, kinds) if kk == k])) for k in sorted(set(kinds))}
+    per_kind = iou_by_kind(values, kinds)
     return {"iou": float(np.mean(values)), "iou_true_referent": float(np.mean(oracle)),
             "parser_accuracy": float(np.mean(parsed)), "n": len(values), "per_kind": per_kind}

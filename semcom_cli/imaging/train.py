@@ -64,7 +64,7 @@ def train_codec(cfg: CodecTrain, pool: ScenePool | None = None, on_log=None, res
     """Train the codec; every ``save_every`` steps ``on_save(step, modules, optimiser, schedule)`` keeps a
     partial run, and ``resume`` (a :class:`.partial.TrainState`) goes on from one."""
     torch.manual_seed(cfg.seed)
-    pool = pool or ScenePool("train", cfg.pool)
+    pool = pool or ScenePool("train", cfg.pool, referents=False)
     encoder, decoder = DualPathEncoder(cfg.width), ImageDecoder(cfg.width)
     params = list(encoder.parameters()) + list(decoder.parameters())
     optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-5)
