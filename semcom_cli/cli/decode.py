@@ -36,8 +36,10 @@ def run(
 
     if question is not None:
         check_question(question)
+    from ..tasks import get_task
+
     sem = read_semantic(input, stage="transmit")
-    if sem.header.task == "reconstruct":
+    if get_task(sem.header.task).output == "image":
         return _decode_image(sem, input, question, public, output, as_json, checkpoint)
     if output is not None:
         check_output(output, [input, public, checkpoint_folder(checkpoint)])
