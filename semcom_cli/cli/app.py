@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import align, decode, encode, evaluate, finetune, guide, info, rate_table, scenes, transmit
+from . import align, compress, decode, encode, evaluate, finetune, guide, info, rate_table, scenes, transmit
 
 app = typer.Typer(
     name="semcom",
@@ -16,7 +16,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (align, finetune, encode, transmit, decode, evaluate, rate_table, scenes, guide, info):
+for module in (align, finetune, encode, transmit, decode, evaluate, rate_table, compress, scenes, guide, info):
     app.command(name=module.NAME, help=module.__doc__)(module.run)
 
 

@@ -55,6 +55,10 @@ def run(
     model = SemcomModel.from_pretrained(
         checkpoint, {f"train.{stage}.steps": steps, f"train.{stage}.batch_size": batch_size,
                      f"train.{stage}.lr": lr, f"train.{stage}.save_every": save_every}, device)
+    if model.compression is not None:
+        made_from = model.compression.get("source", {}).get("name")
+        raise SemcomError(f"{checkpoint}: a compressed checkpoint; fine-tune the checkpoint it was made from "
+                          f"({made_from})")
     train_and_save(model, stage, output, read_history(checkpoint_folder(checkpoint)))
 
 

@@ -25,11 +25,12 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..compression.int8 import INT8_SUFFIX, pack_state, unpack_state
 from ..config import apply_overrides, migrate_saved_preset, preset_from_dict, short_repr
 from ..errors import SemcomError
 from ..io.files import atomic_write_bytes, current_umask, read_json_file
@@ -73,8 +74,11 @@ def checkpoint_hash(folder: Path, manifest: dict[str, Any] | None = None) -> str
     return digest.hexdigest()
 
 
-def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None = None) -> str:
-    """Write the checkpoint folder atomically; returns its content hash."""
+def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None = None, *, weights: str = "float32",
+                    extra: Callable[[Path], dict[str, Any]] | None = None) -> str:
+    """Write the checkpoint folder atomically; returns its content hash. ``weights="int8"`` stores the
+    parts' matrices as int8 rows + scales (:mod:`semcom_cli.compression.int8`); ``extra`` writes more
+    into the staged folder (a compressed LLM) and returns manifest fields, in place of the adapter."""
     folder = Path(folder)
     if folder.exists() and not (folder / "manifest.json").is_file():
         raise SemcomError(f"{folder}: exists and is not a checkpoint; refusing to replace it")
@@ -85,9 +89,12 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
             (tmp / name / "config.json").write_text(
                 json.dumps({"class": type(part).__name__, **part.config}, indent=2, sort_keys=True) + "\n")
             state = {k: v.detach().cpu().contiguous() for k, v in part.state_dict().items()}
-            save_file(state, tmp / name / "model.safetensors")
+            save_file(pack_state(state) if weights == "int8" else state, tmp / name / "model.safetensors")
         llm = model.llm
-        if llm is not None and hasattr(llm.model, "peft_config"):
+        added = extra(tmp) if extra is not None else {}
+        if extra is not None:
+            pass  # the extra files stand in for the base model and its adapter
+        elif llm is not None and hasattr(llm.model, "peft_config"):
             llm.model.save_pretrained(tmp / "adapter")
             _pin_adapter_base(tmp / "adapter", llm.model_id)
         elif model.adapter_dir is not None:
@@ -103,6 +110,7 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
                            "sha256": llm.sha256 if llm else model.base_model_sha256},
             "versions": versions(),
             "training": training or {},
+            **added,
         }
         return publish_folder(tmp, folder, manifest)
 
@@ -192,6 +200,11 @@ def load_checkpoint(cls, folder: str | Path | None = None, preset_overrides=None
     model.hash = digest
     model.base_model_sha256 = manifest.get("base_model", {}).get("sha256")
     model.metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
+    model.folder = folder
+    compression = manifest.get("compression")
+    if compression is not None and not (isinstance(compression, dict) and (folder / "llm").is_dir()):
+        raise SemcomError(f"{folder}: a compressed checkpoint without its compressed LLM (llm/)")
+    model.compression = compression
     return model
 
 
@@ -205,7 +218,9 @@ def _load_part(folder: Path, name: str, part) -> None:
     if saved != part.config:
         raise SemcomError(f"{folder}: part '{name}' was saved with {saved}, the preset builds {part.config}")
     try:
-        part.load_state_dict(load_file(weights, device=str(next(part.parameters()).device)), strict=True)
+        state = load_file(weights, device=str(next(part.parameters()).device))
+        part.load_state_dict(unpack_state(state) if any(k.endswith(INT8_SUFFIX) for k in state) else state,
+                             strict=True)
     except (SafetensorError, RuntimeError, OSError) as err:
         raise SemcomError(f"{weights}: cannot load ({str(err).splitlines()[0]})") from None
 

