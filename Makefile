@@ -5,7 +5,8 @@ SEMCOM  := $(VENV)/bin/semcom
 CKPT    := checkpoints/semcom-smollm2
 RUNS    := runs
 
-.PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes bench bench-share bench-rate bench-reconstruct clean
+.PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes bench bench-share bench-rate bench-reconstruct \
+	bench-compress clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,6 +42,11 @@ bench-rate: setup
 # Query-guided image transmission against issue 16's targets (README, "Query-guided image transmission").
 bench-reconstruct: setup  # about 9 minutes
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/reconstruct.py
+
+# Adaptive compression against issue 18's targets: the default search of `semcom compress` on the shipped
+# checkpoint, its Pareto table and plot (README, "Compression"; about 15 minutes on 2 idle cores).
+bench-compress: setup
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/compress.py
 
 # Rebuild the shipped reconstruct checkpoint (MLLM-SC): the guide (referent parser on SmolLM2's reading
 # of queries + the image network, about 30 minutes on 2 CPU cores), then the dual-path codec (about 30).

@@ -2,7 +2,8 @@
 
 Every candidate recipe is built and measured in its own process (VQA accuracy at 0 and 10 dB, text
 BLEU, questions per second, the receiver's peak memory, sizes on disk); the fastest whose peak
-memory fits --budget-mb and whose accuracy is at or above the floor is written to --output, with
+memory fits --budget-mb and whose accuracy (questions as worded in training, at 0 and 10 dB, and
+reworded) is at or above the floor is written to --output, with
 the whole table in its manifest. The output loads in decode and evaluate like any checkpoint.
 """
 
@@ -25,14 +26,15 @@ def run(
                                                              "while decoding (measured, batches of 64)."),
     checkpoint: Optional[Path] = checkpoint_option(),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Least VQA accuracy (0-1) at 0 and at "
-                                                 "10 dB; default: the source's less one point."),
+                                                 "10 dB and on reworded questions; default: the source's less one "
+                                                 "point (two reworded)."),
     recipes: Optional[str] = typer.Option(None, "--recipes", help="Comma list of candidate recipes (default: all)."),
     limit: int = typer.Option(200, "--limit", help="Questions (and sentences) per measured point."),
     seed: int = typer.Option(0, "--seed", help="Seed of the validation sample, calibration and channel."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ):
     from ..compression.recipe import candidate_recipes
-    from ..compression.search import compress_checkpoint
+    from ..compression.search import NoCandidateFits, compress_checkpoint
     from ..errors import SemcomError
     from ..limits import MAX_SEED, check_output
     from ..models.checkpoint import read_manifest
@@ -54,9 +56,16 @@ def run(
         if unknown:
             raise SemcomError(f"unknown recipe '{unknown[0]}' (choose from: {', '.join(known)})")
         chosen_recipes = [known[n] for n in names]
-    with console.status("compressing", spinner="dots"):
-        result = compress_checkpoint(source, output, budget_mb, min_accuracy, chosen_recipes, limit, seed,
-                                     status=console.log)
+    try:
+        with console.status("compressing", spinner="dots"):
+            # progress lines on a terminal only: in a log, the error (if any) stays the one line
+            result = compress_checkpoint(source, output, budget_mb, min_accuracy, chosen_recipes, limit, seed,
+                                         status=console.log if console.is_terminal else None)
+    except NoCandidateFits as err:
+        if as_json:  # what was measured still goes to stdout; nothing is written
+            print_json({"output": None, "chosen": None, "budget_mb": budget_mb, "floor": err.result.floor,
+                        "table": err.result.table})
+        raise
     doc = {"output": str(output), "hash": result.hash, "chosen": result.chosen["name"], "budget_mb": budget_mb,
            "floor": result.floor, "search_s": round(result.seconds, 1), "table": result.table}
     if as_json:

@@ -65,7 +65,8 @@ def run(
     image_codec: Optional[str] = typer.Option(None, "--image-codec", help="Digital baseline: webp, jpeg or png."),
     mcs: Optional[str] = typer.Option(None, "--mcs", help="Digital baseline: auto (link adaptation) or e.g. 16qam-1/2."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Evaluation preset (presets/, kind: evaluate)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint folder.",
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c",
+                                              help="Checkpoint folder, or a comma list of them to compare side by side.",
                                               show_default="checkpoints/semcom-smollm2"),
     mlp_checkpoint: Optional[Path] = typer.Option(None, "--mlp-checkpoint", help="Checkpoint of the MLP ablation."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
@@ -118,19 +119,80 @@ def run(
     if plot is not None:
         _redraw(plot)
         return
+    compared = _checkpoint_list(checkpoint)
     flags = {"tasks": task and parse_names(task), "snrs": snr and parse_floats(snr),
              "channels": channel and parse_names(channel), "channel_uses": channel_uses and _uses(channel_uses),
              "methods": method and parse_names(method), "limit": limit, "seed": seed, "batch_size": batch_size,
              "image_codec": image_codec, "mcs": mcs, "target_accuracy": target_accuracy,
              "checkpoint": checkpoint and str(checkpoint), "mlp_checkpoint": mlp_checkpoint and str(mlp_checkpoint)}
-    plan = _plan(preset, flags)
-    if resume and output is None:
-        raise SemcomError("--resume continues the run written to --output; give the same --output")
-    failures = _sweep(plan, output, resume, as_json, device, preset)
+    if len(compared) > 1:
+        if resume or mlp_checkpoint or (method and "mlp" in parse_names(method)):
+            raise SemcomError("--checkpoint A,B,... compares checkpoints in one run; it takes no --resume, "
+                              "--mlp-checkpoint or method mlp")
+        failures = _compare([_plan(preset, {**flags, "checkpoint": str(c)}) for c in compared], output, as_json,
+                            device, preset)
+    else:
+        plan = _plan(preset, flags)
+        if resume and output is None:
+            raise SemcomError("--resume continues the run written to --output; give the same --output")
+        failures = _sweep(plan, output, resume, as_json, device, preset)
     for line in failures:
         print(f"semcom: below floor: {line}", file=sys.stderr)
     if failures:
         raise typer.Exit(1)
+
+
+def _checkpoint_list(checkpoint: Optional[Path]) -> list[Path]:
+    """``--checkpoint``: one folder, or a comma list of folders to compare side by side."""
+    if checkpoint is None or checkpoint.exists() or "," not in str(checkpoint):
+        return [checkpoint] if checkpoint is not None else []
+    return [Path(c) for c in parse_names(str(checkpoint))]
+
+
+def _compare(plans: list, output: Optional[Path], as_json: bool, device: Optional[str],
+             preset: Optional[str]) -> list[str]:
+    """One sweep per checkpoint, the same plan otherwise, merged into one results document: each point
+    named ``method@checkpoint`` (and carrying its checkpoint's name and hash), so the table, the CSV and
+    the plots show the checkpoints side by side. Checkpoints are loaded one at a time."""
+    from ..errors import SemcomError
+    from ..evaluation import load_models, run_sweep, sweep_settings, write_report
+    from ..models.checkpoint import read_manifest
+    from .common import progress_bar, spinner
+
+    names = [read_manifest(p.checkpoint).get("name", Path(p.checkpoint).name) for p in plans]
+    if len(set(names)) != len(names):
+        raise SemcomError(f"--checkpoint names checkpoint {names[0]!r} twice; compare different checkpoints")
+    for plan in plans:
+        sweep_settings(plan)
+    if output is not None:
+        from ..io.files import partial_path
+        from ..limits import check_outputs
+
+        check_outputs([output, output.with_suffix(".csv"), partial_path(output)],
+                      [p.checkpoint for p in plans] + [_preset_file(preset)])
+    documents, failures = [], []
+    for plan, name in zip(plans, names):
+        with spinner(f"loading {name} and its LLM") as status:
+            models = load_models(plan, status, device)
+        with progress_bar(f"evaluate {name}", 1) as update:
+            result = run_sweep(plan, None, models=models, on_progress=update)
+        del models
+        failures += [f"{name}: {line}" for line in result.failures]
+        for point in result.document["points"]:
+            point.update(method=f"{point['method']}@{name}", checkpoint=name,
+                         checkpoint_hash=result.document["run"]["checkpoint_hash"])
+        documents.append(result.document)
+    run = {**documents[0]["run"], "checkpoint": ",".join(names),
+           "checkpoint_hash": ",".join(d["run"]["checkpoint_hash"] for d in documents),
+           "compared": [d["run"] for d in documents]}
+    merged = {"format": documents[0]["format"], "run": run, "points": [p for d in documents for p in d["points"]]}
+    _print_table(merged)
+    if output is not None:
+        plots = write_report(merged, output)
+        console.print(f"wrote {output}, {output.with_suffix('.csv')} and {len(plots)} plots")
+    if as_json:
+        print_json(merged)
+    return failures
 
 
 def _plan(preset: Optional[str], flags: dict):

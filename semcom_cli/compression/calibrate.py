@@ -20,7 +20,7 @@ import torch
 
 from ..channel import make_channel, seed_channel
 from ..models.prompting import build_inputs, _positions
-from .int8 import dynamic_linear, quantize_rows
+from .int8 import Int8Linear, quantize_rows
 
 __all__ = ["calibration_inputs", "linear_sensitivity", "layer_redundancy"]
 
@@ -64,7 +64,7 @@ def linear_sensitivity(network: torch.nn.Module, batches) -> dict[str, float]:
     errors, hooks = {}, []
 
     def watch(name, layer):
-        quantised = dynamic_linear(*quantize_rows(layer.weight), layer.bias)
+        quantised = Int8Linear(*quantize_rows(layer.weight), layer.bias)
 
         def hook(_, args, output):
             x = args[0]

@@ -33,8 +33,61 @@ def dequantize_rows(values: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (values.float().reshape(values.shape[0], -1) * scale[:, None]).reshape(values.shape)
 
 
+class Int8Linear(torch.nn.Module):
+    """A linear layer computing in int8: int8 weights (a scale per output row) times activations
+    quantised per call with a scale per token (row), accumulated in int32 by ``torch._int_mm``.
+
+    Per-token scales keep a token with large activations from costing every other token its
+    precision, which one scale per call (PyTorch's dynamically quantised ``Linear``) does; and the
+    int8 weights are held once, where fbgemm's packed layer also keeps the original. ``torch._int_mm``
+    is the int8 matrix product torchao's dynamic int8 layers use; torchao itself stores its layers as
+    tensor subclasses that only pickle saves, which semcom's files do not use."""
+
+    def __init__(self, values: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None,
+                 inputs: "QuantisedInputs | None" = None):
+        super().__init__()
+        self.out_features, self.in_features = values.shape
+        self.inputs = inputs or QuantisedInputs()
+        self.register_buffer("weight_t", values.t().contiguous().t())  # [out, in] values, column-major
+        self.register_buffer("scale", scale.float())
+        self.register_buffer("bias", None if bias is None else bias.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        quantised, step = self.inputs.quantise(x)
+        y = torch._int_mm(quantised, self.weight_t.t()).float().mul_(step).mul_(self.scale)
+        if self.bias is not None:
+            y.add_(self.bias)
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights and activations"
+
+
+class QuantisedInputs:
+    """The last input quantised, shared by layers that read the same tensor (an attention's q, k and v
+    projections, an MLP's gate and up): the second and third reuse the first's int8 rows. The tensor's
+    identity and version (bumped by any in-place change) decide a reuse."""
+
+    def __init__(self):
+        self._key = None
+        self._value = None
+
+    def quantise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (x, x._version)
+        if self._key is not None and self._key[0] is x and self._key[1] == x._version:
+            return self._value
+        rows = x.reshape(-1, x.shape[-1]).float()
+        # the largest magnitude per row as max(max, −min): two plain reductions, far faster here than abs().amax()
+        step = torch.maximum(rows.amax(1, keepdim=True), rows.amin(1, keepdim=True).neg_()).clamp_min_(1e-8)
+        step.div_(127)
+        self._key, self._value = key, ((rows * step.reciprocal()).round_().to(torch.int8), step)
+        return self._value
+
+
 def dynamic_linear(values: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None) -> DynamicInt8Linear:
-    """A dynamically quantised Linear whose int8 weights are exactly ``values`` × ``scale`` (per row)."""
+    """PyTorch's dynamically quantised Linear (fbgemm: one activation scale per call) whose int8 weights
+    are exactly ``values`` × ``scale`` (per row). Kept to compare against: ``Int8Linear`` is what
+    compressed checkpoints use."""
     out_features, in_features = values.shape
     with warnings.catch_warnings():  # torch marks its quantised tensors deprecated (for torchao); they still run
         warnings.simplefilter("ignore", UserWarning)

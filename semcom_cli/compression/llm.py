@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 
 from ..errors import SemcomError
 from ..models.llm import LLM, ready
-from .int8 import INT8_SUFFIX, SCALE_SUFFIX, dynamic_linear, pack_state, quantize_rows, unpack_state
+from .int8 import INT8_SUFFIX, SCALE_SUFFIX, Int8Linear, QuantisedInputs, pack_state, quantize_rows, unpack_state
 from .recipe import Recipe
 from .vocab import PrunedTokenizer, kept_token_ids, task_texts
 
@@ -157,6 +157,7 @@ def load_compressed_llm(folder: Path, tokenizer, model_id: str, sha256: str, dev
     if missing or result.unexpected_keys:
         raise SemcomError(f"{folder}: weights do not match its config (missing {missing[:2]}, "
                           f"unexpected {result.unexpected_keys[:2]})")
+    shared = QuantisedInputs()  # consecutive layers reading one input quantise it once
     for name in sorted(int8):  # one layer at a time: the file's int8 rows are read, packed, and let go
         parent, _, child = name.rpartition(".")
         old = model.get_submodule(name)
@@ -165,7 +166,7 @@ def load_compressed_llm(folder: Path, tokenizer, model_id: str, sha256: str, dev
             raise SemcomError(f"{folder}: {name} has shape {tuple(values.shape)}, the config builds "
                               f"{(old.out_features, old.in_features)}")
         bias = weights.get_tensor(name + ".bias") if name + ".bias" in names else None
-        setattr(model.get_submodule(parent) if parent else model, child, dynamic_linear(values, scale, bias))
+        setattr(model.get_submodule(parent) if parent else model, child, Int8Linear(values, scale, bias, shared))
     if tied and HEAD not in {n + ".weight" for n in int8}:
         model.lm_head.weight = model.model.embed_tokens.weight
     # buffers computed at construction (rotary frequencies) were made on the meta device: make them again

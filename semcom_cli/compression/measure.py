@@ -34,14 +34,19 @@ def _folder_bytes(path: Path) -> int:
 
 def part_sizes(model) -> dict[str, float]:
     """MB on disk of what the receiver needs (its LLM: the compressed one, or the base model's cached
-    weights) and of what the transmitter needs."""
+    weights; a tiny random base model is made, not read: its float32 weights are counted) and of what
+    the transmitter needs."""
     from ..models.llm import backbone_identity
 
     folder = model.folder
     receiver = sum(_folder_bytes(folder / p) for p in RECEIVER_PARTS)
     if model.compression is None:
         base = backbone_identity(model.preset.backbone, model.preset.seed)[3]
-        receiver += sum(f.stat().st_size for f in base.glob("*.safetensors")) if base is not None else 0
+        if base is not None:
+            receiver += sum(f.stat().st_size for f in base.glob("*.safetensors"))
+        else:
+            network = model.get_llm().model
+            receiver += sum(p.numel() * p.element_size() for n, p in network.named_parameters() if "lora_" not in n)
     transmitter = sum(_folder_bytes(folder / p) for p in TRANSMITTER_PARTS)
     return {"receiver_mb": receiver / 1e6, "transmitter_mb": transmitter / 1e6}
 
@@ -119,8 +124,19 @@ def decode_speed(folder: Path, received: Path, batch: int = 64) -> dict:
     for first in range(0, len(questions), batch):
         answer(slice(first, first + batch))
     return {"load_s": load_s, "questions_per_s": len(questions) / (time.perf_counter() - t),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "threads": torch.get_num_threads()}
+            "peak_rss_mb": peak_resident_mb(), "threads": torch.get_num_threads()}
+
+
+def peak_resident_mb() -> float:
+    """This process's peak resident memory (MB). Linux's VmHWM belongs to the program now running; the
+    rusage figure would also carry a launching parent's peak across fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:

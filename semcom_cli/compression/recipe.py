@@ -19,6 +19,7 @@ class Recipe:
     float_linears: float = 0.0        # share of the linear layers kept in float compute: the most sensitive
     vocab: int | None = None          # keep the first ``vocab`` BPE ids + the task set's tokens (None: all)
     drop_layers: float = 0.0          # share of the transformer layers removed (the most redundant, measured)
+    recovery_steps: int = 0           # LoRA steps on the shortened model (instruct-stage batches), then merged
     experimental: bool = False
     notes: str = ""
     extra: dict = field(default_factory=dict)
@@ -28,6 +29,8 @@ class Recipe:
             raise ValueError(f"recipe {self.name}: weights and compute are 'float32' or 'int8'")
         if self.compute == "int8" and self.weights != "int8":
             raise ValueError(f"recipe {self.name}: int8 compute needs int8 weights")
+        if self.recovery_steps < 0 or (self.recovery_steps and not self.drop_layers):
+            raise ValueError(f"recipe {self.name}: recovery steps are for a recipe that removes layers")
         if not (0.0 <= self.float_linears <= 1.0 and 0.0 <= self.drop_layers < 1.0) or (self.vocab is not None
                                                                                         and self.vocab < 0):
             raise ValueError(f"recipe {self.name}: impossible settings")
@@ -54,4 +57,6 @@ def candidate_recipes() -> list[Recipe]:
         Recipe("int8+vocab-4k", weights="int8", compute="int8", vocab=4096),
         Recipe("int8+vocab-8k-drop10%", weights="int8", compute="int8", vocab=8192, drop_layers=0.1,
                notes="and the 10 % least influential layers removed (no recovery training)"),
+        Recipe("int8+vocab-8k-drop10%+lora", weights="int8", compute="int8", vocab=8192, drop_layers=0.1,
+               recovery_steps=30, notes="the same, then 30 LoRA steps recover what the layers did"),
     ]
