@@ -43,7 +43,8 @@ def test_int8_layers_scale_each_token_so_one_loud_token_costs_the_others_nothing
     weight = torch.randn(64, 48) * 0.1
     values, scale = quantize_rows(weight)
     shared = QuantisedInputs()
-    first, second = Int8Linear(values, scale, None, shared), Int8Linear(values, scale, torch.ones(64), shared)
+    first = Int8Linear.from_rows(values, scale, None, shared)
+    second = Int8Linear.from_rows(values, scale, torch.ones(64), shared)
     x = torch.randn(2, 5, 48)
     x[0, 0] *= 1000  # one token a thousand times louder
     reference = x @ weight.T

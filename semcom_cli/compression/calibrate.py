@@ -64,7 +64,7 @@ def linear_sensitivity(network: torch.nn.Module, batches) -> dict[str, float]:
     errors, hooks = {}, []
 
     def watch(name, layer):
-        quantised = Int8Linear(*quantize_rows(layer.weight), layer.bias)
+        quantised = Int8Linear.from_rows(*quantize_rows(layer.weight), layer.bias)
 
         def hook(_, args, output):
             x = args[0]

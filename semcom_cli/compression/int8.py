@@ -14,9 +14,10 @@ import torch
 from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 __all__ = ["quantize_rows", "dequantize_rows", "dynamic_linear", "pack_state", "unpack_state", "INT8_SUFFIX",
-           "SCALE_SUFFIX"]
+           "SCALE_SUFFIX", "INT8_T_SUFFIX", "Int8Linear", "QuantisedInputs"]
 
 INT8_SUFFIX = ".int8"
+INT8_T_SUFFIX = ".int8_t"  # int8 weights of a layer that computes in int8, stored transposed
 SCALE_SUFFIX = ".scale"
 SMALLEST = 1024  # tensors with fewer elements are kept as they are: their scales would cost more than they save
 
@@ -43,21 +44,29 @@ class Int8Linear(torch.nn.Module):
     is the int8 matrix product torchao's dynamic int8 layers use; torchao itself stores its layers as
     tensor subclasses that only pickle saves, which semcom's files do not use."""
 
-    def __init__(self, values: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None,
+    def __init__(self, values_t: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None,
                  inputs: "QuantisedInputs | None" = None):
+        """``values_t``: the int8 weights transposed, [in, out] and row-major (the layout the product
+        reads fastest, and the one compressed files store, so a loaded layer holds the file's bytes)."""
         super().__init__()
-        self.out_features, self.in_features = values.shape
+        self.in_features, self.out_features = values_t.shape
         self.inputs = inputs or QuantisedInputs()
-        self.register_buffer("weight_t", values.t().contiguous().t())  # [out, in] values, column-major
+        self.register_buffer("weight_t", values_t)
         self.register_buffer("scale", scale.float())
         self.register_buffer("bias", None if bias is None else bias.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         quantised, step = self.inputs.quantise(x)
-        y = torch._int_mm(quantised, self.weight_t.t()).float().mul_(step).mul_(self.scale)
+        y = torch._int_mm(quantised, self.weight_t).float().mul_(step).mul_(self.scale)
         if self.bias is not None:
             y.add_(self.bias)
         return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    @classmethod
+    def from_rows(cls, values: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None,
+                  inputs: "QuantisedInputs | None" = None) -> "Int8Linear":
+        """From int8 rows [out, in] (``quantize_rows``)."""
+        return cls(values.t().contiguous(), scale, bias, inputs)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights and activations"

@@ -23,7 +23,8 @@ from safetensors.torch import save_file
 
 from ..errors import SemcomError
 from ..models.llm import LLM, ready
-from .int8 import INT8_SUFFIX, SCALE_SUFFIX, Int8Linear, QuantisedInputs, pack_state, quantize_rows, unpack_state
+from .int8 import (INT8_SUFFIX, INT8_T_SUFFIX, SCALE_SUFFIX, Int8Linear, QuantisedInputs, pack_state, quantize_rows,
+                   unpack_state)
 from .recipe import Recipe
 from .vocab import PrunedTokenizer, kept_token_ids, task_texts
 
@@ -104,6 +105,13 @@ def compress_llm(llm: LLM, recipe: Recipe, drop: list[int], float_linears: list[
         state = pack_state(state)
         if tied and HEAD in int8 and EMBED + INT8_SUFFIX not in state:  # a tiny embedding left in float
             state[EMBED + INT8_SUFFIX], state[EMBED + SCALE_SUFFIX] = quantize_rows(state.pop(EMBED))
+        for name in int8:  # layers that compute in int8 keep their weights transposed, as they read them
+            key = name + ".weight"
+            source = EMBED if key == HEAD and tied else key
+            state[key + INT8_T_SUFFIX] = state[source + INT8_SUFFIX].t().contiguous()
+            state[key + SCALE_SUFFIX] = state[source + SCALE_SUFFIX].clone()
+            if source == key:
+                del state[key + INT8_SUFFIX]
     config["semcom"] = {"int8_linears": int8, "recipe": recipe.as_dict()}
     return CompressedLLM(config, {k: v.contiguous() for k, v in state.items()})
 
@@ -114,14 +122,12 @@ def save_compressed_llm(compressed: CompressedLLM, folder: Path) -> None:
     save_file(compressed.state, folder / "model.safetensors")
 
 
-def _weight(weights, names: set, name: str, tied: bool):
-    """(int8 values, scales) of a linear layer's weight (the output layer's: the embedding's when tied)."""
+def _weight(weights, names: set, name: str):
+    """(int8 weights transposed [in, out], scales) of a linear layer that computes in int8."""
     key = name + ".weight"
-    if key + INT8_SUFFIX not in names and key == HEAD and tied:
-        key = EMBED
-    if key + INT8_SUFFIX not in names:
+    if key + INT8_T_SUFFIX not in names or key + SCALE_SUFFIX not in names:
         raise SemcomError(f"no int8 weights for {name}")
-    return weights.get_tensor(key + INT8_SUFFIX), weights.get_tensor(key + SCALE_SUFFIX)
+    return weights.get_tensor(key + INT8_T_SUFFIX), weights.get_tensor(key + SCALE_SUFFIX)
 
 
 def load_compressed_llm(folder: Path, tokenizer, model_id: str, sha256: str, device="cpu") -> LLM:
@@ -148,9 +154,8 @@ def load_compressed_llm(folder: Path, tokenizer, model_id: str, sha256: str, dev
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     int8 = set(semcom.get("int8_linears", []))
-    int8_keys = {f"{n}.weight{s}" for n in int8 for s in (INT8_SUFFIX, SCALE_SUFFIX)}
-    floats = unpack_state({k: weights.get_tensor(k) for k in names
-                           if k != KEPT and (k not in int8_keys or k.startswith(EMBED))})
+    int8_keys = {f"{n}.weight{s}" for n in int8 for s in (INT8_T_SUFFIX, SCALE_SUFFIX)}
+    floats = unpack_state({k: weights.get_tensor(k) for k in names if k != KEPT and k not in int8_keys})
     result = model.load_state_dict(floats, strict=False, assign=True)
     del floats
     missing = [k for k in result.missing_keys if not (tied and k == HEAD) and k[: -len(".weight")] not in int8]
@@ -161,12 +166,12 @@ def load_compressed_llm(folder: Path, tokenizer, model_id: str, sha256: str, dev
     for name in sorted(int8):  # one layer at a time: the file's int8 rows are read, packed, and let go
         parent, _, child = name.rpartition(".")
         old = model.get_submodule(name)
-        values, scale = _weight(weights, names, name, tied)
-        if tuple(values.shape) != (old.out_features, old.in_features):
-            raise SemcomError(f"{folder}: {name} has shape {tuple(values.shape)}, the config builds "
-                              f"{(old.out_features, old.in_features)}")
+        values_t, scale = _weight(weights, names, name)
+        if tuple(values_t.shape) != (old.in_features, old.out_features):
+            raise SemcomError(f"{folder}: {name} has shape {tuple(values_t.shape)}, the config builds "
+                              f"{(old.in_features, old.out_features)}")
         bias = weights.get_tensor(name + ".bias") if name + ".bias" in names else None
-        setattr(model.get_submodule(parent) if parent else model, child, Int8Linear(values, scale, bias, shared))
+        setattr(model.get_submodule(parent) if parent else model, child, Int8Linear(values_t, scale, bias, shared))
     if tied and HEAD not in {n + ".weight" for n in int8}:
         model.lm_head.weight = model.model.embed_tokens.weight
     # buffers computed at construction (rotary frequencies) were made on the meta device: make them again

@@ -41,7 +41,7 @@ def recover(model, llm: LLM, steps: int, lr: float = 1e-3, seed: int = 0, status
     from ..data import EasyVQA
     from ..models.prompting import answer_token_count, instruct_loss
     from ..tasks import get_task
-    from ..training.stages import _instruct_tokens
+    from ..training.stages import instruct_tokens
 
     cfg = model.preset.train.instruct.model_copy(update={"joint": False})
     data = EasyVQA.load("train")
@@ -59,7 +59,7 @@ def recover(model, llm: LLM, steps: int, lr: float = 1e-3, seed: int = 0, status
         samples = [get_task(t).train_sample(data, rng) for t in tasks]
         order = sorted(range(len(tasks)), key=lambda i: get_task(tasks[i]).modality == "text")
         tasks, samples = [tasks[i] for i in order], [samples[i] for i in order]
-        tokens, mask = _instruct_tokens(model, data, tasks, samples, rng, cfg, step)
+        tokens, mask = instruct_tokens(model, data, tasks, samples, rng, cfg, step)
         loss = instruct_loss(llm, tasks, [s[1] for s in samples], tokens, mask, [s[2] for s in samples],
                              answer_token_count(llm, [s[2] for s in samples]))
         optimizer.zero_grad()

@@ -370,7 +370,7 @@ def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHoo
         order = sorted(range(len(tasks)), key=lambda i: get_task(tasks[i]).modality == "text")
         tasks = [tasks[i] for i in order]
         samples = [samples[i] for i in order]
-        tokens, mask = _instruct_tokens(model, data, tasks, samples, rng, cfg, step)
+        tokens, mask = instruct_tokens(model, data, tasks, samples, rng, cfg, step)
         r = trainer.rows(len(tasks))
         loss = instruct_loss(llm, [tasks[i] for i in r], [samples[i][1] for i in r], tokens[r], mask[r],
                              [samples[i][2] for i in r], answer_token_count(llm, [s[2] for s in samples]))
@@ -380,7 +380,7 @@ def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHoo
     return _summary("instruct", cfg, trainer.losses, started)
 
 
-def _instruct_tokens(model: SemcomModel, data: EasyVQA, tasks: list[str], samples: list, rng: random.Random,
+def instruct_tokens(model: SemcomModel, data: EasyVQA, tasks: list[str], samples: list, rng: random.Random,
                      cfg, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The step's semantic tokens as the LLM receives them: a ``channel_fraction`` of the packets
     through the codec and channel at random SNRs (with gradients into the codec when ``joint``)."""
