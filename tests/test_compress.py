@@ -299,3 +299,25 @@ def test_a_budget_below_every_candidate_writes_nothing(semcom, tiny_checkpoint, 
                     "--recipes", "int8-dynamic", "--limit", "8")
     assert_clean_failure(result, "no candidate fits a budget of 1 MB", "nothing written")
     assert list(tmp_path.iterdir()) == []
+
+
+# comparing checkpoints side by side -------------------------------------------------
+
+def test_evaluate_compares_checkpoints_side_by_side(semcom, tiny_checkpoint, compressed, tmp_path):
+    out = tmp_path / "side.json"
+    result = semcom("evaluate", "-c", f"{tiny_checkpoint},{compressed}", "--task", "vqa", "--snr", "0,10",
+                    "--limit", "6", "-o", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    methods = sorted({p["method"] for p in doc["points"]})
+    assert methods == ["semantic@small", "semantic@tiny-a"]
+    assert {p["checkpoint_hash"] for p in doc["points"]} == set(doc["run"]["checkpoint_hash"].split(","))
+    assert "semantic@small" in out.with_suffix(".csv").read_text()
+    # the compressed checkpoint's points are those it gives alone
+    alone = semcom("evaluate", "-c", compressed, "--task", "vqa", "--snr", "0,10", "--limit", "6", "--json")
+    solo = {p["snr_db"]: p["metrics"] for p in json.loads(alone.stdout)["points"]}
+    assert {p["snr_db"]: p["metrics"] for p in doc["points"] if p["checkpoint"] == "small"} == solo
+    assert_clean_failure(semcom("evaluate", "-c", f"{tiny_checkpoint},{compressed}", "--resume", "-o", out),
+                         "takes no --resume")
+    assert_clean_failure(semcom("evaluate", "-c", f"{tiny_checkpoint},{tmp_path / 'nothing'}"),
+                         "no such checkpoint folder")
