@@ -33,6 +33,11 @@ def run(
         data = {k: m.get(k) for k in ("name", "hash", "format_version", "base_model", "versions", "training")}
         data["preset"] = m["preset"].get("name") if isinstance(m.get("preset"), dict) else None
         data["kind"] = "checkpoint"
+        if m.get("compression") is not None:  # what was done to it, and what the search measured
+            data["kind"] = "compressed checkpoint"
+            data["compression"] = m["compression"]
+            chosen = (m.get("metrics") or {}).get("compression", {})
+            data["measured"] = next((r for r in chosen.get("table", []) if r.get("name") == chosen.get("chosen")), None)
     else:
         from ..io import FORMAT, FORMAT_VERSION, read_semantic
 

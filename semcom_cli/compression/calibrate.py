@@ -22,7 +22,7 @@ from ..channel import make_channel, seed_channel
 from ..models.prompting import build_inputs, _positions
 from .int8 import Int8Linear, quantize_rows
 
-__all__ = ["calibration_inputs", "linear_sensitivity", "layer_redundancy"]
+__all__ = ["calibration_inputs", "linear_sensitivity", "layer_redundancy", "run_hooked"]
 
 
 @torch.no_grad()
@@ -59,6 +59,18 @@ def _forward(network, embeds, mask, **kwargs):
 
 
 @torch.no_grad()
+def run_hooked(network, batches, hooks) -> None:
+    """Run the calibration batches through ``network`` for what ``hooks`` (registered handles) record;
+    the hooks are removed afterwards, whatever happens."""
+    try:
+        for embeds, mask in batches:
+            _forward(network, embeds, mask, logits_to_keep=1)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@torch.no_grad()
 def linear_sensitivity(network: torch.nn.Module, batches) -> dict[str, float]:
     """name → relative output error of the linear layer under dynamic int8 (see the module)."""
     errors, hooks = {}, []
@@ -77,12 +89,7 @@ def linear_sensitivity(network: torch.nn.Module, batches) -> dict[str, float]:
     for name, layer in network.named_modules():
         if isinstance(layer, torch.nn.Linear):
             hooks.append(layer.register_forward_hook(watch(name, layer)))
-    try:
-        for embeds, mask in batches:
-            _forward(network, embeds, mask, logits_to_keep=1)
-    finally:
-        for h in hooks:
-            h.remove()
+    run_hooked(network, batches, hooks)
     return {name: (err / max(ref, 1e-12)) ** 0.5 for name, (err, ref) in errors.items()}
 
 

@@ -6,7 +6,7 @@ a vocabulary cut, whole transformer layers removed, int8 storage, int8 compute.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 __all__ = ["Recipe", "candidate_recipes"]
 
@@ -20,9 +20,7 @@ class Recipe:
     vocab: int | None = None          # keep the first ``vocab`` BPE ids + the task set's tokens (None: all)
     drop_layers: float = 0.0          # share of the transformer layers removed (the most redundant, measured)
     recovery_steps: int = 0           # LoRA steps on the shortened model (instruct-stage batches), then merged
-    experimental: bool = False
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.weights not in ("float32", "int8") or self.compute not in ("float32", "int8"):
@@ -40,7 +38,7 @@ class Recipe:
         return 0 if self.drop_layers == 0 else min(layers - 1, max(1, round(self.drop_layers * layers)))
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "extra"}
+        return asdict(self)
 
 
 def candidate_recipes() -> list[Recipe]:

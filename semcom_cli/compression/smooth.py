@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .calibrate import _forward
+from .calibrate import run_hooked
 
 __all__ = ["smooth_for_int8"]
 
@@ -36,12 +36,7 @@ def _input_peaks(network, modules, batches) -> dict:
 
     for module in modules:
         hooks.append(module.register_forward_pre_hook(watch(module)))
-    try:
-        for embeds, mask in batches:
-            _forward(network, embeds, mask, logits_to_keep=1)
-    finally:
-        for h in hooks:
-            h.remove()
+    run_hooked(network, batches, hooks)
     return peaks
 
 
