@@ -226,6 +226,7 @@ def test_damaged_compressed_llms_are_refused_in_one_line(compressed, tmp_path, s
     (["--budget-mb", "500", "--min-accuracy", "1.5"], "--min-accuracy is a fraction"),
     (["--budget-mb", "500", "--recipes", "int8-dynamic,zip"], "unknown recipe 'zip'"),
     (["--budget-mb", "500", "--limit", "0"], "--limit must be a positive"),
+    (["--budget-mb", "500", "--recipes", " , "], "--recipes names no recipe"),
 ])
 def test_impossible_parameters_are_refused_in_one_line(semcom, tiny_checkpoint, tmp_path, args, fragment):
     result = semcom("compress", "-c", tiny_checkpoint, "-o", tmp_path / "out", *args)

@@ -52,6 +52,8 @@ def run(
     if recipes is not None:
         known = {r.name: r for r in candidate_recipes()}
         names = parse_names(recipes)
+        if not names:
+            raise SemcomError(f"--recipes names no recipe (choose from: {', '.join(known)})")
         unknown = [n for n in names if n not in known]
         if unknown:
             raise SemcomError(f"unknown recipe '{unknown[0]}' (choose from: {', '.join(known)})")

@@ -91,7 +91,7 @@ def compress_checkpoint(checkpoint: Path, output: Path, budget_mb: float, min_ac
     """See the module's description. Writes ``output`` only when a candidate fits; one clear line
     (SemcomError) when none does, with the smallest peak memory measured."""
     from ..models import SemcomModel
-    from ..models.checkpoint import publish_folder, read_manifest, record_metrics, save_checkpoint, staged_folder
+    from ..models.checkpoint import publish_folder, read_manifest, save_checkpoint, staged_folder
     from .calibrate import calibration_inputs, layer_redundancy, linear_sensitivity
     from .llm import _renamed_linear, compress_llm, save_compressed_llm
     from .recover import recover, without_layers
@@ -113,6 +113,8 @@ def compress_checkpoint(checkpoint: Path, output: Path, budget_mb: float, min_ac
     network = llm.model
     layers = network.config.num_hidden_layers
     recipes = recipes if recipes is not None else candidate_recipes()
+    if not recipes:
+        raise SemcomError("no candidate recipes to measure")
 
     batches = calibration_inputs(model, seed=seed)
     work = output.parent / f".{output.name}-candidates"
@@ -177,8 +179,8 @@ def compress_checkpoint(checkpoint: Path, output: Path, budget_mb: float, min_ac
             shutil.copytree(work / chosen["name"], tmp)
             manifest = json.loads((tmp / "manifest.json").read_text())
             manifest["name"] = output.name
+            manifest["metrics"] = {**(manifest.get("metrics") or {}), **metrics}  # outside the hash: a record
             result.hash = publish_folder(tmp, output, manifest)
-        record_metrics(output, metrics, merge=True)
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
