@@ -10,7 +10,8 @@ received test packets in batches of 64, AWGN 10 dB, as ``benchmarks/speed.py``),
 checkpoint to ``-o``/checkpoint, then measures the source and the chosen one again on the *test*
 split. Prints the Pareto table and the targets table (ratios measured in this one run; exit code 1
 when one is missed) and writes bench.json and pareto.png (accuracy against receiver size, one point
-per candidate) to ``-o``.
+per candidate) to ``-o``. ``--report-only`` prints the tables of a finished run again and redraws
+the plot.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ def _plot(table: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in table:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    markers = "*osD^v<>pXh"
+    for i, r in enumerate(table):  # a legend, not labels: candidates of one size sit on top of each other
         worst = min(r["vqa_0db"], r["vqa_10db"]) * 100
-        ax.scatter(r["receiver_mb"], worst, marker="*" if r["name"] == "source" else "o", s=60)
-        ax.annotate(r["name"], (r["receiver_mb"], worst), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.scatter(r["receiver_mb"], worst, marker=markers[i % len(markers)], s=70, alpha=0.8,
+                   label=f"{r['name']} ({r['questions_per_s']:.0f} q/s)")
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("receiver size on disk (MB, log)")
     ax.set_ylabel("VQA accuracy, worse of 0 and 10 dB (%)")
@@ -134,6 +137,7 @@ def main() -> None:
         if "runtime_floor_mb" not in doc:  # a run from before the floor was measured: measure it now
             doc["runtime_floor_mb"] = _runtime_floor(Path(doc["checkpoint"]))
             bench.write_text(json.dumps(doc, indent=2) + "\n")
+        _plot(doc["table"], args.output / "pareto.png")
         sys.exit(0 if _report(doc) else 1)
 
     from semcom_cli.compression.measure import measure_checkpoint
