@@ -6,6 +6,11 @@ Recorded anew once since: when the checkpoint hash came to cover ``manifest.json
 changed the ``checkpoint_hash`` field of every header and nothing else (symbols, gains and the
 evaluate table stayed the same); and when the rate stage (issue 15) retrained the channel codec of
 the shipped checkpoint, which changed the symbols and, within sampling, the evaluate table.
+
+Another CPU's float kernels (an AMD EPYC here, where the files were recorded on another machine)
+change the image packets' last bits and nothing else: where a file's bytes differ from the recorded
+digest, it must still have the same header and the same tensors within float noise (1e-5) of the
+copy recorded in ``golden/files/`` (recorded on that AMD machine; the digests are the original ones).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import pytest
 pytestmark = pytest.mark.real
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "shipped.json"
+GOLDEN_FILES = GOLDEN.parent / "files"
+FLOAT_NOISE = 1e-5
 REGEN = os.environ.get("SEMCOM_REGEN_GOLDEN") == "1"
 
 
@@ -75,11 +82,33 @@ def _table(tmp: Path) -> list[dict]:
     return [{k: p[k] for k in keep} for p in points]
 
 
+def _same_within_float_noise(made: Path, recorded: Path) -> None:
+    """The same header (every field) and tensors (names, shapes, dtypes) with values within FLOAT_NOISE."""
+    from safetensors import safe_open
+
+    with safe_open(made, framework="pt") as a, safe_open(recorded, framework="pt") as b:
+        assert a.metadata() == b.metadata(), made.name
+        assert sorted(a.keys()) == sorted(b.keys()), made.name
+        for key in a.keys():
+            x, y = a.get_tensor(key), b.get_tensor(key)
+            assert x.shape == y.shape and x.dtype == y.dtype, (made.name, key)
+            assert float((x.double() - y.double()).abs().max()) <= FLOAT_NOISE, (made.name, key)
+
+
 def test_encode_transmit_and_evaluate_match_the_recorded_outputs(tmp_path):
+    import shutil
+
     now = {"files": _files(tmp_path / "files"), "evaluate": _table(tmp_path)}
     if REGEN:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(now, indent=2, sort_keys=True) + "\n")
+        shutil.rmtree(GOLDEN_FILES, ignore_errors=True)
+        for name in now["files"]:
+            (GOLDEN_FILES / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp_path / "files" / name, GOLDEN_FILES / name)
     recorded = json.loads(GOLDEN.read_text())
-    assert now["files"] == recorded["files"]
+    assert sorted(now["files"]) == sorted(recorded["files"])
+    for name, digest in now["files"].items():
+        if digest != recorded["files"][name]:  # not the same bytes: the same content, to float noise
+            _same_within_float_noise(tmp_path / "files" / name, GOLDEN_FILES / name)
     assert now["evaluate"] == recorded["evaluate"]
