@@ -11,15 +11,34 @@ import pytest
 import torch
 from conftest import assert_clean_failure, run_pipe, tiny_model
 
-from semcom_cli.compression.int8 import (Int8Linear, QuantisedInputs, dequantize_rows, dynamic_linear, pack_state,
-                                        quantize_rows, unpack_state)
-from semcom_cli.compression.llm import _drop_layers, compress_llm, save_compressed_llm
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from semcom_cli.compression.int8 import (Int8Linear, QuantisedInputs, dequantize_rows, pack_state, quantize_rows,
+                                        unpack_state)
+from semcom_cli.compression.llm import compress_llm, save_compressed_llm
+from semcom_cli.compression.recover import name_after_removal, without_layers
 from semcom_cli.compression.recipe import Recipe, candidate_recipes
 from semcom_cli.compression.search import choose, pareto
 from semcom_cli.compression.vocab import PrunedTokenizer, kept_token_ids, task_texts
 from semcom_cli.errors import SemcomError
 from semcom_cli.models import SemcomModel
 from semcom_cli.models.checkpoint import rehash, save_checkpoint
+
+def dynamic_linear(values: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None):
+    """PyTorch's dynamically quantised Linear (fbgemm: one activation scale per call) with exactly these
+    int8 rows: what ``Int8Linear``'s per-token scales are compared against."""
+    import warnings
+
+    from torch.ao.nn.quantized.dynamic import Linear
+
+    with warnings.catch_warnings():  # torch marks its quantised tensors deprecated (for torchao)
+        warnings.simplefilter("ignore", UserWarning)
+        weight = torch._make_per_channel_quantized_tensor(values, scale.double(),
+                                                          torch.zeros(values.shape[0], dtype=torch.long), 0)
+    layer = Linear(values.shape[1], values.shape[0], bias_=bias is not None, dtype=torch.qint8)
+    layer.set_weight_bias(weight, bias)
+    return layer
+
 
 ALL_INT8 = Recipe("int8+vocab", weights="int8", compute="int8", vocab=512, drop_layers=0.5)
 
@@ -115,7 +134,8 @@ def _merged(checkpoint: Path) -> SemcomModel:
 
 
 def _write(model: SemcomModel, recipe: Recipe, folder: Path, drop=(), float_linears=()) -> str:
-    compressed = compress_llm(model.llm, recipe, list(drop), list(float_linears))
+    source = without_layers(model.llm, list(drop)) if drop else model.llm
+    compressed = compress_llm(source, recipe, list(float_linears))
 
     def extra(tmp):
         save_compressed_llm(compressed, tmp / "llm")
@@ -124,13 +144,20 @@ def _write(model: SemcomModel, recipe: Recipe, folder: Path, drop=(), float_line
 
 
 def test_layers_are_removed_and_the_rest_renumbered():
-    state = {f"model.layers.{i}.w": torch.full((1,), float(i)) for i in range(4)} | {"model.norm.weight":
-                                                                                      torch.ones(1)}
-    config = {"num_hidden_layers": 4, "layer_types": ["a", "b", "c", "d"]}
-    out = _drop_layers(state, config, [1, 2])
-    assert config == {"num_hidden_layers": 2, "layer_types": ["a", "d"]}
-    assert {k: float(v) for k, v in out.items()} == {"model.layers.0.w": 0.0, "model.layers.1.w": 3.0,
-                                                     "model.norm.weight": 1.0}
+    from semcom_cli.models.llm import LLM
+
+    config = LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=4,
+                         num_attention_heads=2, num_key_value_heads=1)
+    network = LlamaForCausalLM(config)
+    for i, layer in enumerate(network.model.layers):
+        layer.input_layernorm.weight.data.fill_(float(i))
+    short = without_layers(LLM(network, None, "x", "0"), [1, 2]).model
+    assert short.config.num_hidden_layers == 2 and network.config.num_hidden_layers == 4  # a copy
+    assert [float(layer.input_layernorm.weight[0]) for layer in short.model.layers] == [0.0, 3.0]
+    assert [layer.self_attn.layer_idx for layer in short.model.layers] == [0, 1]
+    assert name_after_removal("model.layers.3.mlp.up_proj", [1, 2]) == "model.layers.1.mlp.up_proj"
+    assert name_after_removal("model.layers.2.mlp.up_proj", [1, 2]) is None
+    assert name_after_removal("lm_head", [1, 2]) == "lm_head"
     assert Recipe("x", drop_layers=0.1).layers_dropped(30) == 3 and Recipe("x", drop_layers=0.01).layers_dropped(2) == 1
     with pytest.raises(ValueError):
         Recipe("x", compute="int8")  # int8 compute needs int8 weights

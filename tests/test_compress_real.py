@@ -38,7 +38,7 @@ def test_int8_with_a_smaller_vocabulary_answers_like_float32(tmp_path, test_data
     llm.model = llm.model.merge_and_unload()
     smooth_for_int8(llm.model, calibration_inputs(source, count=32))
     recipe = Recipe("int8+vocab-8k", weights="int8", compute="int8", vocab=8192)
-    compressed = compress_llm(llm, recipe, [], [])
+    compressed = compress_llm(llm, recipe, [])
 
     def extra(tmp):
         save_compressed_llm(compressed, tmp / "llm")

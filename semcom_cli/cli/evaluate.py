@@ -66,7 +66,8 @@ def run(
     mcs: Optional[str] = typer.Option(None, "--mcs", help="Digital baseline: auto (link adaptation) or e.g. 16qam-1/2."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Evaluation preset (presets/, kind: evaluate)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c",
-                                              help="Checkpoint folder, or a comma list of them to compare side by side.",
+                                              help="Checkpoint folder, or a comma list of them to compare side "
+                                                   "by side.",
                                               show_default="checkpoints/semcom-smollm2"),
     mlp_checkpoint: Optional[Path] = typer.Option(None, "--mlp-checkpoint", help="Checkpoint of the MLP ablation."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
@@ -155,7 +156,7 @@ def _compare(plans: list, output: Optional[Path], as_json: bool, device: Optiona
     named ``method@checkpoint`` (and carrying its checkpoint's name and hash), so the table, the CSV and
     the plots show the checkpoints side by side. Checkpoints are loaded one at a time."""
     from ..errors import SemcomError
-    from ..evaluation import load_models, run_sweep, sweep_settings, write_report
+    from ..evaluation import load_models, run_sweep, sweep_settings
     from ..models.checkpoint import read_manifest
     from .common import progress_bar, spinner
 
@@ -186,12 +187,7 @@ def _compare(plans: list, output: Optional[Path], as_json: bool, device: Optiona
            "checkpoint_hash": ",".join(d["run"]["checkpoint_hash"] for d in documents),
            "compared": [d["run"] for d in documents]}
     merged = {"format": documents[0]["format"], "run": run, "points": [p for d in documents for p in d["points"]]}
-    _print_table(merged)
-    if output is not None:
-        plots = write_report(merged, output)
-        console.print(f"wrote {output}, {output.with_suffix('.csv')} and {len(plots)} plots")
-    if as_json:
-        print_json(merged)
+    _report(merged, output, as_json)
     return failures
 
 
@@ -218,7 +214,7 @@ def _plan(preset: Optional[str], flags: dict):
 def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Optional[str],
            preset: Optional[str] = None) -> list[str]:
     from ..distributed import current_shard
-    from ..evaluation import load_models, run_sweep, sweep_settings, write_report
+    from ..evaluation import load_models, run_sweep, sweep_settings
     from ..evaluation.sweep import resumed_points
     from .common import progress_bar, spinner
 
@@ -242,13 +238,20 @@ def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Op
         return result.failures
     if result.resumed:
         console.print(f"resuming: {result.resumed} of {len(result.document['points'])} points were already measured")
-    _print_table(result.document)
+    _report(result.document, output, as_json)
+    return result.failures
+
+
+def _report(doc: dict, output: Optional[Path], as_json: bool) -> None:
+    """The table on stderr; the JSON, CSV and plots at ``output``; the JSON on stdout with ``--json``."""
+    from ..evaluation import write_report
+
+    _print_table(doc)
     if output is not None:
-        plots = write_report(result.document, output)
+        plots = write_report(doc, output)
         console.print(f"wrote {output}, {output.with_suffix('.csv')} and {len(plots)} plots")
     if as_json:
-        print_json(result.document)
-    return result.failures
+        print_json(doc)
 
 
 _SHORT = {"accuracy": "acc", "exact_match": "exact", "bleu": "BLEU", "similarity": "sim"}

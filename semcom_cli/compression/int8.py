@@ -1,19 +1,16 @@
 """Symmetric int8 storage of weight matrices, one scale per output row, and the layers built from it.
 
 A row's scale is its largest magnitude / 127, so every weight is stored within half a step of its
-value. The same stored rows serve two uses: ``dynamic_linear`` computes with them (PyTorch's
-dynamically quantised ``Linear``: int8 weights, activations quantised per call by fbgemm), and
-``dequantize_rows`` gives the float matrix back for layers kept in float32 (a smaller file only).
+value. The same stored rows serve two uses: ``Int8Linear`` computes with them (int8 weights, and
+activations quantised per token), and ``dequantize_rows`` gives the float matrix back for layers
+kept in float32 (a smaller file only).
 """
 
 from __future__ import annotations
 
-import warnings
-
 import torch
-from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
-__all__ = ["quantize_rows", "dequantize_rows", "dynamic_linear", "pack_state", "unpack_state", "INT8_SUFFIX",
+__all__ = ["quantize_rows", "dequantize_rows", "pack_state", "unpack_state", "INT8_SUFFIX",
            "SCALE_SUFFIX", "INT8_T_SUFFIX", "Int8Linear", "QuantisedInputs"]
 
 INT8_SUFFIX = ".int8"
@@ -91,20 +88,6 @@ class QuantisedInputs:
         step.div_(127)
         self._key, self._value = key, ((rows * step.reciprocal()).round_().to(torch.int8), step)
         return self._value
-
-
-def dynamic_linear(values: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None) -> DynamicInt8Linear:
-    """PyTorch's dynamically quantised Linear (fbgemm: one activation scale per call) whose int8 weights
-    are exactly ``values`` × ``scale`` (per row). Kept to compare against: ``Int8Linear`` is what
-    compressed checkpoints use."""
-    out_features, in_features = values.shape
-    with warnings.catch_warnings():  # torch marks its quantised tensors deprecated (for torchao); they still run
-        warnings.simplefilter("ignore", UserWarning)
-        weight = torch._make_per_channel_quantized_tensor(values, scale.double(),
-                                                          torch.zeros(out_features, dtype=torch.long), 0)
-    layer = DynamicInt8Linear(in_features, out_features, bias_=bias is not None, dtype=torch.qint8)
-    layer.set_weight_bias(weight, bias)
-    return layer
 
 
 def pack_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -46,45 +46,16 @@ def linear_names(model: torch.nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
 
 
-def _drop_layers(state: dict, config: dict, drop: list[int]) -> dict:
-    """The state without transformer layers ``drop``, the rest renumbered in order."""
-    keep = [i for i in range(config["num_hidden_layers"]) if i not in set(drop)]
-    renumber = {old: new for new, old in enumerate(keep)}
-    out = {}
-    for name, tensor in state.items():
-        if name.startswith("model.layers."):
-            index, rest = name[len("model.layers."):].split(".", 1)
-            if int(index) not in renumber:
-                continue
-            name = f"model.layers.{renumber[int(index)]}.{rest}"
-        out[name] = tensor
-    config["num_hidden_layers"] = len(keep)
-    if isinstance(config.get("layer_types"), list):
-        config["layer_types"] = [config["layer_types"][i] for i in keep]
-    return out
-
-
-def _renamed_linear(name: str, drop: list[int]) -> str | None:
-    """A linear layer's name after layers ``drop`` were removed (None: it was removed)."""
-    if not name.startswith("model.layers."):
-        return name
-    index, rest = name[len("model.layers."):].split(".", 1)
-    index = int(index)
-    if index in drop:
-        return None
-    return f"model.layers.{index - sum(d < index for d in drop)}.{rest}"
-
-
-def compress_llm(llm: LLM, recipe: Recipe, drop: list[int], float_linears: list[str]) -> CompressedLLM:
-    """Apply ``recipe`` to a plain (LoRA-merged) causal LM. ``drop``: the transformer layers to remove;
-    ``float_linears``: linear layers (original names) kept in float compute."""
+def compress_llm(llm: LLM, recipe: Recipe, float_linears: list[str]) -> CompressedLLM:
+    """Apply ``recipe``'s storage, compute and vocabulary to a plain (LoRA-merged) causal LM, already
+    without the layers it removes (:func:`.recover.without_layers`). ``float_linears``: linear layers
+    kept in float compute."""
     model = llm.model
     config = model.config.to_dict()
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     tied = bool(config.get("tie_word_embeddings"))
     if tied:
         state.pop(HEAD, None)  # the same tensor as the embedding
-    state = _drop_layers(state, config, sorted(drop))
     if recipe.vocab is not None:
         kept = kept_token_ids(llm.tokenizer, task_texts(), recipe.vocab)
         index = torch.tensor(kept)
@@ -99,8 +70,7 @@ def compress_llm(llm: LLM, recipe: Recipe, drop: list[int], float_linears: list[
         state[KEPT] = index
     int8 = []
     if recipe.compute == "int8":
-        names = [_renamed_linear(n, sorted(drop)) for n in linear_names(model) if n not in set(float_linears)]
-        int8 = sorted(n for n in names if n is not None)
+        int8 = sorted(n for n in linear_names(model) if n not in set(float_linears))
     if recipe.weights == "int8":
         state = pack_state(state)
         if tied and HEAD in int8 and EMBED + INT8_SUFFIX not in state:  # a tiny embedding left in float

@@ -15,7 +15,7 @@ import torch
 
 from ..models.llm import LLM, attach_lora
 
-__all__ = ["without_layers", "recover"]
+__all__ = ["without_layers", "name_after_removal", "recover"]
 
 
 def without_layers(llm: LLM, drop: list[int]) -> LLM:
@@ -31,6 +31,17 @@ def without_layers(llm: LLM, drop: list[int]) -> LLM:
     if isinstance(getattr(network.config, "layer_types", None), list):
         network.config.layer_types = [network.config.layer_types[i] for i in keep]
     return LLM(network, llm.tokenizer, llm.model_id, llm.sha256)
+
+
+def name_after_removal(name: str, drop: list[int]) -> str | None:
+    """A module's name once layers ``drop`` are removed (None: it was in one of them)."""
+    if not name.startswith("model.layers."):
+        return name
+    index, rest = name[len("model.layers."):].split(".", 1)
+    index = int(index)
+    if index in drop:
+        return None
+    return f"model.layers.{index - sum(d < index for d in drop)}.{rest}"
 
 
 def recover(model, llm: LLM, steps: int, lr: float = 1e-3, seed: int = 0, status=None) -> list[float]:

@@ -93,8 +93,8 @@ def compress_checkpoint(checkpoint: Path, output: Path, budget_mb: float, min_ac
     from ..models import SemcomModel
     from ..models.checkpoint import publish_folder, read_manifest, save_checkpoint, staged_folder
     from .calibrate import calibration_inputs, layer_redundancy, linear_sensitivity
-    from .llm import _renamed_linear, compress_llm, save_compressed_llm
-    from .recover import recover, without_layers
+    from .llm import compress_llm, save_compressed_llm
+    from .recover import name_after_removal, recover, without_layers
     from .measure import write_received
     from .smooth import smooth_for_int8
 
@@ -136,15 +136,14 @@ def compress_checkpoint(checkpoint: Path, output: Path, budget_mb: float, min_ac
             drop = sorted(least_influence[:recipe.layers_dropped(layers)])
             float_linears = by_error[:round(recipe.float_linears * len(by_error))]
             calibration = {"dropped_layers": drop, "float_linears": float_linears}
+            source_llm = without_layers(llm, drop) if drop else llm
             if recipe.recovery_steps:
-                say(f"{recipe.name}: removing layers {drop}, then {recipe.recovery_steps} recovery steps")
-                student = without_layers(llm, drop)
-                calibration["recovery_loss"] = recover(model, student, recipe.recovery_steps, seed=seed, status=say)
-                compressed = compress_llm(student, recipe, [], [_renamed_linear(n, drop) for n in float_linears
-                                                                 if _renamed_linear(n, drop) is not None])
-                del student
-            else:
-                compressed = compress_llm(llm, recipe, drop, float_linears)
+                say(f"{recipe.name}: removed layers {drop}; {recipe.recovery_steps} recovery steps")
+                calibration["recovery_loss"] = recover(model, source_llm, recipe.recovery_steps, seed=seed,
+                                                       status=say)
+            kept_float = [name_after_removal(n, drop) for n in float_linears]
+            compressed = compress_llm(source_llm, recipe, [n for n in kept_float if n is not None])
+            del source_llm
             compression = {"recipe": recipe.as_dict(), "calibration": calibration,
                            "source": {"name": model.name, "hash": model.hash}}
 

@@ -91,14 +91,11 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
             state = {k: v.detach().cpu().contiguous() for k, v in part.state_dict().items()}
             save_file(pack_state(state) if weights == "int8" else state, tmp / name / "model.safetensors")
         llm = model.llm
-        added = extra(tmp) if extra is not None else {}
-        if extra is not None:
-            pass  # the extra files stand in for the base model and its adapter
-        elif llm is not None and hasattr(llm.model, "peft_config"):
-            llm.model.save_pretrained(tmp / "adapter")
-            _pin_adapter_base(tmp / "adapter", llm.model_id)
-        elif model.adapter_dir is not None:
-            shutil.copytree(model.adapter_dir, tmp / "adapter")
+        if extra is not None:  # its files stand in for the base model's adapter
+            added = extra(tmp)
+        else:
+            added = {}
+            _write_adapter(model, tmp / "adapter")
         manifest = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
@@ -113,6 +110,16 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
             **added,
         }
         return publish_folder(tmp, folder, manifest)
+
+
+def _write_adapter(model, folder: Path) -> None:
+    """The LoRA adapter: the one being trained, or the one the checkpoint was loaded with."""
+    llm = model.llm
+    if llm is not None and hasattr(llm.model, "peft_config"):
+        llm.model.save_pretrained(folder)
+        _pin_adapter_base(folder, llm.model_id)
+    elif model.adapter_dir is not None:
+        shutil.copytree(model.adapter_dir, folder)
 
 
 @contextmanager
