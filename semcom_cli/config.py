@@ -238,12 +238,54 @@ class RateTrain(ChannelTrain):
     variable_rate: float = Field(0.75, ge=0.0, le=1.0)
 
 
+class CorpusTrain(RateTrain):
+    """The corpus stage (retrieval, issue 20): the rate stage's loss, its text packets drawn from the
+    sentence corpus's training windows (a ``corpus_share``; the rest easy-vqa's questions) with the
+    nearest-word term in place of the rate stage's teacher, so the text code learns a news vocabulary."""
+
+    steps: int = Field(1500, ge=0)
+    save_every: int = Field(250, ge=0)
+    corpus_share: float = Field(0.75, ge=0.0, le=1.0)
+
+
+class RetrievalTrain(InstructTrain):
+    """The retrieval stage (issue 20): LoRA instruction tuning with retrieved entries in the prompt.
+    Each text sample is shown ``k`` entries: its own sentence among its nearest neighbours (``right``),
+    neighbours only (``wrong``), or nothing (the rest), so the adapter copies an entry that matches
+    what arrived and ignores one that does not."""
+
+    steps: int = Field(300, ge=0)
+    batch_size: int = Field(16, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    log_every: int = Field(10, gt=0)
+    save_every: int = Field(25, ge=0)
+    snr_min: float = -8.0
+    snr_max: float = 15.0
+    channels: list[NoisyChannelName] = ["awgn", "rayleigh", "rayleigh-iid"]
+    tasks: list[TrainTaskName] = ["text", "text", "text", "vqa", "vqa-varied", "caption"]
+    channel_fraction: float = Field(0.9, ge=0.0, le=1.0)
+    augment: float = Field(0.5, ge=0.0, le=1.0)
+    corpus_share: float = Field(0.75, ge=0.0, le=1.0)
+    k: int = Field(3, ge=1, le=16)
+    right: float = Field(0.5, ge=0.0, le=1.0)
+    wrong: float = Field(0.3, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _shares(self) -> "RetrievalTrain":
+        if self.right + self.wrong > 1.0:
+            raise ValueError(f"right + wrong must be at most 1 (got {self.right} + {self.wrong})")
+        return self
+
+
 class Train(_Strict):
     align: AlignTrain = AlignTrain(steps=2000, batch_size=64, lr=3e-3)
     channel: ChannelTrain = ChannelTrain(steps=1500, batch_size=64, lr=3e-3)
     instruct: InstructTrain = InstructTrain(steps=250, batch_size=16, lr=1e-3)
     # after instruct: the codec learns variable-rate packets (issue 15); 0 steps: the stage is skipped
     rate: RateTrain = RateTrain(lr=1e-3)
+    # retrieval (issue 20): the text code on the sentence corpus, then the adapter with retrieved entries
+    corpus: CorpusTrain = CorpusTrain()
+    retrieval: RetrievalTrain = RetrievalTrain()
 
 
 class Data(_Strict):

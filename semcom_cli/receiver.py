@@ -30,13 +30,21 @@ def _check_received(sem: SemanticFile, question: str | None, public: SemanticFil
 
 @torch.no_grad()
 def decode_file(model, sem: SemanticFile, question: str | None = None, public: SemanticFile | None = None,
-                source: str = "input", public_source: str | None = None, status=None) -> dict:
-    """The answer to a received file (``transmit`` stage), with what it was sent over."""
+                source: str = "input", public_source: str | None = None, status=None, retriever=None) -> dict:
+    """The answer to a received file (``transmit`` stage), with what it was sent over. With a
+    ``retriever`` (:mod:`semcom_cli.retrieval`; plain text packets), the LLM reads the packet again with
+    the entries it retrieved; the result records both readings and the entries."""
     sem.expect("transmit", source)
     _check_received(sem, question, public, source)
     header = sem.header
     check_checkpoint(header, model, source)
     symbols = sem.tensors["symbols"]  # its shape and gain were checked on reading (io.check_semantic)
+    if retriever is not None and (header.modality != "text" or header.copies is not None
+                                  or header.share_id is not None):
+        kind = header.modality if header.modality != "text" else (
+            "a variable-rate packet" if header.copies is not None else "part of a share set")
+        raise SemcomError(f"{source}: retrieval reads plain text packets (task text, sent whole); this one is "
+                          f"{kind}")
     if header.share_id is not None:
         from .io.share_set import receive_share_user
 
@@ -54,10 +62,23 @@ def decode_file(model, sem: SemanticFile, question: str | None = None, public: S
                                header.modality)
     mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
     model.get_llm(status)
-    answer = model.answer([get_task(header.task).tag], [question], tokens, mask)[0]
+    tag = get_task(header.task).tag
+    hits = None
+    if retriever is not None:
+        from .retrieval.retriever import read_with_retrieval, receive_packets
+
+        packets = receive_packets(model, symbols[None], gain_from_real(sem.tensors["gain"]), float(header.snr_db),
+                                  mask)
+        answers, first, hits = read_with_retrieval(model, [tag], [question], packets, retriever)
+        answer = answers[0]
+    else:
+        answer = model.answer([tag], [question], tokens, mask)[0]
     result = {"answer": answer, "task": header.task, "question": question, "channel": header.channel,
               "snr_db": header.snr_db, "seed": header.seed, "channel_uses": header.channel_uses,
               "source": header.source, "checkpoint": model.name, "checkpoint_hash": model.hash}
+    if hits is not None:
+        result.update({"first_reading": first[0], "retrieved": [
+            {"text": h.text, "score": round(h.score, 4), "base": h.base} for h in hits[0]]})
     if header.copies is not None:
         result.update({"copies": header.copies, "rate": header.rate})
     if header.share_id is not None:

@@ -152,7 +152,7 @@ class _Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("stage", ["align", "channel", "instruct"])
+@pytest.mark.parametrize("stage", ["align", "channel", "instruct", "corpus", "retrieval"])
 def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
     from semcom_cli.training import load_partial, save_partial
     from semcom_cli.training import Checkpointing
@@ -160,7 +160,8 @@ def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
     def prepared():
         """A tiny model ready for ``stage`` (the earlier stages run), saved and reloaded."""
         model, llm = tiny_model(seed=5)
-        for earlier in ("align", "channel", "instruct")[: ("align", "channel", "instruct").index(stage)]:
+        order = ("align", "channel", "instruct", "corpus", "retrieval")
+        for earlier in order[: order.index(stage)]:
             run_stage(earlier, model, llm, train_data)
         if stage == "align":
             return model, llm

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import align, compress, decode, encode, evaluate, finetune, guide, info, rate_table, scenes, transmit
+from . import align, compress, decode, encode, evaluate, finetune, guide, info, kb, rate_table, scenes, transmit
 
 app = typer.Typer(
     name="semcom",
@@ -18,6 +18,7 @@ app = typer.Typer(
 
 for module in (align, finetune, encode, transmit, decode, evaluate, rate_table, compress, scenes, guide, info):
     app.command(name=module.NAME, help=module.__doc__)(module.run)
+app.add_typer(kb.app, name=kb.NAME)
 
 
 def _version(value: bool):

@@ -26,6 +26,17 @@ def run(
                                           help="Also write the result as JSON here (reconstruct: the image, "
                                                "as PNG; '-': stdout)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of plain text."),
+    kb: Optional[Path] = typer.Option(None, "--kb", help="Text: a global knowledge base (semcom kb build) to "
+                                                         "retrieve from."),
+    kb_local: Optional[Path] = typer.Option(None, "--kb-local", help="Text: this user's local knowledge base; "
+                                                                     "the decoded sentence is added to it."),
+    k: int = typer.Option(3, "--k", help="Entries shown to the LLM (with --kb / --kb-local)."),
+    route: str = typer.Option("symbols", "--retrieval", help="How the packet is looked up: symbols (its "
+                                                             "received symbols against each entry's code) or "
+                                                             "reading (the LLM's first reading, MiniLM)."),
+    gate: float = typer.Option(0.75, "--gate", help="symbols: drop entries scoring under this share of the "
+                                                   "cosine a sent entry reaches at the packet's SNR."),
+    no_update: bool = typer.Option(False, "--no-update", help="Leave the local base as it is."),
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
 ):
@@ -42,17 +53,37 @@ def run(
     if get_task(sem.header.task).output == "image":
         return _decode_image(sem, input, question, public, output, as_json, checkpoint)
     if output is not None:
-        check_output(output, [input, public, checkpoint_folder(checkpoint)])
+        check_output(output, [input, public, checkpoint_folder(checkpoint), kb, kb_local])
+    retriever = _retriever(kb, kb_local, k, route, gate) if kb is not None or kb_local is not None else None
     public_sem = read_semantic(public, stage="transmit") if public is not None else None
     model = SemcomModel.from_pretrained(checkpoint, device=device)
     with spinner("loading the LLM and decoding") as status:
-        result = decode_file(model, sem, question, public_sem, "<stdin>" if input == "-" else input, public, status)
+        result = decode_file(model, sem, question, public_sem, "<stdin>" if input == "-" else input, public, status,
+                             retriever)
+    if retriever is not None and retriever.local_kb is not None and not no_update and result["answer"].strip():
+        from ..errors import SemcomError
+
+        try:  # the local base learns what this user received (oldest entries evicted past its cap)
+            retriever.local_kb.add([result["answer"]])
+        except SemcomError as err:
+            result["local_update"] = f"skipped: {err}"
+        else:
+            retriever.local_kb.save(kb_local)
+            result["local_update"] = {"base": str(kb_local), "entries": len(retriever.local_kb)}
     if output is not None:
         write_json(output, result)
     if as_json:
         print_json(result)
     else:
         print_out(result["answer"])
+
+
+def _retriever(kb: Optional[Path], kb_local: Optional[Path], k: int, route: str, gate: float):
+    from ..retrieval import KnowledgeBase, Retriever
+
+    Retriever.check(k, route, gate)  # before any base is read
+    return Retriever(KnowledgeBase.load(kb) if kb is not None else None,
+                     KnowledgeBase.load(kb_local) if kb_local is not None else None, k, route, gate)
 
 
 def _decode_image(sem, input: str, question, public, output, as_json: bool, checkpoint) -> None:

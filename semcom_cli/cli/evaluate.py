@@ -88,10 +88,27 @@ def run(
                                                                         "both scene backgrounds. [default: both]"),
     vqa: bool = typer.Option(False, "--vqa", help="--task reconstruct: also ask the shipped VQA checkpoint about "
                                                   "the referred object in the reconstruction (at the highest SNR)."),
+    k: int = typer.Option(3, "--k", help="--method rag: entries retrieved for the LLM."),
+    corpus_users: int = typer.Option(8, "--corpus-users", help="--method rag: users the corpus's local "
+                                                               "histories are split among."),
     device: Optional[str] = device_option(),
 ):
     from ..errors import SemcomError
 
+    if method is not None and "rag" in parse_names(method):
+        others = [flag for flag, value in (("--share", share), ("--preset", preset), ("--resume", resume),
+                                           ("--plot", plot), ("--mlp-checkpoint", mlp_checkpoint),
+                                           ("--channel-uses", channel_uses), ("--image-codec", image_codec),
+                                           ("--mcs", mcs), ("--target-accuracy", target_accuracy),
+                                           ("--roi-share", roi_share), ("--background", background), ("--vqa", vqa))
+                  if value]
+        if others:
+            raise SemcomError(f"--method rag does not take {', '.join(others)}")
+        from .evaluate_rag import rag_sweep
+
+        rag_sweep(checkpoint, task, parse_names(method), channel, snr, limit, seed, batch_size, k, corpus_users,
+                  output, as_json, device)
+        return
     if task is not None and "reconstruct" in parse_names(task):
         from .evaluate_reconstruct import run_from_flags
 

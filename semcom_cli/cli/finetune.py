@@ -21,7 +21,7 @@ NAME = "finetune"
 
 @fail_cleanly
 def run(
-    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate | guidance | image-codec"),
+    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate | corpus | retrieval | guidance | image-codec"),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
     checkpoint: Optional[Path] = checkpoint_option(),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override train.<stage>.steps."),
@@ -37,8 +37,9 @@ def run(
 
     if stage in RECONSTRUCT_STAGES:
         return _reconstruct_stage(stage, output, checkpoint, steps, batch_size, lr, save_every, resume)
-    if stage not in ("channel", "instruct", "rate"):
-        raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct, rate, guidance, image-codec; "
+    if stage not in ("channel", "instruct", "rate", "corpus", "retrieval"):
+        raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct, rate, corpus, retrieval, "
+                          f"guidance, image-codec; "
                           f"'semcom align' is stage 1)")
     if resume:
         from .stage import resume_from

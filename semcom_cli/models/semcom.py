@@ -245,11 +245,13 @@ class SemcomModel(nn.Module):
         return self._captions
 
     def answer(self, tasks: list[str], instructions: list[str | None], tokens: torch.Tensor,
-               mask: torch.Tensor, max_new_tokens: int | None = None) -> list[str]:
-        """The LLM's answers, one per packet of semantic tokens [B, T, D], to each task's instruction."""
+               mask: torch.Tensor, max_new_tokens: int | None = None,
+               contexts: list[list[str] | None] | None = None) -> list[str]:
+        """The LLM's answers, one per packet of semantic tokens [B, T, D], to each task's instruction
+        (followed by what a knowledge base returned for it, ``contexts``)."""
         llm = self.get_llm()
         if max_new_tokens is None:
             limit = self.preset.data.max_text_tokens
             max_new_tokens = max(get_task(t).answer_tokens(limit) for t in tasks)
         return generate_answers(llm, tasks, instructions, tokens.to(self.device), mask.to(self.device),
-                                max_new_tokens)
+                                max_new_tokens, contexts)

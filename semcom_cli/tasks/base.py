@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from ..errors import SemcomError
 from ..limits import check_question
-from .template import fill_template, normalize_answer
+from .template import fill_template, normalize_answer, with_context
 
 __all__ = ["Task", "TASKS", "register_task", "get_task", "task_names", "MODALITIES"]
 
@@ -39,15 +39,16 @@ class Task:
         """The task name the LLM reads in its prompt."""
         return self.name
 
-    def prompt(self, instruction: str | None = None) -> tuple[str, str]:
-        """The template split at the semantic tokens: (text before, text after)."""
+    def prompt(self, instruction: str | None = None, context: list[str] | None = None) -> tuple[str, str]:
+        """The template split at the semantic tokens: (text before, text after); ``context``: entries a
+        knowledge base returned, shown after the instruction (:func:`.template.with_context`)."""
         if self.instruction is None:
             if not instruction or not instruction.strip():
                 raise SemcomError(f"task '{self.name}' needs a question (--question)")
             instruction = " ".join(check_question(instruction).strip().split())
         else:
             instruction = self.instruction
-        return fill_template(self.tag, instruction)
+        return fill_template(self.tag, with_context(instruction, context))
 
     def answer_tokens(self, max_text_tokens: int) -> int:
         """New tokens the LLM may write for an answer."""

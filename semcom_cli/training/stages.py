@@ -14,6 +14,13 @@
                 left out or repeated), so a packet can be sent at any budget; the LLM is
                 untouched (the caption codebook hands it the same words).
 
+Retrieval (issue 20) adds two stages after these:
+
+5. ``corpus``    the rate stage's loss with the sentence corpus's windows as text packets
+                 (:mod:`semcom_cli.retrieval.corpus`), so the text code carries a news vocabulary.
+6. ``retrieval`` the instruct stage with retrieved entries in the prompt: right, wrong or none
+                 (:mod:`semcom_cli.retrieval.training`).
+
 Every stage can snapshot itself after any step (``Checkpointing``, ``ResumeState``)
 and continue from the snapshot to the same weights as an uninterrupted run.
 """
@@ -37,10 +44,12 @@ from ..models.codebook import CAPTIONS, caption_embeddings, caption_scores, capt
 from ..models.llm import attach_lora
 from ..models.prompting import answer_token_count, instruct_loss
 from ..tasks import get_task
+from ..retrieval.training import TextPool
 from ..tasks.shapes import COLORS, SHAPES
 from .trainer import Checkpointing, StepHook, Trainer
 
-__all__ = ["train_align", "train_channel", "train_instruct", "train_rate", "run_stage"]
+__all__ = ["train_align", "train_channel", "train_instruct", "train_rate", "train_corpus", "train_retrieval",
+           "run_stage"]
 
 
 def _seed_all(seed: int) -> random.Random:
@@ -178,9 +187,9 @@ def _align_batch(data: EasyVQA, image_ids: list[int], target_ids: torch.Tensor,
     return images, ids
 
 
-def _sentence_batch(model: SemcomModel, sentences: list[str], rng: random.Random, n: int):
+def _sentence_batch(model: SemcomModel, pool: TextPool, rng: random.Random, n: int):
     """Token embeddings [n, T, D], mask [n, T] and token ids (-100 on padding) of random sentences."""
-    ids, mask = model.text_token_ids([sentences[rng.randrange(len(sentences))] for _ in range(n)])
+    ids, mask = model.text_token_ids([pool.draw(rng) for _ in range(n)])
     with torch.no_grad():
         tokens = model.get_llm().embed(ids)
     return tokens, mask, ids.masked_fill(mask == 0, -100)
@@ -269,11 +278,12 @@ def _text_received(model: SemcomModel, channel, text, text_mask, snr, teacher: _
 def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
                   checkpointing: Checkpointing | None = None, stage: str = "channel") -> dict:
     """The channel stage, or (``stage="rate"``) the same loss on variable-rate image packets, its
-    sentences held to what the codec sent before (``_TextTeacher``)."""
+    sentences held to what the codec sent before (``_TextTeacher``), or (``stage="corpus"``) on
+    variable-rate image packets and the sentence corpus."""
     cfg = getattr(model.preset.train, stage)
     variable_rate = getattr(cfg, "variable_rate", 0.0)
     teacher = _TextTeacher(model) if stage == "rate" else None
-    rng = _seed_all(model.preset.seed + (1 if stage == "channel" else 3))
+    rng = _seed_all(model.preset.seed + {"channel": 1, "rate": 3, "corpus": 5}[stage])
     with torch.no_grad():  # the transmitter's front end is frozen in this stage
         clean = torch.cat([model.image_tokens(data.batch_images(range(s, min(s + 256, len(data.images)))))[0]
                            for s in range(0, len(data.images), 256)])
@@ -283,7 +293,8 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
     caption_ids[torch.tensor(captioned)] = target_ids
     classes, caption_vectors = caption_classes(llm, data, len(clean), n_tokens)
     vocab = llm.model.get_input_embeddings().weight.detach()
-    sentences = data.sentences
+    sentences = TextPool.for_model(llm.tokenizer, model.preset.data.max_text_tokens, data.sentences,
+                                   getattr(cfg, "corpus_share", 0.0))
     params = _trainable(model.channel_encoder, model.channel_decoder)
     trainer = Trainer(params, cfg, rng, on_step, checkpointing)
     if teacher is not None and trainer.start > 0:  # the teacher is the codec before step 0, gone by now
@@ -338,6 +349,12 @@ def train_rate(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | 
     return train_channel(model, llm, data, on_step, checkpointing, stage="rate")
 
 
+def train_corpus(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+                 checkpointing: Checkpointing | None = None) -> dict:
+    """Stage 5: the text code learns the sentence corpus (images kept at variable rates)."""
+    return train_channel(model, llm, data, on_step, checkpointing, stage="corpus")
+
+
 def _channel_for_step(model: SemcomModel, cfg, step: int):
     """The step's channel: the preset's list taken in turn."""
     name = cfg.channels[step % len(cfg.channels)]
@@ -345,11 +362,17 @@ def _channel_for_step(model: SemcomModel, cfg, step: int):
 
 
 def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
-                   checkpointing: Checkpointing | None = None) -> dict:
+                   checkpointing: Checkpointing | None = None, stage: str = "instruct") -> dict:
     """LoRA instruction tuning; with ``joint``, the answer loss also trains the channel codec, so the
-    decoder learns what the LLM needs to answer rather than the embedding MSE alone."""
-    cfg = model.preset.train.instruct
-    rng = _seed_all(model.preset.seed + 2)
+    decoder learns what the LLM needs to answer rather than the embedding MSE alone. As the
+    ``retrieval`` stage, text samples come from the corpus with retrieved entries in their prompts."""
+    cfg = getattr(model.preset.train, stage)
+    rng = _seed_all(model.preset.seed + (2 if stage == "instruct" else 6))
+    pool = None
+    if stage == "retrieval":
+        pool = TextPool.for_model(llm.tokenizer, model.preset.data.max_text_tokens, data.sentences,
+                                  cfg.corpus_share)
+        pool.neighbours(cfg.k)
     if not hasattr(llm.model, "peft_config"):
         attach_lora(llm, model.preset.backbone.lora)
     for name, p in llm.model.named_parameters():  # a loaded adapter continues training
@@ -365,19 +388,42 @@ def train_instruct(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHoo
     started = time.time()
     for step in range(trainer.start, cfg.steps):
         tasks = [cfg.tasks[rng.randrange(len(cfg.tasks))] for _ in range(cfg.batch_size)]
-        samples = [get_task(t).train_sample(data, rng) for t in tasks]
+        samples, contexts = _instruct_samples(data, tasks, rng, pool, cfg)
         # image samples first, then sentences, so one padded batch holds both
         order = sorted(range(len(tasks)), key=lambda i: get_task(tasks[i]).modality == "text")
         tasks = [tasks[i] for i in order]
         samples = [samples[i] for i in order]
+        contexts = [contexts[i] for i in order]
         tokens, mask = instruct_tokens(model, data, tasks, samples, rng, cfg, step)
-        r = trainer.rows(len(tasks))
+        r = trainer.rows(len(tasks)).tolist()
         loss = instruct_loss(llm, [tasks[i] for i in r], [samples[i][1] for i in r], tokens[r], mask[r],
-                             [samples[i][2] for i in r], answer_token_count(llm, [s[2] for s in samples]))
+                             [samples[i][2] for i in r], answer_token_count(llm, [s[2] for s in samples]),
+                             [contexts[i] for i in r])
         trainer.step(loss)
     llm.model.eval()
     model.eval()
-    return _summary("instruct", cfg, trainer.losses, started)
+    return _summary(stage, cfg, trainer.losses, started)
+
+
+def _instruct_samples(data: EasyVQA, tasks: list[str], rng: random.Random, pool: TextPool | None, cfg):
+    """The step's samples (packet key, instruction, answer) and the entries shown with each: with a
+    pool (the retrieval stage), sentences come from it with their drawn contexts."""
+    samples, contexts = [], []
+    for task in tasks:
+        if pool is not None and get_task(task).modality == "text":
+            sentence, context = pool.draw_with_context(rng, cfg.k, cfg.right, cfg.wrong)
+            samples.append((sentence, None, sentence))
+            contexts.append(context)
+        else:
+            samples.append(get_task(task).train_sample(data, rng))
+            contexts.append(None)
+    return samples, contexts
+
+
+def train_retrieval(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
+                    checkpointing: Checkpointing | None = None) -> dict:
+    """Stage 6: the adapter learns to use retrieved entries, and to ignore those that do not match."""
+    return train_instruct(model, llm, data, on_step, checkpointing, stage="retrieval")
 
 
 def instruct_tokens(model: SemcomModel, data: EasyVQA, tasks: list[str], samples: list, rng: random.Random,
@@ -411,4 +457,5 @@ def run_stage(stage: str, model: SemcomModel, llm: LLM, data: EasyVQA, on_step: 
     return _STAGES[stage](model, llm, data, on_step, checkpointing)
 
 
-_STAGES = {"align": train_align, "channel": train_channel, "instruct": train_instruct, "rate": train_rate}
+_STAGES = {"align": train_align, "channel": train_channel, "instruct": train_instruct, "rate": train_rate,
+           "corpus": train_corpus, "retrieval": train_retrieval}

@@ -1,0 +1,62 @@
+"""``semcom evaluate --task text --method semantic,rag``: text messages of three kinds (in the global base,
+in the user's local base only, in neither) without and with retrieval; JSON and a table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from ..errors import SemcomError
+from .common import console, parse_floats, parse_names, print_json
+
+
+def rag_sweep(checkpoint: Optional[Path], task: Optional[str], methods: list[str], channel: Optional[str],
+              snr: Optional[str], limit: Optional[int], seed: Optional[int], batch_size: Optional[int], k: int,
+              users: int, output: Optional[Path], as_json: bool, device: Optional[str]) -> dict:
+    from ..channel import check_channel, check_snr
+    from ..evaluation.rag import RagSettings, evaluate_rag
+    from ..io.files import write_json
+    from ..limits import check_output, check_seed
+    from ..models import SemcomModel
+    from ..runtime import versions
+    from .common import progress_bar, spinner
+
+    if task is not None and parse_names(task) != ["text"]:
+        raise SemcomError("--method rag measures the text task alone (--task text)")
+    settings = RagSettings(
+        snrs=[check_snr(s) for s in parse_floats(snr)] if snr else [-5.0, 0.0, 10.0],
+        channels=[check_channel(c) for c in parse_names(channel)] if channel else ["awgn"],
+        methods=methods, k=k, limit=None if limit == 0 else (100 if limit is None else limit), users=users,
+        seed=check_seed(seed or 0, "--seed"), batch_size=batch_size or 32).check()
+    if settings.batch_size < 1:
+        raise SemcomError(f"--batch-size must be positive (got {settings.batch_size})")
+    if output is not None:
+        check_output(output, [checkpoint])
+    model = SemcomModel.from_pretrained(checkpoint, device=device)
+    with spinner("loading the LLM") as status:
+        model.get_llm(status)
+    with progress_bar("rag", 1) as update:
+        result = evaluate_rag(model, settings, on_progress=lambda done, total: update(done, total))
+    result["versions"] = versions()
+    _table(result, settings.k)
+    if output is not None:
+        write_json(output, result)
+        console.print(f"results → {output}")
+    if as_json:
+        print_json(result)
+    return result
+
+
+def _table(result: dict, k: int) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"text with retrieval ({result['checkpoint']}, {result['seconds']} s)")
+    for col in ("method", "kind", "channel", "SNR dB", "n", "exact", "BLEU", "similarity", f"recall@{k}"):
+        table.add_column(col, justify="left" if col in ("method", "kind", "channel") else "right")
+    for p in result["points"]:
+        m = p["metrics"]
+        recall = m.get(f"recall@{k}")
+        table.add_row(p["method"], p["kind"], p["channel"], f"{p['snr_db']:g}", str(p["n"]),
+                      f"{100 * m['exact_match']['value']:.1f}", f"{m['bleu']['value']:.1f}",
+                      f"{100 * m['similarity']['value']:.1f}", "—" if recall is None else f"{100 * recall['value']:.1f}")
+    console.print(table)

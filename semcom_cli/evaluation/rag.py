@@ -1,0 +1,153 @@
+"""The retrieval sweep (issue 20): text messages of three kinds, without and with knowledge bases.
+
+Test messages come from the sentence corpus's held-out documents (:mod:`semcom_cli.retrieval.corpus`):
+``global`` ones are in the global base, ``local`` ones only in their user's local base, ``neither``
+ones in no base (the honest case: retrieval must not hurt). Each message goes to one user, whose
+receiver consults the global base and that user's own local base only.
+
+Per channel and SNR, every message is sent once through the checkpoint's codec and channel (seeded,
+so every point sees the same draws); ``semantic`` is the LLM's reading of it without any base,
+``rag`` reads the same received packet again with the entries its symbols retrieved and
+``rag-reading`` with the entries the first reading retrieved (:mod:`semcom_cli.retrieval.retriever`).
+Reported per kind: exact match, BLEU, MiniLM similarity, and for the retrieval methods the recall@k
+of the sent sentence among the entries shown to the LLM.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..channel import make_channel, seed_channel
+from ..errors import SemcomError
+from ..retrieval.corpus import split_corpus
+from ..retrieval.embedding import embed_texts
+from ..retrieval.kb import KnowledgeBase
+from ..retrieval.retriever import DEFAULT_GATE, Retriever, read_with_retrieval, receive_packets
+from ..tasks import get_task
+from .points import task_metrics
+
+__all__ = ["RagSettings", "KINDS", "corpus_bases", "evaluate_rag"]
+
+KINDS = ("global", "local", "neither")
+RAG_METHODS = ("semantic", "rag", "rag-reading")
+ROUTE_OF = {"rag": "symbols", "rag-reading": "reading"}
+
+
+@dataclass
+class RagSettings:
+    snrs: list[float] = field(default_factory=lambda: [-5.0, 0.0, 10.0])
+    channels: list[str] = field(default_factory=lambda: ["awgn"])
+    methods: list[str] = field(default_factory=lambda: ["semantic", "rag"])
+    k: int = 3
+    gate: float = DEFAULT_GATE
+    limit: int | None = 100   # messages per kind (None: all)
+    users: int = 8
+    seed: int = 0
+    batch_size: int = 32
+
+    def check(self) -> "RagSettings":
+        unknown = [m for m in self.methods if m not in RAG_METHODS]
+        if unknown:
+            raise SemcomError(f"method '{unknown[0]}' is not measured with retrieval (choose from: "
+                              f"{', '.join(RAG_METHODS)})")
+        if self.limit is not None and self.limit < 1:
+            raise SemcomError(f"--limit must be positive (got {self.limit})")
+        if not 1 <= self.users <= 64:
+            raise SemcomError(f"--users must be in [1, 64] (got {self.users})")
+        if not 1 <= self.k <= 16:
+            raise SemcomError(f"--k must be in [1, 16] (got {self.k})")
+        return self
+
+
+def corpus_bases(split) -> tuple[KnowledgeBase, list[KnowledgeBase]]:
+    """The split's global base and one local base per user (each capped at its history's length)."""
+    texts = split.global_base + [s for history in split.local for s in history]
+    vectors = embed_texts(texts).numpy()
+    global_kb = KnowledgeBase("global")
+    global_kb.add(split.global_base, vectors[: len(split.global_base)])
+    locals_, start = [], len(split.global_base)
+    for user, history in enumerate(split.local):
+        kb = KnowledgeBase("local", user=f"user{user}", cap=max(len(history), 1))
+        kb.add(history, vectors[start:start + len(history)])
+        locals_.append(kb)
+        start += len(history)
+    return global_kb, locals_
+
+
+def _messages(split, limit: int | None, seed: int) -> dict[str, list[tuple[int, str]]]:
+    tests = split.tests()
+    rng = random.Random(seed)
+    return {kind: (sorted(rng.sample(items, limit)) if limit is not None and limit < len(items) else items)
+            for kind, items in tests.items()}
+
+
+@torch.no_grad()
+def evaluate_rag(model, settings: RagSettings, on_progress=None) -> dict:
+    """The sweep's JSON record: settings, the corpus split's description and one point per
+    (method, kind, channel, SNR)."""
+    settings.check()
+    model.check_task(get_task("text"))
+    llm = model.get_llm()
+    split = split_corpus(llm.tokenizer, model.preset.data.max_text_tokens, settings.users)
+    messages = _messages(split, settings.limit, settings.seed)
+    global_kb, local_kbs = corpus_bases(split)
+    routes = [m for m in settings.methods if m in ROUTE_OF]
+    retrievers = {m: [Retriever(global_kb, kb, settings.k, ROUTE_OF[m], settings.gate) for kb in local_kbs]
+                  for m in routes}
+    points, started = [], time.time()
+    total = len(settings.channels) * len(settings.snrs) * sum(len(v) for v in messages.values())
+    done = 0
+    for channel_name in settings.channels:
+        channel = make_channel(channel_name, model.preset.channel.model_dump(), model.device)
+        for snr in settings.snrs:
+            for kind in KINDS:
+                items = messages[kind]
+                seed_channel(settings.seed)  # the same draws for every point: paired comparisons
+                got = {m: [""] * len(items) for m in RAG_METHODS}
+                found = {m: [0.0] * len(items) for m in routes}
+                for start in range(0, len(items), settings.batch_size):
+                    rows = list(range(start, min(start + settings.batch_size, len(items))))
+                    sentences = [items[i][1] for i in rows]
+                    tokens, mask = model.text_tokens(sentences)
+                    y, h = channel.send(model.encode(tokens, mask, "text"), snr)
+                    packets = receive_packets(model, y, h, snr, mask)
+                    by_user: dict[int, list[int]] = {}
+                    for j, i in enumerate(rows):
+                        by_user.setdefault(items[i][0], []).append(j)
+                    for user, js in by_user.items():  # each user's receiver: its own local base only
+                        sel = torch.tensor(js)
+                        mine = type(packets)(packets.tokens[sel], packets.mask[sel], packets.x_hat[sel],
+                                             packets.snr_db[sel])
+                        first = model.answer(["text"] * len(js), [None] * len(js), mine.tokens, mine.mask)
+                        for j, f in zip(js, first):
+                            got["semantic"][rows[j]] = f
+                        for method in routes:
+                            answers, _, hits = read_with_retrieval(model, ["text"] * len(js), [None] * len(js), mine,
+                                                                   retrievers[method][user], first)
+                            for j, a, row in zip(js, answers, hits):
+                                got[method][rows[j]] = a
+                                sent = " ".join(sentences[j].split())
+                                found[method][rows[j]] = float(any(hit.text == sent for hit in row))
+                    done += len(rows)
+                    if on_progress:
+                        on_progress(done, total)
+                references = [s for _, s in items]
+                for method in settings.methods:
+                    record = {"method": method, "task": "text", "kind": kind, "channel": channel_name,
+                              "snr_db": snr, "n": len(items),
+                              "metrics": task_metrics("text", got[method], references, settings.seed),
+                              "examples": [{"reference": r, "prediction": p}
+                                           for r, p in list(zip(references, got[method]))[:3]]}
+                    if method in found:
+                        record["metrics"][f"recall@{settings.k}"] = {"value": sum(found[method]) / len(items),
+                                                                     "n": len(items)}
+                    points.append(record)
+    return {"settings": asdict(settings), "corpus": split.meta | {"global": len(split.global_base),
+                                                                   "local_per_user": len(split.local[0]),
+                                                                   "neither": len(split.neither)},
+            "checkpoint": model.name, "checkpoint_hash": model.hash, "seconds": round(time.time() - started, 1),
+            "points": points}
