@@ -323,3 +323,33 @@ def test_kb_cli_builds_adds_and_refuses_bad_input(tmp_path, semcom):
                            (["query", tmp_path / "u.kb", "fire", "-k", "0"], "k must be")]:
         assert_clean_failure(semcom("kb", *args), fragment)
     assert not (tmp_path / "x.kb").exists()
+
+
+def test_recent_scenes_become_a_prior_on_the_caption_codebook():
+    from semcom_cli.models.codebook import CAPTIONS, read_packets
+    from semcom_cli.retrieval.scenes import caption_prior
+
+    prior = caption_prior(["a red circle", "a red circle", "a blue triangle", "not a caption"], trust=0.8)
+    p = prior.exp()
+    assert abs(float(p.sum()) - 1) < 1e-6
+    red_circle, blue_triangle = CAPTIONS.index(("red", "circle")), CAPTIONS.index(("blue", "triangle"))
+    unseen = CAPTIONS.index(("green", "circle"))
+    assert p[red_circle] > p[blue_triangle] > p[unseen] > 0  # twice seen > once seen > never seen, never zero
+    assert torch.allclose(caption_prior([]).exp(), torch.full((24,), 1 / 24))
+    # a packet that says nothing (all-zero tokens) is read as the prior's mixture; a clear one is not moved
+    captions = torch.randn(24, 2, 8)
+    silent = read_packets(torch.zeros(1, 2, 8), torch.ones(1, 2), captions, 0.1, log_prior=prior)
+    assert torch.allclose(silent[0], torch.einsum("c,ctd->td", p, captions), atol=1e-5)
+    clear = read_packets(captions[blue_triangle][None] * 50, torch.ones(1, 2), captions, 0.01, log_prior=prior)
+    assert torch.allclose(clear[0], captions[blue_triangle], atol=1e-3)
+
+
+def test_evaluate_vqa_with_recent_scenes(tiny_checkpoint, tmp_path, semcom):
+    out = tmp_path / "vqa.json"
+    r = semcom("evaluate", "--task", "vqa", "--method", "semantic,rag", "--snr", "0", "--limit", "4",
+               "-c", tiny_checkpoint, "-o", out)
+    assert r.exit_code == 0, r.output
+    points = json.loads(out.read_text())["points"]
+    assert {p["kind"] for p in points} == {"local", "neither"} and all(p["n"] == 4 for p in points)
+    assert points[0]["semantic"] == points[1]["semantic"]  # the same packets, read once without a prior
+    assert_clean_failure(semcom("evaluate", "--task", "vqa", "--method", "rag", "-c", tiny_checkpoint), "semantic,rag")

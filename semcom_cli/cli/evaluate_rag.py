@@ -21,8 +21,11 @@ def rag_sweep(checkpoint: Optional[Path], task: Optional[str], methods: list[str
     from ..runtime import versions
     from .common import progress_bar, spinner
 
+    if task is not None and parse_names(task) == ["vqa"]:
+        return _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, output, as_json, device)
     if task is not None and parse_names(task) != ["text"]:
-        raise SemcomError("--method rag measures the text task alone (--task text)")
+        raise SemcomError("--method rag measures one task: text (knowledge bases of sentences) or vqa (a local "
+                          "base of the user's recent scenes)")
     settings = RagSettings(
         snrs=[check_snr(s) for s in parse_floats(snr)] if snr else [-5.0, 0.0, 10.0],
         channels=[check_channel(c) for c in parse_names(channel)] if channel else ["awgn"],
@@ -39,6 +42,53 @@ def rag_sweep(checkpoint: Optional[Path], task: Optional[str], methods: list[str
         result = evaluate_rag(model, settings, on_progress=lambda done, total: update(done, total))
     result["versions"] = versions()
     _table(result, settings.k)
+    if output is not None:
+        write_json(output, result)
+        console.print(f"results → {output}")
+    if as_json:
+        print_json(result)
+    return result
+
+
+def _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, output, as_json, device) -> dict:
+    """VQA with and without a prior from the user's recent scenes (``evaluation.rag.evaluate_vqa_local``)."""
+    from rich.table import Table
+
+    from ..channel import check_channel, check_snr
+    from ..data import EasyVQA
+    from ..evaluation.rag import evaluate_vqa_local
+    from ..io.files import write_json
+    from ..limits import check_output, check_seed
+    from ..models import SemcomModel
+    from ..runtime import versions
+    from .common import spinner
+
+    if sorted(set(methods)) != ["rag", "semantic"]:
+        raise SemcomError("--task vqa --method rag compares semantic,rag (the same packets without and with the "
+                          "user's recent scenes)")
+    if limit is not None and limit < 1:
+        raise SemcomError(f"--limit must be positive (got {limit})")
+    if batch_size is not None and batch_size < 1:
+        raise SemcomError(f"--batch-size must be positive (got {batch_size})")
+    snrs = [check_snr(s) for s in parse_floats(snr)] if snr else [-5.0]
+    channels = [check_channel(c) for c in parse_names(channel)] if channel else ["awgn"]
+    seed = check_seed(seed or 0, "--seed")
+    if output is not None:
+        check_output(output, [checkpoint])
+    model = SemcomModel.from_pretrained(checkpoint, device=device)
+    with spinner("loading the LLM and easy-vqa") as status:
+        model.get_llm(status)
+        data = EasyVQA.load("test")
+    result = evaluate_vqa_local(model, data, snrs, channels, limit=limit or 200, seed=seed,
+                                batch_size=batch_size or 64)
+    result.update({"checkpoint": model.name, "checkpoint_hash": model.hash, "versions": versions()})
+    table = Table(title=f"VQA with the user's {result['recent']} recent scenes as a prior ({model.name})")
+    for col in ("kind", "channel", "SNR dB", "n", "without", "with"):
+        table.add_column(col, justify="left" if col in ("kind", "channel") else "right")
+    for p in result["points"]:
+        table.add_row(p["kind"], p["channel"], f"{p['snr_db']:g}", str(p["n"]),
+                      f"{100 * p['semantic']['accuracy']['value']:.1f}", f"{100 * p['rag']['accuracy']['value']:.1f}")
+    console.print(table)
     if output is not None:
         write_json(output, result)
         console.print(f"results → {output}")

@@ -151,3 +151,55 @@ def evaluate_rag(model, settings: RagSettings, on_progress=None) -> dict:
                                                                    "neither": len(split.neither)},
             "checkpoint": model.name, "checkpoint_hash": model.hash, "seconds": round(time.time() - started, 1),
             "points": points}
+
+
+@torch.no_grad()
+def evaluate_vqa_local(model, data, snrs: list[float], channels: list[str], recent: int = 8, limit: int = 200,
+                       seed: int = 0, trust: float | None = None, batch_size: int = 64) -> dict:
+    """VQA with a local base of the user's ``recent`` scenes (their captions) as a prior on the caption
+    codebook (:mod:`semcom_cli.retrieval.scenes`), against the same packets read without it. Kind
+    ``local``: the scene is one of the recent ones; ``neither``: it is not (its caption is absent)."""
+    from ..models.codebook import CAPTIONS
+    from ..retrieval.scenes import DEFAULT_TRUST, caption_prior
+    from ..tasks.shapes import caption_text
+    from .points import sample_items
+
+    trust = DEFAULT_TRUST if trust is None else trust
+    if not 1 <= recent <= 64:
+        raise SemcomError(f"recent scenes must be in [1, 64] (got {recent})")
+    items = [it for it in sample_items(data, "vqa", None, seed) if it[0] in data.captions]
+    rng = random.Random(seed)
+    items = rng.sample(items, min(limit, len(items)))
+    priors = {}
+    for kind in ("local", "neither"):
+        rows = []
+        for image_id, _, _ in items:
+            own = tuple(data.captions[image_id])
+            others = [c for c in CAPTIONS if c != own]
+            history = [rng.choice(others) for _ in range(recent - 1 if kind == "local" else recent)]
+            if kind == "local":
+                history.insert(rng.randrange(recent), own)
+            rows.append(caption_prior([caption_text(*c) for c in history], trust))
+        priors[kind] = torch.stack(rows)
+    points = []
+    for channel_name in channels:
+        channel = make_channel(channel_name, model.preset.channel.model_dump(), model.device)
+        for snr in snrs:
+            got = {"semantic": [], "local": [], "neither": []}
+            seed_channel(seed)
+            for start in range(0, len(items), batch_size):
+                chunk = items[start:start + batch_size]
+                tokens, mask = model.image_tokens(data.batch_images([it[0] for it in chunk]))
+                y, h = channel.send(model.encode(tokens, mask, "image"), snr)
+                questions = [it[1] for it in chunk]
+                for name, prior in (("semantic", None), ("local", priors["local"]), ("neither", priors["neither"])):
+                    received = model.receive(y, h, snr, mask, "image",
+                                             caption_prior=None if prior is None else prior[start:start + len(chunk)])
+                    got[name] += model.answer(["vqa"] * len(chunk), questions, received, mask)
+            references = [it[2] for it in items]
+            base = task_metrics("vqa", got["semantic"], references, seed)
+            for kind in ("local", "neither"):
+                points.append({"task": "vqa", "kind": kind, "channel": channel_name, "snr_db": snr, "n": len(items),
+                               "recent": recent, "trust": trust, "semantic": base,
+                               "rag": task_metrics("vqa", got[kind], references, seed)})
+    return {"points": points, "recent": recent, "trust": trust, "seed": seed}

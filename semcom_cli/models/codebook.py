@@ -48,14 +48,18 @@ def caption_scores(tokens: torch.Tensor, unit_captions: torch.Tensor,
 
 
 def read_packets(tokens: torch.Tensor, mask: torch.Tensor, captions: torch.Tensor,
-                 temperature: float, fill: bool = False) -> torch.Tensor:
+                 temperature: float, fill: bool = False, log_prior: torch.Tensor | None = None) -> torch.Tensor:
     """Decoded image tokens [B, T, D] → the posterior-weighted mix of the captions [C, T, D].
 
     Slots with mask 0 take no part in the scores; a packet holding only some of the slots (a share
     set's part, or a variable-rate packet that left tokens out) is scored on those slots alone.
     Those slots stay zero, or with ``fill`` are filled in from the posterior too: the receiver
     knows a packet is one caption, so it can restore the slots the transmitter did not send.
+    ``log_prior``: log prior probabilities of the captions (uniform when None), added to the scores.
     """
-    posterior = torch.softmax(caption_scores(tokens, F.normalize(captions, dim=-1), mask) / temperature, dim=1)
+    scores = caption_scores(tokens, F.normalize(captions, dim=-1), mask) / temperature
+    if log_prior is not None:  # what the receiver already expects ([C] or [B, C]), e.g. a user's recent scenes
+        scores = scores + log_prior.to(scores)
+    posterior = torch.softmax(scores, dim=1)
     mixed = torch.einsum("bc,ctd->btd", posterior, captions.to(tokens.dtype))
     return mixed if fill else mixed * mask[..., None].to(tokens.dtype)

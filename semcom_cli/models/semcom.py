@@ -203,22 +203,24 @@ class SemcomModel(nn.Module):
     # receiver ------------------------------------------------------------
 
     def receive(self, y: torch.Tensor, h: torch.Tensor, snr_db: torch.Tensor | float,
-                mask: torch.Tensor, modality: str, codebook: bool = True) -> torch.Tensor:
+                mask: torch.Tensor, modality: str, codebook: bool = True,
+                caption_prior: torch.Tensor | None = None) -> torch.Tensor:
         """Equalise and decode received symbols [B, T, m, 2] → semantic tokens [B, T, D]."""
         y, h, mask = y.to(self.device), h.to(self.device), mask.to(self.device)
-        return self.decode(*equalize_symbols(y, h, snr_db), mask, modality, codebook)
+        return self.decode(*equalize_symbols(y, h, snr_db), mask, modality, codebook, caption_prior=caption_prior)
 
     def decode(self, x_hat: torch.Tensor, snr_db: torch.Tensor, mask: torch.Tensor, modality: str,
-               codebook: bool = True, fill: bool = False) -> torch.Tensor:
+               codebook: bool = True, fill: bool = False, caption_prior: torch.Tensor | None = None) -> torch.Tensor:
         """Equalised symbols [B, T, m, 2] at effective SNR [B] or [B, T] (dB) → semantic tokens [B, T, D].
         Image packets are then read against the caption codebook when the preset says so
         (``codebook=False``: the channel decoder's tokens, as the channel stage trains them); with
-        ``fill`` the codebook also fills in the slots the packet left out (mask 0)."""
+        ``fill`` the codebook also fills in the slots the packet left out (mask 0); ``caption_prior``:
+        log prior of the captions ([24] or [B, 24], :func:`semcom_cli.retrieval.scenes.caption_prior`)."""
         tokens = self.channel_decoder(x_hat, snr_db.to(x_hat.device), mask, modality)
         tokens = tokens * mask[..., None].to(tokens.dtype)
         if codebook and self.reads_captions(modality):
             tokens = read_packets(tokens, mask, self.caption_codebook(), self.preset.codec.codebook_temperature,
-                                  fill)
+                                  fill, caption_prior)
         return tokens
 
     def reads_captions(self, modality: str) -> bool:
