@@ -141,8 +141,9 @@ def report(bench: dict) -> list[str]:
                          "BLEU": rag["bleu"]["value"] - base["bleu"]["value"]}
                 wanted = ["EM", "BLEU"] if target == "EM and BLEU" else ["BLEU"]
                 ok = all(gains[w] >= 20 for w in wanted)
-                lines.append(f"target awgn {snr:g} dB, in the {kind} base: {', '.join(f'{w} +{gains[w]:.1f}' for w in wanted)}"
-                             f" (≥ +20: {'met' if ok else 'MISSED'})")
+                shown = ", ".join(f"{w} {gains[w]:+.1f}" for w in wanted)
+                verdict = "met" if ok else "MISSED"
+                lines.append(f"target awgn {snr:g} dB, in the {kind} base: {shown} (≥ +20: {verdict})")
                 if not ok:
                     missed.append(f"{kind}@{snr:g}")
         for channel in q["settings"]["channels"]:
@@ -151,7 +152,8 @@ def report(bench: dict) -> list[str]:
                 drop = base["bleu"]["value"] - rag["bleu"]["value"]
                 ok = drop <= 1.0
                 lines.append(f"target {channel} {snr:g} dB, in no base: BLEU {rag['bleu']['value']:.1f} vs "
-                             f"{base['bleu']['value']:.1f} without retrieval (at most 1 lower: {'met' if ok else 'MISSED'})")
+                             f"{base['bleu']['value']:.1f} without retrieval "
+                             f"(at most 1 lower: {'met' if ok else 'MISSED'})")
                 if not ok:
                     missed.append(f"neither {channel}@{snr:g}")
     for line in lines:

@@ -294,7 +294,7 @@ def test_evaluate_rag_reports_three_kinds_and_recall(rag_checkpoint, tmp_path, s
     assert rag["local"]["metrics"]["recall@3"]["value"] == 1.0
     assert rag["neither"]["metrics"]["recall@3"]["value"] == 0.0
     assert all(p["n"] == 3 for p in result["points"])
-    assert_clean_failure(semcom("evaluate", "--task", "vqa", "--method", "rag", "-c", rag_checkpoint), "text")
+    assert_clean_failure(semcom("evaluate", "--task", "caption", "--method", "rag", "-c", rag_checkpoint), "text")
     assert_clean_failure(semcom("evaluate", "--method", "rag", "--share", "-c", rag_checkpoint), "--share")
     assert_clean_failure(semcom("evaluate", "--method", "rag,digital", "-c", rag_checkpoint), "digital")
 

@@ -15,7 +15,6 @@ def rag_sweep(checkpoint: Optional[Path], task: Optional[str], methods: list[str
               users: int, output: Optional[Path], as_json: bool, device: Optional[str]) -> dict:
     from ..channel import check_channel, check_snr
     from ..evaluation.rag import RagSettings, evaluate_rag
-    from ..io.files import write_json
     from ..limits import check_output, check_seed
     from ..models import SemcomModel
     from ..runtime import versions
@@ -42,12 +41,7 @@ def rag_sweep(checkpoint: Optional[Path], task: Optional[str], methods: list[str
         result = evaluate_rag(model, settings, on_progress=lambda done, total: update(done, total))
     result["versions"] = versions()
     _table(result, settings.k)
-    if output is not None:
-        write_json(output, result)
-        console.print(f"results → {output}")
-    if as_json:
-        print_json(result)
-    return result
+    return _publish(result, output, as_json)
 
 
 def _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, output, as_json, device) -> dict:
@@ -57,7 +51,6 @@ def _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, outpu
     from ..channel import check_channel, check_snr
     from ..data import EasyVQA
     from ..evaluation.rag import evaluate_vqa_local
-    from ..io.files import write_json
     from ..limits import check_output, check_seed
     from ..models import SemcomModel
     from ..runtime import versions
@@ -89,6 +82,13 @@ def _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, outpu
         table.add_row(p["kind"], p["channel"], f"{p['snr_db']:g}", str(p["n"]),
                       f"{100 * p['semantic']['accuracy']['value']:.1f}", f"{100 * p['rag']['accuracy']['value']:.1f}")
     console.print(table)
+    return _publish(result, output, as_json)
+
+
+def _publish(result: dict, output: Optional[Path], as_json: bool) -> dict:
+    """Write the results JSON (atomically) and print it when asked."""
+    from ..io.files import write_json
+
     if output is not None:
         write_json(output, result)
         console.print(f"results → {output}")
@@ -108,5 +108,6 @@ def _table(result: dict, k: int) -> None:
         recall = m.get(f"recall@{k}")
         table.add_row(p["method"], p["kind"], p["channel"], f"{p['snr_db']:g}", str(p["n"]),
                       f"{100 * m['exact_match']['value']:.1f}", f"{m['bleu']['value']:.1f}",
-                      f"{100 * m['similarity']['value']:.1f}", "—" if recall is None else f"{100 * recall['value']:.1f}")
+                      f"{100 * m['similarity']['value']:.1f}",
+                      "—" if recall is None else f"{100 * recall['value']:.1f}")
     console.print(table)
