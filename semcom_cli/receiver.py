@@ -17,6 +17,19 @@ from .tasks import get_task
 __all__ = ["decode_file"]
 
 
+def _scene_prior(model, retriever, source: str) -> torch.Tensor:
+    """An image packet's prior from the user's local base of recent scenes (their captions)."""
+    from .retrieval.scenes import caption_prior
+
+    if retriever.local_kb is None:
+        raise SemcomError(f"{source}: an image packet is read with the user's recent scenes: give --kb-local "
+                          f"(the global base holds sentences)")
+    if not model.reads_captions("image"):
+        raise SemcomError(f"checkpoint {model.name} does not read image packets as captions "
+                          f"(codec.image_codebook: none), so recent scenes cannot weigh them")
+    return caption_prior(retriever.local_kb.entries)[None]
+
+
 def _check_received(sem: SemanticFile, question: str | None, public: SemanticFile | None, source: str) -> None:
     header = sem.header
     task = get_task(header.task)
@@ -32,19 +45,22 @@ def _check_received(sem: SemanticFile, question: str | None, public: SemanticFil
 def decode_file(model, sem: SemanticFile, question: str | None = None, public: SemanticFile | None = None,
                 source: str = "input", public_source: str | None = None, status=None, retriever=None) -> dict:
     """The answer to a received file (``transmit`` stage), with what it was sent over. With a
-    ``retriever`` (:mod:`semcom_cli.retrieval`; plain text packets), the LLM reads the packet again with
-    the entries it retrieved; the result records both readings and the entries."""
+    ``retriever`` (:mod:`semcom_cli.retrieval`; packets sent whole), a text packet is read again with
+    the entries it retrieved (the result records both readings and the entries), and an image packet
+    is read with the user's recent scenes (the local base's captions) as a prior on the captions (the
+    result records the caption read)."""
     sem.expect("transmit", source)
     _check_received(sem, question, public, source)
     header = sem.header
     check_checkpoint(header, model, source)
     symbols = sem.tensors["symbols"]  # its shape and gain were checked on reading (io.check_semantic)
-    if retriever is not None and (header.modality != "text" or header.copies is not None
-                                  or header.share_id is not None):
-        kind = header.modality if header.modality != "text" else (
-            "a variable-rate packet" if header.copies is not None else "part of a share set")
-        raise SemcomError(f"{source}: retrieval reads plain text packets (task text, sent whole); this one is "
-                          f"{kind}")
+    scene_prior = None
+    if retriever is not None:
+        if header.copies is not None or header.share_id is not None:
+            kind = "a variable-rate packet" if header.copies is not None else "part of a share set"
+            raise SemcomError(f"{source}: retrieval reads packets sent whole, alone; this one is {kind}")
+        if header.modality == "image":
+            scene_prior = _scene_prior(model, retriever, source)
     if header.share_id is not None:
         from .io.share_set import receive_share_user
 
@@ -59,12 +75,12 @@ def decode_file(model, sem: SemanticFile, question: str | None = None, public: S
     else:
         mask = torch.ones(1, symbols.shape[0], dtype=torch.long)
         tokens = model.receive(symbols[None], gain_from_real(sem.tensors["gain"]), float(header.snr_db), mask,
-                               header.modality)
+                               header.modality, caption_prior=scene_prior)
     mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
     model.get_llm(status)
     tag = get_task(header.task).tag
     hits = None
-    if retriever is not None:
+    if retriever is not None and header.modality == "text":
         from .retrieval.retriever import read_with_retrieval, receive_packets
 
         packets = receive_packets(model, symbols[None], gain_from_real(sem.tensors["gain"]), float(header.snr_db),
@@ -79,6 +95,13 @@ def decode_file(model, sem: SemanticFile, question: str | None = None, public: S
     if hits is not None:
         result.update({"first_reading": first[0], "retrieved": [
             {"text": h.text, "score": round(h.score, 4), "base": h.base} for h in hits[0]]})
+    if scene_prior is not None:
+        from .models.codebook import CAPTIONS, caption_scores
+        from .tasks.shapes import caption_text
+
+        best = int(caption_scores(tokens, torch.nn.functional.normalize(model.caption_codebook(), dim=-1)).argmax())
+        result.update({"caption": caption_text(*CAPTIONS[best]),
+                       "recent_scenes": {"base": retriever.local_kb.name, "scenes": len(retriever.local_kb)}})
     if header.copies is not None:
         result.update({"copies": header.copies, "rate": header.rate})
     if header.share_id is not None:

@@ -273,12 +273,23 @@ def test_decode_with_bases_records_the_entries_and_updates_the_local_base(rag_ch
         assert not (tmp_path / "out.json").exists()
 
 
-def test_retrieval_refuses_packets_it_cannot_read(rag_checkpoint, tmp_path, semcom, sample_png):
-    assert semcom("kb", "build", tmp_path / "g.kb", "--from", "corpus:neither", "--max-tokens", "12").exit_code == 0
+def test_an_image_packet_is_read_with_the_users_recent_scenes(rag_checkpoint, tmp_path, semcom, sample_png):
+    from semcom_cli.retrieval import KnowledgeBase
+
+    (tmp_path / "scenes.txt").write_text("a red triangle\na blue circle\n")
+    assert semcom("kb", "build", tmp_path / "scenes.kb", "--from", tmp_path / "scenes.txt", "--kind", "local",
+                  "--user", "ana").exit_code == 0
+    assert semcom("kb", "build", tmp_path / "g.kb", "--from", tmp_path / "scenes.txt").exit_code == 0
     assert semcom("encode", sample_png, "--task", "vqa", "-c", rag_checkpoint, "-o", tmp_path / "i.sem").exit_code == 0
     assert semcom("transmit", tmp_path / "i.sem", "--snr", "10", "-o", tmp_path / "r.sem").exit_code == 0
+    r = semcom("decode", tmp_path / "r.sem", "-q", "what shape is it?", "-c", rag_checkpoint, "--kb-local",
+               tmp_path / "scenes.kb", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["recent_scenes"]["scenes"] == 2 and out["caption"].startswith("a ")
+    assert KnowledgeBase.load(tmp_path / "scenes.kb").entries[-1] == out["caption"]  # the scene is remembered
     r = semcom("decode", tmp_path / "r.sem", "-q", "what shape is it?", "-c", rag_checkpoint, "--kb", tmp_path / "g.kb")
-    assert_clean_failure(r, "plain text packets")
+    assert_clean_failure(r, "--kb-local")
 
 
 def test_evaluate_rag_reports_three_kinds_and_recall(rag_checkpoint, tmp_path, semcom):

@@ -28,8 +28,9 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of plain text."),
     kb: Optional[Path] = typer.Option(None, "--kb", help="Text: a global knowledge base (semcom kb build) to "
                                                          "retrieve from."),
-    kb_local: Optional[Path] = typer.Option(None, "--kb-local", help="Text: this user's local knowledge base; "
-                                                                     "the decoded sentence is added to it."),
+    kb_local: Optional[Path] = typer.Option(None, "--kb-local", help="This user's local knowledge base (text: "
+                                                                     "sentences; images: recent scenes' "
+                                                                     "captions); what is decoded is added to it."),
     k: int = typer.Option(3, "--k", help="Entries shown to the LLM (with --kb / --kb-local)."),
     route: str = typer.Option("symbols", "--retrieval", help="How the packet is looked up: symbols (its "
                                                              "received symbols against each entry's code) or "
@@ -51,6 +52,10 @@ def run(
 
     sem = read_semantic(input, stage="transmit")
     if get_task(sem.header.task).output == "image":
+        if kb is not None or kb_local is not None:
+            from ..errors import SemcomError
+
+            raise SemcomError("a reconstruct packet decodes to an image: --kb and --kb-local do not apply")
         return _decode_image(sem, input, question, public, output, as_json, checkpoint)
     if output is not None:
         check_output(output, [input, public, checkpoint_folder(checkpoint), kb, kb_local])
@@ -60,11 +65,12 @@ def run(
     with spinner("loading the LLM and decoding") as status:
         result = decode_file(model, sem, question, public_sem, "<stdin>" if input == "-" else input, public, status,
                              retriever)
-    if retriever is not None and retriever.local_kb is not None and not no_update and result["answer"].strip():
+    learned = result.get("caption", result["answer"])  # an image packet: its scene's caption
+    if retriever is not None and retriever.local_kb is not None and not no_update and learned.strip():
         from ..errors import SemcomError
 
         try:  # the local base learns what this user received (oldest entries evicted past its cap)
-            retriever.local_kb.add([result["answer"]])
+            retriever.local_kb.add([learned])
         except SemcomError as err:
             result["local_update"] = f"skipped: {err}"
         else:
