@@ -26,7 +26,7 @@ from ..errors import SemcomError
 from ..retrieval.corpus import split_corpus
 from ..retrieval.embedding import embed_texts
 from ..retrieval.kb import KnowledgeBase
-from ..retrieval.retriever import DEFAULT_GATE, Retriever, read_with_retrieval, receive_packets
+from ..retrieval.retriever import DEFAULT_GATE, Retriever, receive_packets, reread
 from ..tasks import get_task
 from .points import task_metrics
 
@@ -115,23 +115,26 @@ def evaluate_rag(model, settings: RagSettings, on_progress=None) -> dict:
                     tokens, mask = model.text_tokens(sentences)
                     y, h = channel.send(model.encode(tokens, mask, "text"), snr)
                     packets = receive_packets(model, y, h, snr, mask)
-                    by_user: dict[int, list[int]] = {}
-                    for j, i in enumerate(rows):
-                        by_user.setdefault(items[i][0], []).append(j)
-                    for user, js in by_user.items():  # each user's receiver: its own local base only
-                        sel = torch.tensor(js)
-                        mine = type(packets)(packets.tokens[sel], packets.mask[sel], packets.x_hat[sel],
-                                             packets.snr_db[sel])
-                        first = model.answer(["text"] * len(js), [None] * len(js), mine.tokens, mine.mask)
-                        for j, f in zip(js, first):
-                            got["semantic"][rows[j]] = f
-                        for method in routes:
-                            answers, _, hits = read_with_retrieval(model, ["text"] * len(js), [None] * len(js), mine,
-                                                                   retrievers[method][user], first)
-                            for j, a, row in zip(js, answers, hits):
-                                got[method][rows[j]] = a
-                                sent = " ".join(sentences[j].split())
-                                found[method][rows[j]] = float(any(hit.text == sent for hit in row))
+                    n = len(rows)
+                    first = model.answer(["text"] * n, [None] * n, packets.tokens, packets.mask)
+                    for j, f in enumerate(first):
+                        got["semantic"][rows[j]] = f
+                    users = [items[i][0] for i in rows]
+                    for method in routes:
+                        # each user's receiver looks up its own local base only; one LLM batch reads them all
+                        hits: list = [None] * n
+                        for user in sorted(set(users)):
+                            js = [j for j in range(n) if users[j] == user]
+                            mine = type(packets)(packets.tokens[js], packets.mask[js], packets.x_hat[js],
+                                                 packets.snr_db[js])
+                            for j, row in zip(js, retrievers[method][user].retrieve(model, mine,
+                                                                                   [first[j] for j in js])):
+                                hits[j] = row
+                        answers = reread(model, ["text"] * n, [None] * n, packets, hits, first)
+                        for j, (a, row) in enumerate(zip(answers, hits)):
+                            got[method][rows[j]] = a
+                            sent = " ".join(sentences[j].split())
+                            found[method][rows[j]] = float(any(hit.text == sent for hit in row))
                     done += len(rows)
                     if on_progress:
                         on_progress(done, total)

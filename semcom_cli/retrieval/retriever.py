@@ -29,7 +29,7 @@ from ..errors import SemcomError
 from .embedding import embed_texts
 from .kb import KnowledgeBase, _faiss
 
-__all__ = ["Retriever", "Hit", "SymbolIndex", "Packets", "receive_packets", "read_with_retrieval",
+__all__ = ["Retriever", "Hit", "SymbolIndex", "Packets", "receive_packets", "read_with_retrieval", "reread",
            "expected_match", "ROUTES"]
 
 ROUTES = ("symbols", "reading")
@@ -195,13 +195,19 @@ def read_with_retrieval(model, tasks: list[str], instructions: list[str | None],
     if first is None:
         first = model.answer(tasks, instructions, packets.tokens, packets.mask)
     hits = retriever.retrieve(model, packets, first)
+    return reread(model, tasks, instructions, packets, hits, first), first, hits
+
+
+def reread(model, tasks: list[str], instructions: list[str | None], packets: Packets, hits: list[list[Hit]],
+           first: list[str]) -> list[str]:
+    """The packets read again with their retrieved entries; where nothing was retrieved, the first reading."""
     contexts = [[h.text for h in row] for row in hits]
     answers = list(first)
-    rows = [b for b, c in enumerate(contexts) if c]  # nothing retrieved: the first reading stands
+    rows = [b for b, c in enumerate(contexts) if c]
     if rows:
         sel = torch.tensor(rows)
         again = model.answer([tasks[b] for b in rows], [instructions[b] for b in rows], packets.tokens[sel],
                              packets.mask[sel], contexts=[contexts[b] for b in rows])
         for b, a in zip(rows, again):
             answers[b] = a
-    return answers, first, hits
+    return answers
