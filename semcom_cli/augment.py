@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 
 from .data import IMAGE_SIZE
 
-__all__ = ["augment_batch", "augment_image", "render_shape", "render_shapes", "PALETTES"]
+__all__ = ["augment_batch", "augment_image", "render_shape", "render_shapes", "polygon_corners", "PALETTES"]
 
 # Renderings of each colour name: easy-vqa's (the CSS colour), another CSS shade where the name
 # has one, and matplotlib's "tab:" colour. Jitter is added on top.
@@ -113,7 +113,7 @@ def augment_batch(images: torch.Tensor, rng: random.Random, fraction: float) -> 
     return out
 
 
-def _polygon(shape: str, rng: random.Random, size: float) -> list[tuple[float, float]]:
+def polygon_corners(shape: str, rng: random.Random, size: float) -> list[tuple[float, float]]:
     """Corners of a rectangle or triangle of about ``size`` pixels, centred on 0, rotated."""
     if shape == "rectangle":
         aspect = math.exp(rng.uniform(math.log(0.45), math.log(2.2)))
@@ -153,7 +153,7 @@ def render_shape(color: str, shape: str, rng: random.Random) -> torch.Tensor:
         r = size / 2
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill, outline=outline_colour, width=width)
     else:
-        points = [(cx + x, cy + y) for x, y in _polygon(shape, rng, size)]
+        points = [(cx + x, cy + y) for x, y in polygon_corners(shape, rng, size)]
         draw.polygon(points, fill=fill, outline=outline_colour, width=width)
     if smooth > 1:
         im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)

@@ -277,6 +277,43 @@ class RetrievalTrain(InstructTrain):
         return self
 
 
+class FederatedTrain(_Strict):
+    """Federated split fine-tuning (issue 19, :mod:`semcom_cli.federated`): devices train the front
+    (vision encoder, projector, channel encoder) on their own pictures, the server the back (channel
+    decoder, LoRA); each round is ``local_steps`` split steps per device, then FedAvg of the fronts."""
+
+    clients: int = Field(4, ge=1, le=64)
+    rounds: int = Field(20, ge=1, le=10_000)
+    local_steps: int = Field(5, ge=1, le=10_000)
+    batch_size: int = Field(16, gt=0, le=1024)
+    per_client: int = Field(256, ge=1, le=100_000)  # pictures on each device
+    main_style: float = Field(0.7, ge=0.0, le=1.0)  # share of a device's new-style pictures in its own style
+    plain_share: float = Field(0.2, ge=0.0, le=1.0)  # share in the style the checkpoint already knows
+    data_seed: int = Field(0, ge=0, le=MAX_SEED)
+    lr_front: float = Field(1e-3, gt=0, allow_inf_nan=False)
+    lr_back: float = Field(1e-3, gt=0, allow_inf_nan=False)
+    lr_lora: float = Field(1e-4, gt=0, allow_inf_nan=False)
+    train_lora: bool = True
+    caption_weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)  # the codebook decision's term
+    llm_batch: int = Field(4, ge=0, le=1024)  # samples per step whose caption answer loss goes through the LLM
+    snr_min: float = -5.0
+    snr_max: float = 15.0
+    channels: list[NoisyChannelName] = ["awgn", "rayleigh"]
+    strategy: Literal["fedavg", "fedprox"] = "fedavg"
+    proximal_mu: float = Field(0.0, ge=0.0, allow_inf_nan=False)  # FedProx's μ (0 with fedavg)
+    save_every: int = Field(1, ge=0)  # rounds between partial runs; 0: never
+
+    @model_validator(mode="after")
+    def _prox(self) -> "FederatedTrain":
+        if self.strategy == "fedprox" and self.proximal_mu <= 0:
+            raise ValueError("strategy fedprox needs proximal_mu > 0")
+        if self.strategy == "fedavg" and self.proximal_mu > 0:
+            raise ValueError("proximal_mu is FedProx's; set strategy: fedprox to use it")
+        if self.snr_min > self.snr_max:
+            raise ValueError(f"snr_min ({self.snr_min}) is above snr_max ({self.snr_max})")
+        return self
+
+
 class Train(_Strict):
     align: AlignTrain = AlignTrain(steps=2000, batch_size=64, lr=3e-3)
     channel: ChannelTrain = ChannelTrain(steps=1500, batch_size=64, lr=3e-3)
@@ -286,6 +323,7 @@ class Train(_Strict):
     # retrieval (issue 20): the text code on the sentence corpus, then the adapter with retrieved entries
     corpus: CorpusTrain = CorpusTrain()
     retrieval: RetrievalTrain = RetrievalTrain()
+    federated: FederatedTrain = FederatedTrain()
 
 
 class Data(_Strict):

@@ -38,14 +38,17 @@ def main() -> None:
     import sys
     import warnings
 
-    from typer.exceptions import TyperException  # base of the usage errors typer's parser raises
+    try:  # typer >= 0.21 carries its own parser; older releases (the ones Flower pins) use click's
+        from typer.exceptions import TyperException as UsageProblem
+    except ImportError:
+        from click.exceptions import ClickException as UsageProblem
 
     # Libraries' deprecation notices are for their developers, not for semcom's users.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         code = app(standalone_mode=False)
-    except TyperException as err:
+    except UsageProblem as err:
         message = err.format_message() if hasattr(err, "format_message") else str(err)
         if type(err).__name__ == "NoArgsIsHelpError":  # bare `semcom`: show the help
             print(message, file=sys.stderr)

@@ -21,7 +21,7 @@ NAME = "finetune"
 
 @fail_cleanly
 def run(
-    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate | corpus | retrieval | guidance | image-codec"),
+    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate | corpus | retrieval | federated | guidance | image-codec"),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
     checkpoint: Optional[Path] = checkpoint_option(),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override train.<stage>.steps."),
@@ -32,14 +32,24 @@ def run(
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue the partial run at OUTPUT.partial (its own input and settings)."),
     device: Optional[str] = device_option(),
+    clients: Optional[int] = typer.Option(None, "--clients", help="federated: devices (override train.federated.clients)."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="federated: rounds (override train.federated.rounds)."),
+    engine: str = typer.Option("simulation", "--engine", help="federated: Flower's simulation | deployment engine."),
 ):
     from ..imaging.build import STAGES as RECONSTRUCT_STAGES
 
+    if stage != "federated" and (clients is not None or rounds is not None or engine != "simulation"):
+        raise SemcomError("--clients, --rounds and --engine are for --stage federated")
+    if stage == "federated":
+        from .federated import federated_stage
+
+        return federated_stage(output, checkpoint, clients, rounds, engine, steps, batch_size, lr, save_every,
+                               resume, device)
     if stage in RECONSTRUCT_STAGES:
         return _reconstruct_stage(stage, output, checkpoint, steps, batch_size, lr, save_every, resume)
     if stage not in ("channel", "instruct", "rate", "corpus", "retrieval"):
         raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct, rate, corpus, retrieval, "
-                          f"guidance, image-codec; "
+                          f"federated, guidance, image-codec; "
                           f"'semcom align' is stage 1)")
     if resume:
         from .stage import resume_from

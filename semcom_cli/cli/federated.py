@@ -1,0 +1,78 @@
+"""``finetune --stage federated``: federated split fine-tuning on Flower (semcom_cli.federated)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from ..errors import SemcomError
+from .common import checkpoint_folder, console, spinner
+
+ENGINES = ("simulation", "deployment")
+
+
+def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[int], rounds: Optional[int],
+                    engine: str, steps: Optional[int], batch_size: Optional[int], lr: Optional[float],
+                    save_every: Optional[int], resume: bool, device: Optional[str]) -> None:
+    from rich.table import Table
+
+    from ..io.files import partial_path, refuse_foreign_partial
+    from ..limits import check_output
+
+    if engine not in ENGINES:
+        raise SemcomError(f"unknown engine '{engine}' (choose from: {', '.join(ENGINES)})")
+    if lr is not None:
+        raise SemcomError("--lr: federated training has its own rates (train.federated.lr_front, lr_back, lr_lora)")
+    if device not in (None, "cpu"):
+        raise SemcomError("--stage federated runs on the CPU (devices and server share this machine)")
+    overrides = {"clients": clients, "rounds": rounds, "local_steps": steps, "batch_size": batch_size,
+                 "save_every": save_every}
+    overrides = {f"train.federated.{k}": v for k, v in overrides.items() if v is not None}
+    if output.exists() and not (output / "manifest.json").is_file():
+        raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
+    refuse_foreign_partial(output, resume)
+    from ..federated.app import FederatedJob
+    from ..models import SemcomModel
+
+    if resume:
+        if overrides:
+            raise SemcomError(f"--resume continues a run with its own settings; drop "
+                              f"{', '.join('--' + k.split('.')[-1].replace('_', '-') for k in overrides)}")
+        from ..models.checkpoint import read_manifest
+
+        saved = partial_path(output) / "checkpoint"
+        if not (partial_path(output) / "resume.safetensors").is_file():
+            raise SemcomError(f"{partial_path(output)}: no partial run to resume (no resume.safetensors)")
+        cfg = SemcomModel.from_pretrained(saved).preset.train.federated
+        source = str(saved)
+        read_manifest(saved)
+    else:
+        source = str(checkpoint_folder(checkpoint))
+        check_output(output, [Path(source)], folder=True)
+        model = SemcomModel.from_pretrained(source, overrides)  # checks the checkpoint and the settings
+        if model.compression is not None:
+            raise SemcomError(f"{source}: a compressed checkpoint; fine-tune the checkpoint it was made from")
+        cfg = model.preset.train.federated
+    job = FederatedJob(source, str(output), overrides, resume, engine)
+    with spinner(f"federated: {cfg.clients} devices × {cfg.rounds} rounds × {cfg.local_steps} steps "
+                 f"({engine} engine)"):
+        if engine == "simulation":
+            from ..federated.run import run_in_simulation
+
+            summary = run_in_simulation(job, cfg.clients)
+        else:
+            from ..federated.deployment import run_in_deployment
+
+            run_in_deployment(job, cfg.clients)
+            from ..models.checkpoint import read_manifest
+
+            summary = read_manifest(output)["training"]["stages"][-1] | {"hash": read_manifest(output)["hash"]}
+    table = Table(title=f"federated → {output}")
+    for key in ("engine", "clients", "rounds", "local_steps", "steps", "first_loss", "final_loss", "seconds"):
+        value = summary[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    per = summary["bytes_per_round_per_device"]
+    table.add_row("MB per round per device", ", ".join(f"{k} {v / 1e6:.3f}" for k, v in per.items()))
+    table.add_row("devices dropped", str(len(summary["dropped"])))
+    table.add_row("checkpoint hash", summary["hash"][:16] + "…")
+    console.print(table)

@@ -1,0 +1,335 @@
+"""The Flower apps: a ClientApp for each device, a ServerApp for the edge server.
+
+One round of federated split fine-tuning, as messages (all of type ``train``):
+
+- ``train`` (server → every device, built by the strategy's ``configure_train``): the averaged front
+  as ``arrays``, the round's settings as ``config`` (the preset, so a device needs no checkpoint
+  file). The device loads its front, draws its shard (its partition id picks it), runs step 0 and
+  replies with ``symbols`` (received symbols, gains, SNRs, labels).
+- ``train.step`` (server → device, ``local_steps - 1`` times): the ``gradients`` at the symbols it
+  sent; the device steps its front, runs the next step and replies with its ``symbols``.
+- ``train.end``: the last ``gradients``; the device steps and replies with its front (``arrays``)
+  and its sample count, which the strategy (FedAvg or FedProx, Flower's own) averages by.
+
+Between messages a device keeps its front and optimizer moments in ``context.state`` (Flower
+persists it per device); the server steps its back once per device per step. A device that does not
+answer a message (it left, or its ClientApp failed) is out for the rest of the round: the round is
+completed by the others and the strategy averages the fronts it received.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+import torch
+
+from ..config import FederatedTrain, preset_from_dict
+from ..errors import SemcomError
+from ..models import SemcomModel
+from .domain import device_shard
+from .messages import MessageLog
+from .split import Activations, DeviceFront, ServerBack, front_state, load_front_state
+
+__all__ = ["client_app", "server_app", "make_server_app", "FederatedJob", "serve"]
+
+
+# --- device -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _shard(client: int, clients: int, per_client: int, seed: int, main_style: float, plain_share: float):
+    return device_shard(client, clients, per_client, seed, main_style, plain_share)
+
+
+def _front_from(context, config) -> DeviceFront:
+    """The device's front as it stands: the preset from the round's config, weights and optimizer
+    moments from ``context.state``."""
+    from flwr.app import ArrayRecord
+
+    preset = preset_from_dict(json.loads(str(config["preset"])), "the server's preset")
+    model = SemcomModel(preset, int(config["embed-dim"]))
+    cfg = preset.train.federated
+    node = int(context.node_config.get("partition-id", 0))
+    clients = int(context.node_config.get("num-partitions", cfg.clients))
+    shard = _shard(node, clients, cfg.per_client, cfg.data_seed, cfg.main_style, cfg.plain_share)
+    front = DeviceFront(model, shard, cfg, node, preset.seed)
+    state = context.state.array_records.get("front")
+    if state is None:
+        raise SemcomError("a step arrived before the round's start: the device has no front")
+    load_front_state(model, state.to_torch_state_dict())
+    anchor = context.state.array_records.get("anchor")
+    front.anchor = anchor.to_torch_state_dict() if anchor is not None else None
+    moments = context.state.array_records.get("optimizer")
+    if moments is not None:
+        front.load_optimizer(moments.to_torch_state_dict(), json.loads(str(context.state.config_records["optimizer"]["meta"])))
+    return front
+
+
+def _keep(context, front: DeviceFront) -> None:
+    from flwr.app import ArrayRecord, ConfigRecord
+
+    context.state.array_records["front"] = ArrayRecord(front_state(front.model))
+    tensors, meta = front.optimizer_state()
+    context.state.array_records["optimizer"] = ArrayRecord(tensors)
+    context.state.config_records["optimizer"] = ConfigRecord({"meta": json.dumps(meta)})
+
+
+def _symbols_reply(message, act: Activations):
+    from flwr.app import ArrayRecord, Message, RecordDict
+
+    return Message(RecordDict({"symbols": ArrayRecord(act.arrays())}), reply_to=message)
+
+
+def _device_start(message, context):
+    from flwr.app import ArrayRecord
+
+    torch.set_num_threads(1)  # devices share the machine's cores in a simulation
+    config = message.content["config"]
+    for key in ("front", "optimizer", "anchor"):
+        context.state.array_records.pop(key, None)
+    context.state.array_records["front"] = message.content["arrays"]
+    if float(config.get("proximal-mu", 0.0)) > 0:
+        context.state.array_records["anchor"] = message.content["arrays"]
+    context.state.config_records["round"] = config  # the next messages carry only the step
+    front = _front_from(context, config)
+    act = front.forward(int(config["server-round"]), 0)
+    _keep(context, front)
+    return _symbols_reply(message, act)
+
+
+def _device_step(message, context, last: bool):
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+
+    torch.set_num_threads(1)
+    config = context.state.config_records["round"]
+    step = int(message.content["config"]["step"])
+    front = _front_from(context, config)
+    round_ = int(config["server-round"])
+    front.backward(round_, step - 1, message.content["gradients"].to_torch_state_dict()["grad_y"])
+    if last:
+        for key in ("optimizer", "anchor"):
+            context.state.array_records.pop(key, None)
+        return Message(RecordDict({"arrays": ArrayRecord(front_state(front.model)),
+                                   "metrics": MetricRecord({"num-examples": len(front.shard)})}), reply_to=message)
+    act = front.forward(round_, step)
+    _keep(context, front)
+    return _symbols_reply(message, act)
+
+
+def _make_client_app():
+    from flwr.clientapp import ClientApp
+
+    app = ClientApp()
+
+    @app.train()
+    def start(message, context):
+        return _device_start(message, context)
+
+    @app.train("step")
+    def step(message, context):
+        return _device_step(message, context, last=False)
+
+    @app.train("end")
+    def end(message, context):
+        return _device_step(message, context, last=True)
+
+    return app
+
+
+# --- server -----------------------------------------------------------------------------------
+
+
+@dataclass
+class FederatedJob:
+    """What the server runs: the input checkpoint, where the result goes, the settings that differ
+    from the checkpoint's ``train.federated`` (dotted-key overrides), and how it runs."""
+
+    checkpoint: str
+    output: str
+    overrides: dict = field(default_factory=dict)
+    resume: bool = False
+    engine: str = "simulation"
+    reply_timeout: float | None = None  # seconds a round's devices may take to answer one message
+    message_log: MessageLog = field(default_factory=MessageLog)
+
+    def run_config(self) -> dict:
+        """The job as Flower run config (``flwr run -c job=...``): one base64 JSON string, as Flower's
+        config syntax takes no nested quotes."""
+        import base64
+
+        fields = {"checkpoint": self.checkpoint, "output": self.output, "overrides": self.overrides,
+                  "resume": self.resume, "engine": self.engine, "reply_timeout": self.reply_timeout}
+        return {"job": base64.b64encode(json.dumps(fields).encode()).decode()}
+
+    @classmethod
+    def from_run_config(cls, config: dict) -> "FederatedJob":
+        import base64
+
+        try:
+            fields = json.loads(base64.b64decode(str(config["job"])))
+        except (KeyError, ValueError) as err:
+            raise SemcomError(f"the run config holds no semcom job ({err})") from None
+        return cls(**fields)
+
+
+@dataclass
+class ServerState:
+    model: SemcomModel
+    back: ServerBack
+    round: int = 0
+    losses: list[float] = field(default_factory=list)
+    dropped: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _strategy(cfg: FederatedTrain):
+    from flwr.serverapp.strategy import FedAvg, FedProx
+
+    common = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=cfg.clients,
+                  min_available_nodes=cfg.clients)
+    if cfg.strategy == "fedprox":
+        return FedProx(proximal_mu=cfg.proximal_mu, **common)
+    return FedAvg(**common)
+
+
+def _send_and_receive(grid, messages: list, timeout: float | None, poll: float = 0.1) -> list:
+    """``grid.send_and_receive`` polling every ``poll`` seconds (its own loop waits 3 s between polls
+    in the deployment engine, several times a split step's compute)."""
+    waiting = set(grid.push_messages(messages))
+    replies, deadline = [], (time.time() + timeout) if timeout else None
+    while waiting and (deadline is None or time.time() < deadline):
+        got = list(grid.pull_messages(waiting))
+        replies += got
+        waiting -= {m.metadata.reply_to_message_id for m in got}
+        if waiting:
+            time.sleep(poll)
+    return replies
+
+
+def _exchange(grid, messages: list, job: FederatedJob, round_: int) -> dict[int, object]:
+    """Send, record both ways, and return the good replies by device (node id); a device that
+    answered with an error, or not in time, is left out."""
+    for m in messages:
+        job.message_log.record(m.content, round_=round_, node=m.metadata.dst_node_id, direction="to_device",
+                               message_type=m.metadata.message_type)
+    sent = {}
+    replies = {}
+    for reply in _send_and_receive(grid, messages, job.reply_timeout):
+        sent = sent or {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
+        node = sent.get(reply.metadata.reply_to_message_id)  # an error's sender may be the SuperLink
+        if node is None or reply.has_error():
+            continue
+        job.message_log.record(reply.content, round_=round_, node=node, direction="to_server",
+                               message_type=reply.metadata.message_type)
+        replies[node] = reply
+    return replies
+
+
+def serve(grid, job: FederatedJob, model: SemcomModel, on_round: Callable[[ServerState], None] | None = None,
+          resume: ServerState | None = None) -> ServerState:
+    """``rounds`` rounds of split steps and FedAvg on ``model`` (its front is replaced by each round's
+    average, its back trained in place); ``on_round`` is called after each round."""
+    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+
+    cfg = model.preset.train.federated
+    state = resume or ServerState(model, ServerBack(model, model.get_llm(), cfg))
+    strategy = _strategy(cfg)
+    preset_json = json.dumps(model.preset.model_dump(exclude={"device"}))
+    started = time.time() - state.seconds
+    for round_ in range(state.round + 1, cfg.rounds + 1):
+        arrays = ArrayRecord(front_state(model))
+        config = ConfigRecord({"preset": preset_json, "embed-dim": model.embed_dim})
+        starts = list(strategy.configure_train(round_, arrays, config, grid))
+        replies = _exchange(grid, starts, job, round_)
+        for step in range(1, cfg.local_steps + 1):
+            gradients = {}
+            for node in sorted(replies):
+                act = Activations.from_arrays(replies[node].content["symbols"].to_torch_state_dict())
+                loss, grad = state.back.step(act)
+                state.losses.append(loss)
+                gradients[node] = grad
+            last = step == cfg.local_steps
+            messages = [Message(RecordDict({"gradients": ArrayRecord({"grad_y": grad}),
+                                            "config": ConfigRecord({"step": step})}),
+                                dst_node_id=node, message_type="train.end" if last else "train.step")
+                        for node, grad in gradients.items()]
+            replies = _exchange(grid, messages, job, round_)
+        for node in sorted({m.metadata.dst_node_id for m in starts} - set(replies)):
+            state.dropped.append({"round": round_, "node": int(node)})
+        averaged, _ = strategy.aggregate_train(round_, list(replies.values()))
+        if averaged is not None:  # no device finished the round: the front stays as it was
+            load_front_state(model, averaged.to_torch_state_dict())
+        state.round = round_
+        state.seconds = time.time() - started
+        if on_round is not None:
+            on_round(state)
+    return state
+
+
+def run_job(grid, job: FederatedJob) -> dict:
+    """The ServerApp's whole work in either engine: load (or resume), train, write the checkpoint at
+    ``job.output`` with partial runs beside it every ``save_every`` rounds; returns the summary."""
+    from pathlib import Path
+
+    from .partial import load_server_partial, save_server_partial, finish
+
+    output = Path(job.output)
+    if job.resume:
+        model, resume, history = load_server_partial(output, job)
+    else:
+        from ..models.checkpoint import read_history
+
+        model = SemcomModel.from_pretrained(job.checkpoint, job.overrides)
+        history, resume = read_history(job.checkpoint), None
+    if resume is None:
+        model.get_llm()
+    every = model.preset.train.federated.save_every
+
+    def on_round(state: ServerState) -> None:
+        cfg = model.preset.train.federated
+        recent = state.losses[-cfg.local_steps * cfg.clients:]
+        print(f"federated: round {state.round}/{cfg.rounds}, loss {sum(recent) / max(len(recent), 1):.4f}, "
+              f"{state.seconds:.0f} s", file=sys.stderr, flush=True)
+        if every and state.round % every == 0 and state.round < model.preset.train.federated.rounds:
+            save_server_partial(output, state, job, history)
+
+    state = serve(grid, job, model, on_round, resume)
+    return finish(output, state, job, history)
+
+
+def make_server_app(job: FederatedJob, result: list | None = None):
+    """A ServerApp running ``job``; its summary is appended to ``result`` (the simulation engine runs
+    the ServerApp in this process)."""
+    from flwr.serverapp import ServerApp
+
+    app = ServerApp()
+
+    @app.main()
+    def main(grid, context):
+        summary = run_job(grid, job)
+        if result is not None:
+            result.append(summary)
+
+    return app
+
+
+def _deployed_server_app():
+    """The ServerApp ``flwr run`` starts (deployment engine): the job comes as run config."""
+    from flwr.serverapp import ServerApp
+
+    app = ServerApp()
+
+    @app.main()
+    def main(grid, context):
+        run_job(grid, FederatedJob.from_run_config(dict(context.run_config)))
+
+    return app
+
+
+client_app = _make_client_app()
+server_app = _deployed_server_app()

@@ -1,0 +1,57 @@
+"""The server's partial runs (at round boundaries) and its finished checkpoint.
+
+After every ``save_every`` rounds the server writes ``<output>.partial`` like any stage does
+(:mod:`semcom_cli.training.partial`): the checkpoint as it stands (the round's averaged front, the
+server's back) and a resume file with the round, the server optimizer's moments, the loss log and
+the message log. A resumed run starts at the next round; devices start every round afresh from the
+server's front, so they need nothing saved.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..io.files import partial_path
+from ..models.checkpoint import save_checkpoint
+from ..training.partial import load_partial, save_partial
+from ..training.trainer import ResumeState
+from .split import ServerBack
+
+__all__ = ["save_server_partial", "load_server_partial", "finish", "STAGE"]
+
+STAGE = "federated"
+
+
+def save_server_partial(output: Path, state, job, history: list[dict]) -> None:
+    tensors, meta = state.back.optimizer_state()
+    save_partial(partial_path(output), state.model, STAGE, ResumeState(state.round, tensors, {
+        "optimizer": meta, "losses": state.losses, "dropped": state.dropped, "seconds": state.seconds,
+        "messages": job.message_log.entries}), history)
+
+
+def load_server_partial(output: Path, job):
+    """(model, ServerState, history) of the partial run beside ``output``."""
+    from .app import ServerState
+
+    model, resume, history = load_partial(partial_path(output), STAGE)
+    back = ServerBack(model, model.get_llm(), model.preset.train.federated)
+    back.load_optimizer(resume.tensors, resume.meta["optimizer"])
+    job.message_log.entries = list(resume.meta["messages"])
+    return model, ServerState(model, back, resume.step, list(resume.meta["losses"]), list(resume.meta["dropped"]),
+                              float(resume.meta["seconds"])), history
+
+
+def finish(output: Path, state, job, history: list[dict]) -> dict:
+    """Write the checkpoint, remove the partial run, return the stage's summary."""
+    cfg = state.model.preset.train.federated
+    losses = state.losses
+    tail = losses[-max(1, len(losses) // 10):] if losses else []
+    summary = {"stage": STAGE, "engine": job.engine, "clients": cfg.clients, "rounds": state.round,
+               "local_steps": cfg.local_steps, "batch_size": cfg.batch_size, "strategy": cfg.strategy,
+               "steps": len(losses), "first_loss": losses[0] if losses else None,
+               "final_loss": sum(tail) / len(tail) if tail else None, "seconds": round(state.seconds, 1),
+               "dropped": state.dropped, **job.message_log.summary()}
+    summary["hash"] = save_checkpoint(state.model, output, training={"stages": history + [summary]})
+    shutil.rmtree(partial_path(output), ignore_errors=True)
+    return summary
