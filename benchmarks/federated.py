@@ -1,0 +1,134 @@
+"""Federated split fine-tuning against issue 19's targets, in one run.
+
+    .venv/bin/python benchmarks/federated.py [-c checkpoints/semcom-smollm2] [--work runs/federated]
+                                             [-o docs/federated-bench.json] [--report-only] [--skip-eight]
+
+On the shipped checkpoint and its ``train.federated`` recipe (4 devices × 15 rounds × 5 steps of 32
+pictures: 300 server steps), measured at AWGN 5 dB:
+
+1. the shipped checkpoint: VQA accuracy on the adapted domain's test set (outline, dark and photograph
+   styles, 120 pictures each, test photographs, one question each in the generator's wordings) and on
+   500 easy-vqa test questions;
+2. federated, 4 non-IID devices, Flower's simulation engine (``semcom finetune --stage federated``):
+   wall time, the same accuracies, bytes per round per device by kind;
+3. centralised: the same split step, the same 300 steps of 32, on the union of the 4 devices' data;
+4. federated, 8 devices holding the same 1,024 pictures split finer (128 each), 15 rounds × 3 steps
+   (360 server steps).
+Every run writes its checkpoint under ``--work``; prints the targets table and writes ``-o``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def accuracies(folder: Path) -> dict:
+    from semcom_cli.federated.evaluate import domain_accuracy, easy_vqa_accuracy
+    from semcom_cli.models import SemcomModel
+
+    model = SemcomModel.from_pretrained(folder)
+    started = time.time()
+    out = {"checkpoint": str(folder), "hash": model.hash,
+           "domain": domain_accuracy(model, per_style=120), "easy_vqa": easy_vqa_accuracy(model, limit=500)}
+    out["eval_seconds"] = round(time.time() - started, 1)
+    print(f"  {folder}: domain {out['domain']['accuracy']:.3f} {out['domain']['by_style']}, "
+          f"easy-vqa {out['easy_vqa']['accuracy']:.3f}", flush=True)
+    return out
+
+
+def federated(checkpoint: Path, output: Path, args: list[str]) -> dict:
+    """``semcom finetune --stage federated`` as a user runs it; its wall time and summary."""
+    from semcom_cli.models.checkpoint import read_manifest
+
+    if not (output / "manifest.json").is_file():
+        command = [str(Path(sys.executable).with_name("semcom")), "finetune", "--stage", "federated", "-c",
+                   str(checkpoint), "-o", str(output), *args]
+        started = time.time()
+        subprocess.run(command, check=True)
+        wall = time.time() - started
+    else:
+        wall = None  # already there (a rerun of the report): its own summary's time stands
+    summary = read_manifest(output)["training"]["stages"][-1]
+    return {"wall_seconds": round(wall, 1) if wall is not None else None, "summary": summary}
+
+
+def centralised(checkpoint: Path, output: Path) -> dict:
+    from semcom_cli.federated.centralised import train_centralised
+    from semcom_cli.models import SemcomModel
+    from semcom_cli.models.checkpoint import read_history, read_manifest
+
+    if not (output / "manifest.json").is_file():
+        model = SemcomModel.from_pretrained(checkpoint)
+        cfg = model.preset.train.federated
+        summary = train_centralised(model, cfg.clients * cfg.rounds * cfg.local_steps)
+        model.save_pretrained(output, training={"stages": read_history(checkpoint) + [summary]})
+    return {"summary": read_manifest(output)["training"]["stages"][-1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--checkpoint", type=Path, default=REPO / "checkpoints" / "semcom-smollm2")
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "federated")
+    parser.add_argument("-o", "--output", type=Path, default=REPO / "docs" / "federated-bench.json")
+    parser.add_argument("--report-only", action="store_true", help="print the table of an earlier -o")
+    parser.add_argument("--skip-eight", action="store_true", help="leave out the 8-device run")
+    args = parser.parse_args()
+    if args.report_only:
+        report(json.loads(args.output.read_text()))
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    doc: dict = {"machine": "2 CPU cores", "checkpoint": str(args.checkpoint)}
+    print("shipped checkpoint", flush=True)
+    doc["shipped"] = accuracies(args.checkpoint)
+    print("federated, 4 devices (simulation engine)", flush=True)
+    four = args.work / "four"
+    doc["federated_4"] = federated(args.checkpoint, four, []) | accuracies(four)
+    print("centralised, same steps", flush=True)
+    central = args.work / "centralised"
+    doc["centralised"] = centralised(args.checkpoint, central) | accuracies(central)
+    if not args.skip_eight:
+        print("federated, 8 devices (same pictures, split finer)", flush=True)
+        eight = args.work / "eight"
+        doc["federated_8"] = federated(args.checkpoint, eight, ["--clients", "8", "--steps", "3"]) | accuracies(eight)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(doc, indent=2) + "\n")
+    report(doc)
+
+
+def report(doc: dict) -> None:
+    def acc(run, part="domain"):
+        return 100 * doc[run][part]["accuracy"]
+
+    shipped, fed, cen = acc("shipped"), acc("federated_4"), acc("centralised")
+    rows = [
+        ("adapted domain, 4 devices vs centralised", f"{fed:.1f} vs {cen:.1f} ({fed - cen:+.1f})",
+         "within 2 points", abs(fed - cen) <= 2 or fed > cen),
+        ("adapted domain vs shipped", f"{fed:.1f} vs {shipped:.1f} ({fed - shipped:+.1f})", "≥ +10 points",
+         fed - shipped >= 10 or (shipped > 85 and fed >= 95)),
+        ("easy-vqa test after adaptation", f"{acc('federated_4', 'easy_vqa'):.1f} vs "
+         f"{acc('shipped', 'easy_vqa'):.1f}", "≤ 1 point lower",
+         acc("federated_4", "easy_vqa") >= acc("shipped", "easy_vqa") - 1),
+    ]
+    if "federated_8" in doc:
+        rows.append(("8 devices, same data split finer", f"{acc('federated_8'):.1f} (easy-vqa "
+                     f"{acc('federated_8', 'easy_vqa'):.1f})", "reported", None))
+    per = doc["federated_4"]["summary"]["bytes_per_round_per_device"]
+    rows.append(("MB per round per device", ", ".join(f"{k} {v / 1e6:.3f}" for k, v in per.items()), "reported",
+                 None))
+    wall = doc["federated_4"]["wall_seconds"] or doc["federated_4"]["summary"]["seconds"]
+    rows.append(("simulated run, 4 devices, 2 cores", f"{wall / 60:.1f} min", "≤ 30 min", wall <= 1800))
+    print("| measure | measured | target | |\n| --- | --- | --- | --- |")
+    for name, value, target, met in rows:
+        print(f"| {name} | {value} | {target} | {'' if met is None else ('met' if met else 'missed')} |")
+
+
+if __name__ == "__main__":
+    main()
