@@ -66,7 +66,7 @@ def _front_from(context, config) -> DeviceFront:
     front.anchor = anchor.to_torch_state_dict() if anchor is not None else None
     moments = context.state.array_records.get("optimizer")
     if moments is not None:
-        front.load_optimizer(moments.to_torch_state_dict(), json.loads(str(context.state.config_records["optimizer"]["meta"])))
+        front.load_optimizer(moments.to_torch_state_dict(), json.loads(str(context.state.config_records["optimizer-meta"]["meta"])))
     return front
 
 
@@ -76,13 +76,15 @@ def _keep(context, front: DeviceFront) -> None:
     context.state.array_records["front"] = ArrayRecord(front_state(front.model))
     tensors, meta = front.optimizer_state()
     context.state.array_records["optimizer"] = ArrayRecord(tensors)
-    context.state.config_records["optimizer"] = ConfigRecord({"meta": json.dumps(meta)})
+    # one namespace for every record kind in a RecordDict: the moments and their metadata need two keys
+    context.state.config_records["optimizer-meta"] = ConfigRecord({"meta": json.dumps(meta)})
 
 
-def _symbols_reply(message, act: Activations):
-    from flwr.app import ArrayRecord, Message, RecordDict
+def _symbols_reply(message, act: Activations, device: int):
+    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
-    return Message(RecordDict({"symbols": ArrayRecord(act.arrays())}), reply_to=message)
+    return Message(RecordDict({"symbols": ArrayRecord(act.arrays()), "device": ConfigRecord({"index": device})}),
+                   reply_to=message)
 
 
 def _device_start(message, context):
@@ -99,11 +101,11 @@ def _device_start(message, context):
     front = _front_from(context, config)
     act = front.forward(int(config["server-round"]), 0)
     _keep(context, front)
-    return _symbols_reply(message, act)
+    return _symbols_reply(message, act, front.node)
 
 
 def _device_step(message, context, last: bool):
-    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
     torch.set_num_threads(1)
     config = context.state.config_records["round"]
@@ -115,10 +117,11 @@ def _device_step(message, context, last: bool):
         for key in ("optimizer", "anchor"):
             context.state.array_records.pop(key, None)
         return Message(RecordDict({"arrays": ArrayRecord(front_state(front.model)),
-                                   "metrics": MetricRecord({"num-examples": len(front.shard)})}), reply_to=message)
+                                   "metrics": MetricRecord({"num-examples": len(front.shard)}),
+                                   "device": ConfigRecord({"index": front.node})}), reply_to=message)
     act = front.forward(round_, step)
     _keep(context, front)
-    return _symbols_reply(message, act)
+    return _symbols_reply(message, act, front.node)
 
 
 def _make_client_app():
@@ -190,11 +193,21 @@ class ServerState:
 def _strategy(cfg: FederatedTrain):
     from flwr.serverapp.strategy import FedAvg, FedProx
 
-    common = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=cfg.clients,
-                  min_available_nodes=cfg.clients)
+    # every connected device trains; a round starts with whoever is connected (one that left is not
+    # waited for), the first only once all have come (_wait_for_devices)
+    common = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1)
     if cfg.strategy == "fedprox":
         return FedProx(proximal_mu=cfg.proximal_mu, **common)
     return FedAvg(**common)
+
+
+def _wait_for_devices(grid, devices: int, timeout: float = 300.0) -> None:
+    deadline = time.time() + timeout
+    while len(list(grid.get_node_ids())) < devices:
+        if time.time() > deadline:
+            raise SemcomError(f"only {len(list(grid.get_node_ids()))} of {devices} devices connected within "
+                              f"{timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def _send_and_receive(grid, messages: list, timeout: float | None, poll: float = 0.1) -> list:
@@ -241,6 +254,7 @@ def serve(grid, job: FederatedJob, model: SemcomModel, on_round: Callable[[Serve
     strategy = _strategy(cfg)
     preset_json = json.dumps(model.preset.model_dump(exclude={"device"}))
     started = time.time() - state.seconds
+    _wait_for_devices(grid, cfg.clients)
     for round_ in range(state.round + 1, cfg.rounds + 1):
         arrays = ArrayRecord(front_state(model))
         config = ConfigRecord({"preset": preset_json, "embed-dim": model.embed_dim})
@@ -248,7 +262,8 @@ def serve(grid, job: FederatedJob, model: SemcomModel, on_round: Callable[[Serve
         replies = _exchange(grid, starts, job, round_)
         for step in range(1, cfg.local_steps + 1):
             gradients = {}
-            for node in sorted(replies):
+            # the server steps on the devices' activations in device order (node ids are random)
+            for node in sorted(replies, key=lambda n: int(replies[n].content["device"]["index"])):
                 act = Activations.from_arrays(replies[node].content["symbols"].to_torch_state_dict())
                 loss, grad = state.back.step(act)
                 state.losses.append(loss)

@@ -1,0 +1,272 @@
+"""Federated split fine-tuning (issue 19) on the tiny preset: the devices' data, the split step, both of
+Flower's engines, what crosses, a device that leaves, partial runs and bad input."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from semcom_cli.config import FederatedTrain
+from semcom_cli.errors import SemcomError
+from semcom_cli.federated.domain import STYLES, client_shards, device_shard, domain_test_set, draw_picture
+from semcom_cli.models.codebook import CAPTIONS
+from semcom_cli.tasks.shapes import COLORS
+
+from conftest import assert_clean_failure
+
+SMALL = {"per_client": 12, "batch_size": 4, "llm_batch": 2}
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for part in ("vision", "projector", "channel_encoder", "channel_decoder"):
+        out.update({f"{part}.{k}": v for k, v in load_file(folder / part / "model.safetensors").items()})
+    out.update({f"adapter.{k}": v for k, v in load_file(folder / "adapter" / "adapter_model.safetensors").items()})
+    return out
+
+
+# --- the devices' data ------------------------------------------------------------------------
+
+
+def test_shards_are_non_iid_by_colour_and_style_and_seeded():
+    shards = client_shards(4, 40, seed=3)
+    for i, shard in enumerate(shards):
+        colours = {CAPTIONS[int(label)][0] for label in shard.labels}
+        assert colours <= set(COLORS[2 * i:2 * i + 2]), (i, colours)  # two colours per device
+        new = [s for s in shard.styles if s != "easy-vqa"]
+        assert max(new.count(s) for s in STYLES) == new.count(STYLES[i % 3])  # its own main style
+    again = device_shard(2, 4, 40, seed=3)
+    assert torch.equal(again.images, shards[2].images) and torch.equal(again.labels, shards[2].labels)
+    assert not torch.equal(device_shard(2, 4, 40, seed=4).images, shards[2].images)
+    eight = client_shards(8, 5)
+    assert [{CAPTIONS[int(x)][0] for x in s.labels} for s in eight] == [{c} for c in COLORS]
+
+
+def test_test_set_covers_every_caption_in_every_style():
+    images, captions, questions, answers = domain_test_set(24)
+    assert images.shape == (72, 3, 64, 64) and 0 <= float(images.min()) and float(images.max()) <= 1
+    assert set(captions[:24]) == set(CAPTIONS) and len(questions) == len(answers) == 72
+
+
+def test_unknown_style_refused():
+    with pytest.raises(SemcomError, match="unknown picture style"):
+        draw_picture("red", "circle", "sketch", random.Random(0))
+
+
+# --- the split step -----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def split_pair(tiny_checkpoint):
+    from semcom_cli.models import SemcomModel
+
+    model = SemcomModel.from_pretrained(tiny_checkpoint, {f"train.federated.{k}": v for k, v in SMALL.items()})
+    return model, device_shard(0, 2, 12)
+
+
+def test_split_gradient_equals_the_joint_gradient(split_pair):
+    """What the device back-propagates from the server's gradient at the symbols is exactly the
+    gradient of the server's loss through the whole model (the split changes nothing)."""
+    from semcom_cli.federated.split import FRONT_PARTS, DeviceFront, ServerBack
+
+    model, shard = split_pair
+    cfg = model.preset.train.federated
+    front = DeviceFront(model, shard, cfg, node=0, seed=0)
+    back = ServerBack(model, model.get_llm(), cfg)
+    params = [p for part in FRONT_PARTS for p in getattr(model, part).parameters()]
+    # joint: one graph from pictures to loss
+    y, act = front._forward(1, 0)
+    back.loss(act, y).backward()
+    joint = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    # split: the server's gradient at the received symbols, then the device's recomputed forward
+    y_server = act.y.clone().requires_grad_(True)
+    back.loss(act, y_server).backward()
+    y_again, act_again = front._forward(1, 0)
+    assert torch.equal(act_again.y, act.y)  # the recomputed step is the same step
+    (y_again * y_server.grad).sum().backward()
+    for a, b in zip(joint, [p.grad for p in params]):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_a_split_step_changes_front_and_back(split_pair):
+    from semcom_cli.federated.split import DeviceFront, ServerBack, front_state
+
+    model, shard = split_pair
+    cfg = model.preset.train.federated
+    front = DeviceFront(model, shard, cfg, node=0, seed=0)
+    back = ServerBack(model, model.get_llm(), cfg)
+    before_front = front_state(model)
+    before_decoder = {k: v.clone() for k, v in model.channel_decoder.state_dict().items()}
+    loss, grad = back.step(front.forward(1, 0))
+    front.backward(1, 0, grad)
+    assert grad.shape == front.forward(1, 0).y.shape and float(grad.abs().sum()) > 0
+    assert any(not torch.equal(v, front_state(model)[k]) for k, v in before_front.items())
+    assert any(not torch.equal(v, model.channel_decoder.state_dict()[k]) for k, v in before_decoder.items())
+
+
+def test_fedprox_needs_mu_and_fedavg_refuses_one():
+    with pytest.raises(ValueError, match="proximal_mu"):
+        FederatedTrain(strategy="fedprox")
+    with pytest.raises(ValueError, match="fedprox"):
+        FederatedTrain(proximal_mu=0.1)
+    assert FederatedTrain(strategy="fedprox", proximal_mu=0.1).proximal_mu == 0.1
+
+
+# --- Flower: simulation ---------------------------------------------------------------------------
+
+
+def _job(checkpoint, output, **settings):
+    from semcom_cli.federated.app import FederatedJob
+    from semcom_cli.federated.messages import MessageLog
+
+    overrides = {f"train.federated.{k}": v for k, v in {**SMALL, **settings}.items()}
+    return FederatedJob(str(checkpoint), str(output), overrides, message_log=MessageLog(keep_payloads=True))
+
+
+@pytest.fixture(scope="module")
+def simulated(tiny_checkpoint, tmp_path_factory):
+    """Two devices, two rounds of two steps, in Flower's simulation engine."""
+    from semcom_cli.federated.run import run_in_simulation
+
+    output = tmp_path_factory.mktemp("fed") / "two"
+    job = _job(tiny_checkpoint, output, clients=2, rounds=2, local_steps=2)
+    summary = run_in_simulation(job, 2)
+    return job, summary, output
+
+
+def test_simulation_writes_a_trained_checkpoint(simulated, tiny_checkpoint):
+    from semcom_cli.models import SemcomModel
+    from semcom_cli.models.checkpoint import read_manifest
+
+    job, summary, output = simulated
+    model = SemcomModel.from_pretrained(output)  # its hash checks out
+    stage = read_manifest(output)["training"]["stages"][-1]
+    assert stage["stage"] == "federated" and stage["rounds"] == 2 and stage["steps"] == 2 * 2 * 2
+    assert stage["dropped"] == [] and not Path(str(output) + ".partial").exists()
+    before, after = _weights(tiny_checkpoint), _weights(output)
+    for part in ("vision", "projector", "channel_encoder", "channel_decoder", "adapter"):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(part)), part
+    assert model.preset.train.federated.clients == 2
+
+
+def test_nothing_of_a_devices_pictures_crosses(simulated):
+    """Every message is recorded: only symbols, gains, SNRs, labels, gradients, weights and settings
+    cross, and no picture a device holds (as float32 or uint8 bytes, or any 64-pixel row of one)
+    appears in any payload, nor any caption as text."""
+    job, summary, _ = simulated
+    log = job.message_log
+    kinds = {kind for entry in log.entries for kind in entry["bytes"]}
+    assert kinds <= {"symbols", "labels", "gradients", "weights", "config"}
+    assert {"symbols", "labels", "gradients", "weights"} <= kinds
+    blob = b"".join(log.payloads)
+    for shard in client_shards(2, SMALL["per_client"]):
+        for image in shard.images:
+            assert image.numpy().tobytes() not in blob
+            assert (image * 255).round().to(torch.uint8).numpy().tobytes() not in blob
+            assert image[0, 32].numpy().tobytes() not in blob  # not even one row of one channel
+    text = " ".join(log.texts)
+    assert not any(f"{c} {s}" in text for c, s in CAPTIONS)
+    per = summary["bytes_per_round_per_device"]
+    assert per["weights_down"] == per["weights_up"] > 0 and per["symbols"] > 0 and per["gradients"] > 0
+
+
+def test_a_killed_run_resumes_at_a_round_boundary_to_the_same_weights(simulated, tiny_checkpoint, tmp_path,
+                                                                       monkeypatch, semcom):
+    from semcom_cli.federated import partial
+    from semcom_cli.federated.run import run_in_simulation
+
+    _, _, whole = simulated
+    output = tmp_path / "resumed"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stopped after the last round, before the checkpoint was written
+
+    monkeypatch.setattr(partial, "finish", killed)
+    with pytest.raises(BaseException):
+        run_in_simulation(_job(tiny_checkpoint, output, clients=2, rounds=2, local_steps=2), 2)
+    assert (Path(str(output) + ".partial") / "resume.safetensors").is_file()
+    monkeypatch.undo()
+    result = semcom(*["finetune", "--stage", "federated", "-o", str(output), "--resume"])
+    assert result.exit_code == 0, result.output
+    resumed, reference = _weights(output), _weights(whole)
+    assert resumed.keys() == reference.keys()
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+# --- Flower: deployment ---------------------------------------------------------------------------
+
+
+def test_deployment_engine_one_round_two_supernodes(tiny_checkpoint, tmp_path):
+    from semcom_cli.federated.deployment import run_in_deployment
+    from semcom_cli.models import SemcomModel
+    from semcom_cli.models.checkpoint import read_manifest
+
+    output = tmp_path / "deployed"
+    job = _job(tiny_checkpoint, output, clients=2, rounds=1, local_steps=1)
+    job.engine = "deployment"
+    started = time.time()
+    run_in_deployment(job, 2, timeout=240)
+    assert time.time() - started < 240
+    SemcomModel.from_pretrained(output)
+    stage = read_manifest(output)["training"]["stages"][-1]
+    assert stage["engine"] == "deployment" and stage["rounds"] == 1 and stage["steps"] == 2
+    assert stage["bytes_per_round_per_device"]["symbols"] > 0
+
+
+def test_a_device_that_leaves_mid_run_does_not_corrupt_the_model(tiny_checkpoint, tmp_path):
+    """One of two SuperNodes is stopped while the run goes on: the rounds finish with the other, the
+    strategy averages what it received, and the checkpoint is whole."""
+    from semcom_cli.federated.deployment import run_in_deployment
+    from semcom_cli.models.checkpoint import read_manifest
+
+    output = tmp_path / "left"
+    job = _job(tiny_checkpoint, output, clients=2, rounds=3, local_steps=2)
+    job.engine, job.reply_timeout = "deployment", 60.0
+
+    def leave_later(processes):
+        device = processes["device1"]
+        threading.Timer(25.0, device.terminate).start()
+
+    run_in_deployment(job, 2, timeout=420, on_started=leave_later)
+    stage = read_manifest(output)["training"]["stages"][-1]
+    assert stage["rounds"] == 3 and stage["dropped"], stage
+    weights = _weights(output)
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--engine", "grpc"], "unknown engine"),
+    (["--clients", "0"], "clients"),
+    (["--rounds", "0"], "rounds"),
+    (["--lr", "0.1"], "--lr"),
+    (["--device", "cuda"], "CPU"),
+])
+def test_bad_federated_flags_get_one_line(tiny_checkpoint, tmp_path, args, fragment, semcom):
+    result = semcom(*["finetune", "--stage", "federated", "-c", str(tiny_checkpoint), "-o", str(tmp_path / "x"),
+                     *args])
+    assert_clean_failure(result, fragment)
+    assert not (tmp_path / "x").exists()
+
+
+def test_federated_flags_belong_to_the_federated_stage(tiny_checkpoint, tmp_path, semcom):
+    result = semcom(*["finetune", "--stage", "channel", "-c", str(tiny_checkpoint), "-o", str(tmp_path / "x"),
+                     "--clients", "2"])
+    assert_clean_failure(result, "--stage federated")
+
+
+def test_resume_without_a_partial_run_or_with_flags(tiny_checkpoint, tmp_path, semcom):
+    assert_clean_failure(semcom(*["finetune", "--stage", "federated", "-o", str(tmp_path / "x"), "--resume"]),
+                         "no partial run")
+    assert_clean_failure(semcom(*["finetune", "--stage", "federated", "-o", str(tmp_path / "x"), "--resume",
+                                 "--rounds", "3"]), "--resume")
