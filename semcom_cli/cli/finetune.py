@@ -21,19 +21,24 @@ NAME = "finetune"
 
 @fail_cleanly
 def run(
-    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate | corpus | retrieval | federated | guidance | image-codec"),
+    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate | corpus | retrieval | "
+                                                         "federated | guidance | image-codec"),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
     checkpoint: Optional[Path] = checkpoint_option(),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Override train.<stage>.steps."),
+    steps: Optional[int] = typer.Option(None, "--steps",
+                                        help="Override train.<stage>.steps (federated: local_steps per round)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override train.<stage>.batch_size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override train.<stage>.lr."),
-    save_every: Optional[int] = typer.Option(None, "--save-every",
-                                             help="Write OUTPUT.partial every N steps (override train.<stage>.save_every)."),
+    save_every: Optional[int] = typer.Option(
+        None, "--save-every", help="Write OUTPUT.partial every N steps, rounds for federated (override "
+                                   "train.<stage>.save_every)."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue the partial run at OUTPUT.partial (its own input and settings)."),
     device: Optional[str] = device_option(),
-    clients: Optional[int] = typer.Option(None, "--clients", help="federated: devices (override train.federated.clients)."),
-    rounds: Optional[int] = typer.Option(None, "--rounds", help="federated: rounds (override train.federated.rounds)."),
+    clients: Optional[int] = typer.Option(None, "--clients",
+                                          help="federated: devices (override train.federated.clients)."),
+    rounds: Optional[int] = typer.Option(None, "--rounds",
+                                         help="federated: rounds (override train.federated.rounds)."),
     engine: str = typer.Option("simulation", "--engine", help="federated: Flower's simulation | deployment engine."),
 ):
     from ..imaging.build import STAGES as RECONSTRUCT_STAGES

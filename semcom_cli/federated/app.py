@@ -49,8 +49,6 @@ def _shard(client: int, clients: int, per_client: int, seed: int, main_style: fl
 def _front_from(context, config) -> DeviceFront:
     """The device's front as it stands: the preset from the round's config, weights and optimizer
     moments from ``context.state``."""
-    from flwr.app import ArrayRecord
-
     preset = preset_from_dict(json.loads(str(config["preset"])), "the server's preset")
     model = SemcomModel(preset, int(config["embed-dim"]))
     cfg = preset.train.federated
@@ -66,7 +64,8 @@ def _front_from(context, config) -> DeviceFront:
     front.anchor = anchor.to_torch_state_dict() if anchor is not None else None
     moments = context.state.array_records.get("optimizer")
     if moments is not None:
-        front.load_optimizer(moments.to_torch_state_dict(), json.loads(str(context.state.config_records["optimizer-meta"]["meta"])))
+        meta = json.loads(str(context.state.config_records["optimizer-meta"]["meta"]))
+        front.load_optimizer(moments.to_torch_state_dict(), meta)
     return front
 
 
@@ -88,8 +87,6 @@ def _symbols_reply(message, act: Activations, device: int):
 
 
 def _device_start(message, context):
-    from flwr.app import ArrayRecord
-
     torch.set_num_threads(1)  # devices share the machine's cores in a simulation
     config = message.content["config"]
     for key in ("front", "optimizer", "anchor"):

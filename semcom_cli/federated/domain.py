@@ -120,7 +120,7 @@ def _colours_of(client: int, clients: int) -> tuple[str, ...]:
 
 
 def device_shard(client: int, clients: int, per_client: int, seed: int = 0, main_style: float = 0.7,
-                 plain_share: float = 0.2) -> DeviceShard:
+                 plain_share: float = 0.3) -> DeviceShard:
     """Device ``client``'s shard of ``per_client`` pictures (of ``clients`` devices): its own colours, its
     own main style (``STYLES[client % 3]``) for ``main_style`` of the new-style pictures and the others
     for the rest, and a ``plain_share`` of easy-vqa training pictures of its colours. Photographs: the
@@ -146,7 +146,7 @@ def device_shard(client: int, clients: int, per_client: int, seed: int = 0, main
 
 
 def client_shards(clients: int, per_client: int, seed: int = 0, main_style: float = 0.7,
-                  plain_share: float = 0.2) -> list[DeviceShard]:
+                  plain_share: float = 0.3) -> list[DeviceShard]:
     """Every device's shard (:func:`device_shard`), in device order."""
     return [device_shard(c, clients, per_client, seed, main_style, plain_share) for c in range(clients)]
 
