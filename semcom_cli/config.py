@@ -296,6 +296,9 @@ class FederatedTrain(_Strict):
     lr_back: float = Field(1e-4, gt=0, allow_inf_nan=False)
     lr_lora: float = Field(1e-5, gt=0, allow_inf_nan=False)
     train_lora: bool = True
+    # a device keeps its Adam moments from round to round (True) or starts them afresh each round; kept
+    # moments live on the device only, so a resumed run starts them afresh
+    keep_moments: bool = False
     caption_weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)  # the codebook decision's term
     llm_batch: int = Field(4, ge=0, le=1024)  # samples per step whose caption answer loss goes through the LLM
     snr_min: float = -5.0

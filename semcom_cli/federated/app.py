@@ -89,7 +89,8 @@ def _symbols_reply(message, act: Activations, device: int):
 def _device_start(message, context):
     torch.set_num_threads(1)  # devices share the machine's cores in a simulation
     config = message.content["config"]
-    for key in ("front", "optimizer", "anchor"):
+    keep = json.loads(str(config["preset"]))["train"]["federated"].get("keep_moments", False)
+    for key in ("front", "anchor") if keep else ("front", "optimizer", "anchor"):
         context.state.array_records.pop(key, None)
     context.state.array_records["front"] = message.content["arrays"]
     if float(config.get("proximal-mu", 0.0)) > 0:
@@ -111,7 +112,9 @@ def _device_step(message, context, last: bool):
     round_ = int(config["server-round"])
     front.backward(round_, step - 1, message.content["gradients"].to_torch_state_dict()["grad_y"])
     if last:
-        for key in ("optimizer", "anchor"):
+        if front.cfg.keep_moments:
+            _keep(context, front)
+        for key in ("optimizer", "anchor") if not front.cfg.keep_moments else ("anchor",):
             context.state.array_records.pop(key, None)
         return Message(RecordDict({"arrays": ArrayRecord(front_state(front.model)),
                                    "metrics": MetricRecord({"num-examples": len(front.shard)}),
