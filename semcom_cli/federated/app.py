@@ -230,10 +230,10 @@ def _exchange(grid, messages: list, job: FederatedJob, round_: int) -> dict[int,
     for m in messages:
         job.message_log.record(m.content, round_=round_, node=m.metadata.dst_node_id, direction="to_device",
                                message_type=m.metadata.message_type)
-    sent = {}
+    answers = _send_and_receive(grid, messages, job.reply_timeout)
+    sent = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}  # ids are set when pushed
     replies = {}
-    for reply in _send_and_receive(grid, messages, job.reply_timeout):
-        sent = sent or {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
+    for reply in answers:
         node = sent.get(reply.metadata.reply_to_message_id)  # an error's sender may be the SuperLink
         if node is None or reply.has_error():
             continue
