@@ -13,7 +13,11 @@ pictures: 300 server steps), measured at AWGN 5 dB:
    wall time, the same accuracies, bytes per round per device by kind;
 3. centralised: the same split step, the same 300 steps of 32, on the union of the 4 devices' data;
 4. federated, 8 devices holding the same 1,024 pictures split finer (128 each), 15 rounds × 3 steps
-   (360 server steps).
+   (360 server steps);
+5. with ``--variants``: the 4-device recipe with the devices' Adam moments kept between rounds, and
+   with 25 rounds × 3 steps (300 server steps).
+A checkpoint already under ``--work`` is not trained again, and one the earlier ``-o`` measured
+(same hash) is not measured again.
 Every run writes its checkpoint under ``--work``; prints the targets table and writes ``-o``.
 """
 
@@ -33,11 +37,16 @@ sys.path.insert(0, str(REPO))
 PER_STYLE = 240  # domain test pictures per style (720 questions: ±1.5 points at 80 %)
 
 
-def accuracies(folder: Path) -> dict:
+def accuracies(folder: Path, earlier: dict | None = None) -> dict:
+    """The checkpoint's accuracies; an earlier report's, when it measured the same checkpoint (hash)
+    on the same test set."""
     from semcom_cli.federated.evaluate import domain_accuracy, easy_vqa_accuracy
     from semcom_cli.models import SemcomModel
 
     model = SemcomModel.from_pretrained(folder)
+    if earlier and earlier.get("hash") == model.hash and earlier.get("domain", {}).get("questions") == 3 * PER_STYLE:
+        print(f"  {folder}: measured before (same hash)", flush=True)
+        return {k: earlier[k] for k in ("checkpoint", "hash", "domain", "easy_vqa", "eval_seconds")}
     started = time.time()
     out = {"checkpoint": str(folder), "hash": model.hash,
            "domain": domain_accuracy(model, per_style=PER_STYLE), "easy_vqa": easy_vqa_accuracy(model, limit=500)}
@@ -64,6 +73,25 @@ def federated(checkpoint: Path, output: Path, args: list[str], earlier: dict | N
     return {"wall_seconds": round(wall, 1) if wall is not None else None, "summary": summary}
 
 
+VARIANTS = {"federated_4_keep": {"keep_moments": True},
+            "federated_4_steps3": {"local_steps": 3, "rounds": 25}}
+
+
+def variant(checkpoint: Path, output: Path, settings: dict, earlier: dict | None) -> dict:
+    """The 4-device recipe with other ``train.federated`` settings, in the simulation engine."""
+    from semcom_cli.federated.app import FederatedJob
+    from semcom_cli.federated.run import run_in_simulation
+    from semcom_cli.models.checkpoint import read_manifest
+
+    wall = (earlier or {}).get("wall_seconds")
+    if not (output / "manifest.json").is_file():
+        started = time.time()
+        run_in_simulation(FederatedJob(str(checkpoint), str(output),
+                                       {f"train.federated.{k}": v for k, v in settings.items()}), 4)
+        wall = round(time.time() - started, 1)
+    return {"settings": settings, "wall_seconds": wall, "summary": read_manifest(output)["training"]["stages"][-1]}
+
+
 def centralised(checkpoint: Path, output: Path) -> dict:
     from semcom_cli.federated.centralised import train_centralised
     from semcom_cli.models import SemcomModel
@@ -84,6 +112,8 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=REPO / "docs" / "federated-bench.json")
     parser.add_argument("--report-only", action="store_true", help="print the table of an earlier -o")
     parser.add_argument("--skip-eight", action="store_true", help="leave out the 8-device run")
+    parser.add_argument("--variants", action="store_true",
+                        help="also the recipe's variants: device moments kept, 3 steps × 25 rounds")
     args = parser.parse_args()
     if args.report_only:
         report(json.loads(args.output.read_text()))
@@ -92,18 +122,25 @@ def main() -> None:
     earlier = json.loads(args.output.read_text()) if args.output.is_file() else {}
     doc: dict = {"machine": "2 CPU cores", "checkpoint": str(args.checkpoint)}
     print("shipped checkpoint", flush=True)
-    doc["shipped"] = accuracies(args.checkpoint)
+    doc["shipped"] = accuracies(args.checkpoint, earlier.get("shipped"))
     print("federated, 4 devices (simulation engine)", flush=True)
     four = args.work / "four"
-    doc["federated_4"] = federated(args.checkpoint, four, [], earlier.get("federated_4")) | accuracies(four)
+    doc["federated_4"] = federated(args.checkpoint, four, [], earlier.get("federated_4")) | \
+        accuracies(four, earlier.get("federated_4"))
     print("centralised, same steps", flush=True)
     central = args.work / "centralised"
-    doc["centralised"] = centralised(args.checkpoint, central) | accuracies(central)
+    doc["centralised"] = centralised(args.checkpoint, central) | accuracies(central, earlier.get("centralised"))
     if not args.skip_eight:
         print("federated, 8 devices (same pictures, split finer)", flush=True)
         eight = args.work / "eight"
         doc["federated_8"] = federated(args.checkpoint, eight, ["--clients", "8", "--steps", "3"],
-                                       earlier.get("federated_8")) | accuracies(eight)
+                                       earlier.get("federated_8")) | accuracies(eight, earlier.get("federated_8"))
+    if args.variants:
+        for name, settings in VARIANTS.items():
+            print(f"variant {name}: {settings}", flush=True)
+            folder = args.work / name
+            doc[name] = variant(args.checkpoint, folder, settings, earlier.get(name)) | \
+                accuracies(folder, earlier.get(name))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(doc, indent=2) + "\n")
     report(doc)
@@ -134,6 +171,20 @@ def report(doc: dict) -> None:
     print("| measure | measured | target | |\n| --- | --- | --- | --- |")
     for name, value, target, met in rows:
         print(f"| {name} | {value} | {target} | {'' if met is None else ('met' if met else 'missed')} |")
+    print("\n| run | server steps | adapted domain | outline | dark | photo | easy-vqa test | checkpoint |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    names = {"shipped": "shipped checkpoint", "federated_4": "federated, 4 devices (recipe)",
+             "centralised": "centralised", "federated_8": "federated, 8 devices, 15 × 3 steps",
+             "federated_4_keep": "federated, 4 devices, device moments kept",
+             "federated_4_steps3": "federated, 4 devices, 25 rounds × 3 steps"}
+    for run, label in names.items():
+        if run not in doc:
+            continue
+        r = doc[run]
+        steps = r.get("summary", {}).get("steps", 0)
+        styles = " | ".join(f"{100 * v:.1f}" for v in r["domain"]["by_style"].values())
+        print(f"| {label} | {steps} | {100 * r['domain']['accuracy']:.1f} | {styles} | "
+              f"{100 * r['easy_vqa']['accuracy']:.1f} | {r['hash'][:12]} |")
 
 
 if __name__ == "__main__":
