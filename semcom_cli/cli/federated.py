@@ -38,14 +38,11 @@ def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[
         if overrides:
             raise SemcomError(f"--resume continues a run with its own settings; drop "
                               f"{', '.join('--' + k.split('.')[-1].replace('_', '-') for k in overrides)}")
-        from ..models.checkpoint import read_manifest
-
         saved = partial_path(output) / "checkpoint"
         if not (partial_path(output) / "resume.safetensors").is_file():
             raise SemcomError(f"{partial_path(output)}: no partial run to resume (no resume.safetensors)")
-        cfg = SemcomModel.from_pretrained(saved).preset.train.federated
+        cfg = SemcomModel.from_pretrained(saved).preset.train.federated  # checks the saved checkpoint
         source = str(saved)
-        read_manifest(saved)
     else:
         source = str(checkpoint_folder(checkpoint))
         check_output(output, [Path(source)], folder=True)
