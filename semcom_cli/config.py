@@ -304,16 +304,19 @@ class FederatedTrain(_Strict):
     snr_min: float = -5.0
     snr_max: float = 15.0
     channels: list[NoisyChannelName] = ["awgn", "rayleigh"]
-    strategy: Literal["fedavg", "fedprox"] = "fedavg"
+    strategy: Literal["fedavg", "fedprox", "fedavgm"] = "fedavg"
     proximal_mu: float = Field(0.0, ge=0.0, allow_inf_nan=False)  # FedProx's μ (0 with fedavg)
+    server_momentum: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)  # FedAvgM's, on the averaged update
     save_every: int = Field(1, ge=0)  # rounds between partial runs; 0: never
 
     @model_validator(mode="after")
     def _prox(self) -> "FederatedTrain":
         if self.strategy == "fedprox" and self.proximal_mu <= 0:
             raise ValueError("strategy fedprox needs proximal_mu > 0")
-        if self.strategy == "fedavg" and self.proximal_mu > 0:
+        if self.strategy != "fedprox" and self.proximal_mu > 0:
             raise ValueError("proximal_mu is FedProx's; set strategy: fedprox to use it")
+        if (self.strategy == "fedavgm") != (self.server_momentum > 0):
+            raise ValueError("strategy fedavgm and server_momentum > 0 go together")
         if self.snr_min > self.snr_max:
             raise ValueError(f"snr_min ({self.snr_min}) is above snr_max ({self.snr_max})")
         return self

@@ -144,6 +144,10 @@ def test_fedprox_needs_mu_and_fedavg_refuses_one():
     with pytest.raises(ValueError, match="fedprox"):
         FederatedTrain(proximal_mu=0.1)
     assert FederatedTrain(strategy="fedprox", proximal_mu=0.1).proximal_mu == 0.1
+    with pytest.raises(ValueError, match="server_momentum"):
+        FederatedTrain(strategy="fedavgm")
+    with pytest.raises(ValueError, match="server_momentum"):
+        FederatedTrain(server_momentum=0.5)
 
 
 # --- Flower: simulation ---------------------------------------------------------------------------
@@ -263,6 +267,24 @@ def test_a_killed_run_resumes_at_a_round_boundary_to_the_same_weights(simulated,
     assert result.exit_code == 0, result.output
     resumed, reference = _weights(output), _weights(whole)
     assert resumed.keys() == reference.keys()
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_fedavgm_momentum_survives_a_resume(tiny_checkpoint, tmp_path, monkeypatch, semcom):
+    """FedAvgM keeps a momentum on the averaged update; a run killed after round 1 resumes with it."""
+    from semcom_cli.federated import partial
+    from semcom_cli.federated.run import run_in_simulation
+
+    settings = dict(clients=2, rounds=2, local_steps=1, strategy="fedavgm", server_momentum=0.5)
+    run_in_simulation(_job(tiny_checkpoint, tmp_path / "whole", **settings), 2)
+    monkeypatch.setattr(partial, "finish", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(BaseException):
+        run_in_simulation(_job(tiny_checkpoint, tmp_path / "resumed", **settings), 2)
+    monkeypatch.undo()
+    saved = load_file(tmp_path / "resumed.partial" / "resume.safetensors")
+    assert any(k.startswith("momentum.") for k in saved)
+    assert semcom("finetune", "--stage", "federated", "-o", tmp_path / "resumed", "--resume").exit_code == 0
+    resumed, reference = _weights(tmp_path / "resumed"), _weights(tmp_path / "whole")
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 

@@ -188,6 +188,8 @@ class ServerState:
     losses: list[float] = field(default_factory=list)
     dropped: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    strategy: object = None  # Flower's strategy (FedAvgM keeps a momentum of its own)
+    momentum: list | None = None  # FedAvgM's momentum from a partial run, handed to the new strategy
 
 
 def _strategy(cfg: FederatedTrain):
@@ -198,6 +200,10 @@ def _strategy(cfg: FederatedTrain):
     common = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1)
     if cfg.strategy == "fedprox":
         return FedProx(proximal_mu=cfg.proximal_mu, **common)
+    if cfg.strategy == "fedavgm":
+        from flwr.serverapp.strategy import FedAvgM
+
+        return FedAvgM(server_momentum=cfg.server_momentum, **common)
     return FedAvg(**common)
 
 
@@ -251,7 +257,9 @@ def serve(grid, job: FederatedJob, model: SemcomModel, on_round: Callable[[Serve
 
     cfg = model.preset.train.federated
     state = resume or ServerState(model, ServerBack(model, model.get_llm(), cfg))
-    strategy = _strategy(cfg)
+    strategy = state.strategy = _strategy(cfg)
+    if state.momentum is not None:
+        strategy.momentum_vector = state.momentum
     preset_json = json.dumps(model.preset.model_dump(exclude={"device"}))
     started = time.time() - state.seconds
     _wait_for_devices(grid, cfg.clients)

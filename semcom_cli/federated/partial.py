@@ -12,6 +12,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ..io.files import partial_path
 from ..models.checkpoint import save_checkpoint
 from ..training.partial import load_partial, save_partial
@@ -25,6 +28,8 @@ STAGE = "federated"
 
 def save_server_partial(output: Path, state, job, history: list[dict]) -> None:
     tensors, meta = state.back.optimizer_state()
+    momentum = getattr(state.strategy, "momentum_vector", None) or []  # FedAvgM's, in its arrays' order
+    tensors.update({f"momentum.{i:05d}": torch.from_numpy(np.array(v)) for i, v in enumerate(momentum)})
     save_partial(partial_path(output), state.model, STAGE, ResumeState(state.round, tensors, {
         "optimizer": meta, "losses": state.losses, "dropped": state.dropped, "seconds": state.seconds,
         "messages": job.message_log.entries}), history)
@@ -36,10 +41,12 @@ def load_server_partial(output: Path, job):
 
     model, resume, history = load_partial(partial_path(output), STAGE)
     back = ServerBack(model, model.get_llm(), model.preset.train.federated)
-    back.load_optimizer(resume.tensors, resume.meta["optimizer"])
+    momentum = [resume.tensors[k].numpy() for k in sorted(resume.tensors) if k.startswith("momentum.")]
+    back.load_optimizer({k: v for k, v in resume.tensors.items() if not k.startswith("momentum.")},
+                        resume.meta["optimizer"])
     job.message_log.entries = list(resume.meta["messages"])
     return model, ServerState(model, back, resume.step, list(resume.meta["losses"]), list(resume.meta["dropped"]),
-                              float(resume.meta["seconds"])), history
+                              float(resume.meta["seconds"]), momentum=momentum or None), history
 
 
 def finish(output: Path, state, job, history: list[dict]) -> dict:
