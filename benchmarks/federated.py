@@ -14,8 +14,8 @@ pictures: 300 server steps), measured at AWGN 5 dB:
 3. centralised: the same split step, the same 300 steps of 32, on the union of the 4 devices' data;
 4. federated, 8 devices holding the same 1,024 pictures split finer (128 each), 15 rounds × 3 steps
    (360 server steps);
-5. with ``--variants``: the 4-device recipe with the devices' Adam moments kept between rounds, and
-   with 25 rounds × 3 steps (300 server steps).
+5. with ``--variants``: the 4-device recipe with the devices' Adam moments kept between rounds, with
+   25 rounds × 3 steps (300 server steps), and with Flower's FedAvgM (server momentum 0.5 and 0.3).
 A checkpoint already under ``--work`` is not trained again, and one the earlier ``-o`` measured
 (same hash) is not measured again.
 Every run writes its checkpoint under ``--work``; prints the targets table and writes ``-o``.
@@ -74,7 +74,9 @@ def federated(checkpoint: Path, output: Path, args: list[str], earlier: dict | N
 
 
 VARIANTS = {"federated_4_keep": {"keep_moments": True},
-            "federated_4_steps3": {"local_steps": 3, "rounds": 25}}
+            "federated_4_steps3": {"local_steps": 3, "rounds": 25},
+            "federated_4_fedavgm5": {"strategy": "fedavgm", "server_momentum": 0.5},
+            "federated_4_fedavgm3": {"strategy": "fedavgm", "server_momentum": 0.3}}
 
 
 def variant(checkpoint: Path, output: Path, settings: dict, earlier: dict | None) -> dict:
@@ -113,7 +115,7 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="print the table of an earlier -o")
     parser.add_argument("--skip-eight", action="store_true", help="leave out the 8-device run")
     parser.add_argument("--variants", action="store_true",
-                        help="also the recipe's variants: device moments kept, 3 steps × 25 rounds")
+                        help="also the recipe's variants: device moments kept, 3 steps × 25 rounds, FedAvgM")
     args = parser.parse_args()
     if args.report_only:
         report(json.loads(args.output.read_text()))
@@ -176,7 +178,9 @@ def report(doc: dict) -> None:
     names = {"shipped": "shipped checkpoint", "federated_4": "federated, 4 devices (recipe)",
              "centralised": "centralised", "federated_8": "federated, 8 devices, 15 × 3 steps",
              "federated_4_keep": "federated, 4 devices, device moments kept",
-             "federated_4_steps3": "federated, 4 devices, 25 rounds × 3 steps"}
+             "federated_4_steps3": "federated, 4 devices, 25 rounds × 3 steps",
+             "federated_4_fedavgm5": "federated, 4 devices, FedAvgM (server momentum 0.5)",
+             "federated_4_fedavgm3": "federated, 4 devices, FedAvgM (server momentum 0.3)"}
     for run, label in names.items():
         if run not in doc:
             continue
