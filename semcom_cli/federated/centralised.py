@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from ..models import SemcomModel
+from ..training.trainer import final_loss
 from .domain import client_shards, union
 from .split import DeviceFront, ServerBack
 
@@ -28,5 +29,5 @@ def train_centralised(model: SemcomModel, steps: int, on_step=None) -> dict:
         if on_step is not None:
             on_step(step + 1, steps, loss)
     return {"stage": "centralised", "steps": steps, "batch_size": cfg.batch_size, "first_loss": losses[0],
-            "final_loss": sum(losses[-max(1, steps // 10):]) / max(1, min(steps, max(1, steps // 10))),
+            "final_loss": final_loss(losses),
             "seconds": round(time.time() - started, 1)}

@@ -18,7 +18,7 @@ import torch
 from ..io.files import partial_path
 from ..models.checkpoint import save_checkpoint
 from ..training.partial import load_partial, save_partial
-from ..training.trainer import ResumeState
+from ..training.trainer import ResumeState, final_loss
 from .split import ServerBack
 
 __all__ = ["save_server_partial", "load_server_partial", "finish", "STAGE"]
@@ -53,11 +53,10 @@ def finish(output: Path, state, job, history: list[dict]) -> dict:
     """Write the checkpoint, remove the partial run, return the stage's summary."""
     cfg = state.model.preset.train.federated
     losses = state.losses
-    tail = losses[-max(1, len(losses) // 10):] if losses else []
     summary = {"stage": STAGE, "engine": job.engine, "clients": cfg.clients, "rounds": state.round,
                "local_steps": cfg.local_steps, "batch_size": cfg.batch_size, "strategy": cfg.strategy,
                "steps": len(losses), "first_loss": losses[0] if losses else None,
-               "final_loss": sum(tail) / len(tail) if tail else None, "seconds": round(state.seconds, 1),
+               "final_loss": final_loss(losses), "seconds": round(state.seconds, 1),
                "dropped": state.dropped, **job.message_log.summary()}
     summary["hash"] = save_checkpoint(state.model, output, training={"stages": history + [summary]})
     shutil.rmtree(partial_path(output), ignore_errors=True)

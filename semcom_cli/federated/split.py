@@ -34,6 +34,7 @@ from ..models.codebook import CAPTIONS, read_packets
 from ..models.llm import attach_lora
 from ..models.prompting import instruct_loss
 from ..tasks.shapes import caption_text
+from ..training.trainer import load_optimizer_state, optimizer_state
 from .domain import DeviceShard
 
 __all__ = ["Activations", "DeviceFront", "ServerBack", "front_state", "load_front_state", "FRONT_PARTS"]
@@ -72,22 +73,6 @@ def load_front_state(model: SemcomModel, state: dict[str, torch.Tensor]) -> None
                                              strict=True)
 
 
-def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """An optimizer's moments as named tensors, and its param groups as JSON (no pickles)."""
-    saved = opt.state_dict()
-    tensors = {f"{index}.{key}": torch.as_tensor(value).detach().clone()
-               for index, moments in saved["state"].items() for key, value in moments.items()}
-    return tensors, {"param_groups": saved["param_groups"]}
-
-
-def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    moments: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        index, key = name.split(".", 1)
-        moments.setdefault(int(index), {})[key] = value
-    opt.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
-
-
 def _step_rng(seed: int, node: int, round_: int, step: int) -> random.Random:
     return random.Random(f"federated-step:{seed}:{node}:{round_}:{step}")
 
@@ -110,10 +95,11 @@ class DeviceFront:
         self.anchor = {k: v.clone() for k, v in global_front.items()} if self.cfg.proximal_mu > 0 else None
 
     def optimizer_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        return optimizer_state(self.opt)
+        tensors, param_groups = optimizer_state(self.opt)
+        return tensors, {"param_groups": param_groups}
 
     def load_optimizer(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        load_optimizer_state(self.opt, tensors, meta)
+        load_optimizer_state(self.opt, tensors, meta["param_groups"])
 
     def _forward(self, round_: int, step: int) -> tuple[torch.Tensor, Activations]:
         rng = _step_rng(self.seed, self.node, round_, step)
@@ -168,10 +154,11 @@ class ServerBack:
         self.captions = model.caption_codebook()
 
     def optimizer_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        return optimizer_state(self.opt)
+        tensors, param_groups = optimizer_state(self.opt)
+        return tensors, {"param_groups": param_groups}
 
     def load_optimizer(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        load_optimizer_state(self.opt, tensors, meta)
+        load_optimizer_state(self.opt, tensors, meta["param_groups"])
 
     def loss(self, act: Activations, y: torch.Tensor) -> torch.Tensor:
         """The caption answer's loss through decoder, codebook and LLM, plus the codebook's decision."""

@@ -46,7 +46,7 @@ from ..models.prompting import answer_token_count, instruct_loss
 from ..tasks import get_task
 from ..retrieval.training import TextPool
 from ..tasks.shapes import COLORS, SHAPES
-from .trainer import Checkpointing, StepHook, Trainer
+from .trainer import Checkpointing, StepHook, Trainer, final_loss
 
 __all__ = ["train_align", "train_channel", "train_instruct", "train_rate", "train_corpus", "train_retrieval",
            "run_stage"]
@@ -80,10 +80,9 @@ def _normalized_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 
 
 def _summary(stage: str, cfg, losses: list[float], started: float) -> dict:
-    tail = losses[-max(1, len(losses) // 10):] if losses else []
     return {"stage": stage, "steps": len(losses), "batch_size": cfg.batch_size, "lr": cfg.lr,
             "first_loss": losses[0] if losses else None,
-            "final_loss": sum(tail) / len(tail) if tail else None,
+            "final_loss": final_loss(losses),
             "seconds": round(time.time() - started, 1)}
 
 

@@ -18,9 +18,38 @@ from ..channel import channel_rng_state, set_channel_rng_state
 from ..distributed import current_shard
 from ..errors import SemcomError
 
-__all__ = ["Trainer", "ResumeState", "Checkpointing", "StepHook"]
+__all__ = ["Trainer", "ResumeState", "Checkpointing", "StepHook", "optimizer_state", "load_optimizer_state",
+           "final_loss"]
 
 StepHook = Callable[[int, int, float], None]  # (step, total, loss)
+
+
+def optimizer_state(opt: torch.optim.Optimizer, prefix: str = "") -> tuple[dict[str, torch.Tensor], list]:
+    """An optimizer's moments as named tensors (``{prefix}{index}.{key}``) and its param groups (JSON;
+    nothing pickled)."""
+    saved = opt.state_dict()
+    tensors = {f"{prefix}{index}.{key}": torch.as_tensor(value).detach().clone()
+               for index, moments in saved["state"].items() for key, value in moments.items()}
+    return tensors, saved["param_groups"]
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], param_groups: list,
+                         prefix: str = "") -> int:
+    """Load what :func:`optimizer_state` saved (tensors without ``prefix`` are ignored); returns how many
+    parameters had moments."""
+    moments: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix):
+            index, key = name[len(prefix):].split(".", 1)
+            moments.setdefault(int(index), {})[key] = value
+    opt.load_state_dict({"state": moments, "param_groups": param_groups})
+    return len(moments)
+
+
+def final_loss(losses: list[float]) -> float | None:
+    """A run's final loss: the mean of its last tenth of steps."""
+    tail = losses[-max(1, len(losses) // 10):] if losses else []
+    return sum(tail) / len(tail) if tail else None
 
 
 @dataclass
@@ -97,26 +126,20 @@ class Trainer:
             on_save(self.snapshot())
 
     def snapshot(self) -> ResumeState:
-        opt_state = self.opt.state_dict()
-        tensors = {f"optimizer.{index}.{key}": value.detach().clone()
-                   for index, moments in opt_state["state"].items() for key, value in moments.items()}
+        tensors, param_groups = optimizer_state(self.opt, "optimizer.")
         channel = channel_rng_state(self.device)
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.channel_torch"] = channel["torch"]
-        meta = {"param_groups": opt_state["param_groups"], "scheduler": self.sched.state_dict(),
+        meta = {"param_groups": param_groups, "scheduler": self.sched.state_dict(),
                 "losses": list(self.losses), "rng_python": _json_rng(self.rng.getstate()),
                 "rng_channel_python": _json_rng(channel["python"]), "rng_channel_numpy": channel["numpy"]}
         return ResumeState(len(self.losses), tensors, meta)
 
     def _restore(self, state: ResumeState) -> None:
-        moments: dict[int, dict[str, torch.Tensor]] = {}
-        for name, value in state.tensors.items():
-            if name.startswith("optimizer."):
-                _, index, key = name.split(".", 2)
-                moments.setdefault(int(index), {})[key] = value
-        if len(moments) not in (0, len(self.params)):
-            raise SemcomError(f"the saved run trained {len(moments)} tensors, this stage trains {len(self.params)}")
-        self.opt.load_state_dict({"state": moments, "param_groups": state.meta["param_groups"]})
+        saved = len({name.split(".")[1] for name in state.tensors if name.startswith("optimizer.")})
+        if saved not in (0, len(self.params)):
+            raise SemcomError(f"the saved run trained {saved} tensors, this stage trains {len(self.params)}")
+        load_optimizer_state(self.opt, state.tensors, state.meta["param_groups"], "optimizer.")
         self.sched.load_state_dict(state.meta["scheduler"])
         self.losses = list(state.meta["losses"])
         self.rng.setstate(_rng_from_json(state.meta["rng_python"]))
