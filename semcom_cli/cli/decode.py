@@ -38,6 +38,16 @@ def run(
     gate: float = typer.Option(0.75, "--gate", help="symbols: drop entries scoring under this share of the "
                                                    "cosine a sent entry reaches at the packet's SNR."),
     no_update: bool = typer.Option(False, "--no-update", help="Leave the local base as it is."),
+    decoder: Optional[str] = typer.Option(None, "--decoder", help="reconstruct: codec (part 1's decoder, the "
+                                                                  "default), or the generative decoder's fast "
+                                                                  "(VAE), quality (VAE + diffusion) or auto "
+                                                                  "(picks under --budget-ms)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="reconstruct, quality/auto: diffusion steps of "
+                                                              "the schedule (default 20)."),
+    budget_ms: Optional[float] = typer.Option(None, "--budget-ms", help="reconstruct, auto: the decode's time "
+                                                                        "budget in milliseconds."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="reconstruct, quality/auto: the sampling seed "
+                                                            "(default: the channel's seed)."),
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
 ):
@@ -56,7 +66,14 @@ def run(
             from ..errors import SemcomError
 
             raise SemcomError("a reconstruct packet decodes to an image: --kb and --kb-local do not apply")
-        return _decode_image(sem, input, question, public, output, as_json, checkpoint)
+        return _decode_image(sem, input, question, public, output, as_json, checkpoint, decoder, steps, budget_ms,
+                             seed)
+    generative_flags = {"--decoder": decoder, "--steps": steps, "--budget-ms": budget_ms, "--seed": seed}
+    given = [flag for flag, value in generative_flags.items() if value is not None]
+    if given:
+        from ..errors import SemcomError
+
+        raise SemcomError(f"{', '.join(given)}: for reconstruct packets (images) only")
     if output is not None:
         check_output(output, [input, public, checkpoint_folder(checkpoint), kb, kb_local])
     retriever = _retriever(kb, kb_local, k, route, gate) if kb is not None or kb_local is not None else None
@@ -92,23 +109,37 @@ def _retriever(kb: Optional[Path], kb_local: Optional[Path], k: int, route: str,
                      KnowledgeBase.load(kb_local) if kb_local is not None else None, k, route, gate)
 
 
-def _decode_image(sem, input: str, question, public, output, as_json: bool, checkpoint) -> None:
+def _decode_image(sem, input: str, question, public, output, as_json: bool, checkpoint, decoder, steps, budget_ms,
+                  seed) -> None:
     from ..errors import SemcomError
+    from ..generative.decoder import check_budget_ms, check_decoder, check_steps
     from ..imaging.checkpoint import ReconstructModel
     from ..imaging.files import decode_image_file, png_bytes
     from ..io.files import atomic_write_bytes, write_stdout
-    from ..limits import check_output
+    from ..limits import check_output, check_seed
     from .common import console
 
     if question is not None or public is not None:
         raise SemcomError("a reconstruct packet decodes to an image: --question and --public do not apply")
     if output is None:
         raise SemcomError("a reconstruct packet decodes to an image: give -o OUT.png (or '-o -' for stdout)")
+    decoder = check_decoder(decoder or "codec")
+    if decoder in ("codec", "fast") and (steps is not None or budget_ms is not None or seed is not None):
+        raise SemcomError(f"--steps, --budget-ms and --seed apply to --decoder quality and auto, not {decoder}")
+    steps = check_steps(20 if steps is None else steps)
+    check_budget_ms(budget_ms)
+    if seed is not None:
+        check_seed(seed, "--seed")
+    if decoder == "auto" and budget_ms is None:
+        raise SemcomError("--decoder auto needs a compute budget: --budget-ms T")
     if str(output) != "-":
         check_output(output, [input, checkpoint])
     model = ReconstructModel.from_pretrained(checkpoint)
-    image, result = decode_image_file(model, sem, "<stdin>" if input == "-" else input)
-    data = png_bytes(image)
+    image, result = decode_image_file(model, sem, "<stdin>" if input == "-" else input, decoder, steps, seed,
+                                      budget_ms)
+    chosen = result["decoder"]
+    data = png_bytes(image, {"task": "reconstruct", "checkpoint_hash": model.hash, "snr_db": result["snr_db"],
+                             "decoder": {k: v for k, v in chosen.items() if k not in ("elapsed_ms", "stopped_early")}})
     if str(output) == "-":
         write_stdout(data)
     else:
@@ -117,5 +148,9 @@ def _decode_image(sem, input: str, question, public, output, as_json: bool, chec
     if as_json:
         print_json(result)
     elif str(output) != "-":
+        used = result["decoder"]
+        how = (f"decoder {used['used']}" + (f", {used['steps_run']} of {used['steps']} steps" if used.get("steps_run")
+                                            else "") + (f" (asked: {used['requested']})"
+                                                        if used["requested"] != used["used"] else ""))
         console.print(f"{result['channel_uses']} channel uses at {result['snr_db']:g} dB ({result['channel']}); "
-                      f"region received {result['box_received']} → {output}")
+                      f"region received {result['box_received']}; {how} → {output}")

@@ -87,7 +87,12 @@ def run(
     background: Optional[str] = typer.Option(None, "--background", help="--task reconstruct: plain, textured or "
                                                                         "both scene backgrounds. [default: both]"),
     vqa: bool = typer.Option(False, "--vqa", help="--task reconstruct: also ask the shipped VQA checkpoint about "
-                                                  "the referred object in the reconstruction (at the highest SNR)."),
+                                                  "the referred object in the reconstruction (at every point)."),
+    decoder: Optional[str] = typer.Option(None, "--decoder", help="--task reconstruct: comma list of decoders: "
+                                                                  "codec (part 1's), fast, quality. "
+                                                                  "[default: codec]"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="--task reconstruct, quality decoder: diffusion "
+                                                              "steps. [default: 20]"),
     k: int = typer.Option(3, "--k", help="--method rag: entries retrieved for the LLM."),
     corpus_users: int = typer.Option(8, "--corpus-users", help="--method rag: users the corpus's local "
                                                                "histories are split among."),
@@ -100,7 +105,8 @@ def run(
                                            ("--plot", plot), ("--mlp-checkpoint", mlp_checkpoint),
                                            ("--channel-uses", channel_uses), ("--image-codec", image_codec),
                                            ("--mcs", mcs), ("--target-accuracy", target_accuracy),
-                                           ("--roi-share", roi_share), ("--background", background), ("--vqa", vqa))
+                                           ("--roi-share", roi_share), ("--background", background), ("--vqa", vqa),
+                                           ("--decoder", decoder), ("--steps", steps))
                   if value]
         if others:
             raise SemcomError(f"--method rag does not take {', '.join(others)}")
@@ -117,9 +123,10 @@ def run(
                                            ("--target-accuracy", target_accuracy), ("--threshold", threshold))
                   if value]
         run_from_flags(task, snr, channel, channel_uses, method, limit, seed, batch_size, image_codec, mcs, checkpoint,
-                       output, as_json, roi_share, background, vqa, others)
+                       output, as_json, roi_share, background, vqa, others, decoder, steps)
         return
-    for flag, value in (("--roi-share", roi_share), ("--background", background), ("--vqa", vqa)):
+    for flag, value in (("--roi-share", roi_share), ("--background", background), ("--vqa", vqa),
+                        ("--decoder", decoder), ("--steps", steps)):
         if value:
             raise SemcomError(f"{flag} is for --task reconstruct")
     if share:

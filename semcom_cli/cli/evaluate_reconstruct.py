@@ -24,7 +24,7 @@ def _guidance_record(items, logits, referents) -> dict:
 def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: list[str], snrs: list[float],
                       budgets: list[int], roi_shares: list[float], limit: int, seed: int, batch_size: int,
                       background: str, vqa: bool, image_codec: str, mcs: str, output: Optional[Path],
-                      as_json: bool) -> dict:
+                      as_json: bool, decoders: list[str] = ("codec",), steps: int = 20) -> dict:
     import torch
 
     from ..channel import check_channel, check_snr
@@ -39,9 +39,16 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
     from ..runtime import versions
     from .common import progress_bar, spinner
 
+    from ..generative.decoder import check_decoder, check_steps
+
     for m in methods:
         if m not in RECONSTRUCT_METHODS:
             raise SemcomError(f"--method: task reconstruct takes {', '.join(RECONSTRUCT_METHODS)} (got {m!r})")
+    decoders = list(dict.fromkeys(check_decoder(d) for d in decoders))
+    if "auto" in decoders:
+        raise SemcomError("--decoder auto decodes under a time budget (semcom decode --budget-ms); evaluate "
+                          "compares codec, fast and quality")
+    steps = check_steps(steps)
     for c in channels:
         check_channel(c)
     snrs = [check_snr(s) for s in snrs]
@@ -54,6 +61,17 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
         check_outputs([output, output.with_suffix(".csv")], [checkpoint])
     items = load_items(limit, seed, background)
     model = ReconstructModel.from_pretrained(checkpoint)
+    features = None
+    if any(d != "codec" for d in decoders):
+        from ..generative.decoder import embed_queries
+        from ..generative.store import has, load_features
+
+        model.generative  # one line if the checkpoint holds no generative decoder
+        if "quality" in decoders:
+            model.generative.denoiser
+        if has(model.folder, model.manifest, "scene-features"):
+            features = load_features(model.folder, model.manifest)
+        query_embeddings = embed_queries(items.queries)
     vqa_model = None
     if vqa:
         from ..models import SemcomModel
@@ -69,19 +87,28 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
             logits.append(lg)
         logits = torch.cat(logits)
     guidance = _guidance_record(items, logits, referents)
-    grid_points = _grid_points(methods, channels, snrs, budgets, roi_shares)
+    grid_points = _grid_points(methods, channels, snrs, budgets, roi_shares, decoders)
     examples: dict[str, object] = {}
     points = []
-    plan = [(m, c, s, b, r) for m in methods for c in channels for s in snrs for b in budgets
-            for r in (roi_shares if m == "importance" else [None])]
+    plan = [(m, c, s, b, r, d) for m in methods for c in channels for s in snrs for b in budgets
+            for r in (roi_shares if m == "importance" else [None]) for d in (decoders if m != "digital" else [None])]
     started = time.time()
     with progress_bar("evaluate", len(plan)) as update:
-        for k, (method, channel, snr, budget, share) in enumerate(plan):
+        for k, (method, channel, snr, budget, share, decoder) in enumerate(plan):
+            generative = None
+            if decoder not in (None, "codec"):
+                queries = query_embeddings if method == "importance" else torch.zeros_like(query_embeddings)
+                generative = {"decoder": decoder, "steps": steps, "queries": queries}
             received, uses = reconstruct_point(model, items, boxes, method, channel, snr, budget,
                                                share if share is not None else roi_shares[0], seed, batch_size,
-                                               image_codec, mcs)
+                                               image_codec, mcs, generative)
             metrics = {name: mean(v) for name, v in image_scores(received, items).items()}
-            if vqa_model is not None and snr == max(snrs):
+            if features is not None:
+                from ..generative.features import kid
+
+                torch.manual_seed(seed)  # KID's subsets
+                metrics["kid"] = kid(features, items.images, received)
+            if vqa_model is not None:
                 metrics["vqa_accuracy"] = proportion(vqa_right(vqa_model, received, items, seed, batch_size))
             if method == "importance":
                 metrics["iou"] = {"value": guidance["iou"], "n": guidance["n"], "ci95": [guidance["iou"]] * 2}
@@ -89,10 +116,15 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
                      "channel_uses_mean": sum(uses) / len(uses), "metrics": metrics, "seed": seed}
             if share is not None:
                 point["roi_share"] = share
+            if decoder is not None:
+                point["decoder"] = decoder
+                if decoder == "quality":
+                    point["steps"] = steps
             points.append(point)
-            if (method, channel, snr, budget, share) in grid_points:
-                examples[f"{method} {snr:g} dB"] = received[:GRID_EXAMPLES]
-            update(k + 1, len(plan), f"{method} {channel} {snr:g} dB")
+            if (method, channel, snr, budget, share, decoder) in grid_points:
+                label = method if len(decoders) == 1 else decoder
+                examples[f"{label} {snr:g} dB"] = received[:GRID_EXAMPLES]
+            update(k + 1, len(plan), f"{method} {decoder or ''} {channel} {snr:g} dB")
     if vqa_model is not None:  # the ceiling: the same questions asked of the originals
         guidance["vqa_accuracy_original"] = proportion(vqa_right(vqa_model, items.images, items, seed, batch_size))
     doc = {"format": FORMAT, "run": {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": "command-line",
@@ -101,7 +133,8 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
                                      "guidance": guidance, "versions": versions(),
                                      "settings": {"methods": methods, "channels": channels, "snrs": snrs,
                                                   "channel_uses": budgets, "roi_shares": roi_shares,
-                                                  "image_codec": image_codec, "mcs": mcs, "vqa": vqa}},
+                                                  "image_codec": image_codec, "mcs": mcs, "vqa": vqa,
+                                                  "decoders": decoders, "steps": steps}},
            "points": points}
     _print_table(doc)
     if output is not None:
@@ -117,14 +150,21 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
     return doc
 
 
-def _grid_points(methods, channels, snrs, budgets, shares) -> set:
-    """The points the example grid shows: uniform and importance at the lowest and highest SNR."""
-    low, high = min(snrs), max(snrs)
+def _grid_points(methods, channels, snrs, budgets, shares, decoders) -> set:
+    """The points the example grid shows: with one decoder, uniform and importance at the lowest and
+    highest SNR; with several, each decoder's importance reconstructions at every SNR (up to 4)."""
     out = set()
+    if len(decoders) > 1 and "importance" in methods:
+        for snr in sorted(snrs)[:4]:
+            for decoder in decoders:
+                out.add(("importance", channels[0], snr, budgets[0], shares[0], decoder))
+        return out
+    low, high = min(snrs), max(snrs)
     for method in ("uniform", "importance"):
         if method in methods:
             for snr in {low, high}:
-                out.add((method, channels[0], snr, budgets[0], shares[0] if method == "importance" else None))
+                out.add((method, channels[0], snr, budgets[0], shares[0] if method == "importance" else None,
+                         decoders[0]))
     return out
 
 
@@ -162,9 +202,9 @@ def _print_table(doc: dict) -> None:
 
     table = Table(title=f"semcom evaluate --task reconstruct — {doc['run']['checkpoint']} "
                         f"(guide IoU {doc['run']['guidance']['iou']:.3f})")
-    names = ["psnr_db", "roi_psnr_db", "bg_psnr_db", "roi_ssim", "vqa_accuracy"]
+    names = ["psnr_db", "roi_psnr_db", "bg_psnr_db", "roi_ssim", "vqa_accuracy", "kid"]
     short = {"psnr_db": "PSNR", "roi_psnr_db": "ROI PSNR", "bg_psnr_db": "bg PSNR", "roi_ssim": "ROI SSIM",
-             "vqa_accuracy": "VQA"}
+             "vqa_accuracy": "VQA", "kid": "KID×1000"}
     for col in ("method", "channel", "SNR", "uses", "share", *[short[n] for n in names], "n"):
         table.add_column(col, justify="left" if col in ("method", "channel") else "right", no_wrap=True)
     for p in doc["points"]:
@@ -172,15 +212,18 @@ def _print_table(doc: dict) -> None:
         for name in names:
             m = p["metrics"].get(name)
             cells.append("" if m is None else (f"{100 * m['value']:.1f}%" if name == "vqa_accuracy"
-                                               else f"{m['value']:.2f}" if "psnr" in name else f"{m['value']:.3f}"))
-        table.add_row(p["method"], p["channel"], f"{p['snr_db']:g}", f"{p['channel_uses_mean']:g}",
+                                               else f"{m['value']:.2f}" if "psnr" in name or name == "kid"
+                                               else f"{m['value']:.3f}"))
+        method = p["method"] + (f" {p['decoder']}" if p.get("decoder") not in (None, "codec") else "")
+        table.add_row(method, p["channel"], f"{p['snr_db']:g}", f"{p['channel_uses_mean']:g}",
                       "" if p.get("roi_share") is None else f"{p['roi_share']:g}", *cells,
                       str(p["metrics"]["psnr_db"]["n"]))
     console.print(table)
 
 
 def run_from_flags(task, snr, channel, channel_uses, method, limit, seed, batch_size, image_codec, mcs, checkpoint,
-                   output, as_json, roi_share, background, vqa, other_flags: list[str]) -> None:
+                   output, as_json, roi_share, background, vqa, other_flags: list[str], decoder=None,
+                   steps=None) -> None:
     if other_flags:
         raise SemcomError(f"{', '.join(other_flags)} do not apply to --task reconstruct")
     if parse_names(task) != ["reconstruct"]:
@@ -194,4 +237,5 @@ def run_from_flags(task, snr, channel, channel_uses, method, limit, seed, batch_
     reconstruct_sweep(checkpoint, parse_names(method or "importance,uniform,digital"), parse_names(channel or "awgn"),
                       parse_floats(snr or "0,6,12"), budgets, parse_floats(roi_share or "0.7"),
                       100 if limit is None else limit, seed or 0, batch_size or 64, background or "both", vqa,
-                      image_codec or "webp", mcs or "auto", output, as_json)
+                      image_codec or "webp", mcs or "auto", output, as_json, parse_names(decoder or "codec"),
+                      20 if steps is None else steps)

@@ -1,8 +1,10 @@
 """Stages 2-4: train the channel codec through the channel, LoRA instruction tuning, or the codec at variable rates.
 
-The reconstruct task's checkpoint (MLLM-SC) has two stages of its own: ``guidance`` (the referent
+The reconstruct task's checkpoint (MLLM-SC) has stages of its own: ``guidance`` (the referent
 parser on SmolLM2's reading of queries, and the image network that marks the referent) and
-``image-codec`` (the dual-path encoder and its decoder); ``make checkpoint-scenes`` runs both.
+``image-codec`` (the dual-path encoder and its decoder); ``make checkpoint-scenes`` runs both. Its
+generative decoder (issue 17) adds ``image-vae`` (fast mode), ``image-diffusion`` (quality mode)
+and ``scene-features`` (the classifier behind the KID measure); ``make checkpoint-generative``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ NAME = "finetune"
 @fail_cleanly
 def run(
     stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate | corpus | retrieval | "
-                                                         "federated | guidance | image-codec"),
+                                                         "federated | guidance | image-codec | image-vae | "
+                                                         "image-diffusion | scene-features"),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
     checkpoint: Optional[Path] = checkpoint_option(),
     steps: Optional[int] = typer.Option(None, "--steps",
@@ -41,6 +44,7 @@ def run(
                                          help="federated: rounds (override train.federated.rounds)."),
     engine: str = typer.Option("simulation", "--engine", help="federated: Flower's simulation | deployment engine."),
 ):
+    from ..generative.build import STAGES as GENERATIVE_STAGES
     from ..imaging.build import STAGES as RECONSTRUCT_STAGES
 
     if stage != "federated" and (clients is not None or rounds is not None or engine != "simulation"):
@@ -50,11 +54,11 @@ def run(
 
         return federated_stage(output, checkpoint, clients, rounds, engine, steps, batch_size, lr, save_every,
                                resume, device)
-    if stage in RECONSTRUCT_STAGES:
+    if stage in RECONSTRUCT_STAGES or stage in GENERATIVE_STAGES:
         return _reconstruct_stage(stage, output, checkpoint, steps, batch_size, lr, save_every, resume)
     if stage not in ("channel", "instruct", "rate", "corpus", "retrieval"):
         raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct, rate, corpus, retrieval, "
-                          f"federated, guidance, image-codec; "
+                          f"federated, guidance, image-codec, image-vae, image-diffusion, scene-features; "
                           f"'semcom align' is stage 1)")
     if resume:
         from .stage import resume_from
@@ -82,9 +86,11 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
                        batch_size: Optional[int], lr: Optional[float], save_every: Optional[int], resume: bool) -> None:
     from dataclasses import replace
 
+    from ..generative.build import STAGES as GENERATIVE_STAGES
+    from ..generative.build import build_generative, default_settings
+    from ..guidance.train import GuidanceTrain
     from ..imaging.build import build_codec, build_guidance
     from ..imaging.train import CodecTrain
-    from ..guidance.train import GuidanceTrain
     from ..limits import check_output
     from .common import console, progress_bar
 
@@ -94,7 +100,15 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
     for flag, value in overrides.items():
         if value is not None and value <= 0:
             raise SemcomError(f"--{flag.replace('_', '-')} must be positive (got {value})")
-    cfg = (GuidanceTrain() if stage == "guidance" else CodecTrain())
+    if save_every is not None and save_every <= 0:
+        raise SemcomError(f"--save-every must be positive (got {save_every})")
+    if stage in GENERATIVE_STAGES:
+        if checkpoint is None and not resume and not (output / "manifest.json").is_file():
+            raise SemcomError(f"--stage {stage} adds to a reconstruct checkpoint: give -c CKPT (for example "
+                              f"checkpoints/semcom-scenes)")
+        cfg = default_settings(stage)
+    else:
+        cfg = (GuidanceTrain() if stage == "guidance" else CodecTrain())
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if not resume:
         check_output(output, [checkpoint], folder=True)
@@ -102,7 +116,9 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
         def on_log(step, loss, seconds):
             update(step, cfg.steps, f"loss {loss:.4f}")
 
-        if stage == "guidance":
+        if stage in GENERATIVE_STAGES:
+            digest = build_generative(stage, output, checkpoint, cfg, resume, save_every or 250, on_log)
+        elif stage == "guidance":
             if checkpoint is not None:
                 raise SemcomError("--stage guidance starts a reconstruct checkpoint: it takes no --checkpoint")
             digest = build_guidance(output, cfg, resume, save_every or 250, on_log)

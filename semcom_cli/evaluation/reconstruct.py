@@ -128,9 +128,11 @@ def vqa_right(vqa_model, images: torch.Tensor, items: ReconstructItems, seed: in
 @torch.no_grad()
 def reconstruct_point(model, items: ReconstructItems, boxes: list, method: str, channel_name: str, snr_db: float,
                       budget: int, roi_share: float, seed: int, batch_size: int = 64, image_codec: str = "webp",
-                      mcs: str = "auto") -> tuple[torch.Tensor, list[int]]:
-    """Reconstructions [N, 3, 64, 64] of every item at one point, and each packet's channel uses."""
-    from ..imaging.pipeline import decode_streams, encode_images
+                      mcs: str = "auto", generative: dict | None = None) -> tuple[torch.Tensor, list[int]]:
+    """Reconstructions [N, 3, 64, 64] of every item at one point, and each packet's channel uses.
+    ``generative``: decode with the generative decoder ({"decoder": fast | quality, "steps": N,
+    "queries": [N, 384] embeddings}); sampling is seeded by (``seed``, batch)."""
+    from ..imaging.pipeline import decode_streams, decode_streams_generative, encode_images
 
     channel = make_channel(channel_name)
     seed_channel(seed)
@@ -152,7 +154,13 @@ def reconstruct_point(model, items: ReconstructItems, boxes: list, method: str, 
             streams.append(y[0, :, 0])
             gains.append(h.reshape(-1))
             uses.append(int(p.stream.shape[0]))
-        received, _ = decode_streams(model, streams, gains, snr_db, budget, roi_share, method)
+        if generative is None:
+            received, _ = decode_streams(model, streams, gains, snr_db, budget, roi_share, method)
+        else:
+            received, _, _ = decode_streams_generative(
+                model, streams, gains, snr_db, budget, roi_share, method,
+                generative["queries"][start : start + batch_size], generative["decoder"], generative["steps"],
+                seed=seed * 100_003 + start)
         outs.append(received)
     return torch.cat(outs), uses
 

@@ -68,12 +68,17 @@ _BUDGETED = ("digital", "capacity", *_RATE)  # methods measured at each budget
 _RATE_STYLE = {"uniform": ":", "content": "--", "importance": "-"}
 
 
+def method_name(p: dict) -> str:
+    """The method, with the reconstruct task's generative decoder when one decoded (``importance/quality``)."""
+    return p["method"] + (f"/{p['decoder']}" if p.get("decoder") not in (None, "codec") else "")
+
+
 def point_label(p: dict) -> str:
     """A method's line in plots: budgeted methods carry their channel-use budget."""
     if p["method"] in _BUDGETED:
         uses = "matched" if p["channel_uses"] is None else p["channel_uses"]
-        return f"{p['method']} ({uses} uses)"
-    return p["method"]
+        return f"{method_name(p)} ({uses} uses)"
+    return method_name(p)
 
 
 def csv_text(doc: dict) -> str:
@@ -85,7 +90,7 @@ def csv_text(doc: dict) -> str:
     run = doc["run"]
     for p in doc["points"]:
         for name, m in sorted(p["metrics"].items()):
-            writer.writerow([p["method"], p["task"], p["channel"], "" if p["snr_db"] is None else p["snr_db"],
+            writer.writerow([method_name(p), p["task"], p["channel"], "" if p["snr_db"] is None else p["snr_db"],
                              "matched" if p["channel_uses"] is None else p["channel_uses"],
                              f"{p['channel_uses_mean']:g}", name, f"{m['value']:.6g}", f"{m['ci95'][0]:.6g}",
                              f"{m['ci95'][1]:.6g}", m["n"], p["seed"], p.get("checkpoint_hash", run["checkpoint_hash"]),

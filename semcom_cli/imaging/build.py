@@ -78,7 +78,9 @@ def build_codec(output: Path, source: Path | None, cfg: CodecTrain, resume: bool
     save_codec(partial / "codec.safetensors", encoder, decoder)
     summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1),
                "resumed_at": state.step if state else None}
+    # the generative decoder read the old codec's symbols: a new codec makes it stale
+    stale = (("vae.safetensors", "image_vae"), ("diffusion.safetensors", "image_diffusion"))
     digest = write_checkpoint(output, {"codec.safetensors": partial / "codec.safetensors"},
-                              {"codec": codec_settings(cfg), "training": {"image-codec": summary}})
+                              {"codec": codec_settings(cfg), "training": {"image-codec": summary}}, stale)
     shutil.rmtree(partial, ignore_errors=True)
     return digest

@@ -7,6 +7,9 @@
                              training summaries, measured figures, content hash
       guidance.safetensors   the guide's image network and referent parser (settings in its metadata)
       codec.safetensors      the encoder's and decoder's weights
+      vae.safetensors        the generative decoder (issue 17, :mod:`semcom_cli.generative.store`):
+      diffusion.safetensors  the fast mode's VAE, the quality mode's diffusion model and the scene
+      features.safetensors   classifier behind the KID measure
 
 ``semcom finetune --stage guidance -o DIR`` writes the first two files, ``--stage image-codec``
 the codec; each stage keeps what the folder already holds. The content hash covers the weights and
@@ -36,6 +39,7 @@ RECONSTRUCT_FORMAT = "semcom-reconstruct-checkpoint"
 SCENES_CHECKPOINT_NAME = "semcom-scenes"
 LLM_PRESET = "smollm2"  # whose backbone reads the queries
 CODEC_FILE = "codec.safetensors"
+GENERATIVE_FILES = ("vae.safetensors", "diffusion.safetensors", "features.safetensors")  # generative.store.FILES
 
 
 def default_scenes_checkpoint() -> Path:
@@ -44,9 +48,10 @@ def default_scenes_checkpoint() -> Path:
     return default_checkpoint().parent / SCENES_CHECKPOINT_NAME
 
 
-def write_checkpoint(folder: Path, files: dict[str, Path | None], manifest_update: dict) -> str:
+def write_checkpoint(folder: Path, files: dict[str, Path | None], manifest_update: dict, drop: tuple = ()) -> str:
     """Write ``folder`` atomically: the files it already holds, replaced by ``files`` (name → a file to
-    copy in), and its manifest updated; returns the content hash."""
+    copy in), less the files named in ``drop`` (and their manifest keys: ``drop`` holds (file, key)
+    pairs), its manifest updated; returns the content hash."""
     folder = Path(folder)
     old: dict = {}
     if folder.exists():
@@ -54,8 +59,11 @@ def write_checkpoint(folder: Path, files: dict[str, Path | None], manifest_updat
             raise SemcomError(f"{folder}: exists and is not a checkpoint; refusing to replace it")
         old = read_json_file(folder / "manifest.json", "manifest", "checkpoint manifest (corrupted)")
     with staged_folder(folder) as tmp:
-        for name in ("guidance.safetensors", CODEC_FILE):
+        dropped = {name for name, _ in drop}
+        for name in ("guidance.safetensors", CODEC_FILE, *GENERATIVE_FILES):
             source = files.get(name) or (folder / name if (folder / name).is_file() else None)
+            if name in dropped and name not in files:
+                continue
             if source is not None:
                 shutil.copyfile(source, tmp / name)
         manifest = {**old, "format": RECONSTRUCT_FORMAT, "format_version": 1, "hash_scheme": HASH_SCHEME,
@@ -65,6 +73,8 @@ def write_checkpoint(folder: Path, files: dict[str, Path | None], manifest_updat
                 manifest["training"] = {**manifest.get("training", {}), **value}
             else:
                 manifest[key] = value
+        for _, key in drop:
+            manifest.pop(key, None)
         manifest.pop("hash", None)
         return publish_folder(tmp, folder, manifest)
 
@@ -83,6 +93,7 @@ class ReconstructModel:
         self.encoder, self.decoder = encoder, decoder
         self.name, self.hash = folder.name, manifest["hash"]
         self._guide = None
+        self._generative = None
 
     @classmethod
     def from_pretrained(cls, folder: Path | None = None, need_codec: bool = True) -> "ReconstructModel":
@@ -124,6 +135,16 @@ class ReconstructModel:
             llm = load_backbone(load_preset(self.manifest.get("llm_preset", LLM_PRESET)).backbone)
             self._guide = load_guide(self.folder, llm)
         return self._guide
+
+    @property
+    def generative(self):
+        """The generative decoder (:class:`semcom_cli.generative.decoder.GenerativeDecoder`), loaded on
+        first use; a checkpoint without one says so in one line."""
+        if self._generative is None:
+            from ..generative.decoder import GenerativeDecoder
+
+            self._generative = GenerativeDecoder(self.folder, self.manifest)
+        return self._generative
 
     @property
     def roi_threshold(self) -> float:

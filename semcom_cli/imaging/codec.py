@@ -23,10 +23,13 @@ from torch.nn import functional as F
 
 from .allocation import GRID, HI_SYMBOLS, LIGHT_SYMBOLS, Allocation
 
-__all__ = ["DualPathEncoder", "ImageDecoder", "sent_mask", "normalise_power", "pack", "unpack"]
+__all__ = ["DualPathEncoder", "ImageDecoder", "SnrFilm", "SnrResBlock", "upsample_block", "downsample_block",
+           "symbol_planes", "sent_mask", "normalise_power", "pack", "unpack"]
+
+PLANES = 2 * HI_SYMBOLS + 2 * LIGHT_SYMBOLS + 3  # what a receiver reads per patch (symbol_planes)
 
 
-class _SnrFilm(nn.Module):
+class SnrFilm(nn.Module):
     """Scale and shift from the SNR (dB), near identity at the start."""
 
     def __init__(self, channels: int):
@@ -40,22 +43,22 @@ class _SnrFilm(nn.Module):
         return x * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
 
 
-class _Res(nn.Module):
+class SnrResBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(8, channels),
                                   nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1))
-        self.film = _SnrFilm(channels)
+        self.film = SnrFilm(channels)
 
     def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
         return F.silu(x + self.film(self.body(x), snr_db))
 
 
-def _down(cin: int, cout: int) -> nn.Sequential:
+def downsample_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
 
 
-def _up(cin: int, cout: int) -> nn.Sequential:
+def upsample_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, 4 * cout, 3, padding=1), nn.PixelShuffle(2), nn.GroupNorm(8, cout), nn.SiLU())
 
 
@@ -64,11 +67,12 @@ class DualPathEncoder(nn.Module):
         super().__init__()
         w = width
         self.stem = nn.Sequential(nn.Conv2d(3, w // 2, 3, padding=1), nn.SiLU())
-        self.down32, self.down16, self.down8 = _down(w // 2, w), _down(w, 2 * w), _down(2 * w, 2 * w)
-        self.res16, self.res8 = _Res(2 * w), _Res(2 * w)
+        self.down32, self.down16 = downsample_block(w // 2, w), downsample_block(w, 2 * w)
+        self.down8 = downsample_block(2 * w, 2 * w)
+        self.res16, self.res8 = SnrResBlock(2 * w), SnrResBlock(2 * w)
         self.light = nn.Conv2d(2 * w, 2 * LIGHT_SYMBOLS, 1)
         self.hi_fold = nn.Conv2d(8 * w, 4 * w, 1)  # 16×16 → 8×8 by space to depth
-        self.hi_res = _Res(4 * w)
+        self.hi_res = SnrResBlock(4 * w)
         self.hi = nn.Conv2d(4 * w, 2 * HI_SYMBOLS, 1)
 
     def forward(self, images: torch.Tensor, snr_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,26 +89,32 @@ class ImageDecoder(nn.Module):
     def __init__(self, width: int = 64):
         super().__init__()
         w = width
-        self.inlet = nn.Conv2d(2 * HI_SYMBOLS + 2 * LIGHT_SYMBOLS + 3, 4 * w, 1)
-        self.res8a, self.res8b = _Res(4 * w), _Res(4 * w)
-        self.up16, self.res16 = _up(4 * w, 2 * w), _Res(2 * w)
-        self.up32, self.res32 = _up(2 * w, w), _Res(w)
-        self.up64 = _up(w, w // 2)
+        self.inlet = nn.Conv2d(PLANES, 4 * w, 1)
+        self.res8a, self.res8b = SnrResBlock(4 * w), SnrResBlock(4 * w)
+        self.up16, self.res16 = upsample_block(4 * w, 2 * w), SnrResBlock(2 * w)
+        self.up32, self.res32 = upsample_block(2 * w, w), SnrResBlock(w)
+        self.up64 = upsample_block(w, w // 2)
         self.out = nn.Conv2d(w // 2, 3, 3, padding=1)
 
     def forward(self, hi: torch.Tensor, light: torch.Tensor, uses: torch.Tensor, roi: torch.Tensor,
                 snr_db: torch.Tensor) -> torch.Tensor:
         """Received symbols in their patches (hi [B, HI, 2, 8, 8], light [B, LIGHT, 2, 8, 8], zeros
         where not sent), symbols per patch [B, 64], ROI flags [B, 64] → images [B, 3, 64, 64] in [0, 1]."""
-        b = hi.shape[0]
-        roi = roi.view(b, 1, GRID, GRID).float()
-        k = uses.view(b, 1, GRID, GRID).float()
-        shares = [roi * k / HI_SYMBOLS, (1 - roi) * k / LIGHT_SYMBOLS]
-        x = torch.cat([hi.flatten(1, 2), light.flatten(1, 2), roi, *shares], 1)
+        x = symbol_planes(hi, light, uses, roi)
         x = self.res8b(self.res8a(self.inlet(x), snr_db), snr_db)
         x = self.res16(self.up16(x), snr_db)
         x = self.res32(self.up32(x), snr_db)
         return torch.sigmoid(self.out(self.up64(x)))
+
+
+def symbol_planes(hi: torch.Tensor, light: torch.Tensor, uses: torch.Tensor, roi: torch.Tensor) -> torch.Tensor:
+    """What a receiver network reads per patch, as planes over the 8×8 patches [B, PLANES, 8, 8]: the
+    received symbols of both paths (zeros where nothing came), the ROI flag, and each path's share."""
+    b = hi.shape[0]
+    roi = roi.view(b, 1, GRID, GRID).float()
+    k = uses.view(b, 1, GRID, GRID).float()
+    shares = [roi * k / HI_SYMBOLS, (1 - roi) * k / LIGHT_SYMBOLS]
+    return torch.cat([hi.flatten(1, 2), light.flatten(1, 2), roi, *shares], 1)
 
 
 def sent_mask(uses: torch.Tensor, roi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,8 +123,8 @@ def sent_mask(uses: torch.Tensor, roi: torch.Tensor) -> tuple[torch.Tensor, torc
     b = uses.shape[0]
     k = uses.view(b, 1, 1, GRID, GRID)
     r = roi.view(b, 1, 1, GRID, GRID)
-    hi = (torch.arange(HI_SYMBOLS).view(1, -1, 1, 1, 1) < k) & r
-    light = (torch.arange(LIGHT_SYMBOLS).view(1, -1, 1, 1, 1) < k) & ~r
+    hi = (torch.arange(HI_SYMBOLS, device=uses.device).view(1, -1, 1, 1, 1) < k) & r
+    light = (torch.arange(LIGHT_SYMBOLS, device=uses.device).view(1, -1, 1, 1, 1) < k) & ~r
     return hi, light
 
 

@@ -12,7 +12,7 @@ from ..errors import SemcomError
 from ..io import SemanticFile
 from ..io.semantic import Header
 from .allocation import IMAGE_SIZE, PATCH, check_budget, check_roi_share, roi_box
-from .pipeline import METHODS, decode_streams, encode_images, guide_boxes
+from .pipeline import METHODS, decode_streams, decode_streams_generative, encode_images, guide_boxes
 
 __all__ = ["encode_image_file", "decode_image_file", "png_bytes", "map_png_bytes", "check_query", "read_map"]
 
@@ -74,30 +74,56 @@ def encode_image_file(model, image: torch.Tensor, source: str, query: str | None
     return SemanticFile({"symbols": packet.stream[:, None]}, header), info
 
 
-def decode_image_file(model, sem: SemanticFile, source: str) -> tuple[torch.Tensor, dict]:
-    """A received reconstruct file → the image [3, 64, 64] and what was read on the way."""
+def decode_image_file(model, sem: SemanticFile, source: str, decoder: str = "codec", steps: int = 20,
+                      seed: int | None = None, budget_ms: float | None = None) -> tuple[torch.Tensor, dict]:
+    """A received reconstruct file → the image [3, 64, 64] and what was read on the way. ``decoder``:
+    ``codec`` (part 1's decoder) or the generative decoder's ``fast``, ``quality`` or ``auto`` (which
+    reads the packet's query, if it has one); ``seed`` (default: the channel's seed) starts sampling."""
+    from ..generative.decoder import check_budget_ms, check_decoder, check_steps, embed_queries
+
+    check_decoder(decoder)
+    check_steps(steps)
+    check_budget_ms(budget_ms)
     h = sem.header
     if h.checkpoint_hash != model.hash:
         raise SemcomError(f"{source} was encoded with checkpoint {h.checkpoint} ({h.checkpoint_hash[:12]}…), "
                           f"not {model.name} ({model.hash[:12]}…)")
     info = h.image
     gain = gain_from_real(sem.tensors["gain"])
-    images, boxes = decode_streams(model, [sem.tensors["symbols"][:, 0]], [gain], float(h.snr_db),
-                                   info["budget"], info["roi_share"], info["method"])
+    streams = [sem.tensors["symbols"][:, 0]]
+    choice = None
+    if decoder == "codec":
+        images, boxes = decode_streams(model, streams, [gain], float(h.snr_db), info["budget"], info["roi_share"],
+                                       info["method"])
+    else:
+        seed = int(h.seed or 0) if seed is None else seed
+        images, boxes, choice = decode_streams_generative(
+            model, streams, [gain], float(h.snr_db), info["budget"], info["roi_share"], info["method"],
+            embed_queries([h.query]), decoder, steps, seed, budget_ms)
     box = boxes[0]
-    return images[0], {"task": "reconstruct", "method": info["method"], "channel": h.channel, "snr_db": h.snr_db,
-                       "seed": h.seed, "channel_uses": h.channel_uses, "side_uses": info["side_uses"],
-                       "box_received": box.to_json() if box else None, "query": h.query, "source": h.source,
-                       "checkpoint": model.name, "checkpoint_hash": model.hash}
+    result = {"task": "reconstruct", "method": info["method"], "channel": h.channel, "snr_db": h.snr_db,
+              "seed": h.seed, "channel_uses": h.channel_uses, "side_uses": info["side_uses"],
+              "box_received": box.to_json() if box else None, "query": h.query, "source": h.source,
+              "checkpoint": model.name, "checkpoint_hash": model.hash,
+              "decoder": {"requested": "codec", "used": "codec"} if choice is None else vars(choice)}
+    return images[0], result
 
 
-def png_bytes(image: torch.Tensor) -> bytes:
-    """[3, H, W] in [0, 1] → PNG bytes (the same pixels give the same bytes)."""
+def png_bytes(image: torch.Tensor, metadata: dict | None = None) -> bytes:
+    """[3, H, W] in [0, 1] → PNG bytes (the same pixels and metadata give the same bytes); ``metadata``
+    travels as JSON in a ``semcom`` text chunk."""
+    import json
+
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, "PNG")
+    info = None
+    if metadata is not None:
+        info = PngInfo()
+        info.add_text("semcom", json.dumps(metadata, sort_keys=True))
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, "PNG", pnginfo=info)
     return buf.getvalue()
 
 

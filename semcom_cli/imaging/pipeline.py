@@ -2,9 +2,11 @@
 
 :func:`encode_images` runs the guide (when a query is given and the method is ``importance``), turns
 its map into a ROI box and an allocation, encodes, and writes each packet as one stream: the side
-information's QPSK symbols, then the patches' symbols. :func:`decode_streams` decodes the side
-information, recomputes the allocation from the box it read, equalises (one-tap MMSE, perfect
-channel knowledge) and decodes the pixels. Both work on batches; the CLI passes one image.
+information's QPSK symbols, then the patches' symbols. :func:`receive_streams` decodes the side
+information, recomputes the allocation from the box it read and equalises (one-tap MMSE, perfect
+channel knowledge); :func:`decode_streams` then decodes the pixels with part 1's decoder, and
+:func:`decode_streams_generative` with the generative decoder (fast, quality or auto; issue 17).
+All work on batches; the CLI passes one image.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from .allocation import SIDE_USES, Allocation, Box, allocate, roi_box
 from .codec import normalise_power, pack, unpack
 from .side import read_side, side_symbols
 
-__all__ = ["Packet", "METHODS", "guide_boxes", "encode_images", "decode_streams"]
+__all__ = ["Packet", "Received", "METHODS", "guide_boxes", "encode_images", "receive_streams", "decode_streams",
+           "decode_streams_generative"]
 
 METHODS = ("importance", "uniform")
 
@@ -61,11 +64,24 @@ def encode_images(model, images: torch.Tensor, boxes: list[Box | None], budget: 
     return packets
 
 
+@dataclass
+class Received:
+    """A batch of packets as the receiver has them after equalisation: each patch's symbols, the
+    allocation it recomputed from the box it read, and each packet's effective SNR."""
+
+    hi: torch.Tensor          # [B, HI, 2, 8, 8]
+    light: torch.Tensor       # [B, LIGHT, 2, 8, 8]
+    uses: torch.Tensor        # [B, 64]
+    roi: torch.Tensor         # [B, 64] bool
+    snr_db: torch.Tensor      # [B] effective SNR after equalisation
+    boxes: list               # the boxes read (None: none)
+
+
 @torch.no_grad()
-def decode_streams(model, streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float, budget: int,
-                   roi_share: float, method: str = "importance") -> tuple[torch.Tensor, list[Box | None]]:
-    """Received streams [N, 2] (real) with their gains (complex: a scalar, or one per symbol) →
-    images [B, 3, 64, 64] and the boxes the receiver read."""
+def receive_streams(streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float, budget: int,
+                    roi_share: float, method: str = "importance") -> Received:
+    """Received streams [N, 2] (real) with their gains (complex: a scalar, or one per symbol) → the
+    side information read, the allocation recomputed, the symbols equalised into their patches."""
     guided = method == "importance"
     ys = [to_complex(y) for y in streams]
     hs = [h.reshape(-1) if h.numel() > 1 else h.reshape(1).expand(y.shape[0]) for y, h in zip(ys, gains)]
@@ -87,6 +103,32 @@ def decode_streams(model, streams: list[torch.Tensor], gains: list[torch.Tensor]
         uses.append(alloc.uses)
         rois.append(alloc.roi)
         snrs.append(snr_db + 10 * torch.log10(power))
-    images = model.decoder(torch.stack(his), torch.stack(lights), torch.stack(uses), torch.stack(rois),
-                           torch.stack(snrs).float())
-    return images, boxes
+    return Received(torch.stack(his), torch.stack(lights), torch.stack(uses), torch.stack(rois),
+                    torch.stack(snrs).float(), boxes)
+
+
+@torch.no_grad()
+def decode_streams(model, streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float, budget: int,
+                   roi_share: float, method: str = "importance") -> tuple[torch.Tensor, list[Box | None]]:
+    """Part 1's decoder: received streams with their gains → images [B, 3, 64, 64] and the boxes read."""
+    r = receive_streams(streams, gains, snr_db, budget, roi_share, method)
+    return model.decoder(r.hi, r.light, r.uses, r.roi, r.snr_db), r.boxes
+
+
+@torch.no_grad()
+def decode_streams_generative(model, streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float,
+                              budget: int, roi_share: float, method: str, queries: torch.Tensor, decoder: str,
+                              steps: int = 20, seed: int = 0, budget_ms: float | None = None):
+    """The generative decoder (issue 17): → (images, boxes read, :class:`~semcom_cli.generative.decoder.Choice`).
+    ``queries``: the query embeddings [B, 384] (zeros: none). Under ``auto`` the budget's clock starts
+    before the side information is read (the warm-up that times a step runs before it)."""
+    import time
+
+    generative = model.generative
+    if decoder == "auto":
+        generative.timing(len(streams))
+    began = time.perf_counter()
+    r = receive_streams(streams, gains, snr_db, budget, roi_share, method)
+    images, choice = generative.decode(r.hi, r.light, r.uses, r.roi, r.snr_db, queries, decoder, steps, seed,
+                                       budget_ms, began=began)
+    return images, r.boxes, choice
