@@ -6,7 +6,8 @@ CKPT    := checkpoints/semcom-smollm2
 RUNS    := runs
 
 .PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes checkpoint-rag bench bench-share bench-rate \
-	bench-reconstruct bench-compress bench-rag bench-federated federated-demo clean
+	bench-reconstruct bench-compress bench-rag bench-federated federated-demo checkpoint-generative \
+	bench-generative clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -79,6 +80,20 @@ checkpoint-scenes: setup
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage guidance -o $(RUNS)/semcom-scenes
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-codec -c $(RUNS)/semcom-scenes -o $(RUNS)/semcom-scenes
 	rm -rf checkpoints/semcom-scenes && cp -r $(RUNS)/semcom-scenes checkpoints/semcom-scenes
+
+# The generative decoder on CPU (issue 17), added to a copy of the shipped reconstruct checkpoint: the VAE
+# (fast mode, about 35 minutes on 2 CPU cores), the diffusion model (quality, about 25) and the scene
+# classifier for KID (about 2). The shipped decoder was trained on a GPU: benchmarks/generative_gpu.py.
+checkpoint-generative: setup
+	rm -rf $(RUNS)/semcom-scenes-cpu $(RUNS)/semcom-scenes-cpu.partial
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-vae -c checkpoints/semcom-scenes -o $(RUNS)/semcom-scenes-cpu
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-diffusion -c $(RUNS)/semcom-scenes-cpu -o $(RUNS)/semcom-scenes-cpu
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage scene-features -c $(RUNS)/semcom-scenes-cpu -o $(RUNS)/semcom-scenes-cpu
+
+# The generative decoder's targets (issue 17): fast vs quality beside part 1's decoder and the digital
+# baseline, the speed of each mode and auto under budgets; figures in docs/generative-bench.json.
+bench-generative: setup
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/generative.py -o $(RUNS)/generative
 
 # Rebuild the shipped checkpoint from presets/smollm2.yaml (about 58 minutes on 2 idle CPU cores),
 # then measure its rate table for --channel-uses auto (about 30 minutes; 39 measured, sharing the cores).
