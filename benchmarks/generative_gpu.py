@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--seconds", type=float, nargs=3, default=(200.0, 170.0, 25.0),
                     metavar=("VAE", "DIFFUSION", "FEATURES"))
+    ap.add_argument("--init", type=Path, default=None, help="go on from an earlier run's fast/unet weights")
+    ap.add_argument("--skip-features", action="store_true", help="keep the --init run's features.safetensors")
     ap.add_argument("--lr-scale", type=float, default=2.0, help="learning rates × this (larger batches)")
     args = ap.parse_args()
     if args.make_table:
@@ -124,11 +126,17 @@ def main() -> None:
         return lambda step, loss, seconds: log(stage, step, f"{loss:.4f}", f"{seconds:.0f}s")
 
     records = {}
+    start = {}
+    if args.init is not None:
+        from safetensors.torch import load_file
+
+        start = {name: load_file(str(args.init / f"{name}.safetensors")) for name in ("fast", "unet")}
+        records["init"] = json.loads((args.init / "settings.json").read_text())
     vae = VaeTrain(batch_size=args.batch_size, pool=args.pool, lr=1e-3 * args.lr_scale, log_every=200)
     steps, per_step = timed_steps(lambda c: train_vae(c, pool, encoder, table, device), vae, args.seconds[0])
     vae = replace(vae, steps=steps)
     t = time.time()
-    fast = train_vae(vae, pool, encoder, table, device, on_log("vae"))
+    fast = train_vae(vae, pool, encoder, table, device, on_log("vae"), start_from=start.get("fast"))
     records["image-vae"] = {"settings": asdict(vae), "seconds": round(time.time() - t, 1),
                             "probe_seconds_per_step": per_step, "scale": float(fast.scale)}
     diffusion = DiffusionTrain(batch_size=args.batch_size, pool=args.pool, lr=5e-4 * args.lr_scale, log_every=200)
@@ -136,16 +144,21 @@ def main() -> None:
                                   args.seconds[1])
     diffusion = replace(diffusion, steps=steps)
     t = time.time()
-    unet, _ = train_diffusion(diffusion, pool, encoder, fast, table, device, on_log("diffusion"))
+    unet, _ = train_diffusion(diffusion, pool, encoder, fast, table, device, on_log("diffusion"),
+                              start_from=start.get("unet"))
     records["image-diffusion"] = {"settings": asdict(diffusion), "seconds": round(time.time() - t, 1),
                                   "probe_seconds_per_step": per_step}
-    features = FeatureTrain(batch_size=args.batch_size, pool=args.pool, lr=2e-3, log_every=200)
-    steps, per_step = timed_steps(lambda c: train_features(c, pool, device), features, args.seconds[2])
-    features = replace(features, steps=steps)
-    t = time.time()
-    net = train_features(features, pool, device, on_log("features"))
-    records["scene-features"] = {"settings": asdict(features), "seconds": round(time.time() - t, 1),
-                                 "probe_seconds_per_step": per_step}
+    if args.skip_features:
+        records["scene-features"] = records["init"]["scene-features"]
+        net = None
+    else:
+        features = FeatureTrain(batch_size=args.batch_size, pool=args.pool, lr=2e-3, log_every=200)
+        steps, per_step = timed_steps(lambda c: train_features(c, pool, device), features, args.seconds[2])
+        features = replace(features, steps=steps)
+        t = time.time()
+        net = train_features(features, pool, device, on_log("features"))
+        records["scene-features"] = {"settings": asdict(features), "seconds": round(time.time() - t, 1),
+                                     "probe_seconds_per_step": per_step}
 
     from safetensors.torch import save_file
 
@@ -155,7 +168,12 @@ def main() -> None:
 
     save(fast, "fast.safetensors")
     save(unet, "unet.safetensors")
-    save(net, "features.safetensors")
+    if net is not None:
+        save(net, "features.safetensors")
+    else:
+        import shutil
+
+        shutil.copyfile(args.init / "features.safetensors", args.out / "features.safetensors")
     records["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     records["torch"] = torch.__version__
     records["total_seconds"] = round(time.time() - began, 1)

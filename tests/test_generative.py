@@ -11,8 +11,8 @@ from semcom_cli.errors import SemcomError
 from semcom_cli.generative.autoencoder import LATENT_SIZE, AutoencoderSettings, FastDecoder
 from semcom_cli.generative.data import roi_cells
 from semcom_cli.generative.decoder import check_budget_ms, check_decoder, check_steps, plan_auto_steps
-from semcom_cli.generative.denoiser import (QUERY_DIM, DenoiserSettings, build_scheduler, build_unet, conditioning,
-                                            refine, snr_features, strength_for)
+from semcom_cli.generative.denoiser import (QUERY_DIM, DenoiserSettings, anchor_for, build_scheduler, build_unet,
+                                            conditioning, refine, snr_features, strength_for)
 from semcom_cli.imaging.allocation import HI_SYMBOLS, LIGHT_SYMBOLS, Box, allocate
 from semcom_cli.imaging.checkpoint import default_scenes_checkpoint, write_checkpoint
 from semcom_cli.scenes import scene_at
@@ -73,9 +73,23 @@ def test_strength_runs_the_tail_of_the_schedule_and_follows_the_snr():
     s = DenoiserSettings()
     assert strength_for(-5.0, s) == strength_for(0.0, s) == 1.0
     assert strength_for(30.0, s) == s.least_strength
-    assert 1.0 > strength_for(6.0, s) > strength_for(12.0, s) > s.least_strength
+    assert 1.0 > strength_for(6.0, s) > strength_for(9.0, s) > s.least_strength == strength_for(s.snr_least_db, s)
     half, _ = _refine(seed=0, strength=0.5, steps=10)
     assert half.steps_run == 5 and half.strength == 0.5
+
+
+def test_the_roi_keeps_the_fast_estimate_where_the_snr_is_good():
+    s = DenoiserSettings()
+    assert anchor_for(0.0, s) == 0.0 and anchor_for(20.0, s) == 1.0 and 0 < anchor_for(6.0, s) < 1
+    torch.manual_seed(1)
+    unet, scheduler = build_unet(TINY_UNET).eval(), build_scheduler(TINY_UNET)
+    mean, logvar = torch.randn(1, 4, 16, 16), torch.zeros(1, 4, 16, 16)
+    plane = torch.zeros(1, 1, 16, 16)
+    plane[..., 4:8, 4:10] = 1
+    out = refine(unet, scheduler, mean, logvar, plane, torch.tensor([12.0]), torch.randn(1, QUERY_DIM), 4, 0, 1.0,
+                 anchor=1.0, guidance=3.0).latent
+    inside = plane.expand_as(mean).bool()
+    assert torch.equal(out[inside], mean[inside]) and not torch.allclose(out[~inside], mean[~inside])
 
 
 def test_a_passed_deadline_runs_no_step_and_keeps_the_fast_estimate():
@@ -266,7 +280,8 @@ def test_quality_on_a_checkpoint_without_a_diffusion_model_is_one_line(semcom, t
 def test_the_generative_decoder_on_a_checkpoint_without_one_is_one_line(semcom, tmp_path, generative_checkpoint):
     bare = tmp_path / "bare"
     shutil.copytree(generative_checkpoint, bare)
-    write_checkpoint(bare, {}, {}, drop=(("vae.safetensors", "image_vae"), ("diffusion.safetensors", "image_diffusion")))
+    write_checkpoint(bare, {}, {},
+                     drop=(("vae.safetensors", "image_vae"), ("diffusion.safetensors", "image_diffusion")))
     received = _packet(tmp_path, semcom, bare)
     for decoder in ("fast", "quality"):
         r = semcom("decode", received, "-c", bare, "--decoder", decoder, "-o", tmp_path / "o.png")

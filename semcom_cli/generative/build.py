@@ -119,6 +119,11 @@ def install_trained(output: Path, trained: Path) -> str:
         update[MANIFEST_KEYS[stage]] = {k: v for k, v in record["settings"].items()}
         update["training"][stage] = {"steps": record["settings"]["steps"], "seconds": record["seconds"],
                                      "device": records["device"], "torch": records["torch"]}
+        earlier = records.get("init", {}).get(stage)
+        if earlier is not None and earlier != record:  # this run went on from an earlier one's weights
+            update["training"][stage]["continued_from"] = {"steps": earlier["settings"]["steps"],
+                                                           "seconds": earlier["seconds"],
+                                                           "lr": earlier["settings"]["lr"]}
     for stage in STAGES:  # the settings read back as the loaders will read them
         settings_of(stage, update)
     return write_checkpoint(Path(output), files, update)

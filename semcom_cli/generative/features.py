@@ -1,10 +1,11 @@
 """A feature network semcom trains itself, for a distribution distance between reconstructions and
 originals. No Inception or LPIPS weights can be downloaded here, so FID/KID in their usual sense are
 out of reach; the measure reported is **KID on semcom's scene-classifier features**: the kernel
-inception distance formula (torchmetrics) over the 128 features before the last layer of a small
-CNN trained to tell, from a scene, which of the 8 colours and 3 shapes it shows and whether its
-background is a photograph. Its numbers compare decoders with one another on these scenes; they
-are not comparable with published FID/KID figures.
+inception distance formula (torchmetrics) over the statistics of a small CNN trained to tell, from a
+scene, which of the 8 colours and 3 shapes it shows and whether its background is a photograph: its
+128 features before the last layer, and the mean and spread of each block's activations (the early
+ones see edges and texture, which the labels do not). Its numbers compare decoders with one another
+on these scenes; they are not comparable with published FID/KID figures.
 """
 
 from __future__ import annotations
@@ -60,6 +61,32 @@ class SceneClassifier(nn.Module):
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self(images))
 
+    def statistics(self, images: torch.Tensor) -> torch.Tensor:
+        """What the KID compares: the 128 features, and the mean and spread of every block's activations
+        over the image (the early blocks' spread is what tells a sharp edge from a blurred one; the
+        classifier's own features are made to ignore that)."""
+        x = images.float() * 2 - 1
+        parts = []
+        for block in self.body:
+            x = block(x)
+            parts.append(torch.nn.functional.normalize(torch.cat([x.mean((2, 3)), x.std((2, 3))], 1), dim=-1))
+        pooled = torch.cat([x.mean((2, 3)), x.amax((2, 3))], dim=1)
+        parts.append(torch.nn.functional.normalize(torch.nn.functional.silu(self.project(pooled)), dim=-1))
+        return torch.cat(parts, 1)
+
+
+class _UnitScaleFeatures(nn.Module):
+    """The classifier's statistics, each part unit length and the whole scaled to length √d, so that
+    KID's cubic kernel (x·y/d + 1)³ sees values of order one, as with Inception's features."""
+
+    def __init__(self, classifier: SceneClassifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        stats = self.classifier.statistics(images)
+        return torch.nn.functional.normalize(stats, dim=-1) * stats.shape[1] ** 0.5
+
 
 @torch.no_grad()
 def kid(classifier: SceneClassifier, real: torch.Tensor, fake: torch.Tensor, subset_size: int = 50,
@@ -73,7 +100,8 @@ def kid(classifier: SceneClassifier, real: torch.Tensor, fake: torch.Tensor, sub
     size = min(subset_size, real.shape[0], fake.shape[0])
     with warnings.catch_warnings():  # its note that features are kept in memory: a few hundred images here
         warnings.simplefilter("ignore", UserWarning)
-        metric = KernelInceptionDistance(feature=classifier.eval(), subsets=subsets, subset_size=size)
+        metric = KernelInceptionDistance(feature=_UnitScaleFeatures(classifier.eval()), subsets=subsets,
+                                         subset_size=size)
     metric.update(real, real=True)
     metric.update(fake, real=False)
     mean, std = metric.compute()

@@ -115,10 +115,15 @@ def _inside(error: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
 
 
 def train_vae(cfg: VaeTrain, pool: QueryScenePool, encoder, embed: dict, device: str = "cpu", on_log=None,
-              resume=None, save_every: int = 0, on_save=None) -> FastDecoder:
-    """Stage 1: the AutoencoderKL and the receiver's posterior network (``encoder``: part 1's, frozen)."""
+              resume=None, save_every: int = 0, on_save=None, start_from: dict | None = None) -> FastDecoder:
+    """Stage 1: the AutoencoderKL and the receiver's posterior network (``encoder``: part 1's, frozen).
+    ``start_from``: the weights of an earlier run to go on from (a new schedule; not a resume)."""
     torch.manual_seed(cfg.seed)
-    fast = FastDecoder(cfg.autoencoder()).to(device)
+    fast = FastDecoder(cfg.autoencoder())
+    if start_from is not None:
+        fast.load_state_dict({k: v.float() for k, v in start_from.items()})
+        fast.scale.fill_(1.0)  # trained on unscaled latents; measured again at the end
+    fast = fast.to(device)
     params = list(fast.parameters())
     optimiser, schedule = _optimiser(params, cfg)
     first = _resume(resume, {"fast": fast}, optimiser, schedule)
@@ -160,11 +165,15 @@ def measure_scale(fast: FastDecoder, pool: QueryScenePool, device: str = "cpu", 
 
 
 def train_diffusion(cfg: DiffusionTrain, pool: QueryScenePool, encoder, fast: FastDecoder, embed: dict,
-                    device: str = "cpu", on_log=None, resume=None, save_every: int = 0, on_save=None):
-    """Stage 2: the conditional UNet (``encoder`` and ``fast`` frozen)."""
+                    device: str = "cpu", on_log=None, resume=None, save_every: int = 0, on_save=None,
+                    start_from: dict | None = None):
+    """Stage 2: the conditional UNet (``encoder`` and ``fast`` frozen); ``start_from`` as in :func:`train_vae`."""
     torch.manual_seed(cfg.seed)
     settings = cfg.denoiser(fast.settings.latent_channels)
-    unet, scheduler = build_unet(settings).to(device), build_scheduler(settings)
+    unet, scheduler = build_unet(settings), build_scheduler(settings)
+    if start_from is not None:
+        unet.load_state_dict({k: v.float() for k, v in start_from.items()})
+    unet = unet.to(device)
     alphas = scheduler.alphas_cumprod.to(device)
     params = list(unet.parameters())
     optimiser, schedule = _optimiser(params, cfg)

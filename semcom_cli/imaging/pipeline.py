@@ -126,7 +126,7 @@ def decode_streams_generative(model, streams: list[torch.Tensor], gains: list[to
 
     generative = model.generative
     if decoder == "auto":
-        generative.timing(len(streams))
+        generative.timing(len(streams), bool(queries.abs().sum() > 0))
     began = time.perf_counter()
     r = receive_streams(streams, gains, snr_db, budget, roi_share, method)
     images, choice = generative.decode(r.hi, r.light, r.uses, r.roi, r.snr_db, queries, decoder, steps, seed,
