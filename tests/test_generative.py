@@ -311,3 +311,19 @@ def test_evaluate_compares_decoders_with_kid(semcom, tmp_path, generative_checkp
     assert_clean_failure(semcom("evaluate", "--task", "reconstruct", "-c", generative_checkpoint, "--decoder",
                                 "auto"), "--decoder auto")
     assert_clean_failure(semcom("evaluate", "--task", "vqa", "--decoder", "fast"), "--decoder is for")
+
+
+def test_finetune_adds_a_stage_into_the_checkpoint_it_reads(semcom, tmp_path, generative_checkpoint, monkeypatch):
+    import semcom_cli.generative.build as build
+    from semcom_cli.generative.train import FeatureTrain
+
+    folder = tmp_path / "scenes"
+    shutil.copytree(generative_checkpoint, folder)
+    monkeypatch.setattr(build, "default_settings", lambda stage: FeatureTrain(steps=2, batch_size=2, pool=4, width=8))
+    before = (folder / "features.safetensors").read_bytes()
+    r = semcom("finetune", "--stage", "scene-features", "-c", folder, "-o", folder)
+    assert r.exit_code == 0, r.output
+    assert (folder / "features.safetensors").read_bytes() != before and (folder / "vae.safetensors").is_file()
+    assert_clean_failure(semcom("finetune", "--stage", "image-vae", "-o", tmp_path / "new"), "give -c CKPT")
+    assert_clean_failure(semcom("finetune", "--stage", "image-diffusion", "-c", folder, "-o", folder,
+                                "--save-every", "0"), "--save-every must be positive")

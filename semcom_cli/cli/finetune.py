@@ -110,7 +110,8 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
     else:
         cfg = (GuidanceTrain() if stage == "guidance" else CodecTrain())
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    if not resume:
+    adds_to_input = checkpoint is not None and Path(checkpoint).resolve() == Path(output).resolve()
+    if not resume and not adds_to_input:  # -c X -o X adds the stage to X (written atomically)
         check_output(output, [checkpoint], folder=True)
     with progress_bar(stage, cfg.steps) as update:
         def on_log(step, loss, seconds):
