@@ -160,11 +160,10 @@ def main() -> None:
         records["scene-features"] = {"settings": asdict(features), "seconds": round(time.time() - t, 1),
                                      "probe_seconds_per_step": per_step}
 
-    from safetensors.torch import save_file
+    from semcom_cli.generative.store import save_weights
 
-    def save(module, name):  # float16 weights (as the checkpoint keeps them); scalars stay float32
-        save_file({k: (v.half() if v.is_floating_point() and v.numel() > 1 else v).detach().cpu().contiguous()
-                   for k, v in module.state_dict().items()}, str(args.out / name))
+    def save(module, name):  # float16 weights, as the checkpoint keeps them
+        save_weights(module, args.out / name)
 
     save(fast, "fast.safetensors")
     save(unet, "unet.safetensors")

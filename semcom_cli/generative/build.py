@@ -116,7 +116,7 @@ def install_trained(output: Path, trained: Path) -> str:
     update: dict = {"training": {}}
     for stage in STAGES:
         record = records[stage]
-        update[MANIFEST_KEYS[stage]] = {k: v for k, v in record["settings"].items()}
+        update[MANIFEST_KEYS[stage]] = dict(record["settings"])
         update["training"][stage] = {"steps": record["settings"]["steps"], "seconds": record["seconds"],
                                      "device": records["device"], "torch": records["torch"]}
         earlier = records.get("init", {}).get(stage)

@@ -18,8 +18,9 @@ import torch
 
 from ..imaging.allocation import GRID, PATCH, allocate, box_of_mask
 from ..imaging.codec import normalise_power, sent_mask
+from ..imaging.train import awgn
 
-__all__ = ["QueryScenePool", "PacketBatch", "draw_batch", "awgn", "roi_cells"]
+__all__ = ["QueryScenePool", "PacketBatch", "draw_batch", "roi_cells"]
 
 QUERIES_PER_SCENE = 4
 
@@ -68,13 +69,6 @@ class PacketBatch:
     snr_db: torch.Tensor       # [B]
     roi_pixels: torch.Tensor   # [B, 64, 64] bool: the box's pixels (all False unguided)
     queries: torch.Tensor      # [B, D]: the query's embedding (zeros: no query)
-
-
-def awgn(x: torch.Tensor, snr_db: torch.Tensor, sent: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Complex AWGN at ``snr_db`` (per row) on power-1 symbols, zero where nothing was sent."""
-    std = (10 ** (-snr_db / 10) / 2).sqrt().view(-1, *[1] * (x.dim() - 1))  # N0/2 per real dimension
-    noise = torch.randn(x.shape, generator=generator).to(x.device)
-    return (x + std * noise) * sent
 
 
 def roi_cells(roi: torch.Tensor, size: int) -> torch.Tensor:

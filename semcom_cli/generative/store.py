@@ -35,8 +35,9 @@ _SETTINGS = {"image-vae": VaeTrain, "image-diffusion": DiffusionTrain, "scene-fe
 
 
 def save_weights(module: torch.nn.Module, path: Path) -> None:
-    tensors = {k: (v.half() if v.is_floating_point() and v.numel() > 1 else v.float() if v.is_floating_point() else v)
-               .detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    """Float weights as float16; one-value tensors (the latents' scale) and integers as they are."""
+    tensors = {k: (v.half() if v.is_floating_point() and v.numel() > 1 else v).detach().cpu().contiguous()
+               for k, v in module.state_dict().items()}
     save_file(tensors, str(path))
 
 

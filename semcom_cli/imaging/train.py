@@ -21,7 +21,7 @@ from ..guidance.train import ScenePool
 from .allocation import allocate, box_of_mask
 from .codec import DualPathEncoder, ImageDecoder, normalise_power, sent_mask
 
-__all__ = ["CodecTrain", "train_codec", "draw_packets"]
+__all__ = ["CodecTrain", "train_codec", "draw_packets", "awgn"]
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,11 @@ def draw_packets(pool: ScenePool, rows: list[int], cfg: CodecTrain, rng: random.
     return images, torch.stack(roi_pixels), torch.stack(uses), torch.stack(roi)
 
 
-def _awgn(x: torch.Tensor, snr_db: torch.Tensor, sent: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def awgn(x: torch.Tensor, snr_db: torch.Tensor, sent: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Complex AWGN at ``snr_db`` (per row) on power-1 symbols, zero where nothing was sent; the noise
+    is drawn on the CPU generator and moved to ``x``'s device."""
     std = (10 ** (-snr_db / 10) / 2).sqrt().view(-1, *[1] * (x.dim() - 1))  # N0/2 per real dimension
-    return (x + std * torch.randn(x.shape, generator=generator)) * sent
+    return (x + std * torch.randn(x.shape, generator=generator).to(x.device)) * sent
 
 
 def train_codec(cfg: CodecTrain, pool: ScenePool | None = None, on_log=None, resume=None, save_every: int = 0,
@@ -88,7 +90,7 @@ def train_codec(cfg: CodecTrain, pool: ScenePool | None = None, on_log=None, res
         snr = torch.rand(len(rows), generator=noise) * (cfg.snr_range[1] - cfg.snr_range[0]) + cfg.snr_range[0]
         hi, light = normalise_power(*encoder(images, snr), uses, roi)
         sent_hi, sent_light = sent_mask(uses, roi)
-        hi, light = _awgn(hi, snr, sent_hi, noise), _awgn(light, snr, sent_light, noise)
+        hi, light = awgn(hi, snr, sent_hi, noise), awgn(light, snr, sent_light, noise)
         out = decoder(hi, light, uses, roi, snr)
         error = (out - images).pow(2).mean(1)  # [B, 64, 64]
         inside = roi_pixels.float()
