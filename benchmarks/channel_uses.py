@@ -19,11 +19,11 @@ import json
 import time
 from pathlib import Path
 
-from semcom_cli.config import apply_overrides
-from semcom_cli.data import EasyVQA
+from semcom_cli.config.preset import apply_overrides
+from semcom_cli.core.resources import default_checkpoint
+from semcom_cli.data.easyvqa import EasyVQA
 from semcom_cli.evaluation import Point, Settings, evaluate_point
-from semcom_cli.models import SemcomModel
-from semcom_cli.resources import default_checkpoint
+from semcom_cli.system import SemcomModel
 from semcom_cli.training import train_channel
 
 

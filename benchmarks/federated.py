@@ -41,7 +41,7 @@ def accuracies(folder: Path, earlier: dict | None = None) -> dict:
     """The checkpoint's accuracies; an earlier report's, when it measured the same checkpoint (hash)
     on the same test set."""
     from semcom_cli.federated.evaluate import domain_accuracy, easy_vqa_accuracy
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.system import SemcomModel
 
     model = SemcomModel.from_pretrained(folder)
     if earlier and earlier.get("hash") == model.hash and earlier.get("domain", {}).get("questions") == 3 * PER_STYLE:
@@ -59,7 +59,7 @@ def accuracies(folder: Path, earlier: dict | None = None) -> dict:
 def federated(checkpoint: Path, output: Path, args: list[str], earlier: dict | None) -> dict:
     """``semcom finetune --stage federated`` as a user runs it; its wall time and summary (a run
     already there is not repeated: its wall time is the earlier report's)."""
-    from semcom_cli.models.checkpoint import read_manifest
+    from semcom_cli.system.checkpoint import read_manifest
 
     if not (output / "manifest.json").is_file():
         command = [str(Path(sys.executable).with_name("semcom")), "finetune", "--stage", "federated", "-c",
@@ -83,7 +83,7 @@ def variant(checkpoint: Path, output: Path, settings: dict, earlier: dict | None
     """The 4-device recipe with other ``train.federated`` settings, in the simulation engine."""
     from semcom_cli.federated.app import FederatedJob
     from semcom_cli.federated.run import run_in_simulation
-    from semcom_cli.models.checkpoint import read_manifest
+    from semcom_cli.system.checkpoint import read_manifest
 
     wall = (earlier or {}).get("wall_seconds")
     if not (output / "manifest.json").is_file():
@@ -96,8 +96,8 @@ def variant(checkpoint: Path, output: Path, settings: dict, earlier: dict | None
 
 def centralised(checkpoint: Path, output: Path) -> dict:
     from semcom_cli.federated.centralised import train_centralised
-    from semcom_cli.models import SemcomModel
-    from semcom_cli.models.checkpoint import read_history, read_manifest
+    from semcom_cli.system import SemcomModel
+    from semcom_cli.system.checkpoint import read_history, read_manifest
 
     if not (output / "manifest.json").is_file():
         model = SemcomModel.from_pretrained(checkpoint)

@@ -44,8 +44,8 @@ def _received(model, count: int, snr_db: float, seed: int):
     import torch
 
     from semcom_cli.evaluation.reconstruct import load_items
-    from semcom_cli.generative.decoder import embed_queries
-    from semcom_cli.imaging.pipeline import encode_images, guide_boxes
+    from semcom_cli.reconstruct.generative.decoder import embed_queries
+    from semcom_cli.reconstruct.imaging.pipeline import encode_images, guide_boxes
 
     items = load_items(count, seed=seed)
     boxes = guide_boxes(model, items.images, items.queries)[1]
@@ -59,7 +59,7 @@ def _received(model, count: int, snr_db: float, seed: int):
 def speed(model) -> dict:
     import torch
 
-    from semcom_cli.imaging.pipeline import decode_streams_generative
+    from semcom_cli.reconstruct.imaging.pipeline import decode_streams_generative
 
     out = {"threads": torch.get_num_threads()}
     streams, gains, queries = _received(model, 64, 6.0, seed=1)
@@ -99,7 +99,7 @@ def speed(model) -> dict:
 
 def main() -> None:
     from semcom_cli.cli.evaluate_reconstruct import reconstruct_sweep
-    from semcom_cli.imaging.checkpoint import ReconstructModel
+    from semcom_cli.reconstruct.model import ReconstructModel
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--checkpoint", type=Path, default=None)

@@ -25,17 +25,23 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from semcom_cli.generative.data import QueryScenePool  # noqa: E402
-from semcom_cli.generative.train import (DiffusionTrain, FeatureTrain, VaeTrain, train_diffusion,  # noqa: E402
-                                         train_features, train_vae)
-from semcom_cli.imaging.codec import DualPathEncoder  # noqa: E402
+from semcom_cli.reconstruct.generative.data import QueryScenePool  # noqa: E402
+from semcom_cli.reconstruct.generative.train import (
+    DiffusionTrain,
+    FeatureTrain,
+    VaeTrain,
+    train_diffusion,
+    train_features,
+    train_vae,
+)
+from semcom_cli.reconstruct.imaging.codec import DualPathEncoder  # noqa: E402
 
 
 def make_table(path: Path, scenes: int = 2000) -> None:
     from safetensors.torch import save_file
 
-    from semcom_cli.evaluation.metrics import embed_sentences
-    from semcom_cli.guidance.train import query_pairs
+    from semcom_cli.models.embedding import embed_sentences
+    from semcom_cli.reconstruct.guidance.train import query_pairs
 
     texts = sorted(set(query_pairs("train", scenes, seeds=3, vary=False)[0]))
     save_file({"embeddings": embed_sentences(texts).contiguous()}, str(path), metadata={"texts": json.dumps(texts)})
@@ -109,7 +115,7 @@ def main() -> None:
     if args.photos is not None:  # the training photographs as this machine reads them (skimage may fetch some)
         import numpy as np
 
-        from semcom_cli.scenes import backgrounds
+        from semcom_cli.data.scenes import backgrounds
 
         photos = dict(np.load(args.photos))
         backgrounds.load_photo = photos.__getitem__
@@ -160,7 +166,7 @@ def main() -> None:
         records["scene-features"] = {"settings": asdict(features), "seconds": round(time.time() - t, 1),
                                      "probe_seconds_per_step": per_step}
 
-    from semcom_cli.generative.store import save_weights
+    from semcom_cli.reconstruct.generative.store import save_weights
 
     def save(module, name):  # float16 weights, as the checkpoint keeps them
         save_weights(module, args.out / name)

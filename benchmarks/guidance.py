@@ -24,11 +24,11 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    from semcom_cli.config import load_preset
-    from semcom_cli.guidance.store import load_guide, save_guide, train_guide
-    from semcom_cli.guidance.train import GuidanceTrain, measure_iou
+    from semcom_cli.config.preset import load_preset
+    from semcom_cli.core.runtime import versions
     from semcom_cli.models.llm import load_backbone
-    from semcom_cli.runtime import versions
+    from semcom_cli.reconstruct.guidance.store import load_guide, save_guide, train_guide
+    from semcom_cli.reconstruct.guidance.train import GuidanceTrain, measure_iou
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=GuidanceTrain.steps)

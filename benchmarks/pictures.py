@@ -29,9 +29,9 @@ SEED = 10_000  # far from the seeds training draws its pictures with
 
 def picture_sets(data, llm, n_tokens: int, limit: int):
     """name → (pictures [N, 3, 64, 64], captions [(colour, shape)], caption token ids [N, n_tokens])."""
-    from semcom_cli.augment import augment_batch, render_shapes
-    from semcom_cli.tasks.shapes import COLORS, SHAPES
+    from semcom_cli.data.augment import augment_batch, render_shapes
     from semcom_cli.models.codebook import caption_token_ids
+    from semcom_cli.tasks.shapes import COLORS, SHAPES
 
     ids = random.Random(SEED).sample(data.captioned_ids, min(limit, len(data.captioned_ids)))
     captions = [data.captions[i] for i in ids]
@@ -54,8 +54,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from semcom_cli.channel import make_channel, seed_channel
-    from semcom_cli.data import EasyVQA
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.data.easyvqa import EasyVQA
+    from semcom_cli.system import SemcomModel
     from semcom_cli.tasks import get_task
     from semcom_cli.tasks.shapes import caption_text
 

@@ -30,7 +30,7 @@ RAYLEIGH_SNRS = [0.0, 10.0, 20.0]
 
 
 def _sweep(args, channels: list[str], snrs: list[float], budgets: list, output: Path) -> dict:
-    from semcom_cli.config import EvalPlan
+    from semcom_cli.evaluation.plan import EvalPlan
     from semcom_cli.evaluation.sweep import run_sweep, write_report
 
     plan = EvalPlan(kind="evaluate", name="bench-rate", checkpoint=args.checkpoint,

@@ -33,9 +33,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from semcom_cli.channel import make_channel, seed_channel, send_repeated
-    from semcom_cli.data import EasyVQA
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.data.easyvqa import EasyVQA
     from semcom_cli.models.codebook import CAPTIONS, caption_scores
+    from semcom_cli.system import SemcomModel
 
     model = SemcomModel.from_pretrained(args.checkpoint)
     data = EasyVQA.load("test")

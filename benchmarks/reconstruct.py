@@ -41,7 +41,7 @@ def _speed(model, limit: int = 64, repeats: int = 3) -> dict:
     import torch
 
     from semcom_cli.evaluation.reconstruct import load_items
-    from semcom_cli.imaging.pipeline import decode_streams, encode_images, guide_boxes
+    from semcom_cli.reconstruct.imaging.pipeline import decode_streams, encode_images, guide_boxes
 
     items = load_items(limit, seed=1)
     boxes = guide_boxes(model, items.images, items.queries)[1]
@@ -67,7 +67,7 @@ def _speed(model, limit: int = 64, repeats: int = 3) -> dict:
 
 def main() -> None:
     from semcom_cli.cli.evaluate_reconstruct import reconstruct_sweep
-    from semcom_cli.imaging.checkpoint import ReconstructModel
+    from semcom_cli.reconstruct.model import ReconstructModel
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--checkpoint", type=Path, default=None)

@@ -45,12 +45,12 @@ def latency(n: int = 100_000, repeats: int = 200) -> dict:
     import numpy as np
     import torch
 
-    from semcom_cli.retrieval import KnowledgeBase
-    from semcom_cli.retrieval.corpus import split_corpus
-    from semcom_cli.retrieval.embedding import embed_texts
-    from semcom_cli.retrieval.kb import _faiss
+    from semcom_cli.config.preset import Backbone
+    from semcom_cli.data.corpus import split_corpus
+    from semcom_cli.models.embedding import embed_texts
     from semcom_cli.models.llm import backbone_identity
-    from semcom_cli.config import Backbone
+    from semcom_cli.retrieval import KnowledgeBase
+    from semcom_cli.retrieval.kb import _faiss
 
     faiss = _faiss()
     _, _, tokenizer, _ = backbone_identity(Backbone())
@@ -92,9 +92,9 @@ def latency(n: int = 100_000, repeats: int = 200) -> dict:
 
 
 def quality(checkpoint: str, snrs: list[float], channels: list[str], limit: int) -> dict:
+    from semcom_cli.core.runtime import versions
     from semcom_cli.evaluation.rag import RagSettings, evaluate_rag
-    from semcom_cli.models import SemcomModel
-    from semcom_cli.runtime import versions
+    from semcom_cli.system import SemcomModel
 
     model = SemcomModel.from_pretrained(checkpoint)
     settings = RagSettings(snrs=snrs, channels=channels, methods=["semantic", "rag", "rag-reading"], limit=limit)
@@ -104,9 +104,9 @@ def quality(checkpoint: str, snrs: list[float], channels: list[str], limit: int)
 
 
 def vqa_local(checkpoint: str, snrs: list[float], channels: list[str], limit: int) -> dict:
-    from semcom_cli.data import EasyVQA
+    from semcom_cli.data.easyvqa import EasyVQA
     from semcom_cli.evaluation.rag import evaluate_vqa_local
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.system import SemcomModel
 
     model = SemcomModel.from_pretrained(checkpoint)
     result = evaluate_vqa_local(model, EasyVQA.load("test"), snrs, channels, limit=limit)

@@ -35,9 +35,9 @@ def main() -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N [default: the preset's, cpu]")
     args = parser.parse_args()
 
-    from semcom_cli.models import SemcomModel
-    from semcom_cli.data import EasyVQA
+    from semcom_cli.data.easyvqa import EasyVQA
     from semcom_cli.evaluation.share import SharePoint, evaluate_share_point
+    from semcom_cli.system import SemcomModel
 
     model = SemcomModel.from_pretrained(args.checkpoint, device=args.device)
     model.get_llm()

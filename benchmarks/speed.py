@@ -58,10 +58,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    from semcom_cli.channel import seed_channel
-    from semcom_cli.models import SemcomModel
-    from semcom_cli.data import EasyVQA
-    from semcom_cli.channel import make_channel
+    from semcom_cli.channel import make_channel, seed_channel
+    from semcom_cli.data.easyvqa import EasyVQA
+    from semcom_cli.system import SemcomModel
 
     with tempfile.TemporaryDirectory() as cache:
         cold = _load_time(args.checkpoint, cache)

@@ -20,11 +20,10 @@ import argparse
 import torch
 from torch.nn import functional as F
 
-from semcom_cli.channel import seed_channel
-from semcom_cli.models import SemcomModel
+from semcom_cli.channel import make_channel, seed_channel
+from semcom_cli.data.easyvqa import EasyVQA
 from semcom_cli.models.codebook import caption_scores
-from semcom_cli.data import EasyVQA
-from semcom_cli.channel import make_channel
+from semcom_cli.system import SemcomModel
 from semcom_cli.training.stages import caption_classes, caption_targets
 
 

@@ -7,6 +7,6 @@ three stages on semantic files, and ``evaluation.run_sweep`` measures a whole ev
 
 __version__ = "0.1.0"
 
-from .errors import SemcomError  # noqa: E402
+from semcom_cli.core.errors import SemcomError  # noqa: E402
 
 __all__ = ["__version__", "SemcomError"]

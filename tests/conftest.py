@@ -14,9 +14,9 @@ SAMPLE_IMAGE_ID = 0  # easy-vqa test image 0: a red triangle
 
 
 def tiny_model(seed: int = 0, projector: str = "kan", **overrides):
+    from semcom_cli.config.preset import apply_overrides, load_preset
     from semcom_cli.models.llm import load_backbone
-    from semcom_cli.config import apply_overrides, load_preset
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.system import SemcomModel
 
     preset = apply_overrides(load_preset("tiny"), {"seed": seed, "projector.kind": projector, **overrides})
     llm = load_backbone(preset.backbone, preset.seed)
@@ -27,14 +27,14 @@ def tiny_model(seed: int = 0, projector: str = "kan", **overrides):
 
 @pytest.fixture(scope="session")
 def train_data():
-    from semcom_cli.data import EasyVQA
+    from semcom_cli.data.easyvqa import EasyVQA
 
     return EasyVQA.load("train")
 
 
 @pytest.fixture(scope="session")
 def test_data():
-    from semcom_cli.data import EasyVQA
+    from semcom_cli.data.easyvqa import EasyVQA
 
     return EasyVQA.load("test")
 

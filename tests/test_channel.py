@@ -3,9 +3,17 @@ import math
 import pytest
 import torch
 
-from semcom_cli.channel import (check_snr, effective_snr_db, gain_from_real, gain_to_real, make_channel, mmse_equalize,
-                                noise_variance, seed_channel)
-from semcom_cli.errors import SemcomError
+from semcom_cli.channel import (
+    check_snr,
+    effective_snr_db,
+    gain_from_real,
+    gain_to_real,
+    make_channel,
+    mmse_equalize,
+    noise_variance,
+    seed_channel,
+)
+from semcom_cli.core.errors import SemcomError
 
 
 def apply_channel(x, snr_db, name, rician_k=3.0):

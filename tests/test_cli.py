@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_clean_failure, run_pipe
 
 pytestmark = pytest.mark.usefixtures("tiny_checkpoint")
@@ -236,12 +235,11 @@ def test_usage_errors_are_one_line_too(args, fragment):
 
 
 def test_align_resumes_a_killed_run_to_the_same_checkpoint(semcom, train_data, tmp_path):
+    from semcom_cli.config.preset import apply_overrides, load_preset
     from semcom_cli.models.llm import load_backbone
-    from semcom_cli.models.checkpoint import read_manifest
-    from semcom_cli.training import save_partial
-    from semcom_cli.config import apply_overrides, load_preset
-    from semcom_cli.models import SemcomModel
-    from semcom_cli.training import Checkpointing, run_stage
+    from semcom_cli.system import SemcomModel
+    from semcom_cli.system.checkpoint import read_manifest
+    from semcom_cli.training import Checkpointing, run_stage, save_partial
 
     whole = tmp_path / "whole" / "ck"  # the same name: a checkpoint's name is part of what its hash covers
     assert semcom("align", "-p", "tiny", "-o", whole, "--steps", "6", "--save-every", "2").exit_code == 0

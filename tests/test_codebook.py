@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import tiny_model
+
 from semcom_cli.models.codebook import CAPTIONS, caption_embeddings, read_packets
 
 
@@ -59,8 +59,8 @@ def test_the_receiver_reads_image_packets_only_and_the_channel_stage_trains_the_
 
 @pytest.mark.parametrize("field, value", [("codec.image_codebook", "words"), ("codec.codebook_temperature", 0)])
 def test_bad_codebook_settings_are_refused(field, value):
-    from semcom_cli.config import apply_overrides, load_preset
-    from semcom_cli.errors import SemcomError
+    from semcom_cli.config.preset import apply_overrides, load_preset
+    from semcom_cli.core.errors import SemcomError
 
     with pytest.raises(SemcomError, match=field.split(".")[1]):
         apply_overrides(load_preset("tiny"), {field: value})

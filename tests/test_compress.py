@@ -10,19 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import assert_clean_failure, run_pipe, tiny_model
-
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from semcom_cli.compression.int8 import (Int8Linear, QuantisedInputs, dequantize_rows, pack_state, quantize_rows,
-                                        unpack_state)
-from semcom_cli.compression.llm import compress_llm, save_compressed_llm
-from semcom_cli.compression.recover import name_after_removal, without_layers
+from semcom_cli.compression.llm import compress_llm
 from semcom_cli.compression.recipe import Recipe, candidate_recipes
+from semcom_cli.compression.recover import name_after_removal, without_layers
 from semcom_cli.compression.search import choose, pareto
-from semcom_cli.compression.vocab import PrunedTokenizer, kept_token_ids, task_texts
-from semcom_cli.errors import SemcomError
-from semcom_cli.models import SemcomModel
-from semcom_cli.models.checkpoint import rehash, save_checkpoint
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.texts import task_texts
+from semcom_cli.models.compressed import save_compressed_llm
+from semcom_cli.models.int8 import Int8Linear, QuantisedInputs, dequantize_rows, pack_state, quantize_rows, unpack_state
+from semcom_cli.models.vocab import PrunedTokenizer, kept_token_ids
+from semcom_cli.system import SemcomModel
+from semcom_cli.system.checkpoint import rehash, save_checkpoint
+
 
 def dynamic_linear(values: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None):
     """PyTorch's dynamically quantised Linear (fbgemm: one activation scale per call) with exactly these
@@ -188,7 +189,7 @@ def test_compressed_checkpoint_round_trips_with_the_same_answers_and_bytes(tiny_
 
 
 def test_smoothing_keeps_the_float_model_computing_the_same(tiny_checkpoint):
-    from semcom_cli.compression.calibrate import calibration_inputs, _forward
+    from semcom_cli.compression.calibrate import _forward, calibration_inputs
     from semcom_cli.compression.smooth import smooth_for_int8
 
     model = _merged(tiny_checkpoint)

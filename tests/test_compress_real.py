@@ -6,12 +6,13 @@ import torch
 
 from semcom_cli.channel import make_channel, seed_channel
 from semcom_cli.compression.calibrate import calibration_inputs
-from semcom_cli.compression.llm import compress_llm, save_compressed_llm
+from semcom_cli.compression.llm import compress_llm
 from semcom_cli.compression.measure import part_sizes
 from semcom_cli.compression.recipe import Recipe
 from semcom_cli.compression.smooth import smooth_for_int8
-from semcom_cli.models import SemcomModel
-from semcom_cli.models.checkpoint import save_checkpoint
+from semcom_cli.models.compressed import save_compressed_llm
+from semcom_cli.system import SemcomModel
+from semcom_cli.system.checkpoint import save_checkpoint
 from semcom_cli.tasks import get_task, normalize_answer
 
 pytestmark = pytest.mark.real

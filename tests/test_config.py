@@ -1,7 +1,7 @@
 import pytest
 
-from semcom_cli.config import apply_overrides, available_presets, load_preset, preset_from_dict
-from semcom_cli.errors import SemcomError
+from semcom_cli.config.preset import apply_overrides, available_presets, load_preset, preset_from_dict
+from semcom_cli.core.errors import SemcomError
 
 
 def test_shipped_presets_load():
@@ -46,7 +46,7 @@ def test_the_codec_floor_defaults_to_the_channel_stage_range():
 
 
 def test_a_manifest_from_an_older_semcom_still_loads():
-    from semcom_cli.config import migrate_saved_preset
+    from semcom_cli.config.preset import migrate_saved_preset
 
     old = {"channel": {"name": "awgn", "snr_db": 10.0, "rician_k": 2.0}, "data": {"train_limit": None}}
     preset = preset_from_dict(migrate_saved_preset(old))

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import tiny_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
 
 def test_one_training_step_on_the_gpu(train_data):
-    from semcom_cli.config import apply_overrides
+    from semcom_cli.config.preset import apply_overrides
     from semcom_cli.training import run_stage
 
     model, llm = tiny_model(seed=0)
@@ -26,7 +25,7 @@ def test_one_training_step_on_the_gpu(train_data):
 
 def test_one_evaluate_point_on_the_gpu_matches_the_cpu(tiny_checkpoint, test_data):
     from semcom_cli.evaluation import Point, Settings, evaluate_point
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.system import SemcomModel
 
     point, settings = Point("semantic", "vqa", "awgn", 10.0, None), Settings(limit=8, seed=0)
     records = [evaluate_point({"main": SemcomModel.from_pretrained(tiny_checkpoint, device=d)}, test_data, point,

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_clean_failure, run_one_and_two_processes
 
 SWEEP = ["--method", "semantic,noiseless,digital,capacity", "--task", "vqa,text", "--snr", "0,20",
@@ -274,7 +273,7 @@ def test_floors_pass_and_fail(semcom, tiny_checkpoint, tmp_path):
 
 
 def test_ci_bench_preset_is_valid():
-    from semcom_cli.config import load_eval_plan
+    from semcom_cli.evaluation.plan import load_eval_plan
 
     plan = load_eval_plan("ci-bench")
     assert plan.floors and {"semantic", "digital", "noiseless"} <= set(plan.methods)

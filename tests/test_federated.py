@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_clean_failure
 from safetensors.torch import load_file
 
-from semcom_cli.config import FederatedTrain
-from semcom_cli.errors import SemcomError
-from semcom_cli.federated.domain import STYLES, client_shards, device_shard, domain_test_set, draw_picture
+from semcom_cli.config.preset import FederatedTrain
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.domains import STYLES, client_shards, device_shard, domain_test_set, draw_picture
 from semcom_cli.models.codebook import CAPTIONS
 from semcom_cli.tasks.shapes import COLORS
-
-from conftest import assert_clean_failure
 
 SMALL = {"per_client": 12, "batch_size": 4, "llm_batch": 2}
 
@@ -64,7 +63,7 @@ def test_unknown_style_refused():
 
 @pytest.fixture()
 def split_pair(tiny_checkpoint):
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.system import SemcomModel
 
     model = SemcomModel.from_pretrained(tiny_checkpoint, {f"train.federated.{k}": v for k, v in SMALL.items()})
     return model, device_shard(0, 2, 12)
@@ -116,7 +115,7 @@ def test_fedprox_pulls_the_front_back_to_the_rounds_global_front(tiny_checkpoint
     """With a zero gradient from the server, FedAvg's device leaves a moved weight where it is and
     FedProx's pulls it back toward the round's global front."""
     from semcom_cli.federated.split import DeviceFront, front_state
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.system import SemcomModel
 
     moved = {}
     for strategy, mu in (("fedavg", 0.0), ("fedprox", 1.0)):
@@ -173,8 +172,8 @@ def simulated(tiny_checkpoint, tmp_path_factory):
 
 
 def test_simulation_writes_a_trained_checkpoint(simulated, tiny_checkpoint):
-    from semcom_cli.models import SemcomModel
-    from semcom_cli.models.checkpoint import read_manifest
+    from semcom_cli.system import SemcomModel
+    from semcom_cli.system.checkpoint import read_manifest
 
     job, summary, output = simulated
     model = SemcomModel.from_pretrained(output)  # its hash checks out
@@ -214,7 +213,7 @@ def test_one_device_through_flower_equals_the_split_step_run_in_process(tiny_che
     same three split steps run directly."""
     from semcom_cli.federated.run import run_in_simulation
     from semcom_cli.federated.split import DeviceFront, ServerBack, front_state
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.system import SemcomModel
 
     settings = dict(clients=1, rounds=1, local_steps=3)
     output = tmp_path / "one"
@@ -293,8 +292,8 @@ def test_fedavgm_momentum_survives_a_resume(tiny_checkpoint, tmp_path, monkeypat
 
 def test_deployment_engine_one_round_two_supernodes(tiny_checkpoint, tmp_path):
     from semcom_cli.federated.deployment import run_in_deployment
-    from semcom_cli.models import SemcomModel
-    from semcom_cli.models.checkpoint import read_manifest
+    from semcom_cli.system import SemcomModel
+    from semcom_cli.system.checkpoint import read_manifest
 
     output = tmp_path / "deployed"
     job = _job(tiny_checkpoint, output, clients=2, rounds=1, local_steps=1)
@@ -312,7 +311,7 @@ def test_a_device_that_leaves_mid_run_does_not_corrupt_the_model(tiny_checkpoint
     """One of two SuperNodes is stopped while the run goes on: the rounds finish with the other, the
     strategy averages what it received, and the checkpoint is whole."""
     from semcom_cli.federated.deployment import run_in_deployment
-    from semcom_cli.models.checkpoint import read_manifest
+    from semcom_cli.system.checkpoint import read_manifest
 
     output = tmp_path / "left"
     job = _job(tiny_checkpoint, output, clients=2, rounds=2, local_steps=1)

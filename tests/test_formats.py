@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from semcom_cli.errors import SemcomError
+from semcom_cli.core.errors import SemcomError
 from semcom_cli.io import Header, SemanticFile, atomic_write_bytes, read_semantic, write_semantic
 
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save
 
-from semcom_cli.config import preset_from_dict
-from semcom_cli.errors import SemcomError
+from semcom_cli.config.preset import preset_from_dict
+from semcom_cli.core.errors import SemcomError
 from semcom_cli.io import SemanticFile
 
 # Derandomized: CI runs the same 300 cases every time, so a red run is reproducible and not luck.
@@ -109,7 +109,7 @@ def test_any_preset_mapping_loads_or_raises_semcom_error(data):
 @FUZZ
 @given(text=st.text(max_size=400))
 def test_any_preset_text_loads_or_raises_semcom_error(text, tmp_path_factory):
-    from semcom_cli.config import load_preset
+    from semcom_cli.config.preset import load_preset
 
     path = tmp_path_factory.mktemp("fuzz") / "p.yaml"
     path.write_text(text)
@@ -121,7 +121,7 @@ def test_any_preset_text_loads_or_raises_semcom_error(text, tmp_path_factory):
 
 @pytest.mark.parametrize("depth", [5, 9])
 def test_a_deep_alias_chain_is_refused_quickly(tmp_path, depth):
-    from semcom_cli.config import load_preset
+    from semcom_cli.config.preset import load_preset
 
     lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, depth)]

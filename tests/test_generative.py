@@ -6,18 +6,26 @@ import shutil
 
 import pytest
 import torch
-
-from semcom_cli.errors import SemcomError
-from semcom_cli.generative.autoencoder import LATENT_SIZE, AutoencoderSettings, FastDecoder
-from semcom_cli.generative.data import roi_cells
-from semcom_cli.generative.decoder import check_budget_ms, check_decoder, check_steps, plan_auto_steps
-from semcom_cli.generative.denoiser import (QUERY_DIM, DenoiserSettings, anchor_for, build_scheduler, build_unet,
-                                            conditioning, refine, snr_features, strength_for)
-from semcom_cli.imaging.allocation import HI_SYMBOLS, LIGHT_SYMBOLS, Box, allocate
-from semcom_cli.imaging.checkpoint import default_scenes_checkpoint, write_checkpoint
-from semcom_cli.scenes import scene_at
-
 from conftest import assert_clean_failure
+
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.scenes import scene_at
+from semcom_cli.io.patches import HI_SYMBOLS, LIGHT_SYMBOLS, Box, allocate
+from semcom_cli.reconstruct.generative.autoencoder import LATENT_SIZE, AutoencoderSettings, FastDecoder
+from semcom_cli.reconstruct.generative.data import roi_cells
+from semcom_cli.reconstruct.generative.decoder import check_budget_ms, check_decoder, check_steps, plan_auto_steps
+from semcom_cli.reconstruct.generative.denoiser import (
+    QUERY_DIM,
+    DenoiserSettings,
+    anchor_for,
+    build_scheduler,
+    build_unet,
+    conditioning,
+    refine,
+    snr_features,
+    strength_for,
+)
+from semcom_cli.reconstruct.model import default_scenes_checkpoint, write_checkpoint
 
 TINY_AE = AutoencoderSettings(channels=(8, 16, 16), latent_channels=4, receiver_width=8)
 TINY_UNET = DenoiserSettings(channels=(16, 32))
@@ -125,8 +133,8 @@ def test_impossible_parameters_are_refused(call, fragment):
 
 @pytest.fixture(scope="module")
 def generative_checkpoint(tmp_path_factory):
-    from semcom_cli.generative.build import build_generative
-    from semcom_cli.generative.train import DiffusionTrain, FeatureTrain, VaeTrain
+    from semcom_cli.reconstruct.generative.train import DiffusionTrain, FeatureTrain, VaeTrain
+    from semcom_cli.reconstruct.generative_stages import build_generative
 
     out = tmp_path_factory.mktemp("generative") / "scenes"
     tiny = dict(steps=3, batch_size=4, pool=12)
@@ -159,8 +167,8 @@ def test_the_stages_write_their_files_settings_and_records(generative_checkpoint
 
 
 def test_a_new_vae_drops_the_diffusion_model_it_made_stale(generative_checkpoint, tmp_path):
-    from semcom_cli.generative.build import build_generative
-    from semcom_cli.generative.train import VaeTrain
+    from semcom_cli.reconstruct.generative.train import VaeTrain
+    from semcom_cli.reconstruct.generative_stages import build_generative
 
     out = tmp_path / "again"
     build_generative("image-vae", out, generative_checkpoint,
@@ -171,10 +179,10 @@ def test_a_new_vae_drops_the_diffusion_model_it_made_stale(generative_checkpoint
 
 
 def test_vae_training_resumes_exactly(tmp_path):
-    from semcom_cli.generative.data import QueryScenePool
-    from semcom_cli.generative.train import VaeTrain, train_vae
-    from semcom_cli.imaging.checkpoint import ReconstructModel
-    from semcom_cli.imaging.partial import load_state, save_state
+    from semcom_cli.reconstruct.generative.data import QueryScenePool
+    from semcom_cli.reconstruct.generative.train import VaeTrain, train_vae
+    from semcom_cli.reconstruct.model import ReconstructModel
+    from semcom_cli.reconstruct.partial import load_state, save_state
 
     pool = QueryScenePool(6)
     table = {t: torch.randn(QUERY_DIM, generator=torch.Generator().manual_seed(len(t))) for t in pool.texts()}
@@ -314,8 +322,8 @@ def test_evaluate_compares_decoders_with_kid(semcom, tmp_path, generative_checkp
 
 
 def test_finetune_adds_a_stage_into_the_checkpoint_it_reads(semcom, tmp_path, generative_checkpoint, monkeypatch):
-    import semcom_cli.generative.build as build
-    from semcom_cli.generative.train import FeatureTrain
+    import semcom_cli.reconstruct.generative_stages as build
+    from semcom_cli.reconstruct.generative.train import FeatureTrain
 
     folder = tmp_path / "scenes"
     shutil.copytree(generative_checkpoint, folder)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from semcom_cli.evaluation.reconstruct import image_scores, load_items, reconstruct_point
-from semcom_cli.generative.decoder import embed_queries
-from semcom_cli.generative.features import kid
-from semcom_cli.generative.store import load_features
-from semcom_cli.imaging.allocation import box_of_mask
-from semcom_cli.imaging.checkpoint import ReconstructModel
+from semcom_cli.io.patches import box_of_mask
+from semcom_cli.reconstruct.generative.decoder import embed_queries
+from semcom_cli.reconstruct.generative.features import kid
+from semcom_cli.reconstruct.generative.store import load_features
+from semcom_cli.reconstruct.model import ReconstructModel
 
 pytestmark = pytest.mark.real
 

@@ -6,13 +6,12 @@ import math
 
 import pytest
 import torch
-
 from conftest import assert_clean_failure, tiny_model
-from semcom_cli.channel import make_channel, seed_channel, send_repeated
-from semcom_cli.errors import SemcomError
-from semcom_cli.rate import RateTable, allocate, check_budget, token_copies
-from semcom_cli.rate.importance import shapley_weights
 
+from semcom_cli.channel import make_channel, seed_channel, send_repeated
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.link.rate import RateTable, allocate, check_budget, token_copies
+from semcom_cli.link.rate.importance import shapley_weights
 
 # allocation ---------------------------------------------------------------------------------------
 
@@ -43,7 +42,7 @@ def _caption_worth() -> torch.Tensor:
 
 
 def test_the_worth_table_sends_each_word_before_repeating_one():
-    from semcom_cli.rate.allocation import sufficient_set
+    from semcom_cli.link.rate.allocation import sufficient_set
 
     worth = _caption_worth()
     weights = (worth @ shapley_weights(4)).float()  # colour slots 0.325 each, shape slots 0.175
@@ -115,7 +114,7 @@ def test_shapley_coefficients_split_a_game_fairly():
 
 
 def test_importance_weights_are_a_distribution(train_data):
-    from semcom_cli.rate import token_importance
+    from semcom_cli.link.rate import token_importance
 
     model, _ = tiny_model()
     images = train_data.batch_images(train_data.captioned_ids[:3])
@@ -128,9 +127,9 @@ def test_importance_weights_are_a_distribution(train_data):
 
 
 def test_share_set_copies_count_a_public_token_once_and_weigh_it_by_its_neediest_user():
-    from semcom_cli.rate.importance import Importance
-    from semcom_cli.rate.shared import share_copies
-    from semcom_cli.sharing import PublicToken, SharePlan
+    from semcom_cli.link.rate.importance import Importance
+    from semcom_cli.link.rate.shared import share_copies
+    from semcom_cli.link.sharing import PublicToken, SharePlan
 
     # two users, 4 slots; the shape slots 1 and 3 are public (both users see a triangle)
     plan = SharePlan((4, 4), (PublicToken(1, (0, 1), 0), PublicToken(3, (0, 1), 0)), 0.35)
@@ -178,9 +177,9 @@ def test_a_damaged_rate_table_is_refused(damage):
 @pytest.fixture(scope="module")
 def rated_checkpoint(tmp_path_factory, tiny_checkpoint, train_data):
     """The tiny checkpoint after a few rate-stage steps, with a small rate table in its manifest."""
-    from semcom_cli.models import SemcomModel
-    from semcom_cli.models.checkpoint import read_manifest, record_metrics
-    from semcom_cli.rate.policy import measure_rate_table
+    from semcom_cli.evaluation.rate_table import measure_rate_table
+    from semcom_cli.system import SemcomModel
+    from semcom_cli.system.checkpoint import read_manifest, record_metrics
     from semcom_cli.training import run_stage
 
     model = SemcomModel.from_pretrained(tiny_checkpoint, {"train.rate.steps": 4, "train.rate.batch_size": 8})
@@ -195,7 +194,7 @@ def rated_checkpoint(tmp_path_factory, tiny_checkpoint, train_data):
 
 
 def test_rate_stage_is_recorded(rated_checkpoint):
-    from semcom_cli.models.checkpoint import read_manifest
+    from semcom_cli.system.checkpoint import read_manifest
 
     manifest = read_manifest(rated_checkpoint)
     assert [s["stage"] for s in manifest["training"]["stages"]][-1] == "rate"
@@ -331,8 +330,9 @@ def test_without_a_question_encode_weighs_the_content(semcom, rated_checkpoint, 
 # share sets at a variable rate --------------------------------------------------------------------
 
 def _share_images(tmp_path, ids=(0, 0, 5)):
-    import easy_vqa
     from pathlib import Path
+
+    import easy_vqa
 
     paths = easy_vqa.get_test_image_paths()
     out = []

@@ -2,15 +2,15 @@
 
 import pytest
 import torch
-
 from conftest import run_pipe
+
+from semcom_cli.core.resources import default_checkpoint
 from semcom_cli.models.llm import load_backbone, sha256_file, smollm2_gguf
-from semcom_cli.models import SemcomModel
-from semcom_cli.models.checkpoint import read_manifest
-from semcom_cli.resources import default_checkpoint
+from semcom_cli.system import SemcomModel
+from semcom_cli.system.checkpoint import read_manifest
 
 DEFAULT_CHECKPOINT = default_checkpoint()
-from semcom_cli.config import load_preset
+from semcom_cli.config.preset import load_preset
 
 pytestmark = pytest.mark.real
 
@@ -94,8 +94,8 @@ def test_shipped_importance_follows_the_question(test_data):
     a shape question's to the shape's (easy-vqa test image 0, a red triangle: " red triangle" tiled
     over 4 slots puts the colour in slots 0 and 2), and 8 channel uses answer both right at 10 dB."""
     from semcom_cli.channel import make_channel, seed_channel
-    from semcom_cli.rate import allocate, token_importance
-    from semcom_cli.rate.packets import send_at_rate
+    from semcom_cli.link.rate import allocate, token_importance
+    from semcom_cli.link.rate.packets import send_at_rate
 
     model = SemcomModel.from_pretrained(DEFAULT_CHECKPOINT)
     with torch.no_grad():
@@ -112,7 +112,7 @@ def test_shipped_importance_follows_the_question(test_data):
 
 
 def test_shipped_checkpoint_has_a_rate_table_for_auto():
-    from semcom_cli.rate import RateTable
+    from semcom_cli.link.rate import RateTable
 
     table = RateTable.from_manifest(read_manifest(DEFAULT_CHECKPOINT), "shipped")
     assert table.split == "train" and table.task == "vqa"

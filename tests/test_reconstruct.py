@@ -3,19 +3,28 @@ stream, its files and training stages, and each bad input. Tiny random codecs; t
 figures are measured by benchmarks/reconstruct.py and checked in test_reconstruct_real.py."""
 
 from dataclasses import replace
+
 import pytest
 import torch
+from conftest import assert_clean_failure
 
 from semcom_cli.channel import to_complex
-from semcom_cli.errors import SemcomError
-from semcom_cli.imaging.allocation import (GRID, HI_SYMBOLS, LIGHT_SYMBOLS, SIDE_USES, Box, allocate, box_of_mask,
-                                           check_budget, roi_box)
-from semcom_cli.imaging.codec import DualPathEncoder, ImageDecoder, pack, unpack
-from semcom_cli.imaging.pipeline import decode_streams, encode_images
-from semcom_cli.imaging.side import bits_box, box_bits, read_side, side_symbols
-from semcom_cli.scenes import REFERENT_VALUES, referring_queries, scene_at
-
-from conftest import assert_clean_failure
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.scenes import REFERENT_VALUES, referring_queries, scene_at
+from semcom_cli.io.patches import (
+    GRID,
+    HI_SYMBOLS,
+    LIGHT_SYMBOLS,
+    SIDE_USES,
+    Box,
+    allocate,
+    box_of_mask,
+    check_budget,
+    roi_box,
+)
+from semcom_cli.reconstruct.imaging.codec import DualPathEncoder, ImageDecoder, pack, unpack
+from semcom_cli.reconstruct.imaging.pipeline import decode_streams, encode_images
+from semcom_cli.reconstruct.imaging.side import bits_box, box_bits, read_side, side_symbols
 
 
 class TinyCodec:
@@ -149,9 +158,9 @@ def test_every_query_names_its_target_alone():
 
 
 def test_codec_training_resumes_exactly(tmp_path):
-    from semcom_cli.guidance.train import ScenePool
-    from semcom_cli.imaging.partial import load_state, save_state
-    from semcom_cli.imaging.train import CodecTrain, train_codec
+    from semcom_cli.reconstruct.guidance.train import ScenePool
+    from semcom_cli.reconstruct.imaging.train import CodecTrain, train_codec
+    from semcom_cli.reconstruct.partial import load_state, save_state
 
     pool = ScenePool("train", 6)
     cfg = CodecTrain(steps=4, batch_size=2, pool=6, width=16)
@@ -167,7 +176,7 @@ def test_codec_training_resumes_exactly(tmp_path):
 
 
 def test_guidance_training_step_lowers_the_loss():
-    from semcom_cli.guidance.train import GuidanceTrain, ScenePool, train_guidance
+    from semcom_cli.reconstruct.guidance.train import GuidanceTrain, ScenePool, train_guidance
 
     pool = ScenePool("train", 8)
     losses = []
@@ -179,7 +188,7 @@ def test_guidance_training_step_lowers_the_loss():
 # --- files and the command line -------------------------------------------------------------------------
 
 def _packet_file(method="importance"):
-    from semcom_cli.imaging.files import encode_image_file
+    from semcom_cli.reconstruct.packets import encode_image_file
 
     image = torch.from_numpy(scene_at("test", 0).image).permute(2, 0, 1).float() / 255
     model = TinyCodec()
@@ -302,23 +311,23 @@ class WordReader:
 
 
 def test_the_parser_learns_to_read_referents():
-    from semcom_cli.guidance.referent import parse_accuracy, train_parser
-    from semcom_cli.guidance.train import query_pairs
+    from semcom_cli.reconstruct.guidance.referent import parse_accuracy, train_parser
+    from semcom_cli.reconstruct.guidance.train import query_pairs
 
     texts, referents = query_pairs("train", 60, seeds=2)
     reader = WordReader()
     parser = train_parser(reader, texts, referents, steps=300)
     assert parse_accuracy(parser, reader, texts, referents) > 0.9
     # a phrase of training words in an order no wording uses
-    from semcom_cli.scenes import Referent
+    from semcom_cli.data.scenes import Referent
 
     assert parser.parse(*reader(["blue the triangle"])) == [Referent(color="blue", shape="triangle")]
 
 
 def test_the_guide_marks_the_image_and_its_mirror_alike():
-    from semcom_cli.guidance import GuidanceNet, Guide
-    from semcom_cli.guidance.guide import mirrored
-    from semcom_cli.scenes import Referent
+    from semcom_cli.data.scenes import Referent
+    from semcom_cli.reconstruct.guidance import GuidanceNet, Guide
+    from semcom_cli.reconstruct.guidance.guide import mirrored
 
     assert mirrored(Referent(shape="circle", where="leftmost")) == Referent(shape="circle", where="rightmost")
     assert mirrored(Referent(where="top left")) == Referent(where="top right")

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from semcom_cli.evaluation.reconstruct import image_scores, load_items, reconstruct_point
-from semcom_cli.guidance.model import iou
-from semcom_cli.imaging.checkpoint import ReconstructModel
-from semcom_cli.imaging.pipeline import guide_boxes
+from semcom_cli.reconstruct.guidance.model import iou
+from semcom_cli.reconstruct.imaging.pipeline import guide_boxes
+from semcom_cli.reconstruct.model import ReconstructModel
 
 pytestmark = pytest.mark.real
 
@@ -33,7 +33,7 @@ def test_the_guide_finds_what_unseen_wordings_refer_to(model, items):
 
 def test_both_methods_reconstruct_within_the_budget_and_the_box_arrives(model, items):
     from semcom_cli.channel import make_channel, seed_channel
-    from semcom_cli.imaging.pipeline import decode_streams, encode_images
+    from semcom_cli.reconstruct.imaging.pipeline import decode_streams, encode_images
 
     boxes = guide_boxes(model, items.images, items.queries)[1]
     scores = {}
@@ -55,7 +55,7 @@ def test_both_methods_reconstruct_within_the_budget_and_the_box_arrives(model, i
 
 
 def test_encode_transmit_decode_through_the_command_line(semcom, tmp_path, model):
-    from semcom_cli.scenes import scene_at
+    from semcom_cli.data.scenes import scene_at
 
     scene = scene_at("test", 2)
     Image.fromarray(scene.image).save(tmp_path / "scene.png")

@@ -18,9 +18,8 @@ from typing import Callable
 
 import pytest
 import torch
-from safetensors.torch import save
-
 from conftest import assert_clean_failure
+from safetensors.torch import save
 
 pytestmark = pytest.mark.usefixtures("tiny_checkpoint")
 
@@ -68,8 +67,8 @@ def world(tmp_path_factory, tiny_checkpoint, sample_png) -> World:
     from typer.testing import CliRunner
 
     from semcom_cli.cli.app import app
-    from semcom_cli.config import apply_overrides
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.config.preset import apply_overrides
+    from semcom_cli.system import SemcomModel
 
     root = tmp_path_factory.mktemp("world")
     run = lambda *a: CliRunner().invoke(app, [str(x) for x in a], catch_exceptions=False)  # noqa: E731
@@ -328,7 +327,7 @@ def test_sixteen_bit_images_are_read_not_whitened():
     import numpy as np
     from PIL import Image
 
-    from semcom_cli.data import image_from_bytes
+    from semcom_cli.data.easyvqa import image_from_bytes
 
     buf = io.BytesIO()
     Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(buf, format="PNG")
@@ -363,8 +362,8 @@ def test_a_write_error_names_the_target_not_the_temporary_file(world, semcom, tm
 
 
 def test_an_edited_manifest_changes_the_hash_and_is_refused(world, tmp_path):
-    from semcom_cli.errors import SemcomError
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.system import SemcomModel
 
     copy = tmp_path / "ck"
     shutil.copytree(world.checkpoint, copy)
@@ -380,9 +379,9 @@ def test_an_edited_manifest_changes_the_hash_and_is_refused(world, tmp_path):
 
 
 def test_measured_figures_are_recorded_without_changing_the_hash(world, tmp_path):
-    from semcom_cli.errors import SemcomError
-    from semcom_cli.models import SemcomModel
-    from semcom_cli.models.checkpoint import record_metrics
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.system import SemcomModel
+    from semcom_cli.system.checkpoint import record_metrics
 
     copy = tmp_path / "ck"
     shutil.copytree(world.checkpoint, copy)

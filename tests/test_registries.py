@@ -76,8 +76,8 @@ def test_a_registered_channel_transmits_and_is_recorded(toys, semcom, tiny_check
 
 
 def test_presets_accept_registered_names_and_refuse_them_once_gone(toys):
-    from semcom_cli.config import preset_from_dict
-    from semcom_cli.errors import SemcomError
+    from semcom_cli.config.preset import preset_from_dict
+    from semcom_cli.core.errors import SemcomError
 
     preset = preset_from_dict({"train": {"channel": {"channels": ["toy-halfgain"]},
                                          "instruct": {"tasks": ["toy-colour"]}}})

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import assert_clean_failure, tiny_model
 
 SENTENCES = ["The council approved the new bridge over the river.",
@@ -93,7 +92,7 @@ def test_the_local_base_keeps_the_most_recent_entries_under_its_cap(tmp_path):
 
 
 def test_entries_with_template_markers_are_refused():
-    from semcom_cli.errors import SemcomError
+    from semcom_cli.core.errors import SemcomError
     from semcom_cli.retrieval import KnowledgeBase
 
     kb = KnowledgeBase("global")
@@ -140,7 +139,7 @@ def test_the_symbol_route_finds_the_sent_entry_and_its_gate_drops_a_planted_mism
 
     # a base holding only wrong sentences, of the same lengths as the sent ones: nothing passes the gate,
     # so the LLM reads the packet as it would with no base at all
-    from semcom_cli.retrieval.corpus import split_corpus
+    from semcom_cli.data.corpus import split_corpus
 
     tokenizer = tiny.get_llm().tokenizer
 
@@ -176,7 +175,7 @@ def test_a_receiver_never_reads_another_users_local_base(tiny):
 
 
 def test_retriever_refuses_bases_in_the_wrong_role_and_bad_settings():
-    from semcom_cli.errors import SemcomError
+    from semcom_cli.core.errors import SemcomError
     from semcom_cli.retrieval import KnowledgeBase, Retriever
 
     shared, own = KnowledgeBase("global"), KnowledgeBase("local", user="ana")
@@ -187,7 +186,7 @@ def test_retriever_refuses_bases_in_the_wrong_role_and_bad_settings():
 
 
 def test_the_corpus_split_is_seeded_and_keeps_documents_apart(tiny):
-    from semcom_cli.retrieval.corpus import split_corpus
+    from semcom_cli.data.corpus import split_corpus
 
     tokenizer = tiny.get_llm().tokenizer
     a, b = split_corpus(tokenizer, 24, users=4), split_corpus(tokenizer, 24, users=4)
@@ -201,8 +200,8 @@ def test_the_corpus_split_is_seeded_and_keeps_documents_apart(tiny):
 @pytest.fixture(scope="module")
 def rag_checkpoint(tmp_path_factory, tiny_checkpoint):
     """The tiny checkpoint through the corpus and retrieval stages."""
-    from semcom_cli.data import EasyVQA
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.data.easyvqa import EasyVQA
+    from semcom_cli.system import SemcomModel
     from semcom_cli.training import run_stage
 
     data = EasyVQA.load("train")
@@ -224,8 +223,8 @@ def test_the_retrieval_stage_trains_the_adapter_with_entries_in_the_prompt(rag_c
         seen.append(contexts)
         return real(llm, tasks, instructions, sem, sem_mask, answers, contexts)
 
-    from semcom_cli.data import EasyVQA
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.data.easyvqa import EasyVQA
+    from semcom_cli.system import SemcomModel
     from semcom_cli.training import run_stage
 
     monkeypatch.setattr(prompting, "build_inputs", spy)

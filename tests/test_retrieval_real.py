@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from semcom_cli.channel import make_channel, seed_channel
+from semcom_cli.data.corpus import split_corpus
 from semcom_cli.evaluation.metrics import corpus_bleu
-from semcom_cli.models import SemcomModel
 from semcom_cli.retrieval import KnowledgeBase, Retriever, read_with_retrieval, receive_packets
-from semcom_cli.retrieval.corpus import split_corpus
+from semcom_cli.system import SemcomModel
 from semcom_cli.tasks import normalize_answer
 
 pytestmark = pytest.mark.real

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from semcom_cli.scenes import COLOR_RGB, QUERY_KINDS, generate_scene, referring_queries, scene_at
-from semcom_cli.scenes.backgrounds import PHOTOS
-from semcom_cli.scenes.generator import MIN_VISIBLE, _filled
-from semcom_cli.scenes.queries import WORDINGS
+from semcom_cli.data.scenes import COLOR_RGB, QUERY_KINDS, generate_scene, referring_queries, scene_at
+from semcom_cli.data.scenes.backgrounds import PHOTOS
+from semcom_cli.data.scenes.generator import MIN_VISIBLE, _filled
+from semcom_cli.data.scenes.queries import WORDINGS
 
 SCENES = [scene_at(split, i) for split in ("train", "test") for i in range(24)]
 
@@ -121,8 +121,8 @@ def test_bad_scene_flags_get_one_line(semcom, tmp_path, flags, fragment):
 def test_guidance_maps_have_the_image_size_and_the_measures_are_right():
     import torch
 
-    from semcom_cli.guidance import GuidanceNet, iou, patch_map
-    from semcom_cli.scenes import Referent
+    from semcom_cli.data.scenes import Referent
+    from semcom_cli.reconstruct.guidance import GuidanceNet, iou, patch_map
 
     torch.manual_seed(0)
     net = GuidanceNet(width=8).eval()
@@ -146,7 +146,7 @@ def test_guidance_maps_have_the_image_size_and_the_measures_are_right():
 
 
 def test_the_query_reader_reads_each_text_once(tiny):
-    from semcom_cli.guidance import QueryReader
+    from semcom_cli.reconstruct.guidance import QueryReader
 
     _, llm = tiny
     reader = QueryReader(llm, layer=1)

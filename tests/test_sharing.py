@@ -7,12 +7,21 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import assert_clean_failure, tiny_model
+
 from semcom_cli.channel import make_channel
-from semcom_cli.errors import SemcomError
-from semcom_cli.sharing import (PublicToken, SharePlan, encode_parts, plan_sharing, receive_user, repeats_for,
-                                send_separately, send_to_user, user_seed)
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.link.sharing import (
+    PublicToken,
+    SharePlan,
+    encode_parts,
+    plan_sharing,
+    receive_user,
+    repeats_for,
+    send_separately,
+    send_to_user,
+    user_seed,
+)
 
 
 def _tokens(rows: list[list[list[float]]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,7 +180,7 @@ def test_averaged_copies_lower_the_noise(tiny, test_data):
 # scenarios -------------------------------------------------------------------------
 
 def test_scenarios_are_what_they_say(test_data):
-    from semcom_cli.sharing.scenarios import draw_groups
+    from semcom_cli.link.sharing.scenarios import draw_groups
 
     caps = test_data.captions
     for group in draw_groups(test_data, "same-scene", 8, 5, seed=0):
@@ -193,7 +202,7 @@ def test_scenarios_are_what_they_say(test_data):
 
 
 def test_scenarios_are_seeded_and_stable_when_the_sweep_grows(test_data):
-    from semcom_cli.sharing.scenarios import draw_groups
+    from semcom_cli.link.sharing.scenarios import draw_groups
 
     assert draw_groups(test_data, "unrelated", 4, 3, seed=1) == draw_groups(test_data, "unrelated", 4, 6, seed=1)[:3]
     assert draw_groups(test_data, "unrelated", 4, 3, seed=1) != draw_groups(test_data, "unrelated", 4, 3, seed=2)

@@ -1,7 +1,7 @@
 import pytest
 
-from semcom_cli.data import derive_captions
-from semcom_cli.errors import SemcomError
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.easyvqa import derive_captions
 from semcom_cli.tasks import TEMPLATE, caption_text, get_task, normalize_answer, parse_caption
 
 

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-
 from conftest import run_one_and_two_processes, tiny_model
-from semcom_cli.models import SemcomModel
-from semcom_cli.models.checkpoint import checkpoint_hash
-from semcom_cli.errors import SemcomError
+
 from semcom_cli.channel import make_channel, seed_channel
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.system import SemcomModel
+from semcom_cli.system.checkpoint import checkpoint_hash
 from semcom_cli.training import run_stage
 
 
@@ -154,8 +154,7 @@ class _Killed(Exception):
 
 @pytest.mark.parametrize("stage", ["align", "channel", "instruct", "corpus", "retrieval"])
 def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
-    from semcom_cli.training import load_partial, save_partial
-    from semcom_cli.training import Checkpointing
+    from semcom_cli.training import Checkpointing, load_partial, save_partial
 
     def prepared():
         """A tiny model ready for ``stage`` (the earlier stages run), saved and reloaded."""
@@ -193,8 +192,7 @@ def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
 
 
 def test_partial_run_of_another_stage_refused(train_data, tmp_path):
-    from semcom_cli.training import load_partial, save_partial
-    from semcom_cli.training import Checkpointing
+    from semcom_cli.training import Checkpointing, load_partial, save_partial
 
     model, llm = tiny_model(seed=5)
     saved = []
@@ -211,7 +209,7 @@ def test_partial_run_of_another_stage_refused(train_data, tmp_path):
 def test_two_processes_train_as_one(stage, tiny_checkpoint, tmp_path):
     """Under torchrun each process takes its share of every batch and gradients are averaged:
     the trained weights match a single-process run (up to float summation order)."""
-    from semcom_cli.models import SemcomModel
+    from semcom_cli.system import SemcomModel
 
     if stage == "align":
         args = ["align", "--preset", "tiny", "--steps", "4"]
@@ -242,7 +240,7 @@ def test_two_processes_train_as_one(stage, tiny_checkpoint, tmp_path):
     ("does the image contain a triangle?", "no", "absent"),
 ])
 def test_question_kind(question, answer, kind):
-    from semcom_cli.data import question_kind
+    from semcom_cli.data.easyvqa import question_kind
 
     assert question_kind(question, answer) == kind
 
@@ -252,7 +250,7 @@ def test_instruct_draws_open_present_and_absent_questions_evenly(train_data):
     import random
     from collections import Counter
 
-    from semcom_cli.data import question_kind
+    from semcom_cli.data.easyvqa import question_kind
     from semcom_cli.tasks import get_task
 
     rng = random.Random(0)

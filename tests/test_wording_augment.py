@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from semcom_cli.augment import augment_batch, render_shape, render_shapes
+from semcom_cli.data.augment import augment_batch, render_shape, render_shapes
 from semcom_cli.tasks.rephrase import rephrase
 from semcom_cli.tasks.shapes import COLORS, SHAPES
 from semcom_cli.tasks.wording import HELD_OUT, ask, normalize_wording

@@ -25,9 +25,9 @@ from typing import ClassVar
 
 import torch
 
-from ..errors import SemcomError
-from ..limits import check_snr_range
-from .rng import sionna_block
+from semcom_cli.channel.rng import sionna_block
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.limits import check_snr_range
 
 __all__ = ["Channel", "CHANNELS", "register_channel", "make_channel", "check_channel", "check_snr",
            "noise_variance", "to_complex", "to_real", "gain_to_real", "gain_from_real"]

@@ -33,9 +33,10 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from PIL import Image
 
-from ..errors import SemcomError
-from .base import Channel, noise_variance
+from semcom_cli.channel.base import Channel, noise_variance
+from semcom_cli.core.errors import SemcomError
 
 __all__ = ["MCS_TABLE", "CODECS", "CODING_GAP_DB", "DigitalLink", "choose_mcs", "link_for", "compress_image",
            "decompress_image", "send_payloads", "capacity_bits", "LENGTH_BITS"]
@@ -116,7 +117,6 @@ def link_for(channel_uses: int, snr_db: float, mcs: str = "auto") -> DigitalLink
 # source coding ---------------------------------------------------------------
 
 def _encode(image: np.ndarray, codec: str, quality: int) -> bytes:
-    from PIL import Image
 
     buf = io.BytesIO()
     im = Image.fromarray(image)
@@ -141,7 +141,6 @@ def compress_image(image: torch.Tensor, max_bytes: int, codec: str = "webp") -> 
 
 def decompress_image(data: bytes) -> torch.Tensor | None:
     """Bytes → float [3, H, W] in [0, 1]; None when the bytes are not an image."""
-    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -155,7 +154,7 @@ def decompress_image(data: bytes) -> torch.Tensor | None:
 
 @lru_cache(maxsize=64)
 def _ldpc(k: int, n: int, q: int, device: str = "cpu"):
-    from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
+    from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder  # heavy: Sionna, on first use
 
     encoder = LDPC5GEncoder(k, n, num_bits_per_symbol=q, precision="single", device=device)
     return encoder, LDPC5GDecoder(encoder, hard_out=True, num_iter=20, precision="single", device=device)
@@ -163,7 +162,7 @@ def _ldpc(k: int, n: int, q: int, device: str = "cpu"):
 
 @lru_cache(maxsize=8)
 def _qam(q: int, device: str = "cpu"):
-    from sionna.phy.mapping import Demapper, Mapper
+    from sionna.phy.mapping import Demapper, Mapper  # heavy: Sionna, on first use
 
     return (Mapper("qam", q, precision="single", device=device),
             Demapper("app", "qam", q, precision="single", device=device))

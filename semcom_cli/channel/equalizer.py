@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import noise_variance, to_complex, to_real
+from semcom_cli.channel.base import noise_variance, to_complex, to_real
 
 __all__ = ["mmse_equalize", "effective_snr_db", "equalize_symbols"]
 

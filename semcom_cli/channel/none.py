@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Channel, register_channel
+from semcom_cli.channel.base import Channel, register_channel
 
 __all__ = ["NoChannel"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import Channel, register_channel
-from .rng import sionna_block
+from semcom_cli.channel.base import Channel, register_channel
+from semcom_cli.channel.rng import sionna_block
 
 __all__ = ["Rayleigh", "RayleighPerSymbol", "rayleigh_gains"]
 

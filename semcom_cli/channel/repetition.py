@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Channel, to_complex, to_real
+from semcom_cli.channel.base import Channel, to_complex, to_real
 
 __all__ = ["send_repeated", "combined_uses"]
 

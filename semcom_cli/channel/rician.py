@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from ..errors import SemcomError
-from .base import Channel, register_channel
-from .rayleigh import rayleigh_gains
+from semcom_cli.channel.base import Channel, register_channel
+from semcom_cli.channel.rayleigh import rayleigh_gains
+from semcom_cli.core.errors import SemcomError
 
 __all__ = ["Rician", "DEFAULT_K"]
 

@@ -15,21 +15,21 @@ __all__ = ["seed_channel", "channel_rng_state", "set_channel_rng_state", "sionna
 
 def seed_channel(seed: int) -> None:
     """Seed Sionna's random generators (the channel's only source of randomness)."""
-    from sionna.phy import config
+    from sionna.phy import config  # heavy: Sionna, on first use
 
     config.seed = int(seed)
 
 
 def channel_rng_state(device: str | torch.device = "cpu") -> dict:
     """The state of Sionna's generators (torch, Python, NumPy), to continue the same noise later."""
-    from sionna.phy import config
+    from sionna.phy import config  # heavy: Sionna, on first use
 
     return {"torch": config.torch_rng(str(device)).get_state(), "python": config.py_rng.getstate(),
             "numpy": config.np_rng.bit_generator.state}
 
 
 def set_channel_rng_state(state: dict, device: str | torch.device = "cpu") -> None:
-    from sionna.phy import config
+    from sionna.phy import config  # heavy: Sionna, on first use
 
     config.torch_rng(str(device)).set_state(state["torch"])
     config.py_rng.setstate(state["python"])
@@ -37,13 +37,13 @@ def set_channel_rng_state(state: dict, device: str | torch.device = "cpu") -> No
 
 
 def _awgn(device: str):
-    from sionna.phy.channel import AWGN
+    from sionna.phy.channel import AWGN  # heavy: Sionna, on first use
 
     return AWGN(precision="single", device=device)
 
 
 def _flat_fading(device: str):
-    from sionna.phy.channel import GenerateFlatFadingChannel
+    from sionna.phy.channel import GenerateFlatFadingChannel  # heavy: Sionna, on first use
 
     return GenerateFlatFadingChannel(num_tx_ant=1, num_rx_ant=1, precision="single", device=device)
 

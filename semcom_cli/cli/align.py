@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from .common import device_option, fail_cleanly
-from .stage import train_and_save
+from semcom_cli.cli.common import device_option, fail_cleanly
+from semcom_cli.cli.stage import train_and_save
 
 NAME = "align"
 
@@ -26,15 +26,16 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue the partial run at OUTPUT.partial."),
     device: Optional[str] = device_option(),
 ):
-    from ..config import apply_overrides, load_preset
-    from ..limits import check_output
-    from ..models import SemcomModel, load_backbone
-    from ..runtime import resolve_device
-    from .common import spinner
+    from semcom_cli.cli.common import spinner
+    from semcom_cli.config.preset import apply_overrides, load_preset
+    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.runtime import resolve_device
+    from semcom_cli.models import load_backbone
+    from semcom_cli.system import SemcomModel
 
     check_output(output, [], folder=True)
     if resume:
-        from .stage import resume_from
+        from semcom_cli.cli.stage import resume_from
 
         model, state, history = resume_from(output, "align", {"--steps": steps, "--batch-size": batch_size,
                                                               "--lr": lr, "--seed": seed, "--save-every": save_every},

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from .. import __version__
-from . import align, compress, decode, encode, evaluate, finetune, guide, info, kb, rate_table, scenes, transmit
+from semcom_cli import __version__
+from semcom_cli.cli import (
+    align,
+    compress,
+    decode,
+    encode,
+    evaluate,
+    finetune,
+    guide,
+    info,
+    kb,
+    rate_table,
+    scenes,
+    transmit,
+)
 
 app = typer.Typer(
     name="semcom",
@@ -73,7 +86,7 @@ def _flush_stdout() -> None:
     try:
         sys.stdout.flush()
     except (OSError, ValueError) as err:
-        from ..io.files import stdout_error
+        from semcom_cli.core.files import stdout_error
 
         print(f"semcom: error: {stdout_error(err)}", file=sys.stderr)
         try:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import SemcomError, one_line
+from semcom_cli.core.errors import SemcomError, one_line
 
 __all__ = ["console", "fail_cleanly", "progress_bar", "spinner", "parse_floats", "parse_names",
            "checkpoint_option", "checkpoint_folder", "device_option", "print_json", "print_out", "write_json"]
@@ -69,7 +69,7 @@ def spinner(message: str):
 
 def parse_floats(text: str) -> list[float]:
     """A comma list of SNRs in dB, each finite."""
-    from ..channel.base import check_snr
+    from semcom_cli.channel.base import check_snr
 
     values = [v.strip() for v in str(text).split(",") if v.strip()]
     if not values:
@@ -88,7 +88,7 @@ def checkpoint_option():
 
 def checkpoint_folder(checkpoint: Path | None) -> Path:
     """The checkpoint a command reads: the one given, or the shipped one."""
-    from ..resources import default_checkpoint
+    from semcom_cli.core.resources import default_checkpoint
 
     return checkpoint if checkpoint is not None else default_checkpoint()
 
@@ -104,12 +104,12 @@ def print_json(data) -> None:
 
 def print_out(text: str) -> None:
     """A result line on stdout; a closed or full stdout is one error line, not a traceback."""
-    from ..io.files import write_stdout
+    from semcom_cli.core.files import write_stdout
 
     write_stdout((text + "\n").encode())
 
 
 def write_json(path: Path, data) -> None:
-    from ..io import write_json as write
+    from semcom_cli.io import write_json as write
 
     write(path, data)

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from .common import checkpoint_folder, checkpoint_option, console, fail_cleanly, parse_names, print_json
+from semcom_cli.cli.common import checkpoint_folder, checkpoint_option, console, fail_cleanly, parse_names, print_json
 
 NAME = "compress"
 
@@ -33,11 +33,11 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Seed of the validation sample, calibration and channel."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ):
-    from ..compression.recipe import candidate_recipes
-    from ..compression.search import NoCandidateFits, compress_checkpoint
-    from ..errors import SemcomError
-    from ..limits import MAX_SEED, check_output
-    from ..models.checkpoint import read_manifest
+    from semcom_cli.compression.recipe import candidate_recipes
+    from semcom_cli.compression.search import NoCandidateFits, compress_checkpoint
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.core.limits import MAX_SEED, check_output
+    from semcom_cli.system.checkpoint import read_manifest
 
     source = checkpoint_folder(checkpoint)
     if limit <= 0:

@@ -11,8 +11,16 @@ from typing import Optional
 
 import typer
 
-from .common import (checkpoint_folder, checkpoint_option, device_option, fail_cleanly, print_json, print_out,
-                     spinner, write_json)
+from semcom_cli.cli.common import (
+    checkpoint_folder,
+    checkpoint_option,
+    device_option,
+    fail_cleanly,
+    print_json,
+    print_out,
+    spinner,
+    write_json,
+)
 
 NAME = "decode"
 
@@ -51,19 +59,19 @@ def run(
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
 ):
-    from ..io import read_semantic
-    from ..limits import check_output, check_question
-    from ..models import SemcomModel
-    from ..receiver import decode_file
+    from semcom_cli.core.limits import check_output, check_question
+    from semcom_cli.io import read_semantic
+    from semcom_cli.link.receiver import decode_file
+    from semcom_cli.system import SemcomModel
 
     if question is not None:
         check_question(question)
-    from ..tasks import get_task
+    from semcom_cli.tasks import get_task
 
     sem = read_semantic(input, stage="transmit")
     if get_task(sem.header.task).output == "image":
         if kb is not None or kb_local is not None:
-            from ..errors import SemcomError
+            from semcom_cli.core.errors import SemcomError
 
             raise SemcomError("a reconstruct packet decodes to an image: --kb and --kb-local do not apply")
         return _decode_image(sem, input, question, public, output, as_json, checkpoint, decoder, steps, budget_ms,
@@ -71,7 +79,7 @@ def run(
     generative_flags = {"--decoder": decoder, "--steps": steps, "--budget-ms": budget_ms, "--seed": seed}
     given = [flag for flag, value in generative_flags.items() if value is not None]
     if given:
-        from ..errors import SemcomError
+        from semcom_cli.core.errors import SemcomError
 
         raise SemcomError(f"{', '.join(given)}: for reconstruct packets (images) only")
     if output is not None:
@@ -84,7 +92,7 @@ def run(
                              retriever)
     learned = result.get("caption", result["answer"])  # an image packet: its scene's caption
     if retriever is not None and retriever.local_kb is not None and not no_update and learned.strip():
-        from ..errors import SemcomError
+        from semcom_cli.core.errors import SemcomError
 
         try:  # the local base learns what this user received (oldest entries evicted past its cap)
             retriever.local_kb.add([learned])
@@ -102,7 +110,7 @@ def run(
 
 
 def _retriever(kb: Optional[Path], kb_local: Optional[Path], k: int, route: str, gate: float):
-    from ..retrieval import KnowledgeBase, Retriever
+    from semcom_cli.retrieval import KnowledgeBase, Retriever
 
     Retriever.check(k, route, gate)  # before any base is read
     return Retriever(KnowledgeBase.load(kb) if kb is not None else None,
@@ -111,13 +119,13 @@ def _retriever(kb: Optional[Path], kb_local: Optional[Path], k: int, route: str,
 
 def _decode_image(sem, input: str, question, public, output, as_json: bool, checkpoint, decoder, steps, budget_ms,
                   seed) -> None:
-    from ..errors import SemcomError
-    from ..generative.decoder import check_budget_ms, check_decoder, check_steps
-    from ..imaging.checkpoint import ReconstructModel
-    from ..imaging.files import decode_image_file, png_bytes
-    from ..io.files import atomic_write_bytes, write_stdout
-    from ..limits import check_output, check_seed
-    from .common import console
+    from semcom_cli.cli.common import console
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.core.files import atomic_write_bytes, write_stdout
+    from semcom_cli.core.limits import check_output, check_seed
+    from semcom_cli.reconstruct.generative.decoder import check_budget_ms, check_decoder, check_steps
+    from semcom_cli.reconstruct.model import ReconstructModel
+    from semcom_cli.reconstruct.packets import decode_image_file, png_bytes
 
     if question is not None or public is not None:
         raise SemcomError("a reconstruct packet decodes to an image: --question and --public do not apply")

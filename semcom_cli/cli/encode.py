@@ -20,8 +20,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import SemcomError
-from .common import checkpoint_folder, checkpoint_option, console, device_option, fail_cleanly, spinner
+from semcom_cli.cli.common import checkpoint_folder, checkpoint_option, console, device_option, fail_cleanly, spinner
+from semcom_cli.core.errors import SemcomError
 
 NAME = "encode"
 
@@ -62,7 +62,7 @@ def run(
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
 ):
-    from ..tasks import get_task, task_names
+    from semcom_cli.tasks import get_task, task_names
 
     t = get_task(task)
     if t.output == "image":
@@ -106,12 +106,12 @@ def run(
         if source is None or source == "-":
             raise SemcomError("give --output (or '-o -' for stdout)")
         output = str(Path(source).with_suffix("")) + ".sem.safetensors"
-    from ..limits import check_output
+    from semcom_cli.core.limits import check_output
 
     check_output(output, [source, checkpoint_folder(checkpoint)])
-    from ..io import write_semantic
-    from ..models import SemcomModel
-    from ..transmitter import encode_at_rate, encode_single
+    from semcom_cli.io import write_semantic
+    from semcom_cli.link.transmitter import encode_at_rate, encode_single
+    from semcom_cli.system import SemcomModel
 
     if t.modality == "text":  # a sentence is checked before the model loads, an image against it after
         content, source = _read_single(t, source, text)
@@ -136,8 +136,8 @@ def run(
 def _rate_flags(t, channel_uses: Optional[str], question: Optional[str], snr_feedback: Optional[str],
                 target_accuracy: Optional[float]) -> Optional[dict]:
     """The variable-rate settings, checked before anything loads (None: a fixed-rate packet)."""
-    from ..channel import check_snr
-    from ..limits import check_question
+    from semcom_cli.channel import check_snr
+    from semcom_cli.core.limits import check_question
 
     if channel_uses is None:
         given = [f for f, v in (("--question", question), ("--snr-feedback", snr_feedback),
@@ -174,9 +174,9 @@ def _rate_flags(t, channel_uses: Optional[str], question: Optional[str], snr_fee
 
 def _read_single(t, source: Optional[str], text: Optional[str]):
     """The one input: a sentence (text tasks) or decoded image [3, 64, 64], and its name."""
-    from ..data import image_from_bytes, sentence_from_bytes
-    from ..io import read_input_bytes
-    from ..limits import check_sentence
+    from semcom_cli.core.limits import check_sentence
+    from semcom_cli.data.easyvqa import image_from_bytes, sentence_from_bytes
+    from semcom_cli.io import read_input_bytes
 
     if t.modality == "text":
         if text is None:
@@ -194,12 +194,12 @@ def _read_single(t, source: Optional[str], text: Optional[str]):
 
 def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float],
                   checkpoint: Optional[Path], device: Optional[str], rate: Optional[dict] = None) -> None:
-    from ..data import image_from_bytes, sentence_from_bytes
-    from ..transmitter import encode_share_set
-    from ..io import read_input_bytes
-    from ..io.share_set import PUBLIC_NAME, accounting, private_name, write_share_set
-    from ..limits import check_output, check_outputs, check_sentence
-    from ..models import SemcomModel
+    from semcom_cli.core.limits import check_output, check_outputs, check_sentence
+    from semcom_cli.data.easyvqa import image_from_bytes, sentence_from_bytes
+    from semcom_cli.io import read_input_bytes
+    from semcom_cli.link.share_set import PUBLIC_NAME, accounting, private_name, write_share_set
+    from semcom_cli.link.transmitter import encode_share_set
+    from semcom_cli.system import SemcomModel
 
     if not inputs:
         raise SemcomError("--share needs the users' input files (one per user)")
@@ -222,7 +222,7 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
         contents = [image_from_bytes(raw, name) for raw, name in raws]
     model = SemcomModel.from_pretrained(checkpoint, device=device)
     if rate is not None:
-        from ..rate import check_budget
+        from semcom_cli.link.rate import check_budget
 
         check_budget(rate["channel_uses"], model.preset.projector.n_tokens if t.modality != "text" else 1,
                      model.symbols_per_token, model.reads_captions(t.modality))
@@ -248,12 +248,12 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
 def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optional[str], map_file: Optional[str],
                         channel_uses: Optional[str], roi_share: Optional[float], method: Optional[str],
                         snr_feedback: Optional[str], others: list, checkpoint: Optional[Path]) -> None:
-    from ..channel import check_snr
-    from ..data import image_from_bytes
-    from ..imaging.checkpoint import ReconstructModel
-    from ..imaging.files import check_query, encode_image_file
-    from ..io import read_input_bytes, write_semantic
-    from ..limits import check_output
+    from semcom_cli.channel import check_snr
+    from semcom_cli.core.limits import check_output
+    from semcom_cli.data.easyvqa import image_from_bytes
+    from semcom_cli.io import read_input_bytes, write_semantic
+    from semcom_cli.reconstruct.model import ReconstructModel
+    from semcom_cli.reconstruct.packets import check_query, encode_image_file
 
     given = [flag for flag, value in others if value]
     if given:
@@ -281,8 +281,8 @@ def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optiona
         output = str(Path(source).with_suffix("")) + ".sem.safetensors"
     check_output(output, [source, checkpoint, map_file])
     image = image_from_bytes(*read_input_bytes(source, "image"))
-    from ..imaging.allocation import check_budget, check_roi_share
-    from ..imaging.files import read_map
+    from semcom_cli.io.patches import check_budget, check_roi_share
+    from semcom_cli.reconstruct.packets import read_map
 
     given_map = read_map(*read_input_bytes(map_file, "image")) if map_file is not None else None
 

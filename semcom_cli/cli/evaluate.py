@@ -13,14 +13,14 @@ from typing import Optional
 
 import typer
 
-from .common import console, device_option, fail_cleanly, parse_floats, parse_names, print_json
+from semcom_cli.cli.common import console, device_option, fail_cleanly, parse_floats, parse_names, print_json
 
 NAME = "evaluate"
 
 
 def _uses(text: str) -> list:
-    from ..errors import SemcomError
-    from ..limits import MAX_CHANNEL_USES
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.core.limits import MAX_CHANNEL_USES
 
     out = []
     for v in parse_names(text):
@@ -98,7 +98,7 @@ def run(
                                                                "histories are split among."),
     device: Optional[str] = device_option(),
 ):
-    from ..errors import SemcomError
+    from semcom_cli.core.errors import SemcomError
 
     if method is not None and "rag" in parse_names(method):
         others = [flag for flag, value in (("--share", share), ("--preset", preset), ("--resume", resume),
@@ -110,13 +110,13 @@ def run(
                   if value]
         if others:
             raise SemcomError(f"--method rag does not take {', '.join(others)}")
-        from .evaluate_rag import rag_sweep
+        from semcom_cli.cli.evaluate_rag import rag_sweep
 
         rag_sweep(checkpoint, task, parse_names(method), channel, snr, limit, seed, batch_size, k, corpus_users,
                   output, as_json, device)
         return
     if task is not None and "reconstruct" in parse_names(task):
-        from .evaluate_reconstruct import run_from_flags
+        from semcom_cli.cli.evaluate_reconstruct import run_from_flags
 
         others = [flag for flag, value in (("--share", share), ("--preset", preset), ("--resume", resume),
                                            ("--plot", plot), ("--mlp-checkpoint", mlp_checkpoint),
@@ -135,7 +135,7 @@ def run(
             raise SemcomError("--share takes --task, --scenario, --users, --channel, --snr, --channel-uses (one "
                               "budget per user), --limit (groups), --seed, --threshold, --batch-size, --checkpoint, "
                               "--output, --json")
-        from .evaluate_share import share_sweep
+        from semcom_cli.cli.evaluate_share import share_sweep
 
         share_sweep(checkpoint, task or "vqa", scenario, users, channel or "awgn", snr or "0",
                     100 if limit is None else limit, seed or 0, threshold, batch_size or 64, output, as_json,
@@ -179,10 +179,10 @@ def _compare(plans: list, output: Optional[Path], as_json: bool, device: Optiona
     """One sweep per checkpoint, the same plan otherwise, merged into one results document: each point
     named ``method@checkpoint`` (and carrying its checkpoint's name and hash), so the table, the CSV and
     the plots show the checkpoints side by side. Checkpoints are loaded one at a time."""
-    from ..errors import SemcomError
-    from ..evaluation import load_models, run_sweep, sweep_settings
-    from ..models.checkpoint import read_manifest
-    from .common import progress_bar, spinner
+    from semcom_cli.cli.common import progress_bar, spinner
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.evaluation import load_models, run_sweep, sweep_settings
+    from semcom_cli.system.checkpoint import read_manifest
 
     names = [read_manifest(p.checkpoint).get("name", Path(p.checkpoint).name) for p in plans]
     if len(set(names)) != len(names):
@@ -190,8 +190,8 @@ def _compare(plans: list, output: Optional[Path], as_json: bool, device: Optiona
     for plan in plans:
         sweep_settings(plan)
     if output is not None:
-        from ..io.files import partial_path
-        from ..limits import check_outputs
+        from semcom_cli.core.files import partial_path
+        from semcom_cli.core.limits import check_outputs
 
         check_outputs([output, output.with_suffix(".csv"), partial_path(output)],
                       [p.checkpoint for p in plans] + [_preset_file(preset)])
@@ -219,8 +219,9 @@ def _plan(preset: Optional[str], flags: dict):
     """The evaluation preset (or the defaults) with the flags given applied, validated in one line."""
     from pydantic import ValidationError
 
-    from ..config import EvalPlan, load_eval_plan, short_repr
-    from ..errors import SemcomError
+    from semcom_cli.config.preset import short_repr
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.evaluation.plan import EvalPlan, load_eval_plan
 
     plan = load_eval_plan(preset) if preset else EvalPlan(kind="evaluate", name="command-line")
     try:
@@ -237,16 +238,16 @@ def _plan(preset: Optional[str], flags: dict):
 
 def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Optional[str],
            preset: Optional[str] = None) -> list[str]:
-    from ..distributed import current_shard
-    from ..evaluation import load_models, run_sweep, sweep_settings
-    from ..evaluation.sweep import resumed_points
-    from .common import progress_bar, spinner
+    from semcom_cli.cli.common import progress_bar, spinner
+    from semcom_cli.core.distributed import current_shard
+    from semcom_cli.evaluation import load_models, run_sweep, sweep_settings
+    from semcom_cli.evaluation.sweep import resumed_points
 
     sweep_settings(plan)  # a bad setting is refused before anything loads
     if output is not None:
-        from ..io.files import partial_path, refuse_foreign_partial
-        from ..limits import check_outputs
-        from ..resources import default_checkpoint
+        from semcom_cli.core.files import partial_path, refuse_foreign_partial
+        from semcom_cli.core.limits import check_outputs
+        from semcom_cli.core.resources import default_checkpoint
 
         inputs = [plan.checkpoint or default_checkpoint(), plan.mlp_checkpoint, _preset_file(preset)]
         check_outputs([output, output.with_suffix(".csv"), partial_path(output)], inputs)
@@ -268,7 +269,7 @@ def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Op
 
 def _report(doc: dict, output: Optional[Path], as_json: bool) -> None:
     """The table on stderr; the JSON, CSV and plots at ``output``; the JSON on stdout with ``--json``."""
-    from ..evaluation import write_report
+    from semcom_cli.evaluation import write_report
 
     _print_table(doc)
     if output is not None:
@@ -284,7 +285,7 @@ _SHORT = {"accuracy": "acc", "exact_match": "exact", "bleu": "BLEU", "similarity
 def _print_table(doc: dict) -> None:
     from rich.table import Table
 
-    from ..evaluation.report import metric_names
+    from semcom_cli.evaluation.report import metric_names
 
     points = doc["points"]
     names = metric_names(points)
@@ -314,16 +315,15 @@ def _preset_file(preset: Optional[str]) -> Optional[Path]:
     """The evaluation preset's file, when one was named (an input the outputs must not replace)."""
     if not preset:
         return None
-    from ..resources import presets_dir
+    from semcom_cli.core.resources import presets_dir
 
     return Path(preset) if Path(preset).suffix else presets_dir() / f"{preset}.yaml"
 
 
 def _redraw(path: Path) -> None:
-    from ..evaluation.report import csv_text, load_results, plot_results
-    from ..io import atomic_write_bytes
-
-    from ..limits import check_output
+    from semcom_cli.core.limits import check_output
+    from semcom_cli.evaluation.report import csv_text, load_results, plot_results
+    from semcom_cli.io import atomic_write_bytes
 
     doc = load_results(path)
     check_output(path.with_suffix(".csv"), [path])

@@ -6,19 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..errors import SemcomError
-from .common import console, parse_floats, parse_names, print_json
+from semcom_cli.cli.common import console, parse_floats, parse_names, print_json
+from semcom_cli.core.errors import SemcomError
 
 
 def rag_sweep(checkpoint: Optional[Path], task: Optional[str], methods: list[str], channel: Optional[str],
               snr: Optional[str], limit: Optional[int], seed: Optional[int], batch_size: Optional[int], k: int,
               users: int, output: Optional[Path], as_json: bool, device: Optional[str]) -> dict:
-    from ..channel import check_channel, check_snr
-    from ..evaluation.rag import RagSettings, evaluate_rag
-    from ..limits import check_output, check_seed
-    from ..models import SemcomModel
-    from ..runtime import versions
-    from .common import progress_bar, spinner
+    from semcom_cli.channel import check_channel, check_snr
+    from semcom_cli.cli.common import progress_bar, spinner
+    from semcom_cli.core.limits import check_output, check_seed
+    from semcom_cli.core.runtime import versions
+    from semcom_cli.evaluation.rag import RagSettings, evaluate_rag
+    from semcom_cli.system import SemcomModel
 
     if task is not None and parse_names(task) == ["vqa"]:
         return _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, output, as_json, device)
@@ -48,13 +48,13 @@ def _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, outpu
     """VQA with and without a prior from the user's recent scenes (``evaluation.rag.evaluate_vqa_local``)."""
     from rich.table import Table
 
-    from ..channel import check_channel, check_snr
-    from ..data import EasyVQA
-    from ..evaluation.rag import evaluate_vqa_local
-    from ..limits import check_output, check_seed
-    from ..models import SemcomModel
-    from ..runtime import versions
-    from .common import spinner
+    from semcom_cli.channel import check_channel, check_snr
+    from semcom_cli.cli.common import spinner
+    from semcom_cli.core.limits import check_output, check_seed
+    from semcom_cli.core.runtime import versions
+    from semcom_cli.data.easyvqa import EasyVQA
+    from semcom_cli.evaluation.rag import evaluate_vqa_local
+    from semcom_cli.system import SemcomModel
 
     if sorted(set(methods)) != ["rag", "semantic"]:
         raise SemcomError("--task vqa --method rag compares semantic,rag (the same packets without and with the "
@@ -87,7 +87,7 @@ def _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, outpu
 
 def _publish(result: dict, output: Optional[Path], as_json: bool) -> dict:
     """Write the results JSON (atomically) and print it when asked."""
-    from ..io.files import write_json
+    from semcom_cli.core.files import write_json
 
     if output is not None:
         write_json(output, result)

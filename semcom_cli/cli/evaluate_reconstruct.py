@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..errors import SemcomError
-from .common import console, parse_floats, parse_names, print_json
+from semcom_cli.cli.common import console, parse_floats, parse_names, print_json
+from semcom_cli.core.errors import SemcomError
 
 GRID_EXAMPLES = 6
 
 
 def _guidance_record(items, logits, referents) -> dict:
-    from ..guidance.model import iou, iou_by_kind
+    from semcom_cli.reconstruct.guidance.model import iou, iou_by_kind
 
     values = iou(logits, items.masks).tolist()
     return {"iou": sum(values) / len(values), "n": len(values), "per_kind": iou_by_kind(values, items.kinds),
@@ -27,19 +27,23 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
                       as_json: bool, decoders: list[str] = ("codec",), steps: int = 20) -> dict:
     import torch
 
-    from ..channel import check_channel, check_snr
-    from ..evaluation.metrics import mean, proportion
-    from ..evaluation.reconstruct import (RECONSTRUCT_METHODS, image_scores, load_items, reconstruct_point,
-                                          vqa_right)
-    from ..evaluation.report import FORMAT
-    from ..imaging.allocation import check_budget, check_roi_share
-    from ..imaging.checkpoint import ReconstructModel
-    from ..imaging.pipeline import guide_boxes
-    from ..limits import check_outputs, check_seed
-    from ..runtime import versions
-    from .common import progress_bar, spinner
-
-    from ..generative.decoder import check_decoder, check_steps
+    from semcom_cli.channel import check_channel, check_snr
+    from semcom_cli.cli.common import progress_bar, spinner
+    from semcom_cli.core.limits import check_outputs, check_seed
+    from semcom_cli.core.runtime import versions
+    from semcom_cli.evaluation.metrics import mean, proportion
+    from semcom_cli.evaluation.reconstruct import (
+        RECONSTRUCT_METHODS,
+        image_scores,
+        load_items,
+        reconstruct_point,
+        vqa_right,
+    )
+    from semcom_cli.evaluation.report import FORMAT
+    from semcom_cli.io.patches import check_budget, check_roi_share
+    from semcom_cli.reconstruct.generative.decoder import check_decoder, check_steps
+    from semcom_cli.reconstruct.imaging.pipeline import guide_boxes
+    from semcom_cli.reconstruct.model import ReconstructModel
 
     for m in methods:
         if m not in RECONSTRUCT_METHODS:
@@ -63,8 +67,8 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
     model = ReconstructModel.from_pretrained(checkpoint)
     features = None
     if any(d != "codec" for d in decoders):
-        from ..generative.decoder import embed_queries
-        from ..generative.store import has, load_features
+        from semcom_cli.reconstruct.generative.decoder import embed_queries
+        from semcom_cli.reconstruct.generative.store import has, load_features
 
         model.generative  # one line if the checkpoint holds no generative decoder
         if "quality" in decoders:
@@ -74,7 +78,7 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
         query_embeddings = embed_queries(items.queries)
     vqa_model = None
     if vqa:
-        from ..models import SemcomModel
+        from semcom_cli.system import SemcomModel
 
         vqa_model = SemcomModel.from_pretrained(None)
     with spinner("reading the queries with the LLM and marking the scenes"):
@@ -104,7 +108,7 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
                                                image_codec, mcs, generative)
             metrics = {name: mean(v) for name, v in image_scores(received, items).items()}
             if features is not None:
-                from ..generative.features import kid
+                from semcom_cli.reconstruct.generative.features import kid
 
                 torch.manual_seed(seed)  # KID's subsets
                 metrics["kid"] = kid(features, items.images, received)
@@ -138,8 +142,8 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
            "points": points}
     _print_table(doc)
     if output is not None:
-        from ..evaluation import write_report
-        from ..io import atomic_write_bytes
+        from semcom_cli.evaluation import write_report
+        from semcom_cli.io import atomic_write_bytes
 
         plots = write_report(doc, output)
         grid = output.with_name(output.stem + "-examples.png")

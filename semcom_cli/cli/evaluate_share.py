@@ -12,8 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..errors import SemcomError
-from .common import checkpoint_folder, console, parse_floats, parse_names, print_json, progress_bar, spinner, write_json
+from semcom_cli.cli.common import (
+    checkpoint_folder,
+    console,
+    parse_floats,
+    parse_names,
+    print_json,
+    progress_bar,
+    spinner,
+    write_json,
+)
+from semcom_cli.core.errors import SemcomError
 
 
 def parse_users(text: str) -> list[int]:
@@ -32,10 +41,10 @@ def parse_users(text: str) -> list[int]:
 def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: str, channels: str, snrs: str,
                 groups: int, seed: int, threshold: Optional[float], batch_size: int, output: Optional[Path],
                 as_json: bool, device: Optional[str] = None, channel_uses: Optional[str] = None) -> None:
-    from ..data import EasyVQA
-    from ..evaluation.share import ShareSweep, share_sweep
-    from ..models import SemcomModel
-    from ..sharing import DEFAULT_THRESHOLD
+    from semcom_cli.data.easyvqa import EasyVQA
+    from semcom_cli.evaluation.share import ShareSweep, share_sweep
+    from semcom_cli.link.sharing import DEFAULT_THRESHOLD
+    from semcom_cli.system import SemcomModel
 
     budget = None
     if channel_uses is not None:
@@ -48,7 +57,7 @@ def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: st
                        tuple(parse_floats(snrs)), groups, seed, task,
                        DEFAULT_THRESHOLD if threshold is None else threshold, batch_size, budget).check()
     if output is not None:
-        from ..limits import check_output
+        from semcom_cli.core.limits import check_output
 
         check_output(output, [checkpoint_folder(checkpoint)])
     model = SemcomModel.from_pretrained(checkpoint, device=device)
@@ -59,7 +68,7 @@ def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: st
         doc = share_sweep(sweep, model, data, on_progress=update)
     _print_table(doc)
     if output is not None:
-        from ..evaluation.report import plot_share
+        from semcom_cli.evaluation.report import plot_share
 
         write_json(output, doc)
         plots = plot_share(doc, output.with_suffix(""))

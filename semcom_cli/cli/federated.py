@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..errors import SemcomError
-from .common import checkpoint_folder, console, spinner
+from semcom_cli.cli.common import checkpoint_folder, console, spinner
+from semcom_cli.core.errors import SemcomError
 
 ENGINES = ("simulation", "deployment")
 
@@ -16,8 +16,8 @@ def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[
                     save_every: Optional[int], resume: bool, device: Optional[str]) -> None:
     from rich.table import Table
 
-    from ..io.files import partial_path, refuse_foreign_partial
-    from ..limits import check_output
+    from semcom_cli.core.files import partial_path, refuse_foreign_partial
+    from semcom_cli.core.limits import check_output
 
     if engine not in ENGINES:
         raise SemcomError(f"unknown engine '{engine}' (choose from: {', '.join(ENGINES)})")
@@ -31,8 +31,8 @@ def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[
     if output.exists() and not (output / "manifest.json").is_file():
         raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
     refuse_foreign_partial(output, resume)
-    from ..federated.app import FederatedJob
-    from ..models import SemcomModel
+    from semcom_cli.federated.app import FederatedJob
+    from semcom_cli.system import SemcomModel
 
     if resume:
         if overrides:
@@ -54,14 +54,14 @@ def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[
     with spinner(f"federated: {cfg.clients} devices × {cfg.rounds} rounds × {cfg.local_steps} steps "
                  f"({engine} engine)"):
         if engine == "simulation":
-            from ..federated.run import run_in_simulation
+            from semcom_cli.federated.run import run_in_simulation
 
             summary = run_in_simulation(job, cfg.clients)
         else:
-            from ..federated.deployment import run_in_deployment
+            from semcom_cli.federated.deployment import run_in_deployment
 
             run_in_deployment(job, cfg.clients)
-            from ..models.checkpoint import read_manifest
+            from semcom_cli.system.checkpoint import read_manifest
 
             summary = read_manifest(output)["training"]["stages"][-1] | {"hash": read_manifest(output)["hash"]}
     table = Table(title=f"federated → {output}")

@@ -14,9 +14,9 @@ from typing import Optional
 
 import typer
 
-from ..errors import SemcomError
-from .common import checkpoint_folder, checkpoint_option, device_option, fail_cleanly
-from .stage import train_and_save
+from semcom_cli.cli.common import checkpoint_folder, checkpoint_option, device_option, fail_cleanly
+from semcom_cli.cli.stage import train_and_save
+from semcom_cli.core.errors import SemcomError
 
 NAME = "finetune"
 
@@ -44,13 +44,13 @@ def run(
                                          help="federated: rounds (override train.federated.rounds)."),
     engine: str = typer.Option("simulation", "--engine", help="federated: Flower's simulation | deployment engine."),
 ):
-    from ..generative.build import STAGES as GENERATIVE_STAGES
-    from ..imaging.build import STAGES as RECONSTRUCT_STAGES
+    from semcom_cli.reconstruct.codec_stages import STAGES as RECONSTRUCT_STAGES
+    from semcom_cli.reconstruct.generative_stages import STAGES as GENERATIVE_STAGES
 
     if stage != "federated" and (clients is not None or rounds is not None or engine != "simulation"):
         raise SemcomError("--clients, --rounds and --engine are for --stage federated")
     if stage == "federated":
-        from .federated import federated_stage
+        from semcom_cli.cli.federated import federated_stage
 
         return federated_stage(output, checkpoint, clients, rounds, engine, steps, batch_size, lr, save_every,
                                resume, device)
@@ -61,15 +61,15 @@ def run(
                           f"federated, guidance, image-codec, image-vae, image-diffusion, scene-features; "
                           f"'semcom align' is stage 1)")
     if resume:
-        from .stage import resume_from
+        from semcom_cli.cli.stage import resume_from
 
         model, state, history = resume_from(output, stage, {"--steps": steps, "--batch-size": batch_size,
                                                             "--lr": lr, "--save-every": save_every}, device)
         train_and_save(model, stage, output, history, resume=state)
         return
-    from ..limits import check_output
-    from ..models import SemcomModel
-    from ..models.checkpoint import read_history
+    from semcom_cli.core.limits import check_output
+    from semcom_cli.system import SemcomModel
+    from semcom_cli.system.checkpoint import read_history
 
     check_output(output, [checkpoint_folder(checkpoint)], folder=True)
     model = SemcomModel.from_pretrained(
@@ -86,13 +86,13 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
                        batch_size: Optional[int], lr: Optional[float], save_every: Optional[int], resume: bool) -> None:
     from dataclasses import replace
 
-    from ..generative.build import STAGES as GENERATIVE_STAGES
-    from ..generative.build import build_generative, default_settings
-    from ..guidance.train import GuidanceTrain
-    from ..imaging.build import build_codec, build_guidance
-    from ..imaging.train import CodecTrain
-    from ..limits import check_output
-    from .common import console, progress_bar
+    from semcom_cli.cli.common import console, progress_bar
+    from semcom_cli.core.limits import check_output
+    from semcom_cli.reconstruct.codec_stages import build_codec, build_guidance
+    from semcom_cli.reconstruct.generative_stages import STAGES as GENERATIVE_STAGES
+    from semcom_cli.reconstruct.generative_stages import build_generative, default_settings
+    from semcom_cli.reconstruct.guidance.train import GuidanceTrain
+    from semcom_cli.reconstruct.imaging.train import CodecTrain
 
     overrides = {"steps": steps, "batch_size": batch_size, "lr": lr}
     if resume and any(v is not None for v in (*overrides.values(), save_every)):

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, fail_cleanly, print_json, spinner
+from semcom_cli.cli.common import console, fail_cleanly, print_json, spinner
 
 NAME = "guide"
 
@@ -29,13 +29,13 @@ def run(
 ):
     import torch
 
-    from ..data import image_from_bytes
-    from ..imaging.checkpoint import ReconstructModel
-    from ..imaging.files import check_query, map_png_bytes
-    from ..imaging.pipeline import guide_boxes
-    from ..io import read_input_bytes
-    from ..io.files import atomic_write_bytes, write_stdout
-    from ..limits import check_output
+    from semcom_cli.core.files import atomic_write_bytes, write_stdout
+    from semcom_cli.core.limits import check_output
+    from semcom_cli.data.easyvqa import image_from_bytes
+    from semcom_cli.io import read_input_bytes
+    from semcom_cli.reconstruct.imaging.pipeline import guide_boxes
+    from semcom_cli.reconstruct.model import ReconstructModel
+    from semcom_cli.reconstruct.packets import check_query, map_png_bytes
 
     query = check_query(query, "importance")
     check_output(output, [image, checkpoint])

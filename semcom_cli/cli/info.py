@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from rich.console import Console
-
-from .common import fail_cleanly, print_json
+from semcom_cli.cli.common import fail_cleanly, print_json
 
 NAME = "info"
 
@@ -20,14 +19,14 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of a table."),
 ):
     if path != "-" and Path(path).is_dir() and _is_reconstruct(Path(path)):
-        from ..imaging.checkpoint import ReconstructModel
+        from semcom_cli.reconstruct.model import ReconstructModel
 
         m = ReconstructModel.from_pretrained(Path(path), need_codec=False).manifest
         data = {k: m.get(k) for k in ("name", "hash", "format_version", "llm_preset", "query_layer", "guidance",
                                       "codec", "versions", "training", "metrics")}
         data["kind"] = "reconstruct checkpoint"
     elif path != "-" and Path(path).is_dir():
-        from ..models.checkpoint import read_manifest
+        from semcom_cli.system.checkpoint import read_manifest
 
         m = read_manifest(path)
         data = {k: m.get(k) for k in ("name", "hash", "format_version", "base_model", "versions", "training")}
@@ -39,7 +38,7 @@ def run(
             chosen = (m.get("metrics") or {}).get("compression", {})
             data["measured"] = next((r for r in chosen.get("table", []) if r.get("name") == chosen.get("chosen")), None)
     else:
-        from ..io import FORMAT, FORMAT_VERSION, read_semantic
+        from semcom_cli.io import FORMAT, FORMAT_VERSION, read_semantic
 
         sem = read_semantic(path)
         data = {"format": FORMAT, "format_version": FORMAT_VERSION, **sem.header.to_json()}
@@ -53,7 +52,7 @@ def run(
         table.add_row(key, str(data[key]))
     import sys
 
-    from ..io.files import stdout_error
+    from semcom_cli.core.files import stdout_error
 
     if sys.stdout is None:
         raise stdout_error()
@@ -63,7 +62,7 @@ def run(
 def _is_reconstruct(folder: Path) -> bool:
     import json
 
-    from ..imaging.checkpoint import RECONSTRUCT_FORMAT
+    from semcom_cli.reconstruct.model import RECONSTRUCT_FORMAT
 
     try:
         return json.loads((folder / "manifest.json").read_text()).get("format") == RECONSTRUCT_FORMAT

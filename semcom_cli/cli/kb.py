@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, fail_cleanly, print_json, spinner
+from semcom_cli.cli.common import console, fail_cleanly, print_json, spinner
 
 NAME = "kb"
 app = typer.Typer(name=NAME, help=__doc__, no_args_is_help=True, add_completion=False,
@@ -20,13 +20,13 @@ app = typer.Typer(name=NAME, help=__doc__, no_args_is_help=True, add_completion=
 
 
 def _sentences(source: str, users: int, max_tokens: int) -> list[str]:
-    from ..errors import SemcomError
-    from ..io.files import read_input_bytes
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.core.files import read_input_bytes
 
     if source.startswith("corpus:"):
-        from ..models.llm import backbone_identity
-        from ..config import Backbone
-        from ..retrieval.corpus import split_corpus
+        from semcom_cli.config.preset import Backbone
+        from semcom_cli.data.corpus import split_corpus
+        from semcom_cli.models.llm import backbone_identity
 
         parts = source.split(":")
         _, _, tokenizer, _ = backbone_identity(Backbone())
@@ -64,12 +64,12 @@ def build(
                                                             "(the checkpoint's data.max_text_tokens)."),
 ):
     """Build a knowledge base from sentences."""
-    from ..limits import check_output
-    from ..retrieval import KnowledgeBase
+    from semcom_cli.core.limits import check_output
+    from semcom_cli.retrieval import KnowledgeBase
 
     check_output(output, [source if not source.startswith("corpus:") else None], folder=True)
     if output.exists() and not (output / "kb.json").is_file():
-        from ..errors import SemcomError
+        from semcom_cli.core.errors import SemcomError
 
         raise SemcomError(f"{output}: exists and is not a knowledge base; refusing to overwrite it")
     kb = KnowledgeBase(kind, user, cap)
@@ -88,8 +88,8 @@ def add(
     source: Optional[str] = typer.Option(None, "--from", help="A file of sentences, one a line."),
 ):
     """Add sentences to a base (past its cap the oldest are evicted)."""
-    from ..errors import SemcomError
-    from ..retrieval import KnowledgeBase
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.retrieval import KnowledgeBase
 
     if not text and source is None:
         raise SemcomError("give --text SENTENCE or --from FILE")
@@ -105,7 +105,7 @@ def add(
 def info(base: Path = typer.Argument(..., help="The base's folder."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Describe a base: kind, user, cap, entries, embedder."""
-    from ..retrieval import KnowledgeBase
+    from semcom_cli.retrieval import KnowledgeBase
 
     kb = KnowledgeBase.load(base)
     description = kb.describe() | {"newest": kb.entries[-3:][::-1]}
@@ -126,7 +126,7 @@ def query(base: Path = typer.Argument(..., help="The base's folder."),
           k: int = typer.Option(5, "--k", "-k", help="How many entries."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """The k entries nearest to a sentence (cosine of MiniLM embeddings)."""
-    from ..retrieval import KnowledgeBase
+    from semcom_cli.retrieval import KnowledgeBase
 
     kb = KnowledgeBase.load(base)
     hits = kb.query([text], k)[0]

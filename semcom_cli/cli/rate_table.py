@@ -7,14 +7,24 @@ from typing import Optional
 
 import typer
 
-from .common import checkpoint_folder, checkpoint_option, console, device_option, fail_cleanly, parse_floats, \
-    parse_names, print_json, progress_bar, spinner
+from semcom_cli.cli.common import (
+    checkpoint_folder,
+    checkpoint_option,
+    console,
+    device_option,
+    fail_cleanly,
+    parse_floats,
+    parse_names,
+    print_json,
+    progress_bar,
+    spinner,
+)
 
 NAME = "rate-table"
 
 
 def _budgets(text: str) -> list[int]:
-    from ..errors import SemcomError
+    from semcom_cli.core.errors import SemcomError
 
     out = []
     for v in parse_names(text):
@@ -41,15 +51,16 @@ def run(
 ):
     from rich.table import Table
 
-    from ..channel import check_snr
-    from ..data import EasyVQA
-    from ..errors import SemcomError
-    from ..limits import check_seed
-    from ..models import SemcomModel
-    from ..models.checkpoint import record_metrics
-    from ..rate import check_budget
-    from ..rate.policy import DEFAULT_BUDGETS, DEFAULT_SNRS, RATE_METHODS, measure_rate_table
-    from ..tasks import get_task
+    from semcom_cli.channel import check_snr
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.core.limits import check_seed
+    from semcom_cli.data.easyvqa import EasyVQA
+    from semcom_cli.evaluation.rate_table import measure_rate_table
+    from semcom_cli.link.rate import check_budget
+    from semcom_cli.link.rate.policy import DEFAULT_BUDGETS, DEFAULT_SNRS, RATE_METHODS
+    from semcom_cli.system import SemcomModel
+    from semcom_cli.system.checkpoint import record_metrics
+    from semcom_cli.tasks import get_task
 
     snrs = [check_snr(s) for s in parse_floats(snr)] if snr else list(DEFAULT_SNRS)
     budgets = _budgets(channel_uses) if channel_uses else list(DEFAULT_BUDGETS)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import typer
 
-from ..errors import SemcomError
-from .common import console, fail_cleanly
+from semcom_cli.cli.common import console, fail_cleanly
+from semcom_cli.core.errors import SemcomError
 
 NAME = "scenes"
 
@@ -32,9 +32,9 @@ def run(
     import numpy as np
     from PIL import Image
 
-    from ..io.files import atomic_write_bytes
-    from ..limits import check_output
-    from ..scenes import SPLITS, referring_queries, scene_at
+    from semcom_cli.core.files import atomic_write_bytes
+    from semcom_cli.core.limits import check_output
+    from semcom_cli.data.scenes import SPLITS, referring_queries, scene_at
 
     if split not in SPLITS:
         raise SemcomError(f"--split must be one of {', '.join(SPLITS)} (got {split!r})")

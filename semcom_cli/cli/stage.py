@@ -10,14 +10,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..errors import SemcomError
-from ..io.files import partial_path, refuse_foreign_partial
-from .common import console, progress_bar, spinner
+from semcom_cli.cli.common import console, progress_bar, spinner
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.files import partial_path, refuse_foreign_partial
 
 
 def resume_from(output: Path, stage: str, overrides: dict, device: str | None = None):
     """(model, resume state, history) of the partial run beside ``output``."""
-    from ..training import load_partial
+    from semcom_cli.training import load_partial
 
     given = [flag for flag, value in overrides.items() if value is not None]
     if given:
@@ -28,9 +28,9 @@ def resume_from(output: Path, stage: str, overrides: dict, device: str | None = 
 def train_and_save(model, stage: str, output: Path, history: list[dict], resume=None) -> None:
     from rich.table import Table
 
-    from ..data import EasyVQA
-    from ..distributed import current_shard
-    from ..training import Checkpointing, run_stage, save_partial
+    from semcom_cli.core.distributed import current_shard
+    from semcom_cli.data.easyvqa import EasyVQA
+    from semcom_cli.training import Checkpointing, run_stage, save_partial
 
     cfg = getattr(model.preset.train, stage)
     if output.exists() and not (output / "manifest.json").is_file():

@@ -13,8 +13,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import SemcomError
-from .common import console, fail_cleanly, parse_floats, parse_names
+from semcom_cli.cli.common import console, fail_cleanly, parse_floats, parse_names
+from semcom_cli.core.errors import SemcomError
 
 NAME = "transmit"
 
@@ -31,8 +31,8 @@ def run(
     rician_k: Optional[float] = typer.Option(None, "--rician-k", help="Rician K-factor (LOS/scattered power).",
                                              show_default="3.0"),
 ):
-    from ..channel import check_snr, make_channel
-    from ..limits import check_output, check_seed
+    from semcom_cli.channel import check_snr, make_channel
+    from semcom_cli.core.limits import check_output, check_seed
 
     check_seed(seed, "--seed")
     if rician_k is not None and rician_k < 0:
@@ -46,8 +46,8 @@ def run(
     if len(channels) > 1:
         raise SemcomError("one file goes over one channel: give one --channel")
     snr_db = check_snr(snr)
-    from ..io import read_semantic, write_semantic
-    from ..link import transmit_file
+    from semcom_cli.io import read_semantic, write_semantic
+    from semcom_cli.link.transmit import transmit_file
 
     check_output(output, [input])
     sem = read_semantic(input, stage="encode")
@@ -55,10 +55,15 @@ def run(
 
 
 def _transmit_share(folder: Path, output: Path, snrs: list[float], channels: list, seed: int) -> None:
-    from ..io import write_semantic
-    from ..io.share_set import (PUBLIC_NAME, private_name, read_share_set, received_public_name,
-                                transmit_share_set)
-    from ..limits import check_output, check_outputs
+    from semcom_cli.core.limits import check_output, check_outputs
+    from semcom_cli.io import write_semantic
+    from semcom_cli.link.share_set import (
+        PUBLIC_NAME,
+        private_name,
+        read_share_set,
+        received_public_name,
+        transmit_share_set,
+    )
 
     if str(output) == "-":
         raise SemcomError("a share set is sent to several files: give a folder with -o")

@@ -18,9 +18,10 @@ import random
 
 import torch
 
-from ..channel import make_channel, seed_channel
-from ..models.prompting import build_inputs, _positions
-from .int8 import Int8Linear, quantize_rows
+from semcom_cli.channel import make_channel, seed_channel
+from semcom_cli.data.easyvqa import EasyVQA
+from semcom_cli.models.int8 import Int8Linear, quantize_rows
+from semcom_cli.models.prompting import _positions, build_inputs
 
 __all__ = ["calibration_inputs", "linear_sensitivity", "layer_redundancy", "run_hooked"]
 
@@ -28,7 +29,6 @@ __all__ = ["calibration_inputs", "linear_sensitivity", "layer_redundancy", "run_
 @torch.no_grad()
 def calibration_inputs(model, count: int = 48, seed: int = 0, batch: int = 16) -> list[tuple]:
     """Batches of (input embeddings, attention mask) as the LLM receives them (see the module)."""
-    from ..data import EasyVQA
 
     data = EasyVQA.load("train")
     llm = model.get_llm()

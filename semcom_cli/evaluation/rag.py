@@ -21,14 +21,17 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..channel import make_channel, seed_channel
-from ..errors import SemcomError
-from ..retrieval.corpus import split_corpus
-from ..retrieval.embedding import embed_texts
-from ..retrieval.kb import KnowledgeBase
-from ..retrieval.retriever import DEFAULT_GATE, Retriever, receive_packets, reread
-from ..tasks import get_task
-from .points import task_metrics
+from semcom_cli.channel import make_channel, seed_channel
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.corpus import split_corpus
+from semcom_cli.evaluation.points import sample_items, task_metrics
+from semcom_cli.models.codebook import CAPTIONS
+from semcom_cli.models.embedding import embed_texts
+from semcom_cli.retrieval.kb import KnowledgeBase
+from semcom_cli.retrieval.retriever import DEFAULT_GATE, Retriever, receive_packets, reread
+from semcom_cli.retrieval.scenes import DEFAULT_TRUST, caption_prior
+from semcom_cli.tasks import get_task
+from semcom_cli.tasks.shapes import caption_text
 
 __all__ = ["RagSettings", "KINDS", "corpus_bases", "evaluate_rag"]
 
@@ -162,10 +165,6 @@ def evaluate_vqa_local(model, data, snrs: list[float], channels: list[str], rece
     """VQA with a local base of the user's ``recent`` scenes (their captions) as a prior on the caption
     codebook (:mod:`semcom_cli.retrieval.scenes`), against the same packets read without it. Kind
     ``local``: the scene is one of the recent ones; ``neither``: it is not (its caption is absent)."""
-    from ..models.codebook import CAPTIONS
-    from ..retrieval.scenes import DEFAULT_TRUST, caption_prior
-    from ..tasks.shapes import caption_text
-    from .points import sample_items
 
     trust = DEFAULT_TRUST if trust is None else trust
     if not 1 <= recent <= 64:

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..channel import make_channel, seed_channel
-from ..channel.digital import compress_image, decompress_image, link_for, send_payloads
-from ..errors import SemcomError
-from ..scenes import referring_queries, scene_at
-from .metrics import mean, proportion
+from semcom_cli.channel import make_channel, seed_channel
+from semcom_cli.channel.digital import compress_image, decompress_image, link_for, send_payloads
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.scenes import referring_queries, scene_at
+from semcom_cli.evaluation.metrics import mean, proportion
+from semcom_cli.reconstruct.imaging.pipeline import decode_streams, decode_streams_generative, encode_images
+from semcom_cli.tasks import normalize_answer
 
 __all__ = ["ReconstructItems", "load_items", "reconstruct_point", "RECONSTRUCT_METHODS", "crop_question"]
 
@@ -74,7 +76,9 @@ def _psnr(error: torch.Tensor, where: torch.Tensor) -> list[float]:
 
 def image_scores(received: torch.Tensor, items: ReconstructItems) -> dict[str, list[float]]:
     """Per image: PSNR and SSIM of the whole image, inside the referred object and outside it."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
+    from torchmetrics.functional.image import (
+        structural_similarity_index_measure,  # heavy: torchmetrics, image metrics only
+    )
 
     error = (received - items.images).pow(2).mean(1)
     _, ssim_map = structural_similarity_index_measure(received, items.images, data_range=1.0, reduction="none",
@@ -113,7 +117,6 @@ def crop_question(images: torch.Tensor, masks: torch.Tensor, objects: list, rng:
 @torch.no_grad()
 def vqa_right(vqa_model, images: torch.Tensor, items: ReconstructItems, seed: int, batch_size: int = 64) -> list[float]:
     """1/0 per item: the VQA checkpoint's answer about the referred object, from ``images``."""
-    from ..tasks import normalize_answer
 
     crops, questions, answers = crop_question(images, items.masks, items.objects, random.Random(f"vqa:{seed}"))
     right = []
@@ -132,7 +135,6 @@ def reconstruct_point(model, items: ReconstructItems, boxes: list, method: str, 
     """Reconstructions [N, 3, 64, 64] of every item at one point, and each packet's channel uses.
     ``generative``: decode with the generative decoder ({"decoder": fast | quality, "steps": N,
     "queries": [N, 384] embeddings}); sampling is seeded by (``seed``, batch)."""
-    from ..imaging.pipeline import decode_streams, decode_streams_generative, encode_images
 
     channel = make_channel(channel_name)
     seed_channel(seed)

@@ -13,8 +13,10 @@ import csv
 import io
 from pathlib import Path
 
-from ..config import short_repr
-from ..errors import SemcomError
+from semcom_cli.config.preset import short_repr
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.files import read_json_file
+from semcom_cli.io import atomic_write_bytes
 
 __all__ = ["FORMAT", "load_results", "csv_text", "plot_results", "check_floors", "point_label", "metric_names",
            "plot_share"]
@@ -25,7 +27,6 @@ _PERCENT = {"accuracy", "exact_match", "delivered", "similarity"}
 
 def load_results(path: Path) -> dict:
     """A results JSON written by ``semcom evaluate`` (one clear error otherwise)."""
-    from ..io.files import read_json_file
 
     doc = read_json_file(path, "json", "results file")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("points"), list):
@@ -118,10 +119,10 @@ def _label(ax, xlabel: str, metric: str, title: str, legend_size: int) -> None:
 def plot_results(doc: dict, stem: Path) -> list[Path]:
     """PNG plots beside ``stem``: metric vs SNR per (task, channel, metric), one line per method
     (noiseless as a dashed level); metric vs channel uses where a baseline swept bandwidth."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib, plots only
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib, plots only
 
 
     points = doc["points"]
@@ -210,10 +211,10 @@ def _rate_plots(plt, points: list[dict], task: str, metric: str, channels: list[
 def plot_share(doc: dict, stem: Path) -> list[Path]:
     """``evaluate --share`` plots per (channel, SNR): channel-use saving against the number of
     users, one line per scenario; and each scheme's accuracy against the number of users."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib, plots only
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib, plots only
 
 
     points = doc["points"]
@@ -244,9 +245,8 @@ def plot_share(doc: dict, stem: Path) -> list[Path]:
 
 def _save_png(fig, path: Path) -> Path:
     """The figure as PNG, written atomically; no software tag, so the same data gives the same bytes."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib, plots only
 
-    from ..io import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})

@@ -19,16 +19,30 @@ from typing import Callable
 
 import torch
 
-from ..channel import check_channel, check_snr, make_channel, seed_channel
-from ..data import EasyVQA
-from ..errors import SemcomError
-from ..limits import check_seed
-from ..runtime import versions
-from ..sharing import (DEFAULT_THRESHOLD, effective_snr, encode_parts, plan_sharing, receive_user,
-                       repeats_for, send_separately, send_to_user, user_seed)
-from ..sharing.scenarios import MAX_USERS, check_scenario, draw_groups
-from ..tasks import get_task
-from . import metrics
+from semcom_cli.channel import check_channel, check_snr, make_channel, seed_channel, send_repeated
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.limits import check_seed
+from semcom_cli.core.runtime import versions
+from semcom_cli.data.easyvqa import EasyVQA
+from semcom_cli.evaluation import metrics
+from semcom_cli.link.rate import check_budget
+from semcom_cli.link.rate.allocation import allocate
+from semcom_cli.link.rate.packets import packet_importance
+from semcom_cli.link.rate.shared import share_copies
+from semcom_cli.link.sharing import (
+    DEFAULT_THRESHOLD,
+    effective_snr,
+    encode_parts,
+    plan_sharing,
+    receive_user,
+    repeats_for,
+    send_separately,
+    send_to_user,
+    user_seed,
+)
+from semcom_cli.link.sharing.links import receive_user_at_rate, send_frame_at_rate
+from semcom_cli.link.sharing.scenarios import MAX_USERS, check_scenario, draw_groups
+from semcom_cli.tasks import get_task
 
 __all__ = ["SharePoint", "ShareSweep", "evaluate_share_point", "share_sweep", "FORMAT"]
 
@@ -126,11 +140,6 @@ def _group_at_rate(model, tokens, mask, questions, task, threshold, budget, poin
     """One group at a variable rate: the share set (public tokens once, :mod:`semcom_cli.rate.shared`)
     against each user's own packet, both at ``budget`` channel uses per user and by importance to
     each user's question; each user's channel seeded alike in both schemes."""
-    from ..channel import send_repeated
-    from ..rate.allocation import allocate
-    from ..rate.packets import packet_importance
-    from ..rate.shared import share_copies
-    from ..sharing.links import receive_user_at_rate, send_frame_at_rate
 
     m = model.symbols_per_token
     plan = plan_sharing(tokens, mask, threshold)
@@ -204,7 +213,6 @@ def share_sweep(sweep: ShareSweep, model, data: EasyVQA,
     """Every point of ``sweep`` on ``model``: the ``semcom-share-evaluate/1`` document."""
     sweep.check()
     if sweep.budget is not None:
-        from ..rate import check_budget
 
         check_budget(sweep.budget, 1, model.symbols_per_token, can_leave_out=model.reads_captions("image"))
     run = {"checkpoint": model.name, "checkpoint_hash": model.hash, "preset": model.preset.name, "task": sweep.task,

@@ -13,14 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..distributed import current_shard
-from ..errors import SemcomError
-from ..config import EvalPlan, short_repr
-from ..io import atomic_write_bytes, write_json
-from ..io.files import partial_path, read_json_file
-from ..runtime import versions
-from .points import Point, Settings, evaluate_point, plan_points, sample_items
-from .report import FORMAT, check_floors, check_point_record, csv_text, plot_results
+from semcom_cli.channel.digital import CODECS, choose_mcs
+from semcom_cli.config.preset import short_repr
+from semcom_cli.core.distributed import current_shard
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.files import partial_path, read_json_file
+from semcom_cli.core.runtime import versions
+from semcom_cli.data.easyvqa import EasyVQA
+from semcom_cli.evaluation.plan import EvalPlan
+from semcom_cli.evaluation.points import Point, Settings, evaluate_point, plan_points, sample_items
+from semcom_cli.evaluation.report import FORMAT, check_floors, check_point_record, csv_text, plot_results
+from semcom_cli.io import atomic_write_bytes, write_json
+from semcom_cli.system import SemcomModel
 
 __all__ = ["SweepResult", "run_sweep", "partial_path", "sweep_settings", "write_report", "load_models",
            "resumed_points"]
@@ -38,7 +42,6 @@ class SweepResult:
 
 def sweep_settings(plan: EvalPlan) -> tuple[list[Point], Settings]:
     """The plan's points and shared settings, checked (one line on a bad value)."""
-    from ..channel.digital import CODECS, choose_mcs
 
     uses = [None if u == "matched" else u for u in plan.channel_uses]
     points = plan_points(plan.methods, plan.tasks, plan.channels, plan.snrs, uses)
@@ -84,7 +87,6 @@ def _resumed_points(output: Path, run: dict) -> dict[str, dict]:
 
 def load_models(plan: EvalPlan, status=None, device: str | None = None) -> dict:
     """The plan's named checkpoints (``main``, and ``mlp`` when the plan measures it), LLMs loaded."""
-    from ..models import SemcomModel
 
     models = {"main": SemcomModel.from_pretrained(plan.checkpoint, device=device)}
     if "mlp" in plan.methods:
@@ -101,7 +103,6 @@ def run_sweep(plan: EvalPlan, output: Path | None = None, resume: bool = False, 
     given already loaded; otherwise the easy-vqa test split and the plan's checkpoints are loaded.
     ``done``: the finished points of the partial run when the caller read them already
     (:func:`resumed_points`)."""
-    from ..data import EasyVQA
 
     if resume and output is None:
         raise SemcomError("--resume continues the run written to --output; give the same --output")

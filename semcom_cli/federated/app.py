@@ -19,21 +19,25 @@ completed by the others and the strategy averages the fronts it received.
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ..config import FederatedTrain, preset_from_dict
-from ..errors import SemcomError
-from ..models import SemcomModel
-from .domain import device_shard
-from .messages import MessageLog
-from .split import Activations, DeviceFront, ServerBack, front_state, load_front_state
+from semcom_cli.config.preset import FederatedTrain, preset_from_dict
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.domains import device_shard
+from semcom_cli.federated.messages import MessageLog
+from semcom_cli.federated.partial import ServerState, finish, load_server_partial, save_server_partial
+from semcom_cli.federated.split import Activations, DeviceFront, ServerBack, front_state, load_front_state
+from semcom_cli.system import SemcomModel
+from semcom_cli.system.checkpoint import read_history
 
 __all__ = ["client_app", "server_app", "make_server_app", "FederatedJob", "serve"]
 
@@ -70,7 +74,7 @@ def _front_from(context, config) -> DeviceFront:
 
 
 def _keep(context, front: DeviceFront) -> None:
-    from flwr.app import ArrayRecord, ConfigRecord
+    from flwr.app import ArrayRecord, ConfigRecord  # optional heavy: Flower (federated only)
 
     context.state.array_records["front"] = ArrayRecord(front_state(front.model))
     tensors, meta = front.optimizer_state()
@@ -80,7 +84,7 @@ def _keep(context, front: DeviceFront) -> None:
 
 
 def _symbols_reply(message, act: Activations, device: int):
-    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict  # optional heavy: Flower (federated only)
 
     return Message(RecordDict({"symbols": ArrayRecord(act.arrays()), "device": ConfigRecord({"index": device})}),
                    reply_to=message)
@@ -103,7 +107,13 @@ def _device_start(message, context):
 
 
 def _device_step(message, context, last: bool):
-    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+    from flwr.app import (  # optional heavy: Flower (federated only)
+        ArrayRecord,
+        ConfigRecord,
+        Message,
+        MetricRecord,
+        RecordDict,
+    )
 
     torch.set_num_threads(1)
     config = context.state.config_records["round"]
@@ -125,7 +135,7 @@ def _device_step(message, context, last: bool):
 
 
 def _make_client_app():
-    from flwr.clientapp import ClientApp
+    from flwr.clientapp import ClientApp  # optional heavy: Flower (federated only)
 
     app = ClientApp()
 
@@ -163,7 +173,6 @@ class FederatedJob:
     def run_config(self) -> dict:
         """The job as Flower run config (``flwr run -c job=...``): one base64 JSON string, as Flower's
         config syntax takes no nested quotes."""
-        import base64
 
         fields = {"checkpoint": self.checkpoint, "output": self.output, "overrides": self.overrides,
                   "resume": self.resume, "engine": self.engine, "reply_timeout": self.reply_timeout}
@@ -171,7 +180,6 @@ class FederatedJob:
 
     @classmethod
     def from_run_config(cls, config: dict) -> "FederatedJob":
-        import base64
 
         try:
             fields = json.loads(base64.b64decode(str(config["job"])))
@@ -180,20 +188,8 @@ class FederatedJob:
         return cls(**fields)
 
 
-@dataclass
-class ServerState:
-    model: SemcomModel
-    back: ServerBack
-    round: int = 0
-    losses: list[float] = field(default_factory=list)
-    dropped: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
-    strategy: object = None  # Flower's strategy (FedAvgM keeps a momentum of its own)
-    momentum: list | None = None  # FedAvgM's momentum from a partial run, handed to the new strategy
-
-
 def _strategy(cfg: FederatedTrain):
-    from flwr.serverapp.strategy import FedAvg, FedProx
+    from flwr.serverapp.strategy import FedAvg, FedProx  # optional heavy: Flower (federated only)
 
     # every connected device trains; a round starts with whoever is connected (one that left is not
     # waited for), the first only once all have come (_wait_for_devices)
@@ -201,7 +197,7 @@ def _strategy(cfg: FederatedTrain):
     if cfg.strategy == "fedprox":
         return FedProx(proximal_mu=cfg.proximal_mu, **common)
     if cfg.strategy == "fedavgm":
-        from flwr.serverapp.strategy import FedAvgM
+        from flwr.serverapp.strategy import FedAvgM  # optional heavy: Flower (federated only)
 
         return FedAvgM(server_momentum=cfg.server_momentum, **common)
     return FedAvg(**common)
@@ -253,7 +249,7 @@ def serve(grid, job: FederatedJob, model: SemcomModel, on_round: Callable[[Serve
           resume: ServerState | None = None) -> ServerState:
     """``rounds`` rounds of split steps and FedAvg on ``model`` (its front is replaced by each round's
     average, its back trained in place); ``on_round`` is called after each round."""
-    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict  # optional heavy: Flower (federated only)
 
     cfg = model.preset.train.federated
     state = resume or ServerState(model, ServerBack(model, model.get_llm(), cfg))
@@ -297,15 +293,12 @@ def serve(grid, job: FederatedJob, model: SemcomModel, on_round: Callable[[Serve
 def run_job(grid, job: FederatedJob) -> dict:
     """The ServerApp's whole work in either engine: load (or resume), train, write the checkpoint at
     ``job.output`` with partial runs beside it every ``save_every`` rounds; returns the summary."""
-    from pathlib import Path
 
-    from .partial import load_server_partial, save_server_partial, finish
 
     output = Path(job.output)
     if job.resume:
         model, resume, history = load_server_partial(output, job)
     else:
-        from ..models.checkpoint import read_history
 
         model = SemcomModel.from_pretrained(job.checkpoint, job.overrides)
         history, resume = read_history(job.checkpoint), None
@@ -328,7 +321,7 @@ def run_job(grid, job: FederatedJob) -> dict:
 def make_server_app(job: FederatedJob, result: list | None = None):
     """A ServerApp running ``job``; its summary is appended to ``result`` (the simulation engine runs
     the ServerApp in this process)."""
-    from flwr.serverapp import ServerApp
+    from flwr.serverapp import ServerApp  # optional heavy: Flower (federated only)
 
     app = ServerApp()
 
@@ -343,7 +336,7 @@ def make_server_app(job: FederatedJob, result: list | None = None):
 
 def _deployed_server_app():
     """The ServerApp ``flwr run`` starts (deployment engine): the job comes as run config."""
-    from flwr.serverapp import ServerApp
+    from flwr.serverapp import ServerApp  # optional heavy: Flower (federated only)
 
     app = ServerApp()
 

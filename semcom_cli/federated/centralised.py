@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from ..models import SemcomModel
-from ..training.trainer import final_loss
-from .domain import client_shards, union
-from .split import DeviceFront, ServerBack
+from semcom_cli.data.domains import client_shards, union
+from semcom_cli.federated.split import DeviceFront, ServerBack
+from semcom_cli.system import SemcomModel
+from semcom_cli.training.trainer import final_loss
 
 __all__ = ["train_centralised"]
 

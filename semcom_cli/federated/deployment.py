@@ -9,6 +9,7 @@ environment semcom is installed in.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,10 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import SemcomError
+from semcom_cli.core.errors import SemcomError
 
 __all__ = ["APP_DIR", "local_federation", "run_in_deployment"]
 
@@ -54,7 +56,6 @@ def _tool(name: str) -> str:
 
 
 def _wait_healthy(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    import urllib.request
 
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -123,7 +124,6 @@ def stop(processes) -> None:
 
 def _run_config(values: dict) -> str:
     """``flwr run -c`` syntax: TOML values, space-separated."""
-    import json
 
     def toml(v):
         if isinstance(v, bool):

@@ -7,11 +7,11 @@ import random
 
 import torch
 
-from ..channel import make_channel, seed_channel
-from ..data import EasyVQA
-from ..models import SemcomModel
-from ..tasks import get_task
-from .domain import STYLES, domain_test_set
+from semcom_cli.channel import make_channel, seed_channel
+from semcom_cli.data.domains import STYLES, domain_test_set
+from semcom_cli.data.easyvqa import EasyVQA
+from semcom_cli.system import SemcomModel
+from semcom_cli.tasks import get_task
 
 __all__ = ["vqa_accuracy", "domain_accuracy", "easy_vqa_accuracy"]
 

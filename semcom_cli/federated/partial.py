@@ -10,20 +10,34 @@ server's front, so they need nothing saved.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..io.files import partial_path
-from ..models.checkpoint import save_checkpoint
-from ..training.partial import load_partial, save_partial
-from ..training.trainer import ResumeState, final_loss
-from .split import ServerBack
+from semcom_cli.core.files import partial_path
+from semcom_cli.federated.split import ServerBack
+from semcom_cli.system import SemcomModel
+from semcom_cli.system.checkpoint import save_checkpoint
+from semcom_cli.training.partial import load_partial, save_partial
+from semcom_cli.training.trainer import ResumeState, final_loss
 
-__all__ = ["save_server_partial", "load_server_partial", "finish", "STAGE"]
+__all__ = ["ServerState", "save_server_partial", "load_server_partial", "finish", "STAGE"]
 
 STAGE = "federated"
+
+
+@dataclass
+class ServerState:
+    model: SemcomModel
+    back: ServerBack
+    round: int = 0
+    losses: list[float] = field(default_factory=list)
+    dropped: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    strategy: object = None  # Flower's strategy (FedAvgM keeps a momentum of its own)
+    momentum: list | None = None  # FedAvgM's momentum from a partial run, handed to the new strategy
 
 
 def save_server_partial(output: Path, state, job, history: list[dict]) -> None:
@@ -37,7 +51,6 @@ def save_server_partial(output: Path, state, job, history: list[dict]) -> None:
 
 def load_server_partial(output: Path, job):
     """(model, ServerState, history) of the partial run beside ``output``."""
-    from .app import ServerState
 
     model, resume, history = load_partial(partial_path(output), STAGE)
     back = ServerBack(model, model.get_llm(), model.preset.train.federated)

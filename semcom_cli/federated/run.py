@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from ..errors import SemcomError
-from .app import FederatedJob, client_app, make_server_app
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.federated.app import FederatedJob, client_app, make_server_app
 
 __all__ = ["run_in_simulation"]
 
@@ -14,7 +14,7 @@ __all__ = ["run_in_simulation"]
 def run_in_simulation(job: FederatedJob, clients: int) -> dict:
     """Run ``job`` in Flower's simulation engine (Ray): one virtual device per client, one core each;
     returns the stage's summary (the checkpoint is at ``job.output``)."""
-    from flwr.simulation import run_simulation
+    from flwr.simulation import run_simulation  # optional heavy: Flower (federated only)
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

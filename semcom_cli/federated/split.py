@@ -27,15 +27,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..channel import make_channel, seed_channel
-from ..config import FederatedTrain
-from ..models import LLM, SemcomModel
-from ..models.codebook import CAPTIONS, read_packets
-from ..models.llm import attach_lora
-from ..models.prompting import instruct_loss
-from ..tasks.shapes import caption_text
-from ..training.trainer import load_optimizer_state, optimizer_state
-from .domain import DeviceShard
+from semcom_cli.channel import make_channel, seed_channel
+from semcom_cli.config.preset import FederatedTrain
+from semcom_cli.data.domains import DeviceShard
+from semcom_cli.models import LLM
+from semcom_cli.models.codebook import CAPTIONS, read_packets
+from semcom_cli.models.llm import attach_lora
+from semcom_cli.models.prompting import instruct_loss
+from semcom_cli.system import SemcomModel
+from semcom_cli.tasks.shapes import caption_text
+from semcom_cli.training.stages import _caption_cross_entropy
+from semcom_cli.training.trainer import load_optimizer_state, optimizer_state
 
 __all__ = ["Activations", "DeviceFront", "ServerBack", "front_state", "load_front_state", "FRONT_PARTS"]
 
@@ -162,7 +164,6 @@ class ServerBack:
 
     def loss(self, act: Activations, y: torch.Tensor) -> torch.Tensor:
         """The caption answer's loss through decoder, codebook and LLM, plus the codebook's decision."""
-        from ..training.stages import _caption_cross_entropy  # the channel stage's packet-level term
 
         mask = torch.ones(y.shape[:2], dtype=torch.long, device=y.device)
         h = torch.view_as_complex(act.gains.float().contiguous()).to(y.device)

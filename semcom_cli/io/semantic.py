@@ -40,9 +40,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from ..errors import SemcomError
-from ..limits import MAX_CHANNEL_USES, MAX_SYMBOLS_PER_TOKEN, MAX_TOKENS, check_snr_range
-from .files import atomic_write_bytes, read_input_bytes
+from semcom_cli.channel import CHANNELS
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.files import atomic_write_bytes, read_input_bytes
+from semcom_cli.core.limits import MAX_CHANNEL_USES, MAX_SYMBOLS_PER_TOKEN, MAX_TOKENS, check_snr_range
+from semcom_cli.io.patches import GRID, HI_SYMBOLS, SIDE_USES
+from semcom_cli.tasks import get_task
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Header", "SemanticFile", "read_semantic", "write_semantic",
            "encode_header", "check_checkpoint"]
@@ -162,7 +165,6 @@ class SemanticFile:
 
 
 def _check_image_packet(sem: SemanticFile, source: str) -> None:
-    from ..imaging.allocation import GRID, HI_SYMBOLS, SIDE_USES
 
     h, symbols = sem.header, sem.tensors["symbols"]
     info = h.image or {}
@@ -217,7 +219,6 @@ def _check_shape(sem: SemanticFile, source: str) -> None:
 
 def _per_symbol(channel: str | None) -> bool:
     """Whether the channel kind draws a gain per symbol (its file's gain is shaped like its symbols)."""
-    from ..channel import CHANNELS
 
     kind = CHANNELS.get(channel or "")
     return bool(kind is not None and kind.per_symbol)
@@ -258,7 +259,6 @@ def _check_values(sem: SemanticFile, source: str) -> None:
 def check_semantic(sem: SemanticFile, source: str) -> None:
     """The one validation every reader goes through: the header agrees with the tensors, values are
     finite, sizes are within the limits, and the task is one this semcom knows."""
-    from ..tasks import get_task
 
     _check_shape(sem, source)
     _check_values(sem, source)
@@ -298,7 +298,6 @@ def check_checkpoint(header: Header, model, source: str) -> None:
     if header.symbols_per_token != model.symbols_per_token:
         raise SemcomError(f"{source}: {header.symbols_per_token} symbols per token do not fit this checkpoint "
                           f"({model.symbols_per_token})")
-    from ..tasks import get_task
 
     try:
         model.check_task(get_task(header.task))

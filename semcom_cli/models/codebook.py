@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..tasks.shapes import COLORS, SHAPES
+from semcom_cli.tasks.shapes import COLORS, SHAPES
 
 __all__ = ["CAPTIONS", "caption_token_ids", "caption_embeddings", "caption_scores", "read_packets"]
 

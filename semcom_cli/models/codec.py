@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .kan import KANLinear
+from semcom_cli.models.kan import KANLinear
 
 __all__ = ["ChannelEncoder", "ChannelDecoder", "normalize_power", "MODALITIES"]
 

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import Backbone as BackboneConfig
-from ..config import LoRA
-from ..errors import SemcomError
+from semcom_cli.core.errors import SemcomError
 
 __all__ = ["LLM", "load_backbone", "backbone_identity", "ready", "cache_dir", "smollm2_gguf", "sha256_file",
            "attach_lora", "load_lora"]
@@ -52,7 +50,7 @@ class LLM:
 
 
 def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # heavy: transformers, when an LLM loads
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -92,7 +90,7 @@ def _smollm2_cache(status=None) -> tuple[Path, str]:
             return folder, source["sha256"]
     if status:
         status("dequantising SmolLM2 GGUF once (about 30 s); later loads use the cached copy")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: transformers, when an LLM loads
 
     quiet = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF reader draws its own tqdm bar
@@ -133,11 +131,11 @@ def _folder_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def backbone_identity(cfg: BackboneConfig, seed: int = 0, status=None) -> tuple[str, str, object, Path | None]:
-    """What the preset's backbone is without loading its weights: (model id, sha256, tokenizer, the folder
+def backbone_identity(cfg, seed: int = 0, status=None) -> tuple[str, str, object, Path | None]:
+    """What the preset's backbone is (``cfg``: a preset's ``backbone`` section) without loading its weights: (model id, sha256, tokenizer, the folder
     of its weights, None for the tiny random model)."""
     _quiet_transformers()
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: transformers, when an LLM loads
 
     if cfg.source == "hf":
         if not cfg.path or not Path(cfg.path).is_dir():
@@ -156,9 +154,13 @@ def backbone_identity(cfg: BackboneConfig, seed: int = 0, status=None) -> tuple[
     return f"tiny-llama:{spec}", hashlib.sha256(spec.encode()).hexdigest(), tokenizer, None
 
 
-def load_backbone(cfg: BackboneConfig, seed: int = 0, status=None, device: str | torch.device = "cpu") -> LLM:
+def load_backbone(cfg, seed: int = 0, status=None, device: str | torch.device = "cpu") -> LLM:
     """Load the preset's LLM on ``device`` (weights frozen, eval mode)."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import (  # heavy: transformers, when an LLM loads
+        AutoModelForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     model_id, sha, tokenizer, folder = backbone_identity(cfg, seed, status)
     if folder is not None:
@@ -191,9 +193,9 @@ def ready(llm: LLM, device: str | torch.device = "cpu") -> LLM:
     return llm
 
 
-def attach_lora(llm: LLM, cfg: LoRA) -> None:
-    """Wrap the LLM with a fresh, trainable LoRA adapter."""
-    from peft import LoraConfig, get_peft_model
+def attach_lora(llm: LLM, cfg) -> None:
+    """Wrap the LLM with a fresh, trainable LoRA adapter (``cfg``: a preset's ``lora`` section)."""
+    from peft import LoraConfig, get_peft_model  # heavy: peft, when an adapter is used
 
     config = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                         target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
@@ -202,7 +204,7 @@ def attach_lora(llm: LLM, cfg: LoRA) -> None:
 
 def load_lora(llm: LLM, folder: Path) -> None:
     """Wrap the LLM with a saved LoRA adapter (inference only)."""
-    from peft import PeftModel
+    from peft import PeftModel  # heavy: peft, when an adapter is used
 
     llm.model = PeftModel.from_pretrained(llm.model, folder, is_trainable=False)
     llm.model.eval()

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .kan import KANLinear
+from semcom_cli.models.kan import KANLinear
 
 __all__ = ["PROJECTORS", "register_projector", "build_projector", "KANProjector", "MLPProjector"]
 

@@ -11,8 +11,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from ..tasks import END_OF_TURN, get_task
-from .llm import LLM
+from semcom_cli.models.llm import LLM
+from semcom_cli.tasks import END_OF_TURN, get_task
 
 __all__ = ["build_inputs", "instruct_loss", "answer_log_likelihood", "answer_token_count", "generate_answers"]
 

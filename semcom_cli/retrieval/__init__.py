@@ -7,8 +7,16 @@
 - :mod:`.training`   the sentences (and retrieved entries) the corpus and retrieval stages train on
 """
 
-from .kb import KINDS, KnowledgeBase
-from .retriever import ROUTES, Hit, Packets, Retriever, SymbolIndex, read_with_retrieval, receive_packets
+from semcom_cli.retrieval.kb import KINDS, KnowledgeBase
+from semcom_cli.retrieval.retriever import (
+           ROUTES,
+           Hit,
+           Packets,
+           Retriever,
+           SymbolIndex,
+           read_with_retrieval,
+           receive_packets,
+)
 
 __all__ = ["KnowledgeBase", "KINDS", "Retriever", "Hit", "Packets", "SymbolIndex", "ROUTES", "receive_packets",
            "read_with_retrieval"]

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SemcomError
-from ..io.files import current_umask
-from ..limits import check_question
-from .embedding import embed_texts, embedder_identity
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.files import current_umask
+from semcom_cli.core.limits import check_question
+from semcom_cli.models.embedding import embed_texts, embedder_identity
 
 __all__ = ["KnowledgeBase", "KB_FORMAT", "KINDS", "MAX_ENTRY_CHARS", "MAX_ENTRIES"]
 
@@ -41,7 +41,7 @@ MAX_KB_JSON_BYTES = 512 << 20
 
 def _faiss():
     try:
-        import faiss
+        import faiss  # optional heavy: FAISS (knowledge bases)
     except ImportError:
         raise SemcomError("vector search needs faiss: pip install faiss-cpu==1.15.1") from None
     return faiss

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import SemcomError
-from .embedding import embed_texts
-from .kb import KnowledgeBase, _faiss
+from semcom_cli.channel import equalize_symbols
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.models.embedding import embed_texts
+from semcom_cli.retrieval.kb import KnowledgeBase, _faiss
 
 __all__ = ["Retriever", "Hit", "SymbolIndex", "Packets", "receive_packets", "read_with_retrieval", "reread",
            "expected_match", "ROUTES"]
@@ -56,7 +57,6 @@ class Packets:
 
 def receive_packets(model, y: torch.Tensor, h: torch.Tensor, snr_db, mask: torch.Tensor) -> Packets:
     """Received text packets [B, T, m, 2] → what the receiver holds (as ``SemcomModel.receive`` decodes)."""
-    from ..channel import equalize_symbols
 
     y, h, mask = y.to(model.device), h.to(model.device), mask.to(model.device)
     x_hat, snr = equalize_symbols(y, h, snr_db)

@@ -13,9 +13,9 @@ import math
 
 import torch
 
-from ..errors import SemcomError
-from ..models.codebook import CAPTIONS
-from ..tasks.shapes import parse_caption
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.models.codebook import CAPTIONS
+from semcom_cli.tasks.shapes import parse_caption
 
 __all__ = ["caption_prior", "DEFAULT_TRUST"]
 

@@ -13,6 +13,9 @@ from functools import lru_cache
 
 import torch
 
+from semcom_cli.data.corpus import split_corpus
+from semcom_cli.models.embedding import embed_texts
+
 __all__ = ["TextPool"]
 
 
@@ -25,7 +28,6 @@ class TextPool:
 
     @classmethod
     def for_model(cls, tokenizer, max_tokens: int, questions: list[str], corpus_share: float) -> "TextPool":
-        from .corpus import split_corpus
 
         corpus = split_corpus(tokenizer, max_tokens).train if corpus_share > 0 else []
         return cls(corpus, questions, corpus_share)
@@ -69,7 +71,6 @@ class TextPool:
 def _nearest(texts: tuple[str, ...], k: int) -> torch.Tensor:
     """Each text's ``k`` nearest other texts [N, k] by MiniLM cosine (kept: every stage run and test
     on the same pool asks again)."""
-    from .embedding import embed_texts
 
     vectors = embed_texts(list(texts))
     scores = vectors @ vectors.T

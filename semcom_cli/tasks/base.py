@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from ..errors import SemcomError
-from ..limits import check_question
-from .template import fill_template, normalize_answer, with_context
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.limits import check_question
+from semcom_cli.tasks.template import fill_template, normalize_answer, with_context
 
 __all__ = ["Task", "TASKS", "register_task", "get_task", "task_names", "MODALITIES"]
 

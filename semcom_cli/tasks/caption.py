@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from .base import Task, register_task
-from .shapes import caption_text, parse_caption
+from semcom_cli.tasks.base import Task, register_task
+from semcom_cli.tasks.shapes import caption_text, parse_caption
 
 __all__ = ["Caption"]
 

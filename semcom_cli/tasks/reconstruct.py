@@ -8,7 +8,7 @@ scenes of the scene generator's test split with their referring queries (:mod:`s
 
 from __future__ import annotations
 
-from .base import Task, register_task
+from semcom_cli.tasks.base import Task, register_task
 
 __all__ = ["Reconstruct"]
 

@@ -9,7 +9,7 @@ templates below (none shares its wording with easy-vqa: "picture", "figure",
 
 from __future__ import annotations
 
-from .shapes import COLORS, SHAPES
+from semcom_cli.tasks.shapes import COLORS, SHAPES
 
 __all__ = ["rephrase", "OPEN_COLOR", "OPEN_SHAPE", "PRESENT", "ABSENT"]
 

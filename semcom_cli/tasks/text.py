@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from .base import Task, register_task
+from semcom_cli.tasks.base import Task, register_task
 
 __all__ = ["Text"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from .base import Task, register_task
-from .rephrase import rephrase
-from .wording import ask
+from semcom_cli.tasks.base import Task, register_task
+from semcom_cli.tasks.rephrase import rephrase
+from semcom_cli.tasks.wording import ask
 
 __all__ = ["VQA", "RephrasedVQA", "VariedVQA"]
 

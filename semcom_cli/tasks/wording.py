@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 import re
 
-from .rephrase import ABSENT, OPEN_COLOR, OPEN_SHAPE, PRESENT
-from .shapes import COLORS, SHAPES
+from semcom_cli.tasks.rephrase import ABSENT, OPEN_COLOR, OPEN_SHAPE, PRESENT
+from semcom_cli.tasks.shapes import COLORS, SHAPES
 
 __all__ = ["ask", "held_out_wordings", "normalize_wording"]
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from ..errors import SemcomError
-from ..io import atomic_write_bytes
-from ..models import SemcomModel
-from ..models.checkpoint import read_history
-from .trainer import ResumeState
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.io import atomic_write_bytes
+from semcom_cli.system import SemcomModel
+from semcom_cli.system.checkpoint import read_history
+from semcom_cli.training.trainer import ResumeState
 
 __all__ = ["save_partial", "load_partial", "PARTIAL_FORMAT"]
 

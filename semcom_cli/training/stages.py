@@ -34,19 +34,26 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..channel import (channel_rng_state, equalize_symbols, make_channel, seed_channel, send_repeated,
-                       set_channel_rng_state)
-from ..augment import augment_batch, render_shapes
-from ..data import EasyVQA
-from ..errors import SemcomError
-from ..models import LLM, SemcomModel
-from ..models.codebook import CAPTIONS, caption_embeddings, caption_scores, caption_token_ids
-from ..models.llm import attach_lora
-from ..models.prompting import answer_token_count, instruct_loss
-from ..tasks import get_task
-from ..retrieval.training import TextPool
-from ..tasks.shapes import COLORS, SHAPES
-from .trainer import Checkpointing, StepHook, Trainer, final_loss
+from semcom_cli.channel import (
+    channel_rng_state,
+    equalize_symbols,
+    make_channel,
+    seed_channel,
+    send_repeated,
+    set_channel_rng_state,
+)
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.data.augment import augment_batch, render_shapes
+from semcom_cli.data.easyvqa import EasyVQA
+from semcom_cli.models import LLM
+from semcom_cli.models.codebook import CAPTIONS, caption_embeddings, caption_scores, caption_token_ids
+from semcom_cli.models.llm import attach_lora
+from semcom_cli.models.prompting import answer_token_count, instruct_loss
+from semcom_cli.retrieval.training import TextPool
+from semcom_cli.system import SemcomModel
+from semcom_cli.tasks import get_task
+from semcom_cli.tasks.shapes import COLORS, SHAPES
+from semcom_cli.training.trainer import Checkpointing, StepHook, Trainer, final_loss
 
 __all__ = ["train_align", "train_channel", "train_instruct", "train_rate", "train_corpus", "train_retrieval",
            "run_stage"]

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 
-from ..channel import channel_rng_state, set_channel_rng_state
-from ..distributed import current_shard
-from ..errors import SemcomError
+from semcom_cli.channel import channel_rng_state, set_channel_rng_state
+from semcom_cli.core.distributed import current_shard
+from semcom_cli.core.errors import SemcomError
 
 __all__ = ["Trainer", "ResumeState", "Checkpointing", "StepHook", "optimizer_state", "load_optimizer_state",
            "final_loss"]
@@ -108,7 +109,6 @@ class Trainer:
         loss.backward()
         value = loss.detach().clone()
         if self.shard.world > 1:
-            import torch.distributed as dist
 
             # each share's loss is normalised by the whole batch: the sums are the whole batch's
             for p in self.params:

@@ -1,0 +1,117 @@
+"""Reading inputs and writing outputs: stdin/stdout for ``-``, and never a half-written file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.limits import MAX_BYTES
+
+__all__ = ["read_input_bytes", "read_json_file", "atomic_write_bytes", "write_json", "write_stdout", "stdout_error",
+           "partial_path", "refuse_foreign_partial", "current_umask"]
+
+
+def partial_path(output: Path) -> Path:
+    """Where a stage or a sweep writing ``output`` keeps its resumable partial run."""
+    return output.with_name(output.name + ".partial")
+
+
+def refuse_foreign_partial(output: Path, resume: bool) -> None:
+    """A fresh run never replaces a partial run it did not make: resume it, or remove it first."""
+    if not resume and partial_path(output).exists():
+        raise SemcomError(f"{partial_path(output)}: an interrupted run is there; continue it with --resume, "
+                          "or remove it")
+
+
+def stdout_error(err: BaseException | None = None) -> SemcomError:
+    """The one line for a stdout that is closed (``err`` None), full, or whose reader is gone."""
+    why = "it is closed" if err is None else (getattr(err, "strerror", None) or err)
+    return SemcomError(f"cannot write to stdout ({why})")
+
+
+def write_stdout(data: bytes) -> None:
+    stream = getattr(sys.stdout, "buffer", None)
+    if stream is None:  # started with stdout closed
+        raise stdout_error()
+    try:
+        stream.write(data)
+        stream.flush()
+    except (OSError, ValueError) as err:
+        raise stdout_error(err) from None
+
+
+def read_input_bytes(path: str, kind: str = "semantic") -> tuple[bytes, str]:
+    """Read a whole input file, or stdin for ``-``, of at most ``MAX_BYTES[kind]`` bytes (a device or a
+    pipe that goes on is refused once past it). Returns (bytes, display name)."""
+    limit = MAX_BYTES[kind]
+    if path == "-":
+        name = "<stdin>"
+        if getattr(sys.stdin, "buffer", None) is None:
+            raise SemcomError("cannot read stdin (it is closed)")
+        data = sys.stdin.buffer.read(limit + 1)
+    else:
+        name, p = path, Path(path)
+        if not p.exists():
+            raise SemcomError(f"{path}: no such file")
+        if p.is_dir():
+            raise SemcomError(f"{path}: is a folder, not a file")
+        try:
+            with open(p, "rb") as fh:
+                data = fh.read(limit + 1)
+        except OSError as err:
+            raise SemcomError(f"{path}: cannot read it ({err.strerror or err})") from None
+    if len(data) > limit:
+        raise SemcomError(f"{name}: larger than {limit:,} bytes, the most a {kind} input may be")
+    return data, name
+
+
+def read_json_file(path: str | Path, kind: str, what: str):
+    """A JSON file of at most ``MAX_BYTES[kind]`` bytes, parsed; one line naming ``what`` it should be
+    when it is missing or does not parse."""
+    if not Path(path).is_file():
+        raise SemcomError(f"{path}: no such {what}")
+    raw, _ = read_input_bytes(str(path), kind)
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise SemcomError(f"{path}: not a {what} (it does not parse as JSON)") from None
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename, so no half-written file is left."""
+    if str(path) == "-":
+        write_stdout(data)
+        return
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise SemcomError(f"{path}: cannot write it ({err.strerror or err})") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open would follow the umask
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise SemcomError(f"{path}: cannot write it ({err.strerror or err})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: str | Path, data) -> None:
+    """Pretty, key-sorted JSON, written atomically (``-``: stdout)."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())

@@ -1,0 +1,16 @@
+"""Scenes of several shapes with exact masks and referring queries (MLLM-SC, issue 16).
+
+- :mod:`.generator`: a seeded scene, its objects and a mask per object.
+- :mod:`.backgrounds`: textured backgrounds from the photographs installed packages ship.
+- :mod:`.queries`: phrases and questions that refer to exactly one object, in training and
+  test-only wordings.
+- :mod:`.splits`: train, validation and test scenes by seed.
+"""
+
+from semcom_cli.data.scenes.generator import COLOR_RGB, Scene, SceneObject, generate_scene
+from semcom_cli.data.scenes.queries import QUERY_KINDS, REFERENT_VALUES, Query, Referent, referring_queries
+from semcom_cli.data.scenes.splits import SPLITS, scene_at
+
+__all__ = ["COLOR_RGB", "Scene", "SceneObject", "generate_scene", "QUERY_KINDS", "REFERENT_VALUES", "Query",
+           "Referent", "referring_queries",
+           "SPLITS", "scene_at"]

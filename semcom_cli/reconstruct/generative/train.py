@@ -1,0 +1,231 @@
+"""Training the generative decoder, top to bottom: three stages, each its own loop.
+
+1. ``image-vae`` (:func:`train_vae`): the scenes' AutoencoderKL (reconstruction + a small KL term)
+   and, at the same time, the receiver's posterior network: from part 1's received symbols (its
+   encoder frozen, random budgets, ROI shares, SNRs, guided or not) to the image's latent (squared
+   error of the mean, Gaussian likelihood for the log-variance) and, through the decoder, to the
+   pixels (squared error of the whole image plus that inside the ROI box). Afterwards the latents'
+   scale is measured on the pool.
+2. ``image-diffusion`` (:func:`train_diffusion`): the conditional UNet, with the VAE frozen: the
+   image's scaled latent is noised to a random step, and the UNet predicts it back from the noisy
+   latent and the context (posterior mean and log-variance), the ROI plane, the SNR and the query's
+   embedding; ROI cells weigh double.
+3. ``scene-features`` (:func:`train_features`): the classifier whose features the KID uses.
+
+Each step draws its batch from generators seeded by (stage, seed, step), so a resumed run goes on
+exactly; ``on_save`` keeps a partial run every ``save_every`` steps.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from semcom_cli.reconstruct.generative.autoencoder import LATENT_SIZE, AutoencoderSettings, FastDecoder
+from semcom_cli.reconstruct.generative.data import QueryScenePool, draw_batch, roi_cells
+from semcom_cli.reconstruct.generative.denoiser import DenoiserSettings, build_scheduler, build_unet, conditioning
+from semcom_cli.reconstruct.generative.features import FeatureSettings, SceneClassifier, scene_labels
+
+__all__ = ["PacketDraw", "VaeTrain", "DiffusionTrain", "FeatureTrain", "train_vae", "train_diffusion",
+           "train_features", "measure_scale"]
+
+
+@dataclass(frozen=True)
+class PacketDraw:
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 1e-3
+    pool: int = 4000
+    seed: int = 0
+    budgets: tuple[int, ...] = (256, 512, 1024)
+    roi_share_range: tuple[float, float] = (0.3, 0.9)
+    snr_range: tuple[float, float] = (-5.0, 20.0)
+    unguided: float = 0.3     # packets without guidance (no box, no query)
+    no_query: float = 0.1     # guided packets whose query the receiver is not told
+    log_every: int = 100
+
+
+@dataclass(frozen=True)
+class VaeTrain(PacketDraw):
+    kl_weight: float = 1e-6
+    channels: tuple[int, ...] = (16, 32, 64)
+    latent_channels: int = 4
+    receiver_width: int = 32
+
+    def autoencoder(self) -> AutoencoderSettings:
+        return AutoencoderSettings(tuple(self.channels), self.latent_channels, self.receiver_width)
+
+
+@dataclass(frozen=True)
+class DiffusionTrain(PacketDraw):
+    steps: int = 3000
+    lr: float = 5e-4
+    channels: tuple[int, ...] = (64, 128)
+    train_timesteps: int = 1000
+
+    def denoiser(self, latent_channels: int) -> DenoiserSettings:
+        return DenoiserSettings(tuple(self.channels), latent_channels, self.train_timesteps)
+
+
+@dataclass(frozen=True)
+class FeatureTrain:
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 2e-3
+    pool: int = 4000
+    seed: int = 0
+    width: int = 32
+    log_every: int = 100
+
+
+def _optimiser(params, cfg):
+    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-5)
+    # 5 % warm-up; short runs (tests) 30 %, so neither phase of the cycle is empty
+    warm = 0.05 if cfg.steps >= 40 else 0.3
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, cfg.lr, total_steps=cfg.steps, pct_start=warm)
+    return optimiser, schedule
+
+
+def _resume(resume, modules: dict, optimiser, schedule) -> int:
+    if resume is None:
+        return 1
+    for name, module in modules.items():
+        module.load_state_dict(resume.modules[name])
+    optimiser.load_state_dict(resume.optimiser)
+    schedule.load_state_dict(resume.schedule)
+    return resume.step + 1
+
+
+def _step(loss, params, optimiser, schedule) -> None:
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimiser.step()
+    schedule.step()
+
+
+def _inside(error: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Mean of ``error`` [B, H, W] over ``where`` per image, averaged (images without a region add 0)."""
+    w = where.float()
+    return ((error * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)).mean()
+
+
+def train_vae(cfg: VaeTrain, pool: QueryScenePool, encoder, embed: dict, device: str = "cpu", on_log=None,
+              resume=None, save_every: int = 0, on_save=None, start_from: dict | None = None) -> FastDecoder:
+    """Stage 1: the AutoencoderKL and the receiver's posterior network (``encoder``: part 1's, frozen).
+    ``start_from``: the weights of an earlier run to go on from (a new schedule; not a resume)."""
+    torch.manual_seed(cfg.seed)
+    fast = FastDecoder(cfg.autoencoder())
+    if start_from is not None:
+        fast.load_state_dict({k: v.float() for k, v in start_from.items()})
+        fast.scale.fill_(1.0)  # trained on unscaled latents; measured again at the end
+    fast = fast.to(device)
+    params = list(fast.parameters())
+    optimiser, schedule = _optimiser(params, cfg)
+    first = _resume(resume, {"fast": fast}, optimiser, schedule)
+    encoder.eval().requires_grad_(False)
+    fast.train()
+    started = time.time()
+    for step in range(first, cfg.steps + 1):
+        rng = random.Random(f"vae:{cfg.seed}:{step}")
+        b = draw_batch(pool, encoder, embed, cfg, rng, device)
+        noise = torch.Generator().manual_seed(rng.randrange(1 << 62))
+        target = b.images * 2 - 1
+        dist = fast.autoencoder.encode(target).latent_dist
+        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=noise).to(device)
+        recon = fast.autoencoder.decode(z).sample
+        loss_image_vae = F.mse_loss(recon, target) / 4 + cfg.kl_weight * dist.kl().mean()  # /4: in [0, 1] units
+        mean, logvar = fast.posterior(b.hi, b.light, b.uses, b.roi, b.snr_db)
+        latent = dist.mean.detach()
+        loss_latent = F.mse_loss(mean, latent)
+        loss_spread = 0.5 * (logvar + (mean.detach() - latent).pow(2) / logvar.exp()).mean()
+        error = (fast.pixels(mean, clamp=False) - b.images).pow(2).mean(1)
+        loss_pixels = error.mean() + _inside(error, b.roi_pixels)
+        loss = loss_image_vae + loss_latent + 0.1 * loss_spread + loss_pixels
+        _step(loss, params, optimiser, schedule)
+        if on_log and (step % cfg.log_every == 0 or step == cfg.steps):
+            on_log(step, loss.item(), time.time() - started)
+        if on_save and save_every and step % save_every == 0 and step < cfg.steps:
+            on_save(step, {"fast": fast}, optimiser, schedule)
+    fast.eval()
+    fast.scale.fill_(measure_scale(fast, pool, device))
+    return fast
+
+
+@torch.no_grad()
+def measure_scale(fast: FastDecoder, pool: QueryScenePool, device: str = "cpu", count: int = 1024) -> float:
+    """One over the standard deviation of the image latents of the pool's first ``count`` scenes."""
+    latents = [fast.autoencoder.encode(pool.images[i : i + 256].float().div(255).to(device) * 2 - 1).latent_dist.mean
+               for i in range(0, min(count, len(pool)), 256)]
+    return float(1.0 / torch.cat(latents).std().clamp_min(1e-6))
+
+
+def train_diffusion(cfg: DiffusionTrain, pool: QueryScenePool, encoder, fast: FastDecoder, embed: dict,
+                    device: str = "cpu", on_log=None, resume=None, save_every: int = 0, on_save=None,
+                    start_from: dict | None = None):
+    """Stage 2: the conditional UNet (``encoder`` and ``fast`` frozen); ``start_from`` as in :func:`train_vae`."""
+    torch.manual_seed(cfg.seed)
+    settings = cfg.denoiser(fast.settings.latent_channels)
+    unet, scheduler = build_unet(settings), build_scheduler(settings)
+    if start_from is not None:
+        unet.load_state_dict({k: v.float() for k, v in start_from.items()})
+    unet = unet.to(device)
+    alphas = scheduler.alphas_cumprod.to(device)
+    params = list(unet.parameters())
+    optimiser, schedule = _optimiser(params, cfg)
+    first = _resume(resume, {"unet": unet}, optimiser, schedule)
+    encoder.eval().requires_grad_(False)
+    fast.eval().requires_grad_(False)
+    unet.train()
+    started = time.time()
+    for step in range(first, cfg.steps + 1):
+        rng = random.Random(f"diffusion:{cfg.seed}:{step}")
+        b = draw_batch(pool, encoder, embed, cfg, rng, device)
+        noise_gen = torch.Generator().manual_seed(rng.randrange(1 << 62))
+        with torch.no_grad():
+            latent = fast.image_latent(b.images)
+            mean, logvar = fast(b.hi, b.light, b.uses, b.roi, b.snr_db)
+        t = torch.randint(0, settings.train_timesteps, (latent.shape[0],), generator=noise_gen).to(device)
+        noise = torch.randn(latent.shape, generator=noise_gen).to(device)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * latent + (1 - a).sqrt() * noise
+        roi_plane = roi_cells(b.roi, LATENT_SIZE)
+        extra, classes, states = conditioning(mean, logvar, roi_plane, b.snr_db, b.queries)
+        predicted = unet(torch.cat([noisy, extra], 1), t, encoder_hidden_states=states, class_labels=classes).sample
+        loss = ((predicted - latent).pow(2) * (1 + roi_plane)).mean()
+        _step(loss, params, optimiser, schedule)
+        if on_log and (step % cfg.log_every == 0 or step == cfg.steps):
+            on_log(step, loss.item(), time.time() - started)
+        if on_save and save_every and step % save_every == 0 and step < cfg.steps:
+            on_save(step, {"unet": unet}, optimiser, schedule)
+    unet.eval()
+    return unet, settings
+
+
+def train_features(cfg: FeatureTrain, pool: QueryScenePool, device: str = "cpu", on_log=None, resume=None,
+                   save_every: int = 0, on_save=None) -> SceneClassifier:
+    """Stage 3: the scene classifier behind the KID measure."""
+    torch.manual_seed(cfg.seed)
+    net = SceneClassifier(FeatureSettings(cfg.width)).to(device)
+    params = list(net.parameters())
+    optimiser, schedule = _optimiser(params, cfg)
+    first = _resume(resume, {"net": net}, optimiser, schedule)
+    labels = scene_labels([objs for objs, _ in pool.labels], [photo for _, photo in pool.labels])
+    net.train()
+    started = time.time()
+    for step in range(first, cfg.steps + 1):
+        rng = random.Random(f"features:{cfg.seed}:{step}")
+        rows = [rng.randrange(len(pool)) for _ in range(cfg.batch_size)]
+        images = pool.images[rows].float().div(255).to(device)
+        loss = F.binary_cross_entropy_with_logits(net.logits(images), labels[rows].to(device))
+        _step(loss, params, optimiser, schedule)
+        if on_log and (step % cfg.log_every == 0 or step == cfg.steps):
+            on_log(step, loss.item(), time.time() - started)
+        if on_save and save_every and step % save_every == 0 and step < cfg.steps:
+            on_save(step, {"net": net}, optimiser, schedule)
+    net.eval()
+    return net

@@ -1,0 +1,144 @@
+"""The generative decoder's stages as library calls (``semcom finetune --stage image-vae |
+image-diffusion | scene-features -c CKPT -o OUT``): train with a partial run beside the output every
+``save_every`` steps, write the file into the reconstruct checkpoint, remove the partial run.
+:func:`install_trained` puts files trained elsewhere (``benchmarks/generative_gpu.py``) into one.
+
+Order matters: the VAE's posterior reads part 1's symbols, and the diffusion model works in the
+VAE's latent space, so a new codec drops the VAE and the diffusion model, and a new VAE drops the
+diffusion model (the checkpoint then says what is missing when asked for it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.files import partial_path
+from semcom_cli.models.embedding import embed_sentences
+from semcom_cli.reconstruct.generative.data import QueryScenePool
+from semcom_cli.reconstruct.generative.store import (
+    FILES,
+    MANIFEST_KEYS,
+    as_manifest,
+    load_fast,
+    save_weights,
+    settings_of,
+)
+from semcom_cli.reconstruct.generative.train import (
+    DiffusionTrain,
+    FeatureTrain,
+    VaeTrain,
+    train_diffusion,
+    train_features,
+    train_vae,
+)
+from semcom_cli.reconstruct.model import ReconstructModel, write_checkpoint
+from semcom_cli.reconstruct.partial import load_state, save_state
+
+__all__ = ["STAGES", "build_generative", "install_trained", "default_settings", "DEPENDENTS"]
+
+STAGES = ("image-vae", "image-diffusion", "scene-features")
+# what a stage's new weights make stale
+DEPENDENTS = {"image-vae": ("image-diffusion",), "image-diffusion": (), "scene-features": ()}
+
+
+def default_settings(stage: str):
+    return {"image-vae": VaeTrain, "image-diffusion": DiffusionTrain, "scene-features": FeatureTrain}[stage]()
+
+
+def _drop(stage: str) -> tuple:
+    return tuple((FILES[d], MANIFEST_KEYS[d]) for d in DEPENDENTS[stage])
+
+
+def _prepare(output: Path, source: Path | None, resume: bool) -> None:
+    if resume:
+        return
+    if source is not None and Path(source).resolve() != Path(output).resolve():
+        if output.exists():
+            raise SemcomError(f"{output}: exists; give a new folder, or the same folder as -c to add to it")
+        ReconstructModel.from_pretrained(source)  # one line if it is not a reconstruct checkpoint with a codec
+        shutil.copytree(source, output)
+    elif not (Path(output) / "manifest.json").is_file():
+        raise SemcomError(f"{output}: no reconstruct checkpoint to add the stage to (give -c CKPT)")
+
+
+def _embeddings(pool) -> dict:
+
+    texts = pool.texts()
+    return dict(zip(texts, embed_sentences(texts)))
+
+
+def build_generative(stage: str, output: Path, source: Path | None, cfg, resume: bool = False,
+                     save_every: int = 250, on_log=None) -> str:
+    """Train one stage into the reconstruct checkpoint ``output`` (copied from ``source`` first when
+    that is another folder); returns the new content hash."""
+
+    if stage not in STAGES:
+        raise SemcomError(f"unknown generative stage {stage!r} ({', '.join(STAGES)})")
+    output = Path(output)
+    _prepare(output, source, resume)
+    partial = partial_path(output)
+    if resume:
+        state = load_state(partial, stage)
+        cfg = type(cfg)(**{k: tuple(v) if isinstance(v, list) else v for k, v in state.settings.items()})
+    else:
+        state = None
+        shutil.rmtree(partial, ignore_errors=True)
+    model = ReconstructModel.from_pretrained(output, need_codec=stage != "scene-features")
+    started = time.time()
+    workers = min(2, os.cpu_count() or 1)
+    pool = QueryScenePool(cfg.pool, workers=workers)
+
+    def keep(step, modules, optimiser, schedule):
+        save_state(partial, stage, step, modules, optimiser, schedule, as_manifest(cfg))
+
+    common = dict(on_log=on_log, resume=state, save_every=save_every, on_save=keep)
+    if stage == "image-vae":
+        module = train_vae(cfg, pool, model.encoder, _embeddings(pool), **common)
+    elif stage == "image-diffusion":
+        fast = load_fast(output, model.manifest)
+        module, _ = train_diffusion(cfg, pool, model.encoder, fast, _embeddings(pool), **common)
+    else:
+        module = train_features(cfg, pool, **common)
+    partial.mkdir(parents=True, exist_ok=True)
+    save_weights(module, partial / FILES[stage])
+    summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1), "device": "cpu",
+               "threads": _threads(), "resumed_at": state.step if state else None}
+    digest = write_checkpoint(output, {FILES[stage]: partial / FILES[stage]},
+                              {MANIFEST_KEYS[stage]: as_manifest(cfg), "training": {stage: summary}}, _drop(stage))
+    shutil.rmtree(partial, ignore_errors=True)
+    return digest
+
+
+def _threads() -> int:
+
+    return torch.get_num_threads()
+
+
+def install_trained(output: Path, trained: Path) -> str:
+    """Put the files ``benchmarks/generative_gpu.py`` wrote (``trained``: fast, unet and features
+    weights and settings.json) into the reconstruct checkpoint ``output``."""
+    records = json.loads((Path(trained) / "settings.json").read_text())
+    files = {FILES["image-vae"]: Path(trained) / "fast.safetensors",
+             FILES["image-diffusion"]: Path(trained) / "unet.safetensors",
+             FILES["scene-features"]: Path(trained) / "features.safetensors"}
+    update: dict = {"training": {}}
+    for stage in STAGES:
+        record = records[stage]
+        update[MANIFEST_KEYS[stage]] = dict(record["settings"])
+        update["training"][stage] = {"steps": record["settings"]["steps"], "seconds": record["seconds"],
+                                     "device": records["device"], "torch": records["torch"]}
+        earlier = records.get("init", {}).get(stage)
+        if earlier is not None and earlier != record:  # this run went on from an earlier one's weights
+            update["training"][stage]["continued_from"] = {"steps": earlier["settings"]["steps"],
+                                                           "seconds": earlier["seconds"],
+                                                           "lr": earlier["settings"]["lr"]}
+    for stage in STAGES:  # the settings read back as the loaders will read them
+        settings_of(stage, update)
+    return write_checkpoint(Path(output), files, update)

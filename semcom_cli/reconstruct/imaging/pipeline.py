@@ -1,0 +1,134 @@
+"""The reconstruct link as library calls: image (+ query) → symbols → received symbols → image.
+
+:func:`encode_images` runs the guide (when a query is given and the method is ``importance``), turns
+its map into a ROI box and an allocation, encodes, and writes each packet as one stream: the side
+information's QPSK symbols, then the patches' symbols. :func:`receive_streams` decodes the side
+information, recomputes the allocation from the box it read and equalises (one-tap MMSE, perfect
+channel knowledge); :func:`decode_streams` then decodes the pixels with part 1's decoder, and
+:func:`decode_streams_generative` with the generative decoder (fast, quality or auto; issue 17).
+All work on batches; the CLI passes one image.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from semcom_cli.channel import to_complex, to_real
+from semcom_cli.channel.equalizer import mmse_equalize
+from semcom_cli.io.patches import SIDE_USES, Allocation, Box, allocate, roi_box
+from semcom_cli.reconstruct.guidance.model import patch_map
+from semcom_cli.reconstruct.imaging.codec import normalise_power, pack, unpack
+from semcom_cli.reconstruct.imaging.side import read_side, side_symbols
+
+__all__ = ["Packet", "Received", "METHODS", "guide_boxes", "encode_images", "receive_streams", "decode_streams",
+           "decode_streams_generative"]
+
+METHODS = ("importance", "uniform")
+
+
+@dataclass
+class Packet:
+    stream: torch.Tensor        # [N, 2] real: the complex symbols sent, power 1
+    allocation: Allocation
+    box: Box | None
+
+
+@torch.no_grad()
+def guide_boxes(model, images: torch.Tensor, queries: list[str]):
+    """Images [B, 3, 64, 64] and a query each → (patch maps [B, 8, 8], boxes, referents, logits)."""
+
+    logits, referents = model.guide.logits(images, queries)
+    maps = patch_map(logits)
+    return maps, [roi_box(m, model.roi_threshold) for m in maps], referents, logits
+
+
+@torch.no_grad()
+def encode_images(model, images: torch.Tensor, boxes: list[Box | None], budget: int, roi_share: float,
+                  snr_db: torch.Tensor | float, method: str = "importance") -> list[Packet]:
+    """Images [B, 3, 64, 64] in [0, 1] with their ROI boxes → one packet each. ``snr_db``: the SNR the
+    receiver reports (the encoder is conditioned on it)."""
+    guided = method == "importance"
+    allocations = [allocate(budget, box, roi_share, guided) for box in boxes]
+    uses = torch.stack([a.uses for a in allocations])
+    roi = torch.stack([a.roi for a in allocations])
+    snr = torch.as_tensor(snr_db, dtype=torch.float32).expand(images.shape[0]).contiguous()
+    hi, light = normalise_power(*model.encoder(images, snr), uses, roi)
+    side = to_real(side_symbols(boxes)) if guided else None
+    packets = []
+    for b, alloc in enumerate(allocations):
+        data = pack(hi[b], light[b], alloc)
+        stream = torch.cat([side[b], data]) if guided else data
+        packets.append(Packet(stream, alloc, boxes[b] if guided else None))
+    return packets
+
+
+@dataclass
+class Received:
+    """A batch of packets as the receiver has them after equalisation: each patch's symbols, the
+    allocation it recomputed from the box it read, and each packet's effective SNR."""
+
+    hi: torch.Tensor          # [B, HI, 2, 8, 8]
+    light: torch.Tensor       # [B, LIGHT, 2, 8, 8]
+    uses: torch.Tensor        # [B, 64]
+    roi: torch.Tensor         # [B, 64] bool
+    snr_db: torch.Tensor      # [B] effective SNR after equalisation
+    boxes: list               # the boxes read (None: none)
+
+
+@torch.no_grad()
+def receive_streams(streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float, budget: int,
+                    roi_share: float, method: str = "importance") -> Received:
+    """Received streams [N, 2] (real) with their gains (complex: a scalar, or one per symbol) → the
+    side information read, the allocation recomputed, the symbols equalised into their patches."""
+    guided = method == "importance"
+    ys = [to_complex(y) for y in streams]
+    hs = [h.reshape(-1) if h.numel() > 1 else h.reshape(1).expand(y.shape[0]) for y, h in zip(ys, gains)]
+    boxes: list[Box | None] = [None] * len(ys)
+    if guided:  # every packet's side information decoded in one batch
+        boxes = read_side(torch.stack([y[:SIDE_USES] for y in ys]), torch.stack([h[:SIDE_USES] for h in hs]), snr_db)
+        ys, hs = [y[SIDE_USES:] for y in ys], [h[SIDE_USES:] for h in hs]
+    his, lights, uses, rois, snrs = [], [], [], [], []
+    for y, h, box in zip(ys, hs, boxes):
+        alloc = allocate(budget, box, roi_share, guided)
+        x = mmse_equalize(y[None], h[None], snr_db)[0]
+        want = int(alloc.uses.sum())
+        if x.shape[0] < want:  # a box read wrong can ask for more symbols than came
+            x = torch.cat([x, torch.zeros(want - x.shape[0], dtype=x.dtype)])
+        hi, light = unpack(to_real(x[:want]), alloc)
+        power = h.abs().pow(2).mean().clamp_min(1e-12)  # the decoder is told the effective SNR
+        his.append(hi)
+        lights.append(light)
+        uses.append(alloc.uses)
+        rois.append(alloc.roi)
+        snrs.append(snr_db + 10 * torch.log10(power))
+    return Received(torch.stack(his), torch.stack(lights), torch.stack(uses), torch.stack(rois),
+                    torch.stack(snrs).float(), boxes)
+
+
+@torch.no_grad()
+def decode_streams(model, streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float, budget: int,
+                   roi_share: float, method: str = "importance") -> tuple[torch.Tensor, list[Box | None]]:
+    """Part 1's decoder: received streams with their gains → images [B, 3, 64, 64] and the boxes read."""
+    r = receive_streams(streams, gains, snr_db, budget, roi_share, method)
+    return model.decoder(r.hi, r.light, r.uses, r.roi, r.snr_db), r.boxes
+
+
+@torch.no_grad()
+def decode_streams_generative(model, streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float,
+                              budget: int, roi_share: float, method: str, queries: torch.Tensor, decoder: str,
+                              steps: int = 20, seed: int = 0, budget_ms: float | None = None):
+    """The generative decoder (issue 17): → (images, boxes read, :class:`~semcom_cli.generative.decoder.Choice`).
+    ``queries``: the query embeddings [B, 384] (zeros: none). Under ``auto`` the budget's clock starts
+    before the side information is read (the warm-up that times a step runs before it)."""
+
+    generative = model.generative
+    if decoder == "auto":
+        generative.timing(len(streams), bool(queries.abs().sum() > 0))
+    began = time.perf_counter()
+    r = receive_streams(streams, gains, snr_db, budget, roi_share, method)
+    images, choice = generative.decode(r.hi, r.light, r.uses, r.roi, r.snr_db, queries, decoder, steps, seed,
+                                       budget_ms, began=began)
+    return images, r.boxes, choice

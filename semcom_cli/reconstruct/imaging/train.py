@@ -1,0 +1,109 @@
+"""Training the dual-path codec, top to bottom.
+
+Each step draws training scenes (half on photographs) and, for each, a packet as the link would
+make it: a budget of channel uses, an SNR, and either guidance (the ROI box around one of its
+objects, a random ``roi_share``) or none (the uniform codec, every patch on the light path). The
+allocation (:mod:`.allocation`) says how many symbols each patch sends; the encoder's symbols are cut
+to that, scaled to power 1, sent through AWGN, and decoded. The loss is the mean squared error of
+the whole image plus that inside the ROI, so the symbols the ROI is given are put to use there.
+The true box is used here, not the guide's: the codec learns to code a region, the guide to find it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+
+from semcom_cli.io.patches import allocate, box_of_mask
+from semcom_cli.reconstruct.guidance.train import ScenePool
+from semcom_cli.reconstruct.imaging.codec import DualPathEncoder, ImageDecoder, normalise_power, sent_mask
+
+__all__ = ["CodecTrain", "train_codec", "draw_packets", "awgn"]
+
+
+@dataclass(frozen=True)
+class CodecTrain:
+    steps: int = 4000
+    batch_size: int = 16
+    lr: float = 2e-3
+    pool: int = 4000
+    width: int = 32
+    seed: int = 0
+    snr_range: tuple[float, float] = (-2.0, 20.0)
+    budgets: tuple[int, ...] = (256, 512, 1024)
+    roi_share_range: tuple[float, float] = (0.3, 0.9)
+    unguided: float = 0.3          # share of packets without guidance
+    log_every: int = 100
+
+
+def draw_packets(pool: ScenePool, rows: list[int], cfg: CodecTrain, rng: random.Random):
+    """Images [B, 3, 64, 64], ROI pixel masks [B, 64, 64], symbols per patch [B, 64], ROI flags [B, 64]."""
+    images = torch.stack([pool.images[i] for i in rows]).float() / 255.0
+    uses, roi, roi_pixels = [], [], []
+    for i in rows:
+        masks = pool.masks[i]
+        box = box_of_mask(masks[rng.randrange(masks.shape[0])])
+        guided = rng.random() >= cfg.unguided
+        alloc = allocate(rng.choice(cfg.budgets), box, rng.uniform(*cfg.roi_share_range), guided)
+        uses.append(alloc.uses)
+        roi.append(alloc.roi)
+        roi_pixels.append(box.pixels() if guided and box is not None else torch.zeros(64, 64, dtype=torch.bool))
+    return images, torch.stack(roi_pixels), torch.stack(uses), torch.stack(roi)
+
+
+def awgn(x: torch.Tensor, snr_db: torch.Tensor, sent: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Complex AWGN at ``snr_db`` (per row) on power-1 symbols, zero where nothing was sent; the noise
+    is drawn on the CPU generator and moved to ``x``'s device."""
+    std = (10 ** (-snr_db / 10) / 2).sqrt().view(-1, *[1] * (x.dim() - 1))  # N0/2 per real dimension
+    return (x + std * torch.randn(x.shape, generator=generator).to(x.device)) * sent
+
+
+def train_codec(cfg: CodecTrain, pool: ScenePool | None = None, on_log=None, resume=None, save_every: int = 0,
+                on_save=None) -> tuple[DualPathEncoder, ImageDecoder]:
+    """Train the codec; every ``save_every`` steps ``on_save(step, modules, optimiser, schedule)`` keeps a
+    partial run, and ``resume`` (a :class:`.partial.TrainState`) goes on from one."""
+    torch.manual_seed(cfg.seed)
+    pool = pool or ScenePool("train", cfg.pool, referents=False)
+    encoder, decoder = DualPathEncoder(cfg.width), ImageDecoder(cfg.width)
+    params = list(encoder.parameters()) + list(decoder.parameters())
+    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-5)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    modules = {"encoder": encoder, "decoder": decoder}
+    first = 1
+    if resume is not None:
+        for name, m in modules.items():
+            m.load_state_dict(resume.modules[name])
+        optimiser.load_state_dict(resume.optimiser)
+        schedule.load_state_dict(resume.schedule)
+        first = resume.step + 1
+    encoder.train()
+    decoder.train()
+    started = time.time()
+    for step in range(first, cfg.steps + 1):
+        rng = random.Random(f"codec:{cfg.seed}:{step}")  # each step's draws from (seed, step): resumes exactly
+        noise = torch.Generator().manual_seed(rng.randrange(1 << 62))
+        rows = [rng.randrange(len(pool.images)) for _ in range(cfg.batch_size)]
+        images, roi_pixels, uses, roi = draw_packets(pool, rows, cfg, rng)
+        snr = torch.rand(len(rows), generator=noise) * (cfg.snr_range[1] - cfg.snr_range[0]) + cfg.snr_range[0]
+        hi, light = normalise_power(*encoder(images, snr), uses, roi)
+        sent_hi, sent_light = sent_mask(uses, roi)
+        hi, light = awgn(hi, snr, sent_hi, noise), awgn(light, snr, sent_light, noise)
+        out = decoder(hi, light, uses, roi, snr)
+        error = (out - images).pow(2).mean(1)  # [B, 64, 64]
+        inside = roi_pixels.float()
+        loss = error.mean() + ((error * inside).flatten(1).sum(1) / inside.flatten(1).sum(1).clamp_min(1)).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimiser.step()
+        schedule.step()
+        if on_log and (step % cfg.log_every == 0 or step == cfg.steps):
+            on_log(step, loss.item(), time.time() - started)
+        if on_save and save_every and step % save_every == 0 and step < cfg.steps:
+            on_save(step, modules, optimiser, schedule)
+    encoder.eval()
+    decoder.eval()
+    return encoder, decoder
