@@ -3,7 +3,7 @@
 The reconstruct task's checkpoint (MLLM-SC) has stages of its own: ``guidance`` (the referent
 parser on SmolLM2's reading of queries, and the image network that marks the referent) and
 ``image-codec`` (the dual-path encoder and its decoder); ``make checkpoint-scenes`` runs both. Its
-generative decoder (issue 17) adds ``image-vae`` (fast mode), ``image-diffusion`` (quality mode)
+generative decoder adds ``image-vae`` (fast mode), ``image-diffusion`` (quality mode)
 and ``scene-features`` (the classifier behind the KID measure); ``make checkpoint-generative``.
 """
 

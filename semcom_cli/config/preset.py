@@ -230,7 +230,7 @@ class RateTrain(ChannelTrain):
 
 
 class CorpusTrain(RateTrain):
-    """The corpus stage (retrieval, issue 20): the rate stage's loss, its text packets drawn from the
+    """The corpus stage (retrieval): the rate stage's loss, its text packets drawn from the
     sentence corpus's training windows (a ``corpus_share``; the rest easy-vqa's questions) with the
     nearest-word term in place of the rate stage's teacher, so the text code learns a news vocabulary."""
 
@@ -240,7 +240,7 @@ class CorpusTrain(RateTrain):
 
 
 class RetrievalTrain(InstructTrain):
-    """The retrieval stage (issue 20): LoRA instruction tuning with retrieved entries in the prompt.
+    """The retrieval stage: LoRA instruction tuning with retrieved entries in the prompt.
     Each text sample is shown ``k`` entries: its own sentence among its nearest neighbours (``right``),
     neighbours only (``wrong``), or nothing (the rest), so the adapter copies an entry that matches
     what arrived and ignores one that does not."""
@@ -269,7 +269,7 @@ class RetrievalTrain(InstructTrain):
 
 
 class FederatedTrain(Strict):
-    """Federated split fine-tuning (issue 19, :mod:`semcom_cli.federated`): devices train the front
+    """Federated split fine-tuning (:mod:`semcom_cli.federated`): devices train the front
     (vision encoder, projector, channel encoder) on their own pictures, the server the back (channel
     decoder, LoRA); each round is ``local_steps`` split steps per device, then FedAvg of the fronts.
     The defaults are the benchmark recipe's (``make bench-federated``), so checkpoints saved before the
@@ -317,9 +317,9 @@ class Train(Strict):
     align: AlignTrain = AlignTrain(steps=2000, batch_size=64, lr=3e-3)
     channel: ChannelTrain = ChannelTrain(steps=1500, batch_size=64, lr=3e-3)
     instruct: InstructTrain = InstructTrain(steps=250, batch_size=16, lr=1e-3)
-    # after instruct: the codec learns variable-rate packets (issue 15); 0 steps: the stage is skipped
+    # after instruct: the codec learns variable-rate packets; 0 steps: the stage is skipped
     rate: RateTrain = RateTrain(lr=1e-3)
-    # retrieval (issue 20): the text code on the sentence corpus, then the adapter with retrieved entries
+    # retrieval: the text code on the sentence corpus, then the adapter with retrieved entries
     corpus: CorpusTrain = CorpusTrain()
     retrieval: RetrievalTrain = RetrievalTrain()
     federated: FederatedTrain = FederatedTrain()

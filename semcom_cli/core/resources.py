@@ -19,7 +19,7 @@ from semcom_cli.core.errors import SemcomError
 __all__ = ["presets_dir", "default_checkpoint", "DEFAULT_CHECKPOINT_NAME"]
 
 DEFAULT_CHECKPOINT_NAME = "semcom-smollm2"
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # semcom_cli/
 
 
 # a file each folder must hold, so an unrelated folder of the same name beside the package is passed over

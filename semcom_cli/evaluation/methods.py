@@ -8,7 +8,7 @@
   then the same receiver model on the decoded image.
 - ``capacity``: the best any separate scheme could do at that SNR and bandwidth.
 - ``uniform``: the semantic pipeline at each requested budget, variable rate (tokens left out or
-  repeated, :mod:`semcom_cli.rate`), every token alike: no question known.
+  repeated, :mod:`semcom_cli.link.rate`), every token alike: no question known.
 - ``content``: the same with the budget shared out by each token's share in what the packet says
   (its importance to the caption): the question-free default of ``semcom encode``.
 - ``importance``: the same with the budget shared out by each token's importance to the packet's

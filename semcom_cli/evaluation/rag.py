@@ -1,6 +1,6 @@
-"""The retrieval sweep (issue 20): text messages of three kinds, without and with knowledge bases.
+"""The retrieval sweep: text messages of three kinds, without and with knowledge bases.
 
-Test messages come from the sentence corpus's held-out documents (:mod:`semcom_cli.retrieval.corpus`):
+Test messages come from the sentence corpus's held-out documents (:mod:`semcom_cli.data.corpus`):
 ``global`` ones are in the global base, ``local`` ones only in their user's local base, ``neither``
 ones in no base (the honest case: retrieval must not hurt). Each message goes to one user, whose
 receiver consults the global base and that user's own local base only.

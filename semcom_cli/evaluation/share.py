@@ -1,7 +1,7 @@
 """Measure multi-user sharing: channel uses and each user's accuracy, shared against separate.
 
 For every group of a scenario (:mod:`semcom_cli.scenarios`) both schemes run on
-the same images, questions and channel draws (:mod:`semcom_cli.sharing`):
+the same images, questions and channel draws (:mod:`semcom_cli.link.sharing`):
 
 - ``shared``: the public part broadcast once, each user's private part on its link;
 - ``separate``: every user's whole packet on its own link.
@@ -137,7 +137,7 @@ def evaluate_share_point(model, data: EasyVQA, point: SharePoint, groups: int, s
 
 def _group_at_rate(model, tokens, mask, questions, task, threshold, budget, point, channel, seed, g,
                    shared_tokens, separate_tokens) -> dict:
-    """One group at a variable rate: the share set (public tokens once, :mod:`semcom_cli.rate.shared`)
+    """One group at a variable rate: the share set (public tokens once, :mod:`semcom_cli.link.rate.shared`)
     against each user's own packet, both at ``budget`` channel uses per user and by importance to
     each user's question; each user's channel seeded alike in both schemes."""
 

@@ -13,7 +13,7 @@ Tensors by stage:
 - ``transmit``: ``symbols`` [T, m, 2] channel output y = h·x + n, and ``gain`` [2],
   the block-fading coefficient h the receiver is assumed to know (1 for AWGN).
 
-A *reconstruct* packet (:mod:`semcom_cli.imaging`) is a stream of complex symbols, [N, 1, 2] with N
+A *reconstruct* packet (:mod:`semcom_cli.reconstruct.imaging`) is a stream of complex symbols, [N, 1, 2] with N
 its channel uses: the side information first (the ROI box; none without guidance), then each
 patch's symbols in raster order; ``image`` says how it was coded (method, budget, roi_share,
 side_uses; the referent the transmitter read from ``query``).
@@ -80,7 +80,7 @@ class Header(BaseModel):
     seed: Optional[int] = None
     rician_k: Optional[float] = None
     repeats: Optional[Union[int, list[int]]] = None
-    # share sets (semcom_cli.io.share_set)
+    # share sets (semcom_cli.link.share_set)
     share_id: Optional[str] = None
     share_plan: Optional[dict[str, Any]] = None
     power_scale: Optional[float] = None
@@ -89,10 +89,10 @@ class Header(BaseModel):
     n_users: Optional[int] = None
     sources: Optional[list[str]] = None
     token_indices: Optional[list[int]] = None
-    # variable-rate packets (semcom_cli.rate)
+    # variable-rate packets (semcom_cli.link.rate)
     copies: Optional[list[int]] = None
     rate: Optional[dict[str, Any]] = None
-    # reconstruct packets (semcom_cli.imaging): the user's query, and how the image was coded
+    # reconstruct packets (semcom_cli.reconstruct.imaging): the user's query, and how the image was coded
     query: Optional[str] = None
     image: Optional[dict[str, Any]] = None
 

@@ -61,7 +61,7 @@ def _share_id(packets: SharedPackets, plan: SharePlan) -> str:
 def build_share_files(packets: SharedPackets, plan: SharePlan, task, model, sources: list[str],
                       copies=None, rate: dict | None = None) -> tuple[SemanticFile, list[SemanticFile]]:
     """The public file and one private file per user, all stage ``encode``. ``copies``
-    (:class:`semcom_cli.rate.shared.ShareCopies`): a variable-rate set, each file's copies per token."""
+    (:class:`semcom_cli.link.rate.shared.ShareCopies`): a variable-rate set, each file's copies per token."""
     common = {"share_id": _share_id(packets, plan), "share_plan": plan.to_json(), "power_scale": packets.scale,
               "snr_floor_db": float(model.snr_floor_db)}
     users = sorted({u for p in plan.public for u in p.users})
@@ -147,7 +147,7 @@ def transmit_share_set(public: SemanticFile, private: list[SemanticFile], snrs: 
     """Broadcast the public part once and send each private part; per user, what it received.
 
     ``snrs`` and ``channels``: one for every user, or one per user. The public part is repeated
-    for the worst SNR among the users it serves (see :mod:`semcom_cli.sharing`); returns
+    for the worst SNR among the users it serves (see :mod:`semcom_cli.link.sharing`); returns
     (received public copies, received private parts, accounting).
     """
     plan = _plan(public.header, PUBLIC_NAME)

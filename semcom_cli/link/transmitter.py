@@ -1,7 +1,7 @@
 """The transmitter as library calls: content → semantic file(s), headers included.
 
 ``encode_single`` makes one packet's file; ``encode_share_set`` makes a share set's
-public file and one private file per user (:mod:`semcom_cli.sharing`). Both build
+public file and one private file per user (:mod:`semcom_cli.link.sharing`). Both build
 their headers with :func:`semcom_cli.io.encode_header`.
 """
 
@@ -35,7 +35,7 @@ def encode_single(model, task, content, source: str) -> SemanticFile:
 @torch.no_grad()
 def encode_at_rate(model, task, content, source: str, channel_uses: int | str, question: str | None = None,
                    snr_feedback: float | None = None, target_accuracy: float = 0.95) -> SemanticFile:
-    """One packet at a variable rate (:mod:`semcom_cli.rate`): a budget (or ``auto``: the checkpoint's
+    """One packet at a variable rate (:mod:`semcom_cli.link.rate`): a budget (or ``auto``: the checkpoint's
     rate table picks it from the reported SNR), shared over the tokens by their importance to the
     question (or the task's instruction; without either, by their share in what the packet says).
     The header records the copies."""
@@ -62,7 +62,7 @@ def encode_share_set(model, task, contents: list, sources: list[str], threshold:
     under which tokens are shared (default 0.35 for images; text shares only equal tokens).
     ``channel_uses``: a variable-rate set, that budget per user shared out by importance to each
     user's question (``questions``, None: the content's) with public tokens counted once
-    (:mod:`semcom_cli.rate.shared`); the files' headers record the copies."""
+    (:mod:`semcom_cli.link.rate.shared`); the files' headers record the copies."""
     if threshold is None:
         threshold = 0.0 if task.modality == "text" else DEFAULT_THRESHOLD
     model.check_task(task)

@@ -7,13 +7,13 @@
                              training summaries, measured figures, content hash
       guidance.safetensors   the guide's image network and referent parser (settings in its metadata)
       codec.safetensors      the encoder's and decoder's weights
-      vae.safetensors        the generative decoder (issue 17, :mod:`semcom_cli.generative.store`):
+      vae.safetensors        the generative decoder (:mod:`semcom_cli.reconstruct.generative.store`):
       diffusion.safetensors  the fast mode's VAE, the quality mode's diffusion model and the scene
       features.safetensors   classifier behind the KID measure
 
 ``semcom finetune --stage guidance -o DIR`` writes the first two files, ``--stage image-codec``
 the codec; each stage keeps what the folder already holds. The content hash covers the weights and
-the manifest but its run records (:func:`semcom_cli.models.checkpoint.checkpoint_hash`); a packet
+the manifest but its run records (:func:`semcom_cli.system.checkpoint.checkpoint_hash`); a packet
 records it, so a packet is decoded only by the codec that made it.
 """
 
@@ -140,7 +140,7 @@ class ReconstructModel:
 
     @property
     def generative(self):
-        """The generative decoder (:class:`semcom_cli.generative.decoder.GenerativeDecoder`), loaded on
+        """The generative decoder (:class:`semcom_cli.reconstruct.generative.decoder.GenerativeDecoder`), loaded on
         first use; a checkpoint without one says so in one line."""
         if self._generative is None:
 

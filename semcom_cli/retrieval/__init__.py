@@ -1,4 +1,4 @@
-"""Retrieval-augmented receiving (issue 20): knowledge bases, the sentence corpus, read-retrieve-read.
+"""Retrieval-augmented receiving: knowledge bases, the sentence corpus, read-retrieve-read.
 
 - :mod:`.corpus`     the Lee news corpus from gensim's wheel, split by document (seeded)
 - :mod:`.embedding`  the bundled MiniLM embedder and its identity

@@ -77,7 +77,7 @@ def checkpoint_hash(folder: Path, manifest: dict[str, Any] | None = None) -> str
 def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None = None, *, weights: str = "float32",
                     extra: Callable[[Path], dict[str, Any]] | None = None) -> str:
     """Write the checkpoint folder atomically; returns its content hash. ``weights="int8"`` stores the
-    parts' matrices as int8 rows + scales (:mod:`semcom_cli.compression.int8`); ``extra`` writes more
+    parts' matrices as int8 rows + scales (:mod:`semcom_cli.models.int8`); ``extra`` writes more
     into the staged folder (a compressed LLM) and returns manifest fields, in place of the adapter."""
     folder = Path(folder)
     if folder.exists() and not (folder / "manifest.json").is_file():
@@ -188,7 +188,7 @@ def load_checkpoint(cls, folder: str | Path | None = None, preset_overrides=None
     manifest = read_manifest(folder)
     if manifest.get("hash_scheme") not in RUN_RECORDS:
         raise SemcomError(f"{folder}: saved by an older semcom whose hash leaves out manifest.json; check the "
-                          f"manifest, then re-hash it once: python -m semcom_cli.models.checkpoint --rehash {folder}")
+                          f"manifest, then re-hash it once: python -m semcom_cli.system.checkpoint --rehash {folder}")
     digest = checkpoint_hash(folder, manifest)
     if digest != manifest.get("hash"):
         raise SemcomError(f"{folder}: checkpoint files do not match the manifest's hash (changed or corrupted)")
@@ -262,8 +262,8 @@ def record_metrics(folder: str | Path, metrics: dict[str, Any], merge: bool = Fa
 if __name__ == "__main__":
     import sys
 
-    usage = ("usage: python -m semcom_cli.models.checkpoint --rehash CHECKPOINT_FOLDER\n"
-             "       python -m semcom_cli.models.checkpoint --record-metrics CHECKPOINT_FOLDER METRICS.json")
+    usage = ("usage: python -m semcom_cli.system.checkpoint --rehash CHECKPOINT_FOLDER\n"
+             "       python -m semcom_cli.system.checkpoint --record-metrics CHECKPOINT_FOLDER METRICS.json")
     try:
         if len(sys.argv) == 3 and sys.argv[1] == "--rehash":
             print(rehash(sys.argv[2]))

@@ -14,10 +14,10 @@
                 left out or repeated), so a packet can be sent at any budget; the LLM is
                 untouched (the caption codebook hands it the same words).
 
-Retrieval (issue 20) adds two stages after these:
+Retrieval adds two stages after these:
 
 5. ``corpus``    the rate stage's loss with the sentence corpus's windows as text packets
-                 (:mod:`semcom_cli.retrieval.corpus`), so the text code carries a news vocabulary.
+                 (:mod:`semcom_cli.data.corpus`), so the text code carries a news vocabulary.
 6. ``retrieval`` the instruct stage with retrieved entries in the prompt: right, wrong or none
                  (:mod:`semcom_cli.retrieval.training`).
 
@@ -351,7 +351,7 @@ def train_channel(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook
 
 def train_rate(model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
                checkpointing: Checkpointing | None = None) -> dict:
-    """Stage 4: the codec learns variable-rate image packets (tokens left out or repeated, issue 15)."""
+    """Stage 4: the codec learns variable-rate image packets (tokens left out or repeated)."""
     return train_channel(model, llm, data, on_step, checkpointing, stage="rate")
 
 

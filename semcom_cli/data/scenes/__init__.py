@@ -1,4 +1,4 @@
-"""Scenes of several shapes with exact masks and referring queries (MLLM-SC, issue 16).
+"""Scenes of several shapes with exact masks and referring queries (MLLM-SC).
 
 - :mod:`.generator`: a seeded scene, its objects and a mask per object.
 - :mod:`.backgrounds`: textured backgrounds from the photographs installed packages ship.

@@ -1,4 +1,4 @@
-"""Seeded scenes of several shapes with an exact mask per object (MLLM-SC's data, issue 16).
+"""Seeded scenes of several shapes with an exact mask per object (MLLM-SC's data).
 
 easy-vqa shows one shape per image, so "which region does the query mean" has a trivial answer
 there. A scene here holds 2 to 5 of easy-vqa's shapes in its 8 colours (the same RGB values, so

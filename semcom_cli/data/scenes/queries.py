@@ -56,7 +56,7 @@ SIZE_RATIO = 1.5         # largest / smallest: the referent's visible area this 
 
 # What a query says about its object, field by field (None: the query does not say). Whatever the
 # wording, a query of these scenes means one of these combinations: the LLM's reading of the query is
-# mapped onto them (:mod:`semcom_cli.guidance.referent`), and the image is searched for them.
+# mapped onto them (:mod:`semcom_cli.reconstruct.guidance.referent`), and the image is searched for them.
 REFERENT_VALUES: dict[str, tuple] = {
     "color": (None, *COLORS),
     "shape": (None, *SHAPES),

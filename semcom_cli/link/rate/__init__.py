@@ -1,4 +1,4 @@
-"""Importance-aware, SNR-adaptive rate (issue 15): which tokens to send, how often, and at what budget.
+"""Importance-aware, SNR-adaptive rate: which tokens to send, how often, and at what budget.
 
 - :mod:`.importance`: how much each semantic token matters to the answer, from the LLM itself.
 - :mod:`.allocation`: a channel-use budget shared out over a packet's tokens (copies per token).

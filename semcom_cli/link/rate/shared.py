@@ -3,10 +3,10 @@
 Every user brings a budget of ``channel_uses`` (as if sent alone); the set spends at most the sum.
 The units of the allocation are what actually goes over the air: each public token (sent once,
 heard by all its users) and each user's private tokens. First every user's *sufficient set* (the
-tokens its question, or its content, needs: :func:`semcom_cli.rate.allocation.sufficient_set`) is
+tokens its question, or its content, needs: :func:`semcom_cli.link.rate.allocation.sufficient_set`) is
 sent once; a public token covers all its users at once, which is where sharing saves. The copies
 left over go one at a time to the unit with the largest ``w · 2^-(r+1)``, a public token weighing
-the largest of its users' importances (issue 15: the user who needs it most decides). What
+the largest of its users' importances (the user who needs it most decides). What
 sharing saves therefore buys more copies for everyone, at the same total channel uses.
 """
 

@@ -10,7 +10,7 @@
   if steps run slower than timed.
 
 ``codec`` (part 1's convolutional decoder) stays the default of ``semcom decode``; these are the
-issue 17 receiver. What was chosen is returned as a :class:`Choice` and travels with the output.
+generative receiver. What was chosen is returned as a :class:`Choice` and travels with the output.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Query guidance (MLLM-SC, issue 16): the LLM reads the user's query, the image is searched for
+"""Query guidance (MLLM-SC): the LLM reads the user's query, the image is searched for
 what it refers to, and the result is an importance map over the image's patches.
 
 - :mod:`.query`: the query's hidden states from the LLM.

@@ -64,7 +64,7 @@ class GuidanceNet(nn.Module):
         return torch.cat([images * 2 - 1, xs, ys], dim=1)
 
     def embed(self, referents: torch.Tensor) -> torch.Tensor:
-        """Referent indices [B, 4] (:meth:`semcom_cli.scenes.Referent.indices`) → [B, embed]."""
+        """Referent indices [B, 4] (:meth:`semcom_cli.data.scenes.Referent.indices`) → [B, embed]."""
         return sum(e(referents[:, k]) for k, e in enumerate(self.fields))
 
     def forward(self, images: torch.Tensor, referents: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """From the LLM's reading of a query to what it refers to: colour, shape, where, size.
 
 However a query is worded, in these scenes it names its object by some of four fields
-(:class:`semcom_cli.scenes.Referent`). The parser reads SmolLM2's hidden states of the query's
+(:class:`semcom_cli.data.scenes.Referent`). The parser reads SmolLM2's hidden states of the query's
 tokens (:mod:`.query`) and, for each field, pools the tokens that speak of it (attention with one
 learnt query vector per field) and picks the field's value, or "not said". The image side
 (:mod:`.model`) then searches the picture for the referent, never for the wording: a new phrasing

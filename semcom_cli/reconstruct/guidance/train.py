@@ -98,7 +98,7 @@ def _loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 def train_guidance(cfg: GuidanceTrain, pool: ScenePool | None = None, on_log=None, resume=None, save_every: int = 0,
                    on_save=None) -> GuidanceNet:
     """Train the image network; every ``save_every`` steps ``on_save(step, modules, optimiser, schedule,
-    rng_state)`` keeps a partial run, and ``resume`` (:class:`semcom_cli.imaging.partial.TrainState`,
+    rng_state)`` keeps a partial run, and ``resume`` (:class:`semcom_cli.reconstruct.partial.TrainState`,
     with the generator's state in its settings) goes on from one."""
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)

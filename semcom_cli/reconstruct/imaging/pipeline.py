@@ -5,7 +5,7 @@ its map into a ROI box and an allocation, encodes, and writes each packet as one
 information's QPSK symbols, then the patches' symbols. :func:`receive_streams` decodes the side
 information, recomputes the allocation from the box it read and equalises (one-tap MMSE, perfect
 channel knowledge); :func:`decode_streams` then decodes the pixels with part 1's decoder, and
-:func:`decode_streams_generative` with the generative decoder (fast, quality or auto; issue 17).
+:func:`decode_streams_generative` with the generative decoder (fast, quality or auto).
 All work on batches; the CLI passes one image.
 """
 
@@ -120,7 +120,7 @@ def decode_streams(model, streams: list[torch.Tensor], gains: list[torch.Tensor]
 def decode_streams_generative(model, streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float,
                               budget: int, roi_share: float, method: str, queries: torch.Tensor, decoder: str,
                               steps: int = 20, seed: int = 0, budget_ms: float | None = None):
-    """The generative decoder (issue 17): → (images, boxes read, :class:`~semcom_cli.generative.decoder.Choice`).
+    """The generative decoder: → (images, boxes read, :class:`~semcom_cli.reconstruct.generative.decoder.Choice`).
     ``queries``: the query embeddings [B, 384] (zeros: none). Under ``auto`` the budget's clock starts
     before the side information is read (the warm-up that times a step runs before it)."""
 
