@@ -98,7 +98,7 @@ def speed(model) -> dict:
 
 
 def main() -> None:
-    from semcom_cli.cli.evaluate_reconstruct import reconstruct_sweep
+    from semcom_cli.evaluation.reconstruct_sweep import reconstruct_sweep
     from semcom_cli.reconstruct.model import ReconstructModel
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -116,7 +116,7 @@ def main() -> None:
     if not args.skip_sweep:
         sweep = reconstruct_sweep(args.checkpoint, ["importance", "uniform", "digital"], ["awgn", "rayleigh"],
                                   [-5.0, 0.0, 12.0], [256, 512], [0.7], args.limit, args.seed, 64, "both", True,
-                                  "webp", "auto", out / "sweep.json", False, ["codec", "fast", "quality"],
+                                  "webp", "auto", out / "sweep.json", ["codec", "fast", "quality"],
                                   args.steps)
         doc |= {"checkpoint": sweep["run"]["checkpoint"], "checkpoint_hash": sweep["run"]["checkpoint_hash"],
                 "vqa_accuracy_original": sweep["run"]["guidance"]["vqa_accuracy_original"]["value"]}

@@ -66,7 +66,7 @@ def _speed(model, limit: int = 64, repeats: int = 3) -> dict:
 
 
 def main() -> None:
-    from semcom_cli.cli.evaluate_reconstruct import reconstruct_sweep
+    from semcom_cli.evaluation.reconstruct_sweep import reconstruct_sweep
     from semcom_cli.reconstruct.model import ReconstructModel
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -81,8 +81,7 @@ def main() -> None:
 
     def sweep(name, methods, channels, snrs, shares=(0.7,), background="both", vqa=False):
         return reconstruct_sweep(args.checkpoint, list(methods), list(channels), list(snrs), [512], list(shares),
-                                 args.limit, args.seed, 64, background, vqa, "webp", "auto", out / f"{name}.json",
-                                 False)
+                                 args.limit, args.seed, 64, background, vqa, "webp", "auto", out / f"{name}.json")
 
     snrs = [0.0, 3.0, 6.0, 9.0, 12.0]
     main_doc = sweep("awgn", ("importance", "uniform", "digital"), ("awgn",), snrs, vqa=True)

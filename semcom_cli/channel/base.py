@@ -28,23 +28,21 @@ import torch
 from semcom_cli.channel.rng import sionna_block
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import check_snr_range
+from semcom_cli.core.registry import Registry
 
 __all__ = ["Channel", "CHANNELS", "register_channel", "make_channel", "check_channel", "check_snr",
            "noise_variance", "to_complex", "to_real", "gain_to_real", "gain_from_real"]
 
-CHANNELS: dict[str, type["Channel"]] = {}
+CHANNELS: Registry[type["Channel"]] = Registry("channel")
 
 
 def register_channel(cls: type["Channel"]) -> type["Channel"]:
     """Class decorator: make a channel kind known to presets, flags and files by its ``name``."""
-    CHANNELS[cls.name] = cls
-    return cls
+    return CHANNELS.register(cls.name, cls)
 
 
 def check_channel(name: str) -> str:
-    if name not in CHANNELS:
-        raise SemcomError(f"unknown channel '{name}' (choose from: {', '.join(CHANNELS)})")
-    return name
+    return CHANNELS.check(name)
 
 
 def make_channel(name: str, params: dict | None = None, device: str | torch.device = "cpu") -> "Channel":

@@ -117,7 +117,6 @@ def link_for(channel_uses: int, snr_db: float, mcs: str = "auto") -> DigitalLink
 # source coding ---------------------------------------------------------------
 
 def _encode(image: np.ndarray, codec: str, quality: int) -> bytes:
-
     buf = io.BytesIO()
     im = Image.fromarray(image)
     if codec == "png":

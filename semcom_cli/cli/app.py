@@ -16,6 +16,7 @@ from semcom_cli.cli import (
     info,
     kb,
     rate_table,
+    registries,
     scenes,
     transmit,
 )
@@ -29,7 +30,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (align, finetune, encode, transmit, decode, evaluate, rate_table, compress, scenes, guide, info):
+for module in (align, finetune, encode, transmit, decode, evaluate, rate_table, compress, scenes, guide, info,
+               registries):
     app.command(name=module.NAME, help=module.__doc__)(module.run)
 app.add_typer(kb.app, name=kb.NAME)
 
@@ -44,7 +46,6 @@ def _version(value: bool):
 def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit.")):
     """Semantic communication with an LLM over simulated wireless channels."""
-
 
 def main() -> None:
     """Entry point: usage errors become one line too, like every other bad input."""

@@ -110,6 +110,6 @@ def print_out(text: str) -> None:
 
 
 def write_json(path: Path, data) -> None:
-    from semcom_cli.io import write_json as write
+    from semcom_cli.core.files import write_json as write
 
     write(path, data)

@@ -30,7 +30,7 @@ NAME = "encode"
 def run(
     inputs: Optional[list[str]] = typer.Argument(
         None, help="Image file (vqa, caption) or UTF-8 text file (text); several with --share."),
-    task: str = typer.Option(..., "--task", "-t", help="vqa | caption | text"),
+    task: str = typer.Option(..., "--task", "-t", help="A task (`semcom list tasks`)."),
     output: Optional[str] = typer.Option(None, "--output", "-o",
                                          help="Output file ('-' for stdout); default INPUT.sem.safetensors."),
     text: Optional[str] = typer.Option(None, "--text", help="The sentence to send (text task), instead of a file."),
@@ -174,9 +174,9 @@ def _rate_flags(t, channel_uses: Optional[str], question: Optional[str], snr_fee
 
 def _read_single(t, source: Optional[str], text: Optional[str]):
     """The one input: a sentence (text tasks) or decoded image [3, 64, 64], and its name."""
+    from semcom_cli.core.files import read_input_bytes
     from semcom_cli.core.limits import check_sentence
     from semcom_cli.data.easyvqa import image_from_bytes, sentence_from_bytes
-    from semcom_cli.io import read_input_bytes
 
     if t.modality == "text":
         if text is None:
@@ -194,9 +194,9 @@ def _read_single(t, source: Optional[str], text: Optional[str]):
 
 def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float],
                   checkpoint: Optional[Path], device: Optional[str], rate: Optional[dict] = None) -> None:
+    from semcom_cli.core.files import read_input_bytes
     from semcom_cli.core.limits import check_output, check_outputs, check_sentence
     from semcom_cli.data.easyvqa import image_from_bytes, sentence_from_bytes
-    from semcom_cli.io import read_input_bytes
     from semcom_cli.link.share_set import PUBLIC_NAME, accounting, private_name, write_share_set
     from semcom_cli.link.transmitter import encode_share_set
     from semcom_cli.system import SemcomModel
@@ -249,9 +249,10 @@ def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optiona
                         channel_uses: Optional[str], roi_share: Optional[float], method: Optional[str],
                         snr_feedback: Optional[str], others: list, checkpoint: Optional[Path]) -> None:
     from semcom_cli.channel import check_snr
+    from semcom_cli.core.files import read_input_bytes
     from semcom_cli.core.limits import check_output
     from semcom_cli.data.easyvqa import image_from_bytes
-    from semcom_cli.io import read_input_bytes, write_semantic
+    from semcom_cli.io import write_semantic
     from semcom_cli.reconstruct.model import ReconstructModel
     from semcom_cli.reconstruct.packets import check_query, encode_image_file
 

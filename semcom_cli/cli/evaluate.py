@@ -45,17 +45,17 @@ _FLAGS = {"tasks": "--task", "snrs": "--snr", "channels": "--channel", "channel_
 
 @fail_cleanly
 def run(
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="Comma list of tasks: vqa,caption,text,vqa-rephrased (reworded questions). [default: vqa]"),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Comma list of tasks (`semcom list tasks`). [default: vqa]"),
     snr: Optional[str] = typer.Option(None, "--snr", help="Comma list of SNRs (dB). [default: -5,0,10,20]"),
     channel: Optional[str] = typer.Option(None, "--channel",
-                                          help="Comma list: awgn,rayleigh,rayleigh-iid,rician,none. [default: awgn]"),
+                                          help="Comma list of channels (`semcom list channels`). [default: awgn]"),
     channel_uses: Optional[str] = typer.Option(
         None, "--channel-uses", help="Comma list of complex channel uses per packet for the baselines and the "
                                      "variable-rate methods; 'matched' = the checkpoint's own; 'auto' = the rate "
-                                     "table's choice (uniform, content, importance). [default: matched]"),
+                                     "table's choice (`semcom list rate-methods`). [default: matched]"),
     method: Optional[str] = typer.Option(
-        None, "--method", "-m", help="Comma list: semantic,mlp,noiseless,digital,capacity,uniform,content,importance. "
-                                     "[default: semantic]"),
+        None, "--method", "-m", help="Comma list of methods (`semcom list methods`; --task reconstruct: "
+                                     "`semcom list reconstruct-methods`). [default: semantic]"),
     target_accuracy: Optional[float] = typer.Option(
         None, "--target-accuracy", help="What --channel-uses auto aims for (0-1). [default: 0.95]"),
     limit: Optional[int] = typer.Option(None, "--limit", "-n",
@@ -321,9 +321,9 @@ def _preset_file(preset: Optional[str]) -> Optional[Path]:
 
 
 def _redraw(path: Path) -> None:
+    from semcom_cli.core.files import atomic_write_bytes
     from semcom_cli.core.limits import check_output
     from semcom_cli.evaluation.report import csv_text, load_results, plot_results
-    from semcom_cli.io import atomic_write_bytes
 
     doc = load_results(path)
     check_output(path.with_suffix(".csv"), [path])

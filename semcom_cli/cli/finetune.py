@@ -23,9 +23,7 @@ NAME = "finetune"
 
 @fail_cleanly
 def run(
-    stage: str = typer.Option(..., "--stage", "-s", help="channel | instruct | rate | corpus | retrieval | "
-                                                         "federated | guidance | image-codec | image-vae | "
-                                                         "image-diffusion | scene-features"),
+    stage: str = typer.Option(..., "--stage", "-s", help="A training stage; `semcom list stages` lists them."),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
     checkpoint: Optional[Path] = checkpoint_option(),
     steps: Optional[int] = typer.Option(None, "--steps",
@@ -44,22 +42,22 @@ def run(
                                          help="federated: rounds (override train.federated.rounds)."),
     engine: str = typer.Option("simulation", "--engine", help="federated: Flower's simulation | deployment engine."),
 ):
-    from semcom_cli.reconstruct.codec_stages import STAGES as RECONSTRUCT_STAGES
-    from semcom_cli.reconstruct.generative_stages import STAGES as GENERATIVE_STAGES
+    from semcom_cli.cli.registries import load_all
+    from semcom_cli.training.stages import STAGES
 
-    if stage != "federated" and (clients is not None or rounds is not None or engine != "simulation"):
+    load_all()  # the reconstruct and federated parts register their stages
+    family = STAGES.lookup(stage).family
+    if stage == "align":
+        raise SemcomError("--stage align: stage 1 is its own command, 'semcom align'")
+    if family != "federated" and (clients is not None or rounds is not None or engine != "simulation"):
         raise SemcomError("--clients, --rounds and --engine are for --stage federated")
-    if stage == "federated":
+    if family == "federated":
         from semcom_cli.cli.federated import federated_stage
 
         return federated_stage(output, checkpoint, clients, rounds, engine, steps, batch_size, lr, save_every,
                                resume, device)
-    if stage in RECONSTRUCT_STAGES or stage in GENERATIVE_STAGES:
+    if family in ("reconstruct", "generative"):
         return _reconstruct_stage(stage, output, checkpoint, steps, batch_size, lr, save_every, resume)
-    if stage not in ("channel", "instruct", "rate", "corpus", "retrieval"):
-        raise SemcomError(f"unknown stage '{stage}' (choose from: channel, instruct, rate, corpus, retrieval, "
-                          f"federated, guidance, image-codec, image-vae, image-diffusion, scene-features; "
-                          f"'semcom align' is stage 1)")
     if resume:
         from semcom_cli.cli.stage import resume_from
 
@@ -89,10 +87,10 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
     from semcom_cli.cli.common import console, progress_bar
     from semcom_cli.core.limits import check_output
     from semcom_cli.reconstruct.codec_stages import build_codec, build_guidance
-    from semcom_cli.reconstruct.generative_stages import STAGES as GENERATIVE_STAGES
     from semcom_cli.reconstruct.generative_stages import build_generative, default_settings
     from semcom_cli.reconstruct.guidance.train import GuidanceTrain
     from semcom_cli.reconstruct.imaging.train import CodecTrain
+    from semcom_cli.training.stages import STAGES
 
     overrides = {"steps": steps, "batch_size": batch_size, "lr": lr}
     if resume and any(v is not None for v in (*overrides.values(), save_every)):
@@ -102,7 +100,8 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
             raise SemcomError(f"--{flag.replace('_', '-')} must be positive (got {value})")
     if save_every is not None and save_every <= 0:
         raise SemcomError(f"--save-every must be positive (got {save_every})")
-    if stage in GENERATIVE_STAGES:
+    generative = STAGES[stage].family == "generative"
+    if generative:
         if checkpoint is None and not resume and not (output / "manifest.json").is_file():
             raise SemcomError(f"--stage {stage} adds to a reconstruct checkpoint: give -c CKPT (for example "
                               f"checkpoints/semcom-scenes)")
@@ -117,7 +116,7 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
         def on_log(step, loss, seconds):
             update(step, cfg.steps, f"loss {loss:.4f}")
 
-        if stage in GENERATIVE_STAGES:
+        if generative:
             digest = build_generative(stage, output, checkpoint, cfg, resume, save_every or 250, on_log)
         elif stage == "guidance":
             if checkpoint is not None:

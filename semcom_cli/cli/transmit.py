@@ -23,8 +23,8 @@ NAME = "transmit"
 def run(
     input: str = typer.Argument(..., help="Encoded semantic file ('-' for stdin), or a share folder."),
     output: str = typer.Option(..., "--output", "-o", help="Output file ('-' for stdout); a folder for a share set."),
-    channel: str = typer.Option("awgn", "--channel", help="awgn | rayleigh | rayleigh-iid | rician | none (share "
-                                                          "set: one per user, comma-separated)"),
+    channel: str = typer.Option("awgn", "--channel", help="A channel (`semcom list channels`); a share set: "
+                                                          "one per user, comma-separated."),
     snr: str = typer.Option("10", "--snr", help="Es/N0 per complex symbol, in dB (share set: one per user, "
                                                 "comma-separated)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the channel's noise and fading."),

@@ -68,7 +68,6 @@ def _accuracy(doc: dict) -> list[float]:
 @torch.no_grad()
 def measure_checkpoint(folder: Path, split: str = "train", limit: int = 200, seed: int = 0,
                        questions: int = 256) -> dict:
-
     torch.manual_seed(seed)
     model = SemcomModel.from_pretrained(folder)
     model.get_llm()
@@ -92,7 +91,6 @@ def write_received(model, path: Path, questions: int = 256, seed: int = 0) -> No
     """What a receiver gets, for ``decode_speed``: ``questions`` test-split image packets through AWGN at
     10 dB (the speed benchmark's setting), with the questions asked of them."""
 
-
     data = EasyVQA.load("test")
     rows = list(range(questions))
     tokens, mask = model.image_tokens(data.batch_images([data.image_ids[i] for i in rows]))
@@ -106,7 +104,6 @@ def write_received(model, path: Path, questions: int = 256, seed: int = 0) -> No
 def decode_speed(folder: Path, received: Path, batch: int = 64) -> dict:
     """A receiver process alone: load the checkpoint, decode ``received`` in batches (after one warm-up
     batch), and report questions per second and the process's peak resident memory."""
-
 
     with safe_open(received, framework="pt") as f:
         y, h, mask = f.get_tensor("y"), torch.view_as_complex(f.get_tensor("h")), f.get_tensor("mask")

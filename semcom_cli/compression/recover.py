@@ -53,7 +53,6 @@ def recover(model, llm: LLM, steps: int, lr: float = 1e-3, seed: int = 0, status
     """Train a LoRA adapter on ``llm`` (a shortened copy) for ``steps`` instruct-stage batches of the
     checkpoint ``model`` (its codec frozen), then merge it into the weights. Returns the losses."""
 
-
     cfg = model.preset.train.instruct.model_copy(update={"joint": False})
     data = EasyVQA.load("train")
     rng = random.Random(seed)

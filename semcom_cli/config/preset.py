@@ -63,17 +63,14 @@ def registered(registry: Callable[[], Any]):
 
 
 def _tasks(trainable=None):
-
     return task_names(trainable)
 
 
 def _channels(noisy_only=False):
-
     return [n for n, c in CHANNELS.items() if c.noisy or not noisy_only]
 
 
 def _projectors():
-
     return PROJECTORS
 
 

@@ -97,7 +97,6 @@ class DeviceShard:
 
 @lru_cache(maxsize=1)
 def _easy_vqa_train():
-
     return EasyVQA.load("train")
 
 

@@ -125,7 +125,6 @@ class EasyVQA:
 
     @classmethod
     def load(cls, split: str) -> "EasyVQA":
-
         if split == "train":
             q, a, ids = easy_vqa.get_train_questions()
             paths = easy_vqa.get_train_image_paths()

@@ -29,6 +29,7 @@ import torch
 
 from semcom_cli.channel import make_channel
 from semcom_cli.channel.digital import capacity_bits, compress_image, decompress_image, link_for, send_payloads
+from semcom_cli.core.registry import Registry
 from semcom_cli.evaluation import metrics
 from semcom_cli.link.rate.packets import budget_for, plan_copies, send_at_rate
 from semcom_cli.tasks import get_task
@@ -78,12 +79,11 @@ class Method:
     auto: bool = False         # takes the budget "auto" (the rate table's choice)
 
 
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("method")
 
 
 def register_method(method: Method) -> Method:
-    METHODS[method.name] = method
-    return method
+    return METHODS.register(method.name, method)
 
 
 def _semantic(ctx: MethodContext, task: str, keys: list, point) -> Received:
@@ -116,7 +116,6 @@ def _payloads(ctx: MethodContext, image: bool, keys: list, fit_bytes: list[int])
 
 
 def _digital_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list[int], point, extra: dict):
-
     sent: list[bytes | None] = [None] * len(keys)
     arrived: list[bytes | None] = [None] * len(keys)
     mcs_used = set()
@@ -134,7 +133,6 @@ def _digital_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list
 
 
 def _capacity_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list[int], point):
-
     bits = capacity_bits(budgets, point.snr_db, ctx.channel(point.channel))
     fit = [int(bits[i] // 8) if torch.isfinite(bits[i]) else 1 << 30 for i in range(len(keys))]
     sent = _payloads(ctx, image, keys, fit)

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.registry import Registry
 from semcom_cli.models.embedding import embed_sentences
 
 __all__ = ["proportion", "mean", "corpus_bleu", "sentence_similarity", "image_quality", "Z95", "METRICS"]
@@ -92,9 +93,9 @@ def image_quality(received: torch.Tensor, original: torch.Tensor) -> dict[str, d
 
 # A task's metrics by name (``Task.metrics`` lists the ones it reports): each maps
 # (right per item, predictions, references, seed) to a summary.
-METRICS: dict[str, Callable[[list[float], list[str], list[str], int], dict]] = {
-    "accuracy": lambda right, predictions, references, seed: proportion(right),
-    "exact_match": lambda right, predictions, references, seed: proportion(right),
-    "bleu": lambda right, predictions, references, seed: corpus_bleu(predictions, references, seed=seed),
-    "similarity": lambda right, predictions, references, seed: sentence_similarity(predictions, references),
-}
+METRICS: Registry[Callable[[list[float], list[str], list[str], int], dict]] = Registry("metric")
+METRICS.register("accuracy", lambda right, predictions, references, seed: proportion(right))
+METRICS.register("exact_match", lambda right, predictions, references, seed: proportion(right))
+METRICS.register("bleu", lambda right, predictions, references, seed: corpus_bleu(predictions, references, seed=seed))
+METRICS.register("similarity",
+                 lambda right, predictions, references, seed: sentence_similarity(predictions, references))

@@ -60,9 +60,7 @@ class Settings:
 
 
 def _check_method(name: str) -> str:
-    if name not in METHODS:
-        raise SemcomError(f"unknown method '{name}' (choose from: {', '.join(METHODS)})")
-    return name
+    return METHODS.check(name)
 
 
 def plan_points(methods: list[str], tasks: list[str], channels: list[str], snrs: list[float],

@@ -23,6 +23,7 @@ import torch
 
 from semcom_cli.channel import make_channel, seed_channel
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.registry import Registry
 from semcom_cli.data.corpus import split_corpus
 from semcom_cli.evaluation.points import sample_items, task_metrics
 from semcom_cli.models.codebook import CAPTIONS
@@ -36,7 +37,11 @@ from semcom_cli.tasks.shapes import caption_text
 __all__ = ["RagSettings", "KINDS", "corpus_bases", "evaluate_rag"]
 
 KINDS = ("global", "local", "neither")
-RAG_METHODS = ("semantic", "rag", "rag-reading")
+# the methods a retrieval sweep measures
+RAG_METHODS: Registry[str] = Registry("retrieval method")
+RAG_METHODS.register("semantic", "the receiver alone, no knowledge base")
+RAG_METHODS.register("rag", "read, retrieve by the received symbols, read again")
+RAG_METHODS.register("rag-reading", "read, retrieve by the first reading's text, read again")
 ROUTE_OF = {"rag": "symbols", "rag-reading": "reading"}
 
 

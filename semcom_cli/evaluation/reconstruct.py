@@ -24,14 +24,20 @@ import torch.nn.functional as F
 from semcom_cli.channel import make_channel, seed_channel
 from semcom_cli.channel.digital import compress_image, decompress_image, link_for, send_payloads
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.registry import Registry
 from semcom_cli.data.scenes import referring_queries, scene_at
 from semcom_cli.evaluation.metrics import mean, proportion
+from semcom_cli.reconstruct.imaging.pipeline import METHODS as CODING_METHODS
 from semcom_cli.reconstruct.imaging.pipeline import decode_streams, decode_streams_generative, encode_images
 from semcom_cli.tasks import normalize_answer
 
 __all__ = ["ReconstructItems", "load_items", "reconstruct_point", "RECONSTRUCT_METHODS", "crop_question"]
 
-RECONSTRUCT_METHODS = ("importance", "uniform", "digital")
+# the codec's methods, and the digital baseline beside them
+RECONSTRUCT_METHODS: Registry[str] = Registry("reconstruct method")
+for _name in CODING_METHODS:
+    RECONSTRUCT_METHODS.register(_name, CODING_METHODS[_name])
+RECONSTRUCT_METHODS.register("digital", "WebP + 5G LDPC + QAM at the same channel uses")
 BACKGROUNDS = ("plain", "textured", "both")
 
 

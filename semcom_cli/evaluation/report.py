@@ -15,8 +15,7 @@ from pathlib import Path
 
 from semcom_cli.config.preset import short_repr
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.files import read_json_file
-from semcom_cli.io import atomic_write_bytes
+from semcom_cli.core.files import atomic_write_bytes, read_json_file
 
 __all__ = ["FORMAT", "load_results", "csv_text", "plot_results", "check_floors", "point_label", "metric_names",
            "plot_share"]

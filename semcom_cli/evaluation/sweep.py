@@ -17,13 +17,12 @@ from semcom_cli.channel.digital import CODECS, choose_mcs
 from semcom_cli.config.preset import short_repr
 from semcom_cli.core.distributed import current_shard
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.files import partial_path, read_json_file
+from semcom_cli.core.files import atomic_write_bytes, partial_path, read_json_file, write_json
 from semcom_cli.core.runtime import versions
 from semcom_cli.data.easyvqa import EasyVQA
 from semcom_cli.evaluation.plan import EvalPlan
 from semcom_cli.evaluation.points import Point, Settings, evaluate_point, plan_points, sample_items
 from semcom_cli.evaluation.report import FORMAT, check_floors, check_point_record, csv_text, plot_results
-from semcom_cli.io import atomic_write_bytes, write_json
 from semcom_cli.system import SemcomModel
 
 __all__ = ["SweepResult", "run_sweep", "partial_path", "sweep_settings", "write_report", "load_models",

@@ -33,8 +33,9 @@ import torch
 from semcom_cli.config.preset import FederatedTrain, preset_from_dict
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.data.domains import device_shard
+from semcom_cli.federated import partial as partial_runs  # by module: a test stops a run at its finish
 from semcom_cli.federated.messages import MessageLog
-from semcom_cli.federated.partial import ServerState, finish, load_server_partial, save_server_partial
+from semcom_cli.federated.partial import ServerState, load_server_partial, save_server_partial
 from semcom_cli.federated.split import Activations, DeviceFront, ServerBack, front_state, load_front_state
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import read_history
@@ -180,7 +181,6 @@ class FederatedJob:
 
     @classmethod
     def from_run_config(cls, config: dict) -> "FederatedJob":
-
         try:
             fields = json.loads(base64.b64decode(str(config["job"])))
         except (KeyError, ValueError) as err:
@@ -294,7 +294,6 @@ def run_job(grid, job: FederatedJob) -> dict:
     """The ServerApp's whole work in either engine: load (or resume), train, write the checkpoint at
     ``job.output`` with partial runs beside it every ``save_every`` rounds; returns the summary."""
 
-
     output = Path(job.output)
     if job.resume:
         model, resume, history = load_server_partial(output, job)
@@ -315,7 +314,7 @@ def run_job(grid, job: FederatedJob) -> dict:
             save_server_partial(output, state, job, history)
 
     state = serve(grid, job, model, on_round, resume)
-    return finish(output, state, job, history)
+    return partial_runs.finish(output, state, job, history)
 
 
 def make_server_app(job: FederatedJob, result: list | None = None):

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.optional import require
 
 __all__ = ["APP_DIR", "local_federation", "run_in_deployment"]
 
@@ -56,7 +57,6 @@ def _tool(name: str) -> str:
 
 
 def _wait_healthy(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
-
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
@@ -138,6 +138,7 @@ def _run_config(values: dict) -> str:
 def run_in_deployment(job, devices: int, timeout: float | None = None, on_started=None) -> None:
     """Run ``job`` with the deployment engine on localhost (``devices`` SuperNodes); raises with one line
     if the run does not finish well. ``on_started(processes)`` is called once everything is up."""
+    require("flwr")
     with local_federation(devices) as (root, port, processes):
         if on_started is not None:
             on_started(processes)

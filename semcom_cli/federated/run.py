@@ -6,7 +6,9 @@ import logging
 import os
 
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.optional import require
 from semcom_cli.federated.app import FederatedJob, client_app, make_server_app
+from semcom_cli.training.stages import STAGES, Stage
 
 __all__ = ["run_in_simulation"]
 
@@ -14,6 +16,7 @@ __all__ = ["run_in_simulation"]
 def run_in_simulation(job: FederatedJob, clients: int) -> dict:
     """Run ``job`` in Flower's simulation engine (Ray): one virtual device per client, one core each;
     returns the stage's summary (the checkpoint is at ``job.output``)."""
+    require("flwr")
     from flwr.simulation import run_simulation  # optional heavy: Flower (federated only)
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -34,3 +37,6 @@ def run_in_simulation(job: FederatedJob, clients: int) -> dict:
     if not result:
         raise SemcomError("the federated run stopped before its last round (Flower's log above says why)")
     return result[0]
+
+
+STAGES.register("federated", Stage("federated", "split fine-tuning across devices on Flower", run_in_simulation))

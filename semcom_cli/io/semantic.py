@@ -165,7 +165,6 @@ class SemanticFile:
 
 
 def _check_image_packet(sem: SemanticFile, source: str) -> None:
-
     h, symbols = sem.header, sem.tensors["symbols"]
     info = h.image or {}
     method, budget, share, side = (info.get(k) for k in ("method", "budget", "roi_share", "side_uses"))

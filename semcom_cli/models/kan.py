@@ -201,7 +201,7 @@ class KANLinear(nn.Module):
 
     def to_pykan(self):
         """A pykan ``KANLayer`` holding a copy of these weights."""
-        from kan.KANLayer import KANLayer  # pykan imports plotting libraries; only load it when asked
+        from kan.KANLayer import KANLayer  # heavy: pykan imports plotting libraries; only when asked
 
         layer = KANLayer(self.in_dim, self.out_dim, num=self.num, k=self.k, grid_eps=self.grid_eps,
                          save_plot_data=False, device="cpu")

@@ -11,19 +11,16 @@ from typing import Callable
 import torch
 from torch import nn
 
+from semcom_cli.core.registry import Registry
 from semcom_cli.models.kan import KANLinear
 
 __all__ = ["PROJECTORS", "register_projector", "build_projector", "KANProjector", "MLPProjector"]
 
-PROJECTORS: dict[str, Callable[..., nn.Module]] = {}
+PROJECTORS: Registry[Callable[..., nn.Module]] = Registry("projector")
 
 
 def register_projector(name: str):
-    def wrap(cls):
-        PROJECTORS[name] = cls
-        return cls
-
-    return wrap
+    return PROJECTORS.register(name)
 
 
 @register_projector("kan")
@@ -58,4 +55,4 @@ class MLPProjector(nn.Module):
 
 
 def build_projector(kind: str, **kwargs) -> nn.Module:
-    return PROJECTORS[kind](**kwargs)
+    return PROJECTORS.lookup(kind)(**kwargs)

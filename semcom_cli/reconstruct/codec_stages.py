@@ -18,10 +18,9 @@ from semcom_cli.reconstruct.guidance.train import GuidanceTrain
 from semcom_cli.reconstruct.imaging.train import CodecTrain, train_codec
 from semcom_cli.reconstruct.model import LLM_PRESET, codec_settings, save_codec, write_checkpoint
 from semcom_cli.reconstruct.partial import load_state, save_state
+from semcom_cli.training.stages import STAGES, Stage
 
-__all__ = ["STAGES", "build_guidance", "build_codec"]
-
-STAGES = ("guidance", "image-codec")
+__all__ = ["build_guidance", "build_codec"]
 
 
 def _start(output: Path, stage: str, resume: bool, settings: dict):
@@ -36,7 +35,6 @@ def _start(output: Path, stage: str, resume: bool, settings: dict):
 
 
 def build_guidance(output: Path, cfg, resume: bool = False, save_every: int = 250, on_log=None) -> str:
-
     partial, state, settings = _start(output, "guidance", resume, asdict(cfg))
     cfg = GuidanceTrain(**{k: v for k, v in settings.items() if k != "rng"})
     started = time.time()
@@ -83,3 +81,8 @@ def build_codec(output: Path, source: Path | None, cfg: CodecTrain, resume: bool
                               {"codec": codec_settings(cfg), "training": {"image-codec": summary}}, stale)
     shutil.rmtree(partial, ignore_errors=True)
     return digest
+
+
+STAGES.register("guidance", Stage("reconstruct", "the guide: referent parser + the image network marking it",
+                                  build_guidance))
+STAGES.register("image-codec", Stage("reconstruct", "the dual-path image encoder and its decoder", build_codec))

@@ -10,6 +10,7 @@ diffusion model (the checkpoint then says what is missing when asked for it).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -23,37 +24,31 @@ from semcom_cli.core.files import partial_path
 from semcom_cli.models.embedding import embed_sentences
 from semcom_cli.reconstruct.generative.data import QueryScenePool
 from semcom_cli.reconstruct.generative.store import (
-    FILES,
-    MANIFEST_KEYS,
+    PARTS,
     as_manifest,
     load_fast,
     save_weights,
     settings_of,
 )
 from semcom_cli.reconstruct.generative.train import (
-    DiffusionTrain,
-    FeatureTrain,
-    VaeTrain,
     train_diffusion,
     train_features,
     train_vae,
 )
 from semcom_cli.reconstruct.model import ReconstructModel, write_checkpoint
 from semcom_cli.reconstruct.partial import load_state, save_state
+from semcom_cli.training.stages import STAGES, Stage
 
-__all__ = ["STAGES", "build_generative", "install_trained", "default_settings", "DEPENDENTS"]
-
-STAGES = ("image-vae", "image-diffusion", "scene-features")
-# what a stage's new weights make stale
-DEPENDENTS = {"image-vae": ("image-diffusion",), "image-diffusion": (), "scene-features": ()}
+__all__ = ["build_generative", "install_trained", "default_settings"]
 
 
 def default_settings(stage: str):
-    return {"image-vae": VaeTrain, "image-diffusion": DiffusionTrain, "scene-features": FeatureTrain}[stage]()
+    """The stage's training settings as the recipe sets them."""
+    return PARTS.lookup(stage).settings()
 
 
 def _drop(stage: str) -> tuple:
-    return tuple((FILES[d], MANIFEST_KEYS[d]) for d in DEPENDENTS[stage])
+    return tuple((PARTS[d].file, PARTS[d].manifest_key) for d in PARTS[stage].stale)
 
 
 def _prepare(output: Path, source: Path | None, resume: bool) -> None:
@@ -69,7 +64,6 @@ def _prepare(output: Path, source: Path | None, resume: bool) -> None:
 
 
 def _embeddings(pool) -> dict:
-
     texts = pool.texts()
     return dict(zip(texts, embed_sentences(texts)))
 
@@ -79,8 +73,7 @@ def build_generative(stage: str, output: Path, source: Path | None, cfg, resume:
     """Train one stage into the reconstruct checkpoint ``output`` (copied from ``source`` first when
     that is another folder); returns the new content hash."""
 
-    if stage not in STAGES:
-        raise SemcomError(f"unknown generative stage {stage!r} ({', '.join(STAGES)})")
+    PARTS.check(stage)
     output = Path(output)
     _prepare(output, source, resume)
     partial = partial_path(output)
@@ -107,17 +100,17 @@ def build_generative(stage: str, output: Path, source: Path | None, cfg, resume:
     else:
         module = train_features(cfg, pool, **common)
     partial.mkdir(parents=True, exist_ok=True)
-    save_weights(module, partial / FILES[stage])
+    save_weights(module, partial / PARTS[stage].file)
     summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1), "device": "cpu",
                "threads": _threads(), "resumed_at": state.step if state else None}
-    digest = write_checkpoint(output, {FILES[stage]: partial / FILES[stage]},
-                              {MANIFEST_KEYS[stage]: as_manifest(cfg), "training": {stage: summary}}, _drop(stage))
+    digest = write_checkpoint(output, {PARTS[stage].file: partial / PARTS[stage].file},
+                              {PARTS[stage].manifest_key: as_manifest(cfg), "training": {stage: summary}},
+                              _drop(stage))
     shutil.rmtree(partial, ignore_errors=True)
     return digest
 
 
 def _threads() -> int:
-
     return torch.get_num_threads()
 
 
@@ -125,13 +118,13 @@ def install_trained(output: Path, trained: Path) -> str:
     """Put the files ``benchmarks/generative_gpu.py`` wrote (``trained``: fast, unet and features
     weights and settings.json) into the reconstruct checkpoint ``output``."""
     records = json.loads((Path(trained) / "settings.json").read_text())
-    files = {FILES["image-vae"]: Path(trained) / "fast.safetensors",
-             FILES["image-diffusion"]: Path(trained) / "unet.safetensors",
-             FILES["scene-features"]: Path(trained) / "features.safetensors"}
+    files = {PARTS["image-vae"].file: Path(trained) / "fast.safetensors",
+             PARTS["image-diffusion"].file: Path(trained) / "unet.safetensors",
+             PARTS["scene-features"].file: Path(trained) / "features.safetensors"}
     update: dict = {"training": {}}
-    for stage in STAGES:
+    for stage in PARTS:
         record = records[stage]
-        update[MANIFEST_KEYS[stage]] = dict(record["settings"])
+        update[PARTS[stage].manifest_key] = dict(record["settings"])
         update["training"][stage] = {"steps": record["settings"]["steps"], "seconds": record["seconds"],
                                      "device": records["device"], "torch": records["torch"]}
         earlier = records.get("init", {}).get(stage)
@@ -139,6 +132,14 @@ def install_trained(output: Path, trained: Path) -> str:
             update["training"][stage]["continued_from"] = {"steps": earlier["settings"]["steps"],
                                                            "seconds": earlier["seconds"],
                                                            "lr": earlier["settings"]["lr"]}
-    for stage in STAGES:  # the settings read back as the loaders will read them
+    for stage in PARTS:  # the settings read back as the loaders will read them
         settings_of(stage, update)
     return write_checkpoint(Path(output), files, update)
+
+
+STAGES.register("image-vae", Stage("generative", "the generative decoder's fast mode (SNR-conditioned VAE)",
+                                   functools.partial(build_generative, "image-vae")))
+STAGES.register("image-diffusion", Stage("generative", "its quality mode (conditional latent diffusion)",
+                                         functools.partial(build_generative, "image-diffusion")))
+STAGES.register("scene-features", Stage("generative", "the scene classifier behind the KID measure",
+                                        functools.partial(build_generative, "scene-features")))

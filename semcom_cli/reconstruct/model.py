@@ -34,6 +34,7 @@ from semcom_cli.core.runtime import versions
 from semcom_cli.io.patches import ROI_THRESHOLD
 from semcom_cli.models.llm import load_backbone
 from semcom_cli.reconstruct.generative.decoder import GenerativeDecoder
+from semcom_cli.reconstruct.generative.store import PARTS
 from semcom_cli.reconstruct.guidance.store import load_guide
 from semcom_cli.reconstruct.imaging.codec import DualPathEncoder, ImageDecoder
 from semcom_cli.reconstruct.imaging.train import CodecTrain
@@ -45,11 +46,9 @@ RECONSTRUCT_FORMAT = "semcom-reconstruct-checkpoint"
 SCENES_CHECKPOINT_NAME = "semcom-scenes"
 LLM_PRESET = "smollm2"  # whose backbone reads the queries
 CODEC_FILE = "codec.safetensors"
-GENERATIVE_FILES = ("vae.safetensors", "diffusion.safetensors", "features.safetensors")  # generative.store.FILES
 
 
 def default_scenes_checkpoint() -> Path:
-
     return default_checkpoint().parent / SCENES_CHECKPOINT_NAME
 
 
@@ -65,7 +64,7 @@ def write_checkpoint(folder: Path, files: dict[str, Path | None], manifest_updat
         old = read_json_file(folder / "manifest.json", "manifest", "checkpoint manifest (corrupted)")
     with staged_folder(folder) as tmp:
         dropped = {name for name, _ in drop}
-        for name in ("guidance.safetensors", CODEC_FILE, *GENERATIVE_FILES):
+        for name in ("guidance.safetensors", CODEC_FILE, *(part.file for part in PARTS.values())):
             source = files.get(name) or (folder / name if (folder / name).is_file() else None)
             if name in dropped and name not in files:
                 continue
@@ -149,7 +148,6 @@ class ReconstructModel:
 
     @property
     def roi_threshold(self) -> float:
-
         return float(self.manifest.get("roi_threshold", ROI_THRESHOLD))
 
 

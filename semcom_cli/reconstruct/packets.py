@@ -30,7 +30,6 @@ __all__ = ["encode_image_file", "decode_image_file", "png_bytes", "map_png_bytes
 
 
 def check_query(query: str | None, method: str) -> str | None:
-
     if method not in METHODS:
         raise SemcomError(f"unknown method '{method}' for task reconstruct (choose from: {', '.join(METHODS)})")
     if query is None:
@@ -120,7 +119,6 @@ def decode_image_file(model, sem: SemanticFile, source: str, decoder: str = "cod
 def png_bytes(image: torch.Tensor, metadata: dict | None = None) -> bytes:
     """[3, H, W] in [0, 1] → PNG bytes (the same pixels and metadata give the same bytes); ``metadata``
     travels as JSON in a ``semcom`` text chunk."""
-
 
     pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buf = io.BytesIO()

@@ -14,7 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.io import atomic_write_bytes
+from semcom_cli.core.files import atomic_write_bytes
 
 __all__ = ["TrainState", "save_state", "load_state", "STATE_FILE"]
 

@@ -28,6 +28,7 @@ import numpy as np
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import current_umask
 from semcom_cli.core.limits import check_question
+from semcom_cli.core.optional import require
 from semcom_cli.models.embedding import embed_texts, embedder_identity
 
 __all__ = ["KnowledgeBase", "KB_FORMAT", "KINDS", "MAX_ENTRY_CHARS", "MAX_ENTRIES"]
@@ -40,10 +41,9 @@ MAX_KB_JSON_BYTES = 512 << 20
 
 
 def _faiss():
-    try:
-        import faiss  # optional heavy: FAISS (knowledge bases)
-    except ImportError:
-        raise SemcomError("vector search needs faiss: pip install faiss-cpu==1.15.1") from None
+    require("faiss")
+    import faiss  # optional heavy: FAISS (knowledge bases)
+
     return faiss
 
 

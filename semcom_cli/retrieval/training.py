@@ -28,7 +28,6 @@ class TextPool:
 
     @classmethod
     def for_model(cls, tokenizer, max_tokens: int, questions: list[str], corpus_share: float) -> "TextPool":
-
         corpus = split_corpus(tokenizer, max_tokens).train if corpus_share > 0 else []
         return cls(corpus, questions, corpus_share)
 

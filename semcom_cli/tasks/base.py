@@ -12,12 +12,13 @@ from typing import Any, ClassVar
 
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import check_question
+from semcom_cli.core.registry import Registry
 from semcom_cli.tasks.template import fill_template, normalize_answer, with_context
 
 __all__ = ["Task", "TASKS", "register_task", "get_task", "task_names", "MODALITIES"]
 
 MODALITIES = ("image", "text")
-TASKS: dict[str, "Task"] = {}
+TASKS: Registry["Task"] = Registry("task")
 
 # (packet key, instruction or None, reference answer): a packet key is an easy-vqa image id
 # (image tasks) or the sentence itself (text tasks)
@@ -70,16 +71,13 @@ class Task:
 def register_task(task: Task) -> Task:
     if task.modality not in MODALITIES:
         raise ValueError(f"task '{task.name}': modality must be one of {MODALITIES}")
-    TASKS[task.name] = task
-    return task
+    return TASKS.register(task.name, task)
 
 
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise SemcomError(f"unknown task '{name}' (choose from: {', '.join(TASKS)})")
-    return TASKS[name]
+    return TASKS.lookup(name)
 
 
 def task_names(trainable: bool | None = None) -> list[str]:
     """Registered task names (only the trainable ones, or only the evaluation-only ones)."""
-    return [n for n, t in TASKS.items() if trainable is None or t.trainable == trainable]
+    return TASKS.names(lambda t: trainable is None or t.trainable == trainable)

@@ -14,7 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.io import atomic_write_bytes
+from semcom_cli.core.files import atomic_write_bytes
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import read_history
 from semcom_cli.training.trainer import ResumeState

@@ -30,6 +30,8 @@ from __future__ import annotations
 import copy
 import random
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +45,7 @@ from semcom_cli.channel import (
     set_channel_rng_state,
 )
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.registry import Registry
 from semcom_cli.data.augment import augment_batch, render_shapes
 from semcom_cli.data.easyvqa import EasyVQA
 from semcom_cli.models import LLM
@@ -56,7 +59,7 @@ from semcom_cli.tasks.shapes import COLORS, SHAPES
 from semcom_cli.training.trainer import Checkpointing, StepHook, Trainer, final_loss
 
 __all__ = ["train_align", "train_channel", "train_instruct", "train_rate", "train_corpus", "train_retrieval",
-           "run_stage"]
+           "run_stage", "Stage", "STAGES"]
 
 
 def _seed_all(seed: int) -> random.Random:
@@ -457,11 +460,33 @@ def instruct_tokens(model: SemcomModel, data: EasyVQA, tasks: list[str], samples
     return out[0] if len(out) == 1 else _pad_cat(*out)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A named training stage. ``family`` says what it trains and so how it is run: ``model`` stages train
+    a :class:`~semcom_cli.system.SemcomModel` through the :class:`Trainer` (``run(model, llm, data, on_step,
+    checkpointing)``); ``reconstruct`` and ``generative`` stages build a reconstruct checkpoint
+    (:mod:`semcom_cli.reconstruct`); ``federated`` trains across devices on Flower (:mod:`semcom_cli.federated`).
+    Those parts register their stages here when imported."""
+
+    family: str
+    summary: str
+    run: Callable | None = None
+
+
+STAGES: Registry[Stage] = Registry("stage")
+STAGES.register("align", Stage("model", "vision encoder + KAN projector onto the LLM's embeddings", train_align))
+STAGES.register("channel", Stage("model", "channel encoder + decoder through the channel", train_channel))
+STAGES.register("instruct", Stage("model", "LoRA instruction tuning over the task template", train_instruct))
+STAGES.register("rate", Stage("model", "the codec on variable-rate packets", train_rate))
+STAGES.register("corpus", Stage("model", "the text code on the sentence corpus", train_corpus))
+STAGES.register("retrieval", Stage("model", "LoRA tuning with retrieved entries in the prompt", train_retrieval))
+
+
 def run_stage(stage: str, model: SemcomModel, llm: LLM, data: EasyVQA, on_step: StepHook | None = None,
               checkpointing: Checkpointing | None = None) -> dict:
-    """Run one named stage (``align``, ``channel``, ``instruct`` or ``rate``), optionally saving and resuming."""
-    return _STAGES[stage](model, llm, data, on_step, checkpointing)
-
-
-_STAGES = {"align": train_align, "channel": train_channel, "instruct": train_instruct, "rate": train_rate,
-           "corpus": train_corpus, "retrieval": train_retrieval}
+    """Run one named model stage (``align``, ``channel``, ``instruct``, ``rate``, ``corpus``, ``retrieval``),
+    optionally saving and resuming."""
+    entry = STAGES.lookup(stage)
+    if entry.family != "model":
+        raise SemcomError(f"stage '{stage}' does not train a SemcomModel (it is a {entry.family} stage)")
+    return entry.run(model, llm, data, on_step, checkpointing)

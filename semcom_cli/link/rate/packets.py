@@ -64,8 +64,7 @@ def packet_importance(model, task: str, tokens: torch.Tensor, instructions: list
     """Each packet's importance game by ``method``: ``uniform`` (not measured: every token alike, in
     token order), ``content`` (question-free: what the packet says, its caption) or ``importance``
     (each packet's question, or the task's instruction; a packet without either gets ``content``)."""
-    if method not in RATE_METHODS:
-        raise SemcomError(f"unknown rate method '{method}' (choose from: {', '.join(RATE_METHODS)})")
+    RATE_METHODS.check(method)
     t = get_task(task)
     b, n = tokens.shape[:2]
     weights = uniform_weights(b, n, tokens.device)

@@ -15,12 +15,15 @@ import math
 from dataclasses import asdict, dataclass
 
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.registry import Registry
 
 __all__ = ["RateTable", "RATE_METHODS", "DEFAULT_SNRS", "DEFAULT_BUDGETS"]
 
-# uniform: no knowledge of the content; content: the question-free default (push); importance: the
-# question known before sending (pull)
-RATE_METHODS = ("uniform", "content", "importance")
+# how a packet's channel-use budget is shared over its tokens
+RATE_METHODS: Registry[str] = Registry("rate method")
+RATE_METHODS.register("uniform", "every token alike: no knowledge of the content")
+RATE_METHODS.register("content", "by each token's share in what the packet says: the question-free default (push)")
+RATE_METHODS.register("importance", "by each token's importance to the question known before sending (pull)")
 
 
 @dataclass

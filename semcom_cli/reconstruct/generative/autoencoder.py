@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from semcom_cli.core.optional import require
 from semcom_cli.reconstruct.imaging.codec import PLANES, SnrResBlock, symbol_planes, upsample_block
 
 __all__ = ["AutoencoderSettings", "build_autoencoder", "SymbolPosterior", "FastDecoder", "LATENT_SIZE"]
@@ -35,6 +36,7 @@ class AutoencoderSettings:
 
 
 def build_autoencoder(s: AutoencoderSettings):
+    require("diffusers")
     from diffusers import AutoencoderKL  # optional heavy: diffusers (generative decoder)
 
     levels = len(s.channels)

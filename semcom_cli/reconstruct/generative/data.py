@@ -27,7 +27,6 @@ QUERIES_PER_SCENE = 4
 
 
 def _scene_with_queries(index: int):
-
     scene = scene_at("train", index)
     queries = referring_queries(scene, "train", seed=index)
     rng = random.Random(f"pool-queries:{index}")

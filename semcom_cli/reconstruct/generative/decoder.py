@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.registry import Registry
 from semcom_cli.models.embedding import embed_sentences
 from semcom_cli.reconstruct.generative.autoencoder import LATENT_SIZE
 from semcom_cli.reconstruct.generative.data import roi_cells
@@ -31,16 +32,19 @@ from semcom_cli.reconstruct.generative.store import has, load_denoiser, load_fas
 __all__ = ["DECODERS", "GENERATIVE", "Choice", "GenerativeDecoder", "check_decoder", "check_steps",
            "check_budget_ms", "plan_auto_steps", "embed_queries"]
 
-DECODERS = ("codec", "fast", "quality", "auto")
-GENERATIVE = ("fast", "quality", "auto")
+# the image decoders of a reconstruct packet, by name → what each does
+DECODERS: Registry[str] = Registry("decoder")
+DECODERS.register("codec", "the dual-path codec's own decoder")
+DECODERS.register("fast", "the SNR-conditioned VAE: one pass")
+DECODERS.register("quality", "conditional latent diffusion, --steps steps")
+DECODERS.register("auto", "fast or quality, whichever fits --budget-ms")
+GENERATIVE = tuple(name for name in DECODERS if name != "codec")
 MIN_AUTO_STEPS = 2     # fewer steps than this are not worth a refinement
 MAX_STEPS = 1000
 
 
 def check_decoder(name: str) -> str:
-    if name not in DECODERS:
-        raise SemcomError(f"unknown decoder {name!r} (choose from: {', '.join(DECODERS)})")
-    return name
+    return DECODERS.check(name)
 
 
 def check_steps(steps: int) -> int:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from semcom_cli.core.optional import require
+
 __all__ = ["DenoiserSettings", "build_unet", "build_scheduler", "snr_features", "strength_for", "anchor_for", "refine",
            "RefineResult", "QUERY_DIM"]
 
@@ -52,6 +54,7 @@ class DenoiserSettings:
 
 
 def build_unet(s: DenoiserSettings):
+    require("diffusers")
     from diffusers import UNet2DConditionModel  # optional heavy: diffusers (generative decoder)
 
     inputs = 3 * s.latent_channels + 1  # noisy latent, context mean, context log-variance, ROI
@@ -63,6 +66,7 @@ def build_unet(s: DenoiserSettings):
 
 
 def build_scheduler(s: DenoiserSettings):
+    require("diffusers")
     from diffusers import DDIMScheduler  # optional heavy: diffusers (generative decoder)
 
     return DDIMScheduler(num_train_timesteps=s.train_timesteps, beta_schedule="squaredcos_cap_v2",

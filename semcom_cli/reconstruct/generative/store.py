@@ -12,7 +12,7 @@ A checkpoint may hold the VAE without the UNet: then only ``--decoder fast`` app
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -20,18 +20,32 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.registry import Registry
 from semcom_cli.reconstruct.generative.autoencoder import FastDecoder
 from semcom_cli.reconstruct.generative.denoiser import build_scheduler, build_unet
 from semcom_cli.reconstruct.generative.features import FeatureSettings, SceneClassifier
 from semcom_cli.reconstruct.generative.train import DiffusionTrain, FeatureTrain, VaeTrain
 
-__all__ = ["FILES", "MANIFEST_KEYS", "save_weights", "load_fast", "load_denoiser", "load_features", "settings_of",
-           "as_manifest"]
+__all__ = ["StoredPart", "PARTS", "save_weights", "load_fast", "load_denoiser", "load_features", "settings_of",
+           "as_manifest", "has"]
 
-FILES = {"image-vae": "vae.safetensors", "image-diffusion": "diffusion.safetensors",
-         "scene-features": "features.safetensors"}
-MANIFEST_KEYS = {"image-vae": "image_vae", "image-diffusion": "image_diffusion", "scene-features": "scene_features"}
-_SETTINGS = {"image-vae": VaeTrain, "image-diffusion": DiffusionTrain, "scene-features": FeatureTrain}
+
+@dataclass(frozen=True)
+class StoredPart:
+    """One generative stage's trace in a checkpoint: its weights file, its manifest entry, its settings'
+    type, and the stages its new weights make stale (they were trained on the old ones)."""
+
+    file: str
+    manifest_key: str
+    settings: type
+    stale: tuple[str, ...] = ()
+
+
+# the generative stages, by stage name, in training order
+PARTS: Registry[StoredPart] = Registry("generative stage")
+PARTS.register("image-vae", StoredPart("vae.safetensors", "image_vae", VaeTrain, stale=("image-diffusion",)))
+PARTS.register("image-diffusion", StoredPart("diffusion.safetensors", "image_diffusion", DiffusionTrain))
+PARTS.register("scene-features", StoredPart("features.safetensors", "scene_features", FeatureTrain))
 
 
 def save_weights(module: torch.nn.Module, path: Path) -> None:
@@ -42,15 +56,14 @@ def save_weights(module: torch.nn.Module, path: Path) -> None:
 
 
 def as_manifest(cfg) -> dict:
-
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
 
 
 def settings_of(stage: str, manifest: dict):
     """The stage's training settings from the manifest (unknown keys ignored, lists back to tuples)."""
-    cls = _SETTINGS[stage]
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest[MANIFEST_KEYS[stage]].items()
+    part = PARTS.lookup(stage)
+    known = {f.name for f in fields(part.settings)}
+    return part.settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest[part.manifest_key].items()
                   if k in known})
 
 
@@ -64,14 +77,15 @@ def _load(module: torch.nn.Module, path: Path) -> torch.nn.Module:
 
 
 def has(folder: Path, manifest: dict, stage: str) -> bool:
-    return (Path(folder) / FILES[stage]).is_file() and MANIFEST_KEYS[stage] in manifest
+    part = PARTS.lookup(stage)
+    return (Path(folder) / part.file).is_file() and part.manifest_key in manifest
 
 
 def load_fast(folder: Path, manifest: dict) -> FastDecoder:
     if not has(folder, manifest, "image-vae"):
         raise SemcomError(f"{folder}: holds no generative decoder (semcom finetune --stage image-vae first; "
                           f"--decoder codec decodes with part 1's decoder)")
-    return _load(FastDecoder(settings_of("image-vae", manifest).autoencoder()), Path(folder) / FILES["image-vae"])
+    return _load(FastDecoder(settings_of("image-vae", manifest).autoencoder()), Path(folder) / PARTS["image-vae"].file)
 
 
 def load_denoiser(folder: Path, manifest: dict, latent_channels: int):
@@ -80,7 +94,7 @@ def load_denoiser(folder: Path, manifest: dict, latent_channels: int):
         raise SemcomError(f"{folder}: holds no diffusion model, so --decoder quality and auto cannot run "
                           f"(semcom finetune --stage image-diffusion adds one; --decoder fast needs none)")
     settings = settings_of("image-diffusion", manifest).denoiser(latent_channels)
-    unet = _load(build_unet(settings), Path(folder) / FILES["image-diffusion"])
+    unet = _load(build_unet(settings), Path(folder) / PARTS["image-diffusion"].file)
     return unet, build_scheduler(settings), settings
 
 
@@ -89,4 +103,4 @@ def load_features(folder: Path, manifest: dict) -> SceneClassifier:
         raise SemcomError(f"{folder}: holds no scene classifier for the KID measure "
                           f"(semcom finetune --stage scene-features)")
     cfg = settings_of("scene-features", manifest)
-    return _load(SceneClassifier(FeatureSettings(cfg.width)), Path(folder) / FILES["scene-features"])
+    return _load(SceneClassifier(FeatureSettings(cfg.width)), Path(folder) / PARTS["scene-features"].file)

@@ -18,6 +18,7 @@ import torch
 
 from semcom_cli.channel import to_complex, to_real
 from semcom_cli.channel.equalizer import mmse_equalize
+from semcom_cli.core.registry import Registry
 from semcom_cli.io.patches import SIDE_USES, Allocation, Box, allocate, roi_box
 from semcom_cli.reconstruct.guidance.model import patch_map
 from semcom_cli.reconstruct.imaging.codec import normalise_power, pack, unpack
@@ -26,7 +27,10 @@ from semcom_cli.reconstruct.imaging.side import read_side, side_symbols
 __all__ = ["Packet", "Received", "METHODS", "guide_boxes", "encode_images", "receive_streams", "decode_streams",
            "decode_streams_generative"]
 
-METHODS = ("importance", "uniform")
+# how the dual-path codec spends a packet's channel uses
+METHODS: Registry[str] = Registry("method")
+METHODS.register("importance", "the guide's box on the high-fidelity path, its side information counted")
+METHODS.register("uniform", "no guidance: the whole budget on the light path")
 
 
 @dataclass

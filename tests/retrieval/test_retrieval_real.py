@@ -18,7 +18,7 @@ from semcom_cli.tasks import normalize_answer
 pytestmark = pytest.mark.real
 
 CHECKPOINT = Path(os.environ.get("SEMCOM_RAG_CHECKPOINT",
-                                 Path(__file__).resolve().parent.parent / "checkpoints" / "semcom-rag"))
+                                 Path(__file__).resolve().parents[2] / "checkpoints" / "semcom-rag"))
 
 
 @torch.no_grad()

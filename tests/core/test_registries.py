@@ -41,8 +41,8 @@ def toys():
     register_task(ColourQuestion())
     register_channel(HalfGain)
     yield
-    TASKS.pop(ColourQuestion.name)
-    CHANNELS.pop(HalfGain.name)
+    TASKS.unregister(ColourQuestion.name)
+    CHANNELS.unregister(HalfGain.name)
 
 
 def test_a_registered_task_and_channel_run_through_evaluate(toys, semcom, tiny_checkpoint, tmp_path):

@@ -18,7 +18,7 @@ from semcom_cli.core.errors import SemcomError
 from semcom_cli.io import SemanticFile
 
 # Derandomized: CI runs the same 300 cases every time, so a red run is reproducible and not luck.
-# To explore new cases locally: SEMCOM_FUZZ_EXAMPLES=5000 SEMCOM_FUZZ_RANDOM=1 pytest tests/test_fuzz.py
+# To explore new cases locally: SEMCOM_FUZZ_EXAMPLES=5000 SEMCOM_FUZZ_RANDOM=1 pytest tests/io/test_fuzz.py
 FUZZ = settings(max_examples=int(os.environ.get("SEMCOM_FUZZ_EXAMPLES", 300)), deadline=3000,
                 derandomize=not os.environ.get("SEMCOM_FUZZ_RANDOM"), database=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -112,7 +112,7 @@ def test_benchmark_runs_and_reports_equivalence(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).parents[1] / "benchmarks" / "bench_kan.py"
+    script = Path(__file__).parents[2] / "benchmarks" / "bench_kan.py"
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, str(script), "--shapes", "64x4x8", "--repeats", "2",
                           "--pykan-repeats", "1", "--json", str(out)], capture_output=True, text=True)

@@ -292,7 +292,7 @@ def test_a_device_that_is_not_here_is_refused_in_one_line(semcom, sample_png, ti
 
     out = tmp_path / "o.sem"
     if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU: tests/test_device.py runs on it instead")
+        pytest.skip("this machine has a GPU: tests/training/test_device.py runs on it instead")
     assert_clean_failure(semcom("encode", sample_png, "--task", "vqa", "-o", out, "-c", tiny_checkpoint,
                                 "--device", "cuda"), "no CUDA GPU")
     assert_clean_failure(semcom("encode", sample_png, "--task", "vqa", "-o", out, "-c", tiny_checkpoint,
