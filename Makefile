@@ -7,7 +7,7 @@ RUNS    := runs
 
 .PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes checkpoint-rag bench bench-share bench-rate \
 	bench-reconstruct bench-compress bench-rag bench-federated federated-demo checkpoint-generative \
-	bench-generative clean
+	bench-generative bench-cli clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,33 +30,33 @@ demo: setup
 test: setup
 	$(VENV)/bin/pytest -q --durations=10
 
-# Speed and memory of the shipped checkpoint against the targets (README, "Measured on this machine").
+# Speed and memory of the shipped checkpoint against the targets (docs/results.md, "Measured on this machine").
 bench: setup
 	$(PY) benchmarks/speed.py
 
-# Multi-user sharing against its targets (README, "Multi-user sharing"; about 15 minutes).
+# Multi-user sharing against its targets (docs/results.md, "Multi-user sharing"; about 15 minutes).
 bench-share: setup
 	$(PY) benchmarks/sharing.py
 
-# Importance-aware and SNR-adaptive rate against issue 15's targets (README, "Rate"; about 40 minutes).
+# Importance-aware and SNR-adaptive rate against its targets (docs/results.md, "Rate"; about 40 minutes).
 bench-rate: setup
 	$(PY) benchmarks/rate.py
 
-# Query-guided image transmission against issue 16's targets (README, "Query-guided image transmission").
+# Query-guided image transmission against its targets (docs/results.md, "Query-guided image transmission").
 bench-reconstruct: setup  # about 9 minutes
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/reconstruct.py
 
-# Adaptive compression against issue 18's targets: the default search of `semcom compress` on the shipped
-# checkpoint, its Pareto table and plot (README, "Compression"; about 15 minutes on 2 idle cores).
+# Adaptive compression against its targets: the default search of `semcom compress` on the shipped
+# checkpoint, its Pareto table and plot (docs/results.md, "Compression"; about 15 minutes on 2 idle cores).
 bench-compress: setup
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/compress.py
 
-# Retrieval against issue 20's targets: a 100,000-entry base's latency, then text with and without retrieval
-# over AWGN and Rayleigh at -5, 0 and 10 dB, three kinds of message (README, "Retrieval"; about 25 minutes).
+# Retrieval against its targets: a 100,000-entry base's latency, then text with and without retrieval
+# over AWGN and Rayleigh at -5, 0 and 10 dB, three kinds of message (docs/results.md, "Retrieval"; about 25 minutes).
 bench-rag: setup
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/retrieval.py -c checkpoints/semcom-rag
 
-# Federated split fine-tuning (issue 19): shipped checkpoint, 4 and 8 non-IID devices in Flower's simulation
+# Federated split fine-tuning: shipped checkpoint, 4 and 8 non-IID devices in Flower's simulation
 # engine and the centralised baseline, accuracies before and after (about 35 minutes on 2 CPU cores).
 bench-federated: setup
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/federated.py
@@ -67,7 +67,7 @@ federated-demo: setup
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage federated --engine deployment -c $(CKPT) \
 		-o $(RUNS)/federated-demo --clients 2 --rounds 2 --steps 2
 
-# Rebuild the shipped retrieval checkpoint from the shipped one (issue 20): the text code on the sentence corpus
+# Rebuild the shipped retrieval checkpoint from the shipped one: the text code on the sentence corpus
 # (about 5 minutes on 2 CPU cores), then the adapter with retrieved entries in its prompts (about 60 minutes).
 checkpoint-rag: setup
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage corpus -c $(CKPT) -o $(RUNS)/rag-corpus
@@ -81,7 +81,7 @@ checkpoint-scenes: setup
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-codec -c $(RUNS)/semcom-scenes -o $(RUNS)/semcom-scenes
 	rm -rf checkpoints/semcom-scenes && cp -r $(RUNS)/semcom-scenes checkpoints/semcom-scenes
 
-# The generative decoder on CPU (issue 17), added to a copy of the shipped reconstruct checkpoint: the VAE
+# The generative decoder on CPU, added to a copy of the shipped reconstruct checkpoint: the VAE
 # (fast mode, about 35 minutes on 2 CPU cores), the diffusion model (quality, about 25) and the scene
 # classifier for KID (about 2). The shipped decoder was trained on a GPU: benchmarks/generative_gpu.py.
 checkpoint-generative: setup
@@ -90,7 +90,7 @@ checkpoint-generative: setup
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-diffusion -c $(RUNS)/semcom-scenes-cpu -o $(RUNS)/semcom-scenes-cpu
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage scene-features -c $(RUNS)/semcom-scenes-cpu -o $(RUNS)/semcom-scenes-cpu
 
-# The generative decoder's targets (issue 17): fast vs quality beside part 1's decoder and the digital
+# The generative decoder's targets: fast vs quality beside part 1's decoder and the digital
 # baseline, the speed of each mode and auto under budgets; figures in docs/generative-bench.json.
 bench-generative: setup
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/generative.py -o $(RUNS)/generative
@@ -111,6 +111,10 @@ checkpoint-mlp: setup
 	$(SEMCOM) finetune --stage channel -c $(RUNS)/mlp-align -o $(RUNS)/mlp-channel
 	$(SEMCOM) finetune --stage instruct -c $(RUNS)/mlp-channel -o $(RUNS)/mlp-instruct
 	$(SEMCOM) finetune --stage rate -c $(RUNS)/mlp-instruct -o $(RUNS)/semcom-smollm2-mlp
+
+# What one command costs from a shell, each run as a fresh process (README, "What a command costs").
+bench-cli: setup
+	$(PY) benchmarks/cli_times.py -o $(RUNS)/cli-times.json
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

@@ -5,12 +5,12 @@
 For every shape (batch × in → out; grid 5, spline order 3) it times forward plus
 backward (gradients for the weights and the input) of pykan's ``KANLayer``,
 ``semcom_cli.models.kan.KANLinear`` holding the same weights, and a two-layer SiLU MLP
-with as many trainable parameters, and prints the ratios with the issue's targets:
+with as many trainable parameters, and prints the ratios with its targets:
 KANLinear ≥ 20× faster than pykan, ≤ 2× the MLP's time, ≤ 1e-5 from pykan's
 output (inputs inside and far outside the grid), ≤ 3× the MLP's peak memory.
 Peak memory is each variant's rise in peak resident memory during one forward
 plus backward, measured in a fresh process. The default shapes: the projector at
-the align stage's batch (256 rows, 64 → 576), the issue's 4096×64→576, a larger
+the align stage's batch (256 rows, 64 → 576), the design brief's 4096×64→576, a larger
 one, and the channel encoder's wide first layer (576 → 64), where the basis
 work outweighs the matrix product and the MLP comparison is least favourable.
 """

@@ -1,4 +1,4 @@
-"""Adaptive compression of the shipped checkpoint against issue 18's targets, in one run.
+"""Adaptive compression of the shipped checkpoint against its targets, in one run.
 
     .venv/bin/python benchmarks/compress.py [-c CHECKPOINT] [--budget-mb 900] [--limit 200]
                                             [-o runs/compress] [--report-only]

@@ -1,4 +1,4 @@
-"""Federated split fine-tuning against issue 19's targets, in one run.
+"""Federated split fine-tuning against its targets, in one run.
 
     .venv/bin/python benchmarks/federated.py [-c checkpoints/semcom-smollm2] [--work runs/federated]
                                              [-o docs/federated-bench.json] [--report-only] [--skip-eight]

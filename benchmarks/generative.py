@@ -1,4 +1,4 @@
-"""The generative decoder (MLLM-SC part 2, issue 17) against its targets, in one run.
+"""The generative decoder (MLLM-SC part 2) against its targets, in one run.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/generative.py [-c CKPT] [--limit 200]
                                         [-o runs/generative] [--skip-sweep] [--skip-speed]

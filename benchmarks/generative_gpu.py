@@ -62,8 +62,7 @@ def part1_encoder(folder: Path, device: str) -> DualPathEncoder:
 
     manifest = json.loads((folder / "manifest.json").read_text())
     encoder = DualPathEncoder(manifest["codec"]["width"])
-    tensors = load_file(str(folder / "codec.safetensors"))
-    encoder.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
+    encoder.load_state_dict(load_file(str(folder / "encoder" / "model.safetensors")))  # the checkpoint's part
     return encoder.to(device).eval()
 
 

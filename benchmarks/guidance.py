@@ -1,4 +1,4 @@
-"""Query guidance (issue 16): train the guide's two parts and measure its IoU.
+"""Query guidance: train the guide's two parts and measure its IoU.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/guidance.py [--steps 3000] [--count 400]
                                                                   [-o runs/guidance] [--measure-only]
@@ -44,12 +44,13 @@ def main() -> None:
     llm = load_backbone(load_preset("smollm2").backbone)
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    if args.measure_only:
-        guide = load_guide(args.output, llm)
+    if args.measure_only:  # the settings a run of this script left beside the parts
+        guide = load_guide(args.output, json.loads((args.output / "guide.json").read_text()), llm)
     else:
         guide = train_guide(llm, cfg, on_log=lambda step, loss, s: print(
             f"step {step}/{cfg.steps} loss {loss:.4f} {s:.0f} s", file=sys.stderr, flush=True))
         save_guide(args.output, guide, cfg)
+        (args.output / "guide.json").write_text(json.dumps({"guidance": asdict(cfg), "query_layer": guide.reader.layer}))
     trained = time.time() - started
     results = {split: measure_iou(guide, split, args.count, args.seed) for split in ("val", "test")}
     doc = {"settings": asdict(cfg), "train_seconds": round(trained, 1), "results": results,

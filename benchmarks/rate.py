@@ -1,4 +1,4 @@
-"""Importance-aware and SNR-adaptive rate against issue 15's targets, in one run.
+"""Importance-aware and SNR-adaptive rate against its targets, in one run.
 
     .venv/bin/python benchmarks/rate.py [-c CHECKPOINT] [--limit 500] [--target-accuracy 0.99]
                                         [-o runs/rate/bench.json] [--resume] [--device cuda]

@@ -1,4 +1,4 @@
-"""Query-guided image transmission (MLLM-SC, issue 16) against its targets, in one run.
+"""Query-guided image transmission (MLLM-SC) against its targets, in one run.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/reconstruct.py [-c checkpoints/semcom-scenes]
                                         [--limit 200] [-o runs/reconstruct] [--skip-speed]

@@ -1,4 +1,4 @@
-"""Retrieval at the receiver against issue 20's targets, in one run.
+"""Retrieval at the receiver against its targets, in one run.
 
     .venv/bin/python benchmarks/retrieval.py [-c checkpoints/semcom-rag] [--limit 100] [--snr -5,0,10]
                                              [--channel awgn,rayleigh] [-o docs/rag-bench.json]

@@ -1,4 +1,4 @@
-"""Multi-user sharing on the shipped checkpoint, against the targets (README, "Multi-user sharing").
+"""Multi-user sharing on the shipped checkpoint, against the targets (docs/results.md, "Multi-user sharing").
 
     .venv/bin/python benchmarks/sharing.py [--groups 100] [--snr 0] [--json out.json]
 

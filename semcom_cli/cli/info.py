@@ -22,7 +22,7 @@ def run(
         from semcom_cli.reconstruct.model import ReconstructModel
 
         m = ReconstructModel.from_pretrained(Path(path), need_codec=False).manifest
-        data = {k: m.get(k) for k in ("name", "hash", "format_version", "llm_preset", "query_layer", "guidance",
+        data = {k: m.get(k) for k in ("name", "hash", "format_version", "kind", "llm_preset", "query_layer", "guidance",
                                       "codec", "versions", "training", "metrics")}
         data["kind"] = "reconstruct checkpoint"
     elif path != "-" and Path(path).is_dir():
@@ -62,9 +62,8 @@ def run(
 def _is_reconstruct(folder: Path) -> bool:
     import json
 
-    from semcom_cli.reconstruct.model import RECONSTRUCT_FORMAT
-
     try:
-        return json.loads((folder / "manifest.json").read_text()).get("format") == RECONSTRUCT_FORMAT
+        manifest = json.loads((folder / "manifest.json").read_text())
+        return manifest.get("kind") == "reconstruct" or manifest.get("format") == "semcom-reconstruct-checkpoint"
     except (OSError, ValueError, AttributeError):
         return False

@@ -1,6 +1,6 @@
 """Limits no real input meets, and the checks of user-given strings and paths.
 
-Every limit is refused in one line (README, "Limits and errors"). They bound the
+Every limit is refused in one line (docs/errors.md). They bound the
 work and memory a single command can be made to spend, and keep values in the
 range where the arithmetic stays finite.
 """

@@ -18,16 +18,20 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import partial_path
 from semcom_cli.models.embedding import embed_sentences
+from semcom_cli.reconstruct.generative.autoencoder import FastDecoder
 from semcom_cli.reconstruct.generative.data import QueryScenePool
+from semcom_cli.reconstruct.generative.denoiser import build_unet
+from semcom_cli.reconstruct.generative.features import FeatureSettings, SceneClassifier
 from semcom_cli.reconstruct.generative.store import (
     PARTS,
     as_manifest,
     load_fast,
-    save_weights,
+    save_stage,
     settings_of,
 )
 from semcom_cli.reconstruct.generative.train import (
@@ -36,8 +40,9 @@ from semcom_cli.reconstruct.generative.train import (
     train_vae,
 )
 from semcom_cli.reconstruct.model import ReconstructModel, write_checkpoint
-from semcom_cli.reconstruct.partial import load_state, save_state
+from semcom_cli.training.partial import load_resume, save_resume
 from semcom_cli.training.stages import STAGES, Stage
+from semcom_cli.training.trainer import Checkpointing
 
 __all__ = ["build_generative", "install_trained", "default_settings"]
 
@@ -48,7 +53,7 @@ def default_settings(stage: str):
 
 
 def _drop(stage: str) -> tuple:
-    return tuple((PARTS[d].file, PARTS[d].manifest_key) for d in PARTS[stage].stale)
+    return tuple((PARTS[d].part, PARTS[d].manifest_key) for d in PARTS[stage].stale)
 
 
 def _prepare(output: Path, source: Path | None, resume: bool) -> None:
@@ -78,8 +83,8 @@ def build_generative(stage: str, output: Path, source: Path | None, cfg, resume:
     _prepare(output, source, resume)
     partial = partial_path(output)
     if resume:
-        state = load_state(partial, stage)
-        cfg = type(cfg)(**{k: tuple(v) if isinstance(v, list) else v for k, v in state.settings.items()})
+        state, header = load_resume(partial, stage)
+        cfg = type(cfg)(**{k: tuple(v) if isinstance(v, list) else v for k, v in header["settings"].items()})
     else:
         state = None
         shutil.rmtree(partial, ignore_errors=True)
@@ -88,22 +93,22 @@ def build_generative(stage: str, output: Path, source: Path | None, cfg, resume:
     workers = min(2, os.cpu_count() or 1)
     pool = QueryScenePool(cfg.pool, workers=workers)
 
-    def keep(step, modules, optimiser, schedule):
-        save_state(partial, stage, step, modules, optimiser, schedule, as_manifest(cfg))
-
-    common = dict(on_log=on_log, resume=state, save_every=save_every, on_save=keep)
+    keep = Checkpointing(save_every, lambda snapshot: save_resume(partial, stage, snapshot,
+                                                                  settings=as_manifest(cfg)), state)
+    common = dict(on_log=on_log, checkpointing=keep)
+    latent_channels = None
     if stage == "image-vae":
         module = train_vae(cfg, pool, model.encoder, _embeddings(pool), **common)
     elif stage == "image-diffusion":
         fast = load_fast(output, model.manifest)
+        latent_channels = fast.settings.latent_channels
         module, _ = train_diffusion(cfg, pool, model.encoder, fast, _embeddings(pool), **common)
     else:
         module = train_features(cfg, pool, **common)
-    partial.mkdir(parents=True, exist_ok=True)
-    save_weights(module, partial / PARTS[stage].file)
+    save_stage(partial, stage, module, cfg, latent_channels)
     summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1), "device": "cpu",
                "threads": _threads(), "resumed_at": state.step if state else None}
-    digest = write_checkpoint(output, {PARTS[stage].file: partial / PARTS[stage].file},
+    digest = write_checkpoint(output, {PARTS[stage].part: partial / PARTS[stage].part},
                               {PARTS[stage].manifest_key: as_manifest(cfg), "training": {stage: summary}},
                               _drop(stage))
     shutil.rmtree(partial, ignore_errors=True)
@@ -115,12 +120,9 @@ def _threads() -> int:
 
 
 def install_trained(output: Path, trained: Path) -> str:
-    """Put the files ``benchmarks/generative_gpu.py`` wrote (``trained``: fast, unet and features
-    weights and settings.json) into the reconstruct checkpoint ``output``."""
+    """Put the networks ``benchmarks/generative_gpu.py`` trained (``trained``: fast, unet and features
+    weights and settings.json) into the reconstruct checkpoint ``output`` as its generative parts."""
     records = json.loads((Path(trained) / "settings.json").read_text())
-    files = {PARTS["image-vae"].file: Path(trained) / "fast.safetensors",
-             PARTS["image-diffusion"].file: Path(trained) / "unet.safetensors",
-             PARTS["scene-features"].file: Path(trained) / "features.safetensors"}
     update: dict = {"training": {}}
     for stage in PARTS:
         record = records[stage]
@@ -132,9 +134,21 @@ def install_trained(output: Path, trained: Path) -> str:
             update["training"][stage]["continued_from"] = {"steps": earlier["settings"]["steps"],
                                                            "seconds": earlier["seconds"],
                                                            "lr": earlier["settings"]["lr"]}
-    for stage in PARTS:  # the settings read back as the loaders will read them
-        settings_of(stage, update)
-    return write_checkpoint(Path(output), files, update)
+    vae, diffusion, features = (settings_of(stage, update) for stage in PARTS)  # read back as the loaders will
+    fast = FastDecoder(vae.autoencoder())
+    unet = build_unet(diffusion.denoiser(vae.latent_channels))
+    net = SceneClassifier(FeatureSettings(features.width))
+    staged = partial_path(Path(output))
+    shutil.rmtree(staged, ignore_errors=True)
+    for stage, module, name, cfg in (("image-vae", fast, "fast", vae), ("image-diffusion", unet, "unet", diffusion),
+                                     ("scene-features", net, "features", features)):
+        state = load_file(str(Path(trained) / f"{name}.safetensors"))
+        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        save_stage(staged, stage, module, cfg, vae.latent_channels)
+    digest = write_checkpoint(Path(output), {PARTS[stage].part: staged / PARTS[stage].part for stage in PARTS},
+                              update)
+    shutil.rmtree(staged, ignore_errors=True)
+    return digest
 
 
 STAGES.register("image-vae", Stage("generative", "the generative decoder's fast mode (SNR-conditioned VAE)",

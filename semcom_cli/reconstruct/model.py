@@ -1,20 +1,21 @@
-"""The reconstruct checkpoint (MLLM-SC): the guide and the dual-path codec, beside SmolLM2.
+"""The reconstruct checkpoint (MLLM-SC): the guide, the dual-path codec and the generative decoder, beside
+SmolLM2; the one checkpoint layout (:mod:`semcom_cli.io.checkpoint`, kind ``reconstruct``).
 
 ::
 
     <checkpoint>/                       (shipped: checkpoints/semcom-scenes)
-      manifest.json          format, the settings of both stages, the LLM preset, versions,
-                             training summaries, measured figures, content hash
-      guidance.safetensors   the guide's image network and referent parser (settings in its metadata)
-      codec.safetensors      the encoder's and decoder's weights
-      vae.safetensors        the generative decoder (:mod:`semcom_cli.reconstruct.generative.store`):
-      diffusion.safetensors  the fast mode's VAE, the quality mode's diffusion model and the scene
-      features.safetensors   classifier behind the KID measure
+      manifest.json          format, kind "reconstruct", the settings of each stage, the LLM preset,
+                             versions, training summaries, measured figures, content hash
+      guide_net/ referent_parser/       the guide (:mod:`semcom_cli.reconstruct.guidance.store`)
+      encoder/ decoder/                 the dual-path codec
+      vae/ diffusion/ scene_features/   the generative decoder's fast and quality modes and the scene
+                                        classifier behind the KID measure
+                                        (:mod:`semcom_cli.reconstruct.generative.store`)
 
-``semcom finetune --stage guidance -o DIR`` writes the first two files, ``--stage image-codec``
-the codec; each stage keeps what the folder already holds. The content hash covers the weights and
-the manifest but its run records (:func:`semcom_cli.system.checkpoint.checkpoint_hash`); a packet
-records it, so a packet is decoded only by the codec that made it.
+each part a ``config.json`` beside its ``model.safetensors``. ``semcom finetune --stage guidance -o DIR``
+writes the guide, ``--stage image-codec`` the codec; each stage keeps what the folder already holds. A
+packet records the content hash, so a packet is decoded only by the codec that made it. A folder in
+the layout before parts had folders is converted once: ``python -m semcom_cli.reconstruct.convert DIR``.
 """
 
 from __future__ import annotations
@@ -23,55 +24,64 @@ import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
 from semcom_cli.config.preset import load_preset
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.files import read_json_file
 from semcom_cli.core.resources import default_checkpoint
 from semcom_cli.core.runtime import versions
+from semcom_cli.io.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    HASH_SCHEME,
+    kind_of,
+    load_part,
+    publish_folder,
+    read_manifest,
+    save_part,
+    staged_folder,
+    verified_hash,
+)
 from semcom_cli.io.patches import ROI_THRESHOLD
 from semcom_cli.models.llm import load_backbone
 from semcom_cli.reconstruct.generative.decoder import GenerativeDecoder
 from semcom_cli.reconstruct.generative.store import PARTS
-from semcom_cli.reconstruct.guidance.store import load_guide
+from semcom_cli.reconstruct.guidance.store import GUIDE_PARTS, load_guide
 from semcom_cli.reconstruct.imaging.codec import DualPathEncoder, ImageDecoder
 from semcom_cli.reconstruct.imaging.train import CodecTrain
-from semcom_cli.system.checkpoint import HASH_SCHEME, checkpoint_hash, publish_folder, staged_folder
 
-__all__ = ["RECONSTRUCT_FORMAT", "ReconstructModel", "default_scenes_checkpoint", "write_checkpoint"]
+__all__ = ["KIND", "ReconstructModel", "default_scenes_checkpoint", "write_checkpoint", "save_codec",
+           "codec_config", "codec_settings", "RECONSTRUCT_PARTS"]
 
-RECONSTRUCT_FORMAT = "semcom-reconstruct-checkpoint"
+KIND = "reconstruct"
 SCENES_CHECKPOINT_NAME = "semcom-scenes"
 LLM_PRESET = "smollm2"  # whose backbone reads the queries
-CODEC_FILE = "codec.safetensors"
+CODEC_PARTS = ("encoder", "decoder")
+RECONSTRUCT_PARTS = (*GUIDE_PARTS, *CODEC_PARTS, *(part.part for part in PARTS.values()))
 
 
 def default_scenes_checkpoint() -> Path:
     return default_checkpoint().parent / SCENES_CHECKPOINT_NAME
 
 
-def write_checkpoint(folder: Path, files: dict[str, Path | None], manifest_update: dict, drop: tuple = ()) -> str:
-    """Write ``folder`` atomically: the files it already holds, replaced by ``files`` (name → a file to
-    copy in), less the files named in ``drop`` (and their manifest keys: ``drop`` holds (file, key)
+def write_checkpoint(folder: Path, parts: dict[str, Path], manifest_update: dict, drop: tuple = ()) -> str:
+    """Write ``folder`` atomically: the parts it already holds, replaced by ``parts`` (name → a part folder
+    to copy in), less the parts named in ``drop`` (and their manifest keys: ``drop`` holds (part, key)
     pairs), its manifest updated; returns the content hash."""
     folder = Path(folder)
     old: dict = {}
     if folder.exists():
         if not (folder / "manifest.json").is_file():
             raise SemcomError(f"{folder}: exists and is not a checkpoint; refusing to replace it")
-        old = read_json_file(folder / "manifest.json", "manifest", "checkpoint manifest (corrupted)")
+        old = read_manifest(folder, KIND)
     with staged_folder(folder) as tmp:
         dropped = {name for name, _ in drop}
-        for name in ("guidance.safetensors", CODEC_FILE, *(part.file for part in PARTS.values())):
-            source = files.get(name) or (folder / name if (folder / name).is_file() else None)
-            if name in dropped and name not in files:
+        for name in RECONSTRUCT_PARTS:
+            source = parts.get(name) or (folder / name if (folder / name).is_dir() else None)
+            if name in dropped and name not in parts:
                 continue
             if source is not None:
-                shutil.copyfile(source, tmp / name)
-        manifest = {**old, "format": RECONSTRUCT_FORMAT, "format_version": 1, "hash_scheme": HASH_SCHEME,
-                    "name": folder.name, "llm_preset": LLM_PRESET, "versions": versions()}
+                shutil.copytree(source, tmp / name)
+        manifest = {**old, "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "kind": KIND,
+                    "hash_scheme": HASH_SCHEME, "name": folder.name, "llm_preset": LLM_PRESET, "versions": versions()}
         for key, value in manifest_update.items():
             if key == "training":
                 manifest["training"] = {**manifest.get("training", {}), **value}
@@ -83,10 +93,14 @@ def write_checkpoint(folder: Path, files: dict[str, Path | None], manifest_updat
         return publish_folder(tmp, folder, manifest)
 
 
-def save_codec(path: Path, encoder: DualPathEncoder, decoder: ImageDecoder) -> None:
-    tensors = {f"encoder.{k}": v.contiguous() for k, v in encoder.state_dict().items()}
-    tensors |= {f"decoder.{k}": v.contiguous() for k, v in decoder.state_dict().items()}
-    save_file(tensors, str(path))
+def codec_config(cfg: CodecTrain) -> dict:
+    return {"width": cfg.width}
+
+
+def save_codec(folder: Path, encoder: DualPathEncoder, decoder: ImageDecoder, cfg: CodecTrain) -> None:
+    """The codec's two parts into ``folder``."""
+    save_part(Path(folder), "encoder", encoder, codec_config(cfg))
+    save_part(Path(folder), "decoder", decoder, codec_config(cfg))
 
 
 class ReconstructModel:
@@ -104,27 +118,21 @@ class ReconstructModel:
         folder = Path(folder) if folder is not None else default_scenes_checkpoint()
         if not (folder / "manifest.json").is_file():
             raise SemcomError(f"{folder}: not a semcom checkpoint (no manifest.json)")
-        manifest = read_json_file(folder / "manifest.json", "manifest", "checkpoint manifest (corrupted)")
-        if not isinstance(manifest, dict) or manifest.get("format") != RECONSTRUCT_FORMAT:
+        manifest = read_manifest(folder)
+        if kind_of(manifest) != KIND:
             raise SemcomError(f"{folder}: not a reconstruct checkpoint (task reconstruct needs one such as "
                               f"checkpoints/{SCENES_CHECKPOINT_NAME}; 'make checkpoint-scenes' builds it)")
-        if manifest.get("hash") != checkpoint_hash(folder, manifest):
-            raise SemcomError(f"{folder}: its files do not match the manifest's hash (damaged or edited)")
+        verified_hash(folder, manifest)
         encoder = decoder = None
         if need_codec:
-            if not (folder / CODEC_FILE).is_file() or "codec" not in manifest:
+            if not all((folder / name).is_dir() for name in CODEC_PARTS) or "codec" not in manifest:
                 raise SemcomError(f"{folder}: holds no image codec yet (semcom finetune --stage image-codec)")
             known = {f.name for f in fields(CodecTrain)}
             cfg = CodecTrain(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in manifest["codec"].items() if k in known})
             encoder, decoder = DualPathEncoder(cfg.width), ImageDecoder(cfg.width)
-            try:
-                tensors = load_file(str(folder / CODEC_FILE))
-                encoder.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
-                decoder.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("decoder.")})
-            except (SafetensorError, OSError, RuntimeError) as err:
-                raise SemcomError(f"{folder / CODEC_FILE}: not this codec's weights ({str(err).splitlines()[0][:100]})"
-                                  ) from None
+            load_part(folder, "encoder", encoder, codec_config(cfg))
+            load_part(folder, "decoder", decoder, codec_config(cfg))
             encoder.eval()
             decoder.eval()
         return cls(folder, manifest, encoder, decoder)
@@ -132,9 +140,8 @@ class ReconstructModel:
     @property
     def guide(self):
         if self._guide is None:
-
             llm = load_backbone(load_preset(self.manifest.get("llm_preset", LLM_PRESET)).backbone)
-            self._guide = load_guide(self.folder, llm)
+            self._guide = load_guide(self.folder, self.manifest, llm)
         return self._guide
 
     @property
@@ -142,7 +149,6 @@ class ReconstructModel:
         """The generative decoder (:class:`semcom_cli.reconstruct.generative.decoder.GenerativeDecoder`), loaded on
         first use; a checkpoint without one says so in one line."""
         if self._generative is None:
-
             self._generative = GenerativeDecoder(self.folder, self.manifest)
         return self._generative
 

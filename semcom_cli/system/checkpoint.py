@@ -1,4 +1,5 @@
-"""Checkpoint folders: a manifest, one folder per trained part, and the LoRA adapter.
+"""The SemcomModel's checkpoint folder: the one checkpoint protocol (:mod:`semcom_cli.io.checkpoint`,
+kind ``semcom``) with the preset in the manifest and the LoRA adapter beside the parts.
 
 ::
 
@@ -10,68 +11,43 @@
       projector/ channel_encoder/ channel_decoder/   (the same)
       adapter/                      the LoRA adapter as peft saves it
 
-Nothing is pickled. The content hash covers every file but the manifest; a
-semantic file records it, so a file made with one checkpoint is refused by another
-(:func:`semcom_cli.io.check_checkpoint`). A manifest written by an older semcom is
-read with the defaults of fields added since (``config.migrate_saved_preset``).
+A semantic file records the content hash, so a file made with one checkpoint is refused by another
+(:func:`semcom_cli.io.check_checkpoint`). A manifest written by an older semcom is read with the
+defaults of fields added since (``config.migrate_saved_preset``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
-from semcom_cli.config.preset import apply_overrides, migrate_saved_preset, preset_from_dict, short_repr
+from semcom_cli.config.preset import apply_overrides, migrate_saved_preset, preset_from_dict
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.files import atomic_write_bytes, current_umask, read_json_file
 from semcom_cli.core.resources import default_checkpoint
 from semcom_cli.core.runtime import versions
-from semcom_cli.models.int8 import INT8_SUFFIX, pack_state, unpack_state
+from semcom_cli.io import checkpoint as protocol
+from semcom_cli.io.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    HASH_SCHEME,
+    RUN_RECORDS,
+    checkpoint_hash,
+    load_part,
+    publish_folder,
+    record_metrics,
+    rehash,
+    save_part,
+    staged_folder,
+    verified_hash,
+)
 
 __all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_hash", "read_manifest", "read_history", "staged_folder",
-           "publish_folder",
-           "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+           "publish_folder", "rehash", "record_metrics", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "HASH_SCHEME",
+           "RUN_RECORDS", "KIND"]
 
-CHECKPOINT_FORMAT = "semcom-checkpoint"
-CHECKPOINT_VERSION = 1
-
-
-HASH_SCHEME = 3  # 1: the files but the manifest; 2: the manifest too; 3: but for the measured figures
-# Manifest fields the hash leaves out: the hash itself, and the records of how the run went (loss log,
-# wall-clock seconds, library versions) and what was measured on it afterwards (``metrics``), which
-# differ between bit-identical trainings and decide nothing of what the model computes. Everything
-# else (preset, base model, embed_dim, name) is covered.
-RUN_RECORDS = {2: ("hash", "training", "versions"), 3: ("hash", "training", "versions", "metrics")}
-
-
-def _files_digest(folder: Path):
-    """sha256 over every file but the manifest (path and content): hash scheme 1, and the start of 2."""
-    digest = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"):
-        digest.update(f.relative_to(folder).as_posix().encode())
-        digest.update(hashlib.sha256(f.read_bytes()).digest())
-    return digest
-
-
-def checkpoint_hash(folder: Path, manifest: dict[str, Any] | None = None) -> str:
-    """sha256 over every file's path and content and over the manifest but its run records."""
-    if manifest is None:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    digest = _files_digest(folder)
-    left_out = RUN_RECORDS.get(manifest.get("hash_scheme"), RUN_RECORDS[HASH_SCHEME])
-    covered = {k: v for k, v in manifest.items() if k not in left_out}
-    digest.update(b"manifest.json")
-    digest.update(hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).digest())
-    return digest.hexdigest()
+KIND = "semcom"
 
 
 def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None = None, *, weights: str = "float32",
@@ -85,11 +61,7 @@ def save_checkpoint(model, folder: str | Path, training: dict[str, Any] | None =
     with staged_folder(folder) as tmp:
         for name in model.PARTS:
             part = getattr(model, name)
-            (tmp / name).mkdir()
-            (tmp / name / "config.json").write_text(
-                json.dumps({"class": type(part).__name__, **part.config}, indent=2, sort_keys=True) + "\n")
-            state = {k: v.detach().cpu().contiguous() for k, v in part.state_dict().items()}
-            save_file(pack_state(state) if weights == "int8" else state, tmp / name / "model.safetensors")
+            save_part(tmp, name, part, part.config, weights)
         llm = model.llm
         if extra is not None:  # its files stand in for the base model's adapter
             added = extra(tmp)
@@ -122,29 +94,6 @@ def _write_adapter(model, folder: Path) -> None:
         shutil.copytree(model.adapter_dir, folder)
 
 
-@contextmanager
-def staged_folder(folder: Path):
-    """A temporary folder beside ``folder`` to build a checkpoint in (removed unless published)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a plain mkdir follows the umask
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def publish_folder(tmp: Path, folder: Path, manifest: dict[str, Any]) -> str:
-    """Hash the staged folder with its manifest, write the manifest, and put the folder in ``folder``'s
-    place in one rename; returns the content hash."""
-    digest = manifest["hash"] = checkpoint_hash(tmp, manifest)
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return digest
-
-
 def _pin_adapter_base(adapter: Path, model_id: str) -> None:
     # peft records the local cache path of the base model, in its config and in a model-card
     # template; record the model id instead and drop the card, so the adapter's bytes do not
@@ -160,19 +109,8 @@ def _pin_adapter_base(adapter: Path, model_id: str) -> None:
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SemcomError(f"{folder}: no such checkpoint folder")
-    if not (folder / "manifest.json").is_file():
-        raise SemcomError(f"{folder}: not a semcom checkpoint (no manifest.json)")
-    manifest = read_json_file(folder / "manifest.json", "manifest", "checkpoint manifest (corrupted)")
-    if not isinstance(manifest, dict) or manifest.get("format") != CHECKPOINT_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise SemcomError(f"{folder}: not a semcom checkpoint (format {short_repr(found)})")
-    if manifest.get("format_version") != CHECKPOINT_VERSION:
-        raise SemcomError(f"{folder}: checkpoint format version {manifest.get('format_version')} "
-                          f"is not supported (this semcom reads {CHECKPOINT_VERSION})")
-    return manifest
+    """The manifest of a SemcomModel checkpoint; one line for anything else (a reconstruct checkpoint too)."""
+    return protocol.read_manifest(folder, KIND)
 
 
 def read_history(folder: str | Path) -> list[dict]:
@@ -186,19 +124,14 @@ def load_checkpoint(cls, folder: str | Path | None = None, preset_overrides=None
     """Rebuild a ``cls`` (a SemcomModel) from a checkpoint folder, verifying its content hash."""
     folder = Path(folder) if folder is not None else default_checkpoint()
     manifest = read_manifest(folder)
-    if manifest.get("hash_scheme") not in RUN_RECORDS:
-        raise SemcomError(f"{folder}: saved by an older semcom whose hash leaves out manifest.json; check the "
-                          f"manifest, then re-hash it once: python -m semcom_cli.system.checkpoint --rehash {folder}")
-    digest = checkpoint_hash(folder, manifest)
-    if digest != manifest.get("hash"):
-        raise SemcomError(f"{folder}: checkpoint files do not match the manifest's hash (changed or corrupted)")
+    digest = verified_hash(folder, manifest)
     if not isinstance(manifest.get("preset"), dict) or not isinstance(manifest.get("embed_dim"), int):
         raise SemcomError(f"{folder}/manifest.json: damaged (no preset or embed_dim)")
     preset = preset_from_dict(migrate_saved_preset(manifest["preset"]), f"{folder}/manifest.json")
     preset = apply_overrides(preset, {**(preset_overrides or {}), "device": device})
     model = cls(preset, int(manifest["embed_dim"]))
     for name in cls.PARTS:
-        _load_part(folder, name, getattr(model, name))
+        load_part(folder, name, getattr(model, name), getattr(model, name).config, "preset")
     model.eval()
     model.requires_grad_(False)
     if (folder / "adapter").is_dir():
@@ -215,50 +148,6 @@ def load_checkpoint(cls, folder: str | Path | None = None, preset_overrides=None
     return model
 
 
-def _load_part(folder: Path, name: str, part) -> None:
-    weights = folder / name / "model.safetensors"
-    config_file = folder / name / "config.json"
-    if not weights.is_file() or not config_file.is_file():
-        raise SemcomError(f"{folder}: checkpoint part '{name}' is missing")
-    saved = json.loads(config_file.read_text())
-    saved.pop("class", None)
-    if saved != part.config:
-        raise SemcomError(f"{folder}: part '{name}' was saved with {saved}, the preset builds {part.config}")
-    try:
-        state = load_file(weights, device=str(next(part.parameters()).device))
-        part.load_state_dict(unpack_state(state) if any(k.endswith(INT8_SUFFIX) for k in state) else state,
-                             strict=True)
-    except (SafetensorError, RuntimeError, OSError) as err:
-        raise SemcomError(f"{weights}: cannot load ({str(err).splitlines()[0]})") from None
-
-
-def rehash(folder: str | Path) -> str:
-    """Bring a checkpoint saved before its manifest was hashed to the current scheme (after checking
-    its manifest by eye: from here on an edit of it is detected). Returns the new hash."""
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    if manifest.get("hash_scheme") is None and _files_digest(folder).hexdigest() != manifest.get("hash"):
-        raise SemcomError(f"{folder}: checkpoint files do not match the manifest's hash (changed or corrupted)")
-    manifest["hash_scheme"] = HASH_SCHEME
-    manifest["hash"] = checkpoint_hash(folder, manifest)
-    atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    return manifest["hash"]
-
-
-def record_metrics(folder: str | Path, metrics: dict[str, Any], merge: bool = False) -> str:
-    """Write the figures measured on a checkpoint (and the commands that measured them) into its
-    manifest's ``metrics`` (``merge``: these keys only, the others kept), after checking the
-    checkpoint is intact. The hash leaves them out (scheme 3), so it does not change. Returns the hash."""
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    if manifest.get("hash_scheme") != HASH_SCHEME or checkpoint_hash(folder, manifest) != manifest.get("hash"):
-        raise SemcomError(f"{folder}: not an intact checkpoint of hash scheme {HASH_SCHEME} (re-hash it first)")
-    old = manifest.get("metrics") if merge and isinstance(manifest.get("metrics"), dict) else {}
-    manifest["metrics"] = {**old, **metrics}
-    atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    return manifest["hash"]
-
-
 if __name__ == "__main__":
     import sys
 
@@ -268,7 +157,7 @@ if __name__ == "__main__":
         if len(sys.argv) == 3 and sys.argv[1] == "--rehash":
             print(rehash(sys.argv[2]))
         elif len(sys.argv) == 4 and sys.argv[1] == "--record-metrics":
-            from semcom_cli.core.files import read_json_file
+            from semcom_cli.core.files import read_json_file  # the command line's own needs
 
             print(record_metrics(sys.argv[2], read_json_file(sys.argv[3], "json", "metrics JSON file")))
         else:

@@ -1,9 +1,11 @@
 """The optimiser loop every stage shares, and the state it resumes from.
 
-``Trainer`` holds AdamW on a cosine schedule, the loss log and the stage's own
-generator; it can snapshot all of that (and the global generators) after any step
-as a :class:`ResumeState`, and continue from one to the same weights as a run that
-never stopped. Under ``torchrun`` every process takes its share of each batch.
+``Trainer`` holds AdamW on a schedule (cosine, or one-cycle with a warm-up), optional gradient
+clipping, the loss log and the stage's own generator; it can snapshot all of that (and the global
+generators, and the weights of the modules it is given) after any step as a :class:`ResumeState`,
+and continue from one to the same weights as a run that never stopped. Every stage trains through
+it: the model stages (:mod:`.stages`), the reconstruct line's guide, codec and generative decoder.
+Under ``torchrun`` every process takes its share of each batch.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from semcom_cli.channel import channel_rng_state, set_channel_rng_state
 from semcom_cli.core.distributed import current_shard
 from semcom_cli.core.errors import SemcomError
 
-__all__ = ["Trainer", "ResumeState", "Checkpointing", "StepHook", "optimizer_state", "load_optimizer_state",
-           "final_loss"]
+__all__ = ["Trainer", "Optimisation", "ResumeState", "Checkpointing", "StepHook", "optimizer_state",
+           "load_optimizer_state", "final_loss"]
 
 StepHook = Callable[[int, int, float], None]  # (step, total, loss)
 
@@ -72,15 +74,37 @@ class Checkpointing:
     resume: ResumeState | None = None
 
 
-class Trainer:
-    """AdamW on a cosine schedule, the loss log every stage keeps, and the stage's own
-    generator ``rng``; it can snapshot all of that (and the global generators) after any step."""
+@dataclass(frozen=True)
+class Optimisation:
+    """How a stage steps: AdamW's weight decay, the learning-rate schedule (``cosine`` from ``lr`` down,
+    ``one-cycle`` rising over the first ``warmup`` share of the steps, or ``constant``) and gradient-norm
+    clipping."""
 
-    def __init__(self, params, cfg, rng: random.Random, on_step: StepHook | None,
-                 checkpointing: Checkpointing | None = None):
+    schedule: str = "cosine"
+    weight_decay: float = 0.01  # AdamW's own default
+    warmup: float = 0.05
+    clip: float | None = None
+
+    def build(self, params: list, lr: float, steps: int):
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
+        if self.schedule == "one-cycle":
+            return opt, torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=self.warmup)
+        if self.schedule == "constant":
+            return opt, torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+
+
+class Trainer:
+    """AdamW on a schedule, the loss log every stage keeps, and the stage's own generator ``rng`` (None
+    for a stage that draws each step from its seed and step); it can snapshot all of that (and the
+    global generators, and the weights of ``modules``) after any step. ``cfg`` gives ``steps`` and ``lr``."""
+
+    def __init__(self, params, cfg, rng: random.Random | None, on_step: StepHook | None,
+                 checkpointing: Checkpointing | None = None, optimisation: Optimisation = Optimisation(),
+                 modules: dict[str, torch.nn.Module] | None = None):
         self.params = list(params)
-        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(cfg.steps, 1))
+        self.optimisation, self.modules = optimisation, modules or {}
+        self.opt, self.sched = optimisation.build(self.params, cfg.lr, cfg.steps)
         self.total, self.on_step, self.losses, self.rng = cfg.steps, on_step, [], rng
         self.checkpointing = checkpointing or Checkpointing()
         # Under torchrun every process draws the same batch and computes the loss on its share
@@ -109,13 +133,14 @@ class Trainer:
         loss.backward()
         value = loss.detach().clone()
         if self.shard.world > 1:
-
             # each share's loss is normalised by the whole batch: the sums are the whole batch's
             for p in self.params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
                 dist.all_reduce(p.grad)
             dist.all_reduce(value)
+        if self.optimisation.clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.optimisation.clip)
         self.opt.step()
         self.sched.step()
         self.losses.append(value.item())
@@ -130,8 +155,11 @@ class Trainer:
         channel = channel_rng_state(self.device)
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.channel_torch"] = channel["torch"]
-        meta = {"param_groups": param_groups, "scheduler": self.sched.state_dict(),
-                "losses": list(self.losses), "rng_python": _json_rng(self.rng.getstate()),
+        for name, module in self.modules.items():
+            tensors |= {f"module.{name}.{k}": v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        schedule = {k: v for k, v in self.sched.state_dict().items() if not callable(v)}
+        meta = {"param_groups": param_groups, "scheduler": schedule, "losses": list(self.losses),
+                "rng_python": _json_rng(self.rng.getstate()) if self.rng is not None else None,
                 "rng_channel_python": _json_rng(channel["python"]), "rng_channel_numpy": channel["numpy"]}
         return ResumeState(len(self.losses), tensors, meta)
 
@@ -139,10 +167,14 @@ class Trainer:
         saved = len({name.split(".")[1] for name in state.tensors if name.startswith("optimizer.")})
         if saved not in (0, len(self.params)):
             raise SemcomError(f"the saved run trained {saved} tensors, this stage trains {len(self.params)}")
+        for name, module in self.modules.items():
+            prefix = f"module.{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in state.tensors.items() if k.startswith(prefix)})
         load_optimizer_state(self.opt, state.tensors, state.meta["param_groups"], "optimizer.")
         self.sched.load_state_dict(state.meta["scheduler"])
         self.losses = list(state.meta["losses"])
-        self.rng.setstate(_rng_from_json(state.meta["rng_python"]))
+        if self.rng is not None:
+            self.rng.setstate(_rng_from_json(state.meta["rng_python"]))
         torch.set_rng_state(state.tensors["rng.torch"])
         set_channel_rng_state({"torch": state.tensors["rng.channel_torch"],
                                "python": _rng_from_json(state.meta["rng_channel_python"]),

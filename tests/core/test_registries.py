@@ -82,7 +82,7 @@ def test_presets_accept_registered_names_and_refuse_them_once_gone(toys):
     preset = preset_from_dict({"train": {"channel": {"channels": ["toy-halfgain"]},
                                          "instruct": {"tasks": ["toy-colour"]}}})
     assert preset.train.instruct.tasks == ["toy-colour"]
-    TASKS.pop(ColourQuestion.name)
+    TASKS.unregister(ColourQuestion.name)
     try:
         with pytest.raises(SemcomError, match="must be one of"):
             preset_from_dict({"train": {"instruct": {"tasks": ["toy-colour"]}}})

@@ -149,7 +149,7 @@ def generative_checkpoint(tmp_path_factory):
 def vae_only_checkpoint(generative_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("vae-only") / "scenes"
     shutil.copytree(generative_checkpoint, out)
-    write_checkpoint(out, {}, {}, drop=(("diffusion.safetensors", "image_diffusion"),))
+    write_checkpoint(out, {}, {}, drop=(("diffusion", "image_diffusion"),))
     return out
 
 
@@ -157,8 +157,12 @@ def test_the_stages_write_their_files_settings_and_records(generative_checkpoint
     import json
 
     manifest = json.loads((generative_checkpoint / "manifest.json").read_text())
-    for name in ("vae.safetensors", "diffusion.safetensors", "features.safetensors", "codec.safetensors"):
-        assert (generative_checkpoint / name).is_file()
+    for name in ("vae", "diffusion", "scene_features", "encoder", "decoder", "guide_net", "referent_parser"):
+        assert (generative_checkpoint / name / "config.json").is_file()
+        assert (generative_checkpoint / name / "model.safetensors").is_file()
+    assert json.loads((generative_checkpoint / "vae" / "config.json").read_text()) == {
+        "class": "FastDecoder", "channels": list(TINY_AE.channels), "latent_channels": TINY_AE.latent_channels,
+        "receiver_width": TINY_AE.receiver_width}
     assert manifest["image_vae"]["channels"] == list(TINY_AE.channels)
     assert manifest["image_diffusion"]["steps"] == 3
     assert set(manifest["training"]) >= {"image-vae", "image-diffusion", "scene-features"}
@@ -174,15 +178,16 @@ def test_a_new_vae_drops_the_diffusion_model_it_made_stale(generative_checkpoint
     build_generative("image-vae", out, generative_checkpoint,
                      VaeTrain(steps=2, batch_size=2, pool=4, channels=TINY_AE.channels,
                               receiver_width=TINY_AE.receiver_width))
-    assert (out / "vae.safetensors").is_file() and not (out / "diffusion.safetensors").exists()
-    assert (out / "features.safetensors").is_file()
+    assert (out / "vae").is_dir() and not (out / "diffusion").exists()
+    assert (out / "scene_features").is_dir()
 
 
 def test_vae_training_resumes_exactly(tmp_path):
     from semcom_cli.reconstruct.generative.data import QueryScenePool
     from semcom_cli.reconstruct.generative.train import VaeTrain, train_vae
     from semcom_cli.reconstruct.model import ReconstructModel
-    from semcom_cli.reconstruct.partial import load_state, save_state
+    from semcom_cli.training.partial import load_resume, save_resume
+    from semcom_cli.training.trainer import Checkpointing
 
     pool = QueryScenePool(6)
     table = {t: torch.randn(QUERY_DIM, generator=torch.Generator().manual_seed(len(t))) for t in pool.texts()}
@@ -190,14 +195,15 @@ def test_vae_training_resumes_exactly(tmp_path):
     cfg = VaeTrain(steps=4, batch_size=2, pool=6, channels=TINY_AE.channels, receiver_width=TINY_AE.receiver_width)
     whole = train_vae(cfg, pool, encoder, table)
 
-    def keep(step, modules, optimiser, schedule):
-        save_state(tmp_path, "image-vae", step, modules, optimiser, schedule, {})
-        if step == 2:
+    def keep(state):
+        save_resume(tmp_path, "image-vae", state, settings={})
+        if state.step == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_vae(cfg, pool, encoder, table, save_every=2, on_save=keep)
-    resumed = train_vae(cfg, pool, encoder, table, resume=load_state(tmp_path, "image-vae"))
+        train_vae(cfg, pool, encoder, table, checkpointing=Checkpointing(2, keep))
+    state, _ = load_resume(tmp_path, "image-vae")
+    resumed = train_vae(cfg, pool, encoder, table, checkpointing=Checkpointing(resume=state))
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -289,7 +295,7 @@ def test_the_generative_decoder_on_a_checkpoint_without_one_is_one_line(semcom, 
     bare = tmp_path / "bare"
     shutil.copytree(generative_checkpoint, bare)
     write_checkpoint(bare, {}, {},
-                     drop=(("vae.safetensors", "image_vae"), ("diffusion.safetensors", "image_diffusion")))
+                     drop=(("vae", "image_vae"), ("diffusion", "image_diffusion")))
     received = _packet(tmp_path, semcom, bare)
     for decoder in ("fast", "quality"):
         r = semcom("decode", received, "-c", bare, "--decoder", decoder, "-o", tmp_path / "o.png")
@@ -328,10 +334,10 @@ def test_finetune_adds_a_stage_into_the_checkpoint_it_reads(semcom, tmp_path, ge
     folder = tmp_path / "scenes"
     shutil.copytree(generative_checkpoint, folder)
     monkeypatch.setattr(build, "default_settings", lambda stage: FeatureTrain(steps=2, batch_size=2, pool=4, width=8))
-    before = (folder / "features.safetensors").read_bytes()
+    before = (folder / "scene_features" / "model.safetensors").read_bytes()
     r = semcom("finetune", "--stage", "scene-features", "-c", folder, "-o", folder)
     assert r.exit_code == 0, r.output
-    assert (folder / "features.safetensors").read_bytes() != before and (folder / "vae.safetensors").is_file()
+    assert (folder / "scene_features" / "model.safetensors").read_bytes() != before and (folder / "vae").is_dir()
     assert_clean_failure(semcom("finetune", "--stage", "image-vae", "-o", tmp_path / "new"), "give -c CKPT")
     assert_clean_failure(semcom("finetune", "--stage", "image-diffusion", "-c", folder, "-o", folder,
                                 "--save-every", "0"), "--save-every must be positive")

@@ -160,19 +160,19 @@ def test_every_query_names_its_target_alone():
 def test_codec_training_resumes_exactly(tmp_path):
     from semcom_cli.reconstruct.guidance.train import ScenePool
     from semcom_cli.reconstruct.imaging.train import CodecTrain, train_codec
-    from semcom_cli.reconstruct.partial import load_state, save_state
+    from semcom_cli.training.partial import load_resume, save_resume
+    from semcom_cli.training.trainer import Checkpointing
 
     pool = ScenePool("train", 6)
     cfg = CodecTrain(steps=4, batch_size=2, pool=6, width=16)
-
-    def keep(step, modules, optimiser, schedule):
-        save_state(tmp_path, "image-codec", step, modules, optimiser, schedule, {})
-
-    whole, _ = train_codec(cfg, pool, save_every=2, on_save=keep)
-    resumed, _ = train_codec(cfg, pool, resume=load_state(tmp_path, "image-codec"))
+    keep = Checkpointing(2, lambda state: save_resume(tmp_path, "image-codec", state, settings={}))
+    whole, _ = train_codec(cfg, pool, checkpointing=keep)
+    state, header = load_resume(tmp_path, "image-codec")
+    assert state.step == 2 and header["settings"] == {}
+    resumed, _ = train_codec(cfg, pool, checkpointing=Checkpointing(resume=state))
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
-    with pytest.raises(SemcomError, match="not a partial run of stage guidance"):
-        load_state(tmp_path, "guidance")
+    with pytest.raises(SemcomError, match="is a partial 'image-codec' run, not 'guidance'"):
+        load_resume(tmp_path, "guidance")
 
 
 def test_guidance_training_step_lowers_the_loss():

@@ -1,10 +1,9 @@
-"""The generative decoder's files in a reconstruct checkpoint, each with its settings in the manifest.
+"""The generative decoder's parts in a reconstruct checkpoint (the one checkpoint layout,
+:mod:`semcom_cli.io.checkpoint`), each with its training settings in the manifest::
 
-::
-
-    vae.safetensors        the AutoencoderKL and the posterior network (fast mode); manifest "image_vae"
-    diffusion.safetensors  the conditional UNet (quality mode);                     manifest "image_diffusion"
-    features.safetensors   the scene classifier behind the KID measure;             manifest "scene_features"
+    vae/             the AutoencoderKL and the posterior network (fast mode); manifest "image_vae"
+    diffusion/       the conditional UNet (quality mode);                     manifest "image_diffusion"
+    scene_features/  the scene classifier behind the KID measure;             manifest "scene_features"
 
 Weights are kept as float16 (half the bytes; loaded as float32), the latents' scale as float32.
 A checkpoint may hold the VAE without the UNet: then only ``--decoder fast`` applies.
@@ -16,40 +15,60 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.registry import Registry
+from semcom_cli.io.checkpoint import load_part, save_part
 from semcom_cli.reconstruct.generative.autoencoder import FastDecoder
 from semcom_cli.reconstruct.generative.denoiser import build_scheduler, build_unet
 from semcom_cli.reconstruct.generative.features import FeatureSettings, SceneClassifier
 from semcom_cli.reconstruct.generative.train import DiffusionTrain, FeatureTrain, VaeTrain
 
-__all__ = ["StoredPart", "PARTS", "save_weights", "load_fast", "load_denoiser", "load_features", "settings_of",
-           "as_manifest", "has"]
+__all__ = ["StoredPart", "PARTS", "network_config", "save_stage", "save_weights", "load_fast", "load_denoiser",
+           "load_features", "settings_of", "as_manifest", "has"]
 
 
 @dataclass(frozen=True)
 class StoredPart:
-    """One generative stage's trace in a checkpoint: its weights file, its manifest entry, its settings'
-    type, and the stages its new weights make stale (they were trained on the old ones)."""
+    """One generative stage's trace in a checkpoint: its part (a folder), its manifest entry, its settings'
+    type, the stages its new weights make stale (they were trained on the old ones), and whether it read
+    the codec's symbols (a new codec makes it stale too)."""
 
-    file: str
+    part: str
     manifest_key: str
     settings: type
     stale: tuple[str, ...] = ()
+    reads_codec: bool = False
 
 
 # the generative stages, by stage name, in training order
 PARTS: Registry[StoredPart] = Registry("generative stage")
-PARTS.register("image-vae", StoredPart("vae.safetensors", "image_vae", VaeTrain, stale=("image-diffusion",)))
-PARTS.register("image-diffusion", StoredPart("diffusion.safetensors", "image_diffusion", DiffusionTrain))
-PARTS.register("scene-features", StoredPart("features.safetensors", "scene_features", FeatureTrain))
+PARTS.register("image-vae", StoredPart("vae", "image_vae", VaeTrain, stale=("image-diffusion",), reads_codec=True))
+PARTS.register("image-diffusion", StoredPart("diffusion", "image_diffusion", DiffusionTrain, reads_codec=True))
+PARTS.register("scene-features", StoredPart("scene_features", "scene_features", FeatureTrain))
+
+
+def network_config(stage: str, cfg, latent_channels: int | None = None) -> dict:
+    """The arguments that rebuild a stage's network (its part's ``config.json``), from its settings; the
+    diffusion model's also from the VAE's latent channels."""
+    if stage == "image-vae":
+        return asdict(cfg.autoencoder())
+    if stage == "image-diffusion":
+        d = cfg.denoiser(latent_channels)
+        return {"channels": list(d.channels), "latent_channels": d.latent_channels,
+                "train_timesteps": d.train_timesteps}
+    return {"width": cfg.width}
+
+
+def save_stage(folder: Path, stage: str, module: torch.nn.Module, cfg, latent_channels: int | None = None) -> None:
+    """A trained generative network as its part of ``folder``, in float16."""
+    save_part(Path(folder), PARTS.lookup(stage).part, module, network_config(stage, cfg, latent_channels), "float16")
 
 
 def save_weights(module: torch.nn.Module, path: Path) -> None:
-    """Float weights as float16; one-value tensors (the latents' scale) and integers as they are."""
+    """A network's state alone, float weights as float16 (one-value tensors and integers as they are): what
+    ``benchmarks/generative_gpu.py`` hands back, before ``install_trained`` makes parts of it."""
     tensors = {k: (v.half() if v.is_floating_point() and v.numel() > 1 else v).detach().cpu().contiguous()
                for k, v in module.state_dict().items()}
     save_file(tensors, str(path))
@@ -67,25 +86,19 @@ def settings_of(stage: str, manifest: dict):
                   if k in known})
 
 
-def _load(module: torch.nn.Module, path: Path) -> torch.nn.Module:
-    try:
-        tensors = load_file(str(path))
-        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise SemcomError(f"{path}: not this model's weights ({str(err).splitlines()[0][:100]})") from None
-    return module.eval()
-
-
 def has(folder: Path, manifest: dict, stage: str) -> bool:
     part = PARTS.lookup(stage)
-    return (Path(folder) / part.file).is_file() and part.manifest_key in manifest
+    return (Path(folder) / part.part).is_dir() and part.manifest_key in manifest
 
 
 def load_fast(folder: Path, manifest: dict) -> FastDecoder:
     if not has(folder, manifest, "image-vae"):
         raise SemcomError(f"{folder}: holds no generative decoder (semcom finetune --stage image-vae first; "
                           f"--decoder codec decodes with part 1's decoder)")
-    return _load(FastDecoder(settings_of("image-vae", manifest).autoencoder()), Path(folder) / PARTS["image-vae"].file)
+    cfg = settings_of("image-vae", manifest)
+    fast = FastDecoder(cfg.autoencoder())
+    load_part(Path(folder), PARTS["image-vae"].part, fast, network_config("image-vae", cfg))
+    return fast.eval()
 
 
 def load_denoiser(folder: Path, manifest: dict, latent_channels: int):
@@ -93,9 +106,11 @@ def load_denoiser(folder: Path, manifest: dict, latent_channels: int):
     if not has(folder, manifest, "image-diffusion"):
         raise SemcomError(f"{folder}: holds no diffusion model, so --decoder quality and auto cannot run "
                           f"(semcom finetune --stage image-diffusion adds one; --decoder fast needs none)")
-    settings = settings_of("image-diffusion", manifest).denoiser(latent_channels)
-    unet = _load(build_unet(settings), Path(folder) / PARTS["image-diffusion"].file)
-    return unet, build_scheduler(settings), settings
+    cfg = settings_of("image-diffusion", manifest)
+    settings = cfg.denoiser(latent_channels)
+    unet = build_unet(settings)
+    load_part(Path(folder), PARTS["image-diffusion"].part, unet, network_config("image-diffusion", cfg, latent_channels))
+    return unet.eval(), build_scheduler(settings), settings
 
 
 def load_features(folder: Path, manifest: dict) -> SceneClassifier:
@@ -103,4 +118,6 @@ def load_features(folder: Path, manifest: dict) -> SceneClassifier:
         raise SemcomError(f"{folder}: holds no scene classifier for the KID measure "
                           f"(semcom finetune --stage scene-features)")
     cfg = settings_of("scene-features", manifest)
-    return _load(SceneClassifier(FeatureSettings(cfg.width)), Path(folder) / PARTS["scene-features"].file)
+    net = SceneClassifier(FeatureSettings(cfg.width))
+    load_part(Path(folder), PARTS["scene-features"].part, net, network_config("scene-features", cfg))
+    return net.eval()

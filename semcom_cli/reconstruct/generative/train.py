@@ -12,8 +12,8 @@
    embedding; ROI cells weigh double.
 3. ``scene-features`` (:func:`train_features`): the classifier whose features the KID uses.
 
-Each step draws its batch from generators seeded by (stage, seed, step), so a resumed run goes on
-exactly; ``on_save`` keeps a partial run every ``save_every`` steps.
+Each loop steps through the :class:`~semcom_cli.training.Trainer`; each step draws its batch from
+generators seeded by (stage, seed, step), so a resumed run (``checkpointing``) goes on exactly.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from semcom_cli.reconstruct.generative.autoencoder import LATENT_SIZE, Autoencod
 from semcom_cli.reconstruct.generative.data import QueryScenePool, draw_batch, roi_cells
 from semcom_cli.reconstruct.generative.denoiser import DenoiserSettings, build_scheduler, build_unet, conditioning
 from semcom_cli.reconstruct.generative.features import FeatureSettings, SceneClassifier, scene_labels
+from semcom_cli.training.trainer import Checkpointing, Optimisation, Trainer
 
 __all__ = ["PacketDraw", "VaeTrain", "DiffusionTrain", "FeatureTrain", "train_vae", "train_diffusion",
            "train_features", "measure_scale"]
@@ -82,30 +83,16 @@ class FeatureTrain:
     log_every: int = 100
 
 
-def _optimiser(params, cfg):
-    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-5)
-    # 5 % warm-up; short runs (tests) 30 %, so neither phase of the cycle is empty
+def _trainer(params, cfg, checkpointing: Checkpointing | None, modules: dict) -> Trainer:
+    # one-cycle, 5 % warm-up; short runs (tests) 30 %, so neither phase of the cycle is empty
     warm = 0.05 if cfg.steps >= 40 else 0.3
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, cfg.lr, total_steps=cfg.steps, pct_start=warm)
-    return optimiser, schedule
+    return Trainer(params, cfg, None, None, checkpointing,
+                   Optimisation("one-cycle", weight_decay=1e-5, warmup=warm, clip=1.0), modules)
 
 
-def _resume(resume, modules: dict, optimiser, schedule) -> int:
-    if resume is None:
-        return 1
-    for name, module in modules.items():
-        module.load_state_dict(resume.modules[name])
-    optimiser.load_state_dict(resume.optimiser)
-    schedule.load_state_dict(resume.schedule)
-    return resume.step + 1
-
-
-def _step(loss, params, optimiser, schedule) -> None:
-    optimiser.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    optimiser.step()
-    schedule.step()
+def _logged(on_log, step: int, cfg, trainer: Trainer, started: float) -> None:
+    if on_log and (step % cfg.log_every == 0 or step == cfg.steps):
+        on_log(step, trainer.losses[-1], time.time() - started)
 
 
 def _inside(error: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
@@ -115,7 +102,7 @@ def _inside(error: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
 
 
 def train_vae(cfg: VaeTrain, pool: QueryScenePool, encoder, embed: dict, device: str = "cpu", on_log=None,
-              resume=None, save_every: int = 0, on_save=None, start_from: dict | None = None) -> FastDecoder:
+              checkpointing: Checkpointing | None = None, start_from: dict | None = None) -> FastDecoder:
     """Stage 1: the AutoencoderKL and the receiver's posterior network (``encoder``: part 1's, frozen).
     ``start_from``: the weights of an earlier run to go on from (a new schedule; not a resume)."""
     torch.manual_seed(cfg.seed)
@@ -124,13 +111,11 @@ def train_vae(cfg: VaeTrain, pool: QueryScenePool, encoder, embed: dict, device:
         fast.load_state_dict({k: v.float() for k, v in start_from.items()})
         fast.scale.fill_(1.0)  # trained on unscaled latents; measured again at the end
     fast = fast.to(device)
-    params = list(fast.parameters())
-    optimiser, schedule = _optimiser(params, cfg)
-    first = _resume(resume, {"fast": fast}, optimiser, schedule)
+    trainer = _trainer(list(fast.parameters()), cfg, checkpointing, {"fast": fast})
     encoder.eval().requires_grad_(False)
     fast.train()
     started = time.time()
-    for step in range(first, cfg.steps + 1):
+    for step in range(trainer.start + 1, cfg.steps + 1):
         rng = random.Random(f"vae:{cfg.seed}:{step}")
         b = draw_batch(pool, encoder, embed, cfg, rng, device)
         noise = torch.Generator().manual_seed(rng.randrange(1 << 62))
@@ -145,12 +130,8 @@ def train_vae(cfg: VaeTrain, pool: QueryScenePool, encoder, embed: dict, device:
         loss_spread = 0.5 * (logvar + (mean.detach() - latent).pow(2) / logvar.exp()).mean()
         error = (fast.pixels(mean, clamp=False) - b.images).pow(2).mean(1)
         loss_pixels = error.mean() + _inside(error, b.roi_pixels)
-        loss = loss_image_vae + loss_latent + 0.1 * loss_spread + loss_pixels
-        _step(loss, params, optimiser, schedule)
-        if on_log and (step % cfg.log_every == 0 or step == cfg.steps):
-            on_log(step, loss.item(), time.time() - started)
-        if on_save and save_every and step % save_every == 0 and step < cfg.steps:
-            on_save(step, {"fast": fast}, optimiser, schedule)
+        trainer.step(loss_image_vae + loss_latent + 0.1 * loss_spread + loss_pixels)
+        _logged(on_log, step, cfg, trainer, started)
     fast.eval()
     fast.scale.fill_(measure_scale(fast, pool, device))
     return fast
@@ -165,7 +146,7 @@ def measure_scale(fast: FastDecoder, pool: QueryScenePool, device: str = "cpu", 
 
 
 def train_diffusion(cfg: DiffusionTrain, pool: QueryScenePool, encoder, fast: FastDecoder, embed: dict,
-                    device: str = "cpu", on_log=None, resume=None, save_every: int = 0, on_save=None,
+                    device: str = "cpu", on_log=None, checkpointing: Checkpointing | None = None,
                     start_from: dict | None = None):
     """Stage 2: the conditional UNet (``encoder`` and ``fast`` frozen); ``start_from`` as in :func:`train_vae`."""
     torch.manual_seed(cfg.seed)
@@ -175,14 +156,12 @@ def train_diffusion(cfg: DiffusionTrain, pool: QueryScenePool, encoder, fast: Fa
         unet.load_state_dict({k: v.float() for k, v in start_from.items()})
     unet = unet.to(device)
     alphas = scheduler.alphas_cumprod.to(device)
-    params = list(unet.parameters())
-    optimiser, schedule = _optimiser(params, cfg)
-    first = _resume(resume, {"unet": unet}, optimiser, schedule)
+    trainer = _trainer(list(unet.parameters()), cfg, checkpointing, {"unet": unet})
     encoder.eval().requires_grad_(False)
     fast.eval().requires_grad_(False)
     unet.train()
     started = time.time()
-    for step in range(first, cfg.steps + 1):
+    for step in range(trainer.start + 1, cfg.steps + 1):
         rng = random.Random(f"diffusion:{cfg.seed}:{step}")
         b = draw_batch(pool, encoder, embed, cfg, rng, device)
         noise_gen = torch.Generator().manual_seed(rng.randrange(1 << 62))
@@ -196,36 +175,26 @@ def train_diffusion(cfg: DiffusionTrain, pool: QueryScenePool, encoder, fast: Fa
         roi_plane = roi_cells(b.roi, LATENT_SIZE)
         extra, classes, states = conditioning(mean, logvar, roi_plane, b.snr_db, b.queries)
         predicted = unet(torch.cat([noisy, extra], 1), t, encoder_hidden_states=states, class_labels=classes).sample
-        loss = ((predicted - latent).pow(2) * (1 + roi_plane)).mean()
-        _step(loss, params, optimiser, schedule)
-        if on_log and (step % cfg.log_every == 0 or step == cfg.steps):
-            on_log(step, loss.item(), time.time() - started)
-        if on_save and save_every and step % save_every == 0 and step < cfg.steps:
-            on_save(step, {"unet": unet}, optimiser, schedule)
+        trainer.step(((predicted - latent).pow(2) * (1 + roi_plane)).mean())
+        _logged(on_log, step, cfg, trainer, started)
     unet.eval()
     return unet, settings
 
 
-def train_features(cfg: FeatureTrain, pool: QueryScenePool, device: str = "cpu", on_log=None, resume=None,
-                   save_every: int = 0, on_save=None) -> SceneClassifier:
+def train_features(cfg: FeatureTrain, pool: QueryScenePool, device: str = "cpu", on_log=None,
+                   checkpointing: Checkpointing | None = None) -> SceneClassifier:
     """Stage 3: the scene classifier behind the KID measure."""
     torch.manual_seed(cfg.seed)
     net = SceneClassifier(FeatureSettings(cfg.width)).to(device)
-    params = list(net.parameters())
-    optimiser, schedule = _optimiser(params, cfg)
-    first = _resume(resume, {"net": net}, optimiser, schedule)
+    trainer = _trainer(list(net.parameters()), cfg, checkpointing, {"net": net})
     labels = scene_labels([objs for objs, _ in pool.labels], [photo for _, photo in pool.labels])
     net.train()
     started = time.time()
-    for step in range(first, cfg.steps + 1):
+    for step in range(trainer.start + 1, cfg.steps + 1):
         rng = random.Random(f"features:{cfg.seed}:{step}")
         rows = [rng.randrange(len(pool)) for _ in range(cfg.batch_size)]
         images = pool.images[rows].float().div(255).to(device)
-        loss = F.binary_cross_entropy_with_logits(net.logits(images), labels[rows].to(device))
-        _step(loss, params, optimiser, schedule)
-        if on_log and (step % cfg.log_every == 0 or step == cfg.steps):
-            on_log(step, loss.item(), time.time() - started)
-        if on_save and save_every and step % save_every == 0 and step < cfg.steps:
-            on_save(step, {"net": net}, optimiser, schedule)
+        trainer.step(F.binary_cross_entropy_with_logits(net.logits(images), labels[rows].to(device)))
+        _logged(on_log, step, cfg, trainer, started)
     net.eval()
     return net

@@ -17,12 +17,14 @@ trains in seconds on cached states.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from semcom_cli.data.scenes import REFERENT_VALUES, Referent
+from semcom_cli.training.trainer import Optimisation, Trainer
 
 __all__ = ["ReferentParser", "train_parser", "parse_accuracy", "FIELDS"]
 
@@ -53,25 +55,31 @@ class ReferentParser(nn.Module):
         return [Referent.from_indices(row.tolist()) for row in picks]
 
 
+@dataclass(frozen=True)
+class ParserTrain:
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+
+
 def train_parser(reader, texts: list[str], referents: list[Referent], steps: int = 600, batch_size: int = 64,
                  lr: float = 2e-3, seed: int = 0) -> ReferentParser:
     """Fit the parser to (query text, referent) pairs; the LLM's states of each text are cached by
-    the reader, so a step costs the head alone."""
+    the reader, so a step costs the head alone (seconds in all: no partial runs)."""
+    cfg = ParserTrain(steps, batch_size, lr, seed)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     parser = ReferentParser(reader.dim)
     targets = torch.tensor([r.indices() for r in referents])
-    optimiser = torch.optim.AdamW(parser.parameters(), lr=lr, weight_decay=1e-2)
+    trainer = Trainer(parser.parameters(), cfg, rng, None, optimisation=Optimisation("constant", weight_decay=1e-2))
     reader(list(dict.fromkeys(texts)))  # every text read once, up front
     parser.train()
     for _ in range(steps):
         rows = [rng.randrange(len(texts)) for _ in range(batch_size)]
         states, mask = reader([texts[i] for i in rows])
         logits = parser(states, mask)
-        loss = sum(F.cross_entropy(lg, targets[rows, k]) for k, lg in enumerate(logits))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        trainer.step(sum(F.cross_entropy(lg, targets[rows, k]) for k, lg in enumerate(logits)))
     parser.eval()
     return parser
 

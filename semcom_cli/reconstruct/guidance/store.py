@@ -1,63 +1,67 @@
-"""The guide's weights on disk: ``guidance.safetensors`` (image network ``net.*`` and parser
-``parser.*``) with its settings in the file's metadata, beside the LLM it reads queries with."""
+"""The guide's parts in a reconstruct checkpoint (the one checkpoint layout, :mod:`semcom_cli.io.checkpoint`):
+``guide_net/`` (the image network that marks the referent) and ``referent_parser/`` (the parser of
+SmolLM2's reading of a query), with the training settings and the query layer in the manifest."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
-
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.io.checkpoint import load_part, save_part
 from semcom_cli.reconstruct.guidance.guide import Guide
 from semcom_cli.reconstruct.guidance.model import GuidanceNet
 from semcom_cli.reconstruct.guidance.query import QueryReader
 from semcom_cli.reconstruct.guidance.referent import ReferentParser, train_parser
 from semcom_cli.reconstruct.guidance.train import GuidanceTrain, query_pairs, train_guidance
 
-__all__ = ["GUIDE_FILE", "train_guide", "save_guide", "load_guide"]
+__all__ = ["GUIDE_PARTS", "train_guide", "save_guide", "load_guide", "net_config", "parser_config",
+           "guidance_settings"]
 
-GUIDE_FILE = "guidance.safetensors"
+GUIDE_PARTS = ("guide_net", "referent_parser")
 PARSER_SCENES = 800  # training scenes whose queries teach the parser
 
 
-def train_guide(llm, cfg: GuidanceTrain, on_log=None, **loop) -> Guide:
-    """The parser (seconds) and the image network (the long part; ``loop``: partial-run arguments of
-    :func:`.train.train_guidance`)."""
+def net_config(cfg: GuidanceTrain) -> dict:
+    return {"width": cfg.width}
+
+
+def parser_config(query_dim: int) -> dict:
+    return {"query_dim": query_dim}
+
+
+def guidance_settings(manifest: dict) -> GuidanceTrain:
+    """The guide's training settings as the manifest records them."""
+    return GuidanceTrain(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["guidance"].items()})
+
+
+def train_guide(llm, cfg: GuidanceTrain, on_log=None, checkpointing=None) -> Guide:
+    """The parser (seconds) and the image network (the long part, whose partial runs ``checkpointing``
+    keeps and resumes: :func:`.train.train_guidance`)."""
     reader = QueryReader(llm)
     texts, referents = query_pairs("train", PARSER_SCENES)
     parser = train_parser(reader, texts, referents, seed=cfg.seed)
-    net = train_guidance(cfg, on_log=on_log, **loop)
+    net = train_guidance(cfg, on_log=on_log, checkpointing=checkpointing)
     return Guide(reader, parser, net)
 
 
-def save_guide(folder: Path, guide: Guide, cfg: GuidanceTrain) -> Path:
-    tensors = {f"net.{k}": v.contiguous() for k, v in guide.net.state_dict().items()}
-    tensors |= {f"parser.{k}": v.contiguous() for k, v in guide.parser.state_dict().items()}
-    meta = {"settings": asdict(cfg), "query_layer": guide.reader.layer}
-    path = Path(folder) / GUIDE_FILE
-    tmp = path.with_suffix(".partial")
-    save_file(tensors, str(tmp), metadata={"semcom": json.dumps(meta, sort_keys=True)})
-    tmp.replace(path)
-    return path
+def save_guide(folder: Path, guide: Guide, cfg: GuidanceTrain) -> None:
+    """The guide's two parts into ``folder``."""
+    save_part(Path(folder), "guide_net", guide.net, net_config(cfg))
+    save_part(Path(folder), "referent_parser", guide.parser, parser_config(guide.reader.dim))
 
 
-def load_guide(folder: Path, llm) -> Guide:
-    path = Path(folder) / GUIDE_FILE
-    if not path.is_file():
-        raise SemcomError(f"{folder}: no {GUIDE_FILE} (a reconstruct checkpoint has one: 'make checkpoint-scenes')")
+def load_guide(folder: Path, manifest: dict, llm) -> Guide:
+    folder = Path(folder)
+    if "guidance" not in manifest or not all((folder / name).is_dir() for name in GUIDE_PARTS):
+        raise SemcomError(f"{folder}: holds no guide (a reconstruct checkpoint has one: 'make checkpoint-scenes')")
     try:
-        with safe_open(str(path), "pt") as f:
-            meta = json.loads((f.metadata() or {})["semcom"])
-        tensors = load_file(str(path))
-        cfg = GuidanceTrain(**meta["settings"])
-        net, parser = GuidanceNet(cfg.width), ReferentParser(llm.embed_dim)
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        parser.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("parser.")})
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
-        raise SemcomError(f"{path}: not a guide's weights, or damaged ({str(err).splitlines()[0][:100]})") from None
+        cfg = guidance_settings(manifest)
+        layer = int(manifest["query_layer"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise SemcomError(f"{folder}/manifest.json: the guide's settings are damaged ({err})") from None
+    net, parser = GuidanceNet(cfg.width), ReferentParser(llm.embed_dim)
+    load_part(folder, "guide_net", net, net_config(cfg))
+    load_part(folder, "referent_parser", parser, parser_config(llm.embed_dim))
     net.eval()
     parser.eval()
-    return Guide(QueryReader(llm, layer=int(meta["query_layer"])), parser, net)
+    return Guide(QueryReader(llm, layer=layer), parser, net)

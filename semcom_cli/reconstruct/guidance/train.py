@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from semcom_cli.data.scenes import referring_queries, scene_at
 from semcom_cli.data.scenes.queries import _candidates, _referent
 from semcom_cli.reconstruct.guidance.model import GuidanceNet, iou, iou_by_kind
+from semcom_cli.training.trainer import Checkpointing, Optimisation, Trainer
 
 __all__ = ["GuidanceTrain", "ScenePool", "query_pairs", "train_guidance", "measure_iou"]
 
@@ -95,39 +96,23 @@ def _loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return bce + dice.mean()
 
 
-def train_guidance(cfg: GuidanceTrain, pool: ScenePool | None = None, on_log=None, resume=None, save_every: int = 0,
-                   on_save=None) -> GuidanceNet:
-    """Train the image network; every ``save_every`` steps ``on_save(step, modules, optimiser, schedule,
-    rng_state)`` keeps a partial run, and ``resume`` (:class:`semcom_cli.reconstruct.partial.TrainState`,
-    with the generator's state in its settings) goes on from one."""
+def train_guidance(cfg: GuidanceTrain, pool: ScenePool | None = None, on_log=None,
+                   checkpointing: Checkpointing | None = None) -> GuidanceNet:
+    """Train the image network through the :class:`~semcom_cli.training.Trainer` (its generator, which
+    draws the batches, travels in the resume state); ``checkpointing`` keeps and resumes partial runs."""
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     pool = pool or ScenePool("train", cfg.pool)
     net = GuidanceNet(cfg.width)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-    first = 1
-    if resume is not None:
-        net.load_state_dict(resume.modules["net"])
-        optimiser.load_state_dict(resume.optimiser)
-        schedule.load_state_dict(resume.schedule)
-        version, internal, gauss = resume.settings["rng"]
-        rng.setstate((version, tuple(internal), gauss))
-        first = resume.step + 1
+    trainer = Trainer(net.parameters(), cfg, rng, None, checkpointing,
+                      Optimisation("one-cycle", weight_decay=1e-4, warmup=0.05, clip=1.0), {"net": net})
     net.train()
     started = time.time()
-    for step in range(first, cfg.steps + 1):
+    for step in range(trainer.start + 1, cfg.steps + 1):
         images, referents, masks = pool.batch([rng.randrange(len(pool.images)) for _ in range(cfg.batch_size)], rng)
-        loss = _loss(net(images, referents), masks)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        optimiser.step()
-        schedule.step()
+        trainer.step(_loss(net(images, referents), masks))
         if on_log and (step % cfg.log_every == 0 or step == cfg.steps):
-            on_log(step, loss.item(), time.time() - started)
-        if on_save and save_every and step % save_every == 0 and step < cfg.steps:
-            on_save(step, {"net": net}, optimiser, schedule, rng.getstate())
+            on_log(step, trainer.losses[-1], time.time() - started)
     net.eval()
     return net
 

@@ -20,8 +20,11 @@ import torch
 from semcom_cli.io.patches import allocate, box_of_mask
 from semcom_cli.reconstruct.guidance.train import ScenePool
 from semcom_cli.reconstruct.imaging.codec import DualPathEncoder, ImageDecoder, normalise_power, sent_mask
+from semcom_cli.training.trainer import Checkpointing, Optimisation, Trainer
 
-__all__ = ["CodecTrain", "train_codec", "draw_packets", "awgn"]
+__all__ = ["CodecTrain", "train_codec", "draw_packets", "awgn", "CODEC_OPTIMISATION"]
+
+CODEC_OPTIMISATION = Optimisation("one-cycle", weight_decay=1e-5, warmup=0.05, clip=1.0)
 
 
 @dataclass(frozen=True)
@@ -61,28 +64,20 @@ def awgn(x: torch.Tensor, snr_db: torch.Tensor, sent: torch.Tensor, generator: t
     return (x + std * torch.randn(x.shape, generator=generator).to(x.device)) * sent
 
 
-def train_codec(cfg: CodecTrain, pool: ScenePool | None = None, on_log=None, resume=None, save_every: int = 0,
-                on_save=None) -> tuple[DualPathEncoder, ImageDecoder]:
-    """Train the codec; every ``save_every`` steps ``on_save(step, modules, optimiser, schedule)`` keeps a
-    partial run, and ``resume`` (a :class:`.partial.TrainState`) goes on from one."""
+def train_codec(cfg: CodecTrain, pool: ScenePool | None = None, on_log=None,
+                checkpointing: Checkpointing | None = None) -> tuple[DualPathEncoder, ImageDecoder]:
+    """Train the codec through the :class:`~semcom_cli.training.Trainer`; ``checkpointing`` keeps a partial
+    run every so many steps and goes on from one. ``on_log(step, loss, seconds)`` every ``log_every`` steps."""
     torch.manual_seed(cfg.seed)
     pool = pool or ScenePool("train", cfg.pool, referents=False)
     encoder, decoder = DualPathEncoder(cfg.width), ImageDecoder(cfg.width)
     params = list(encoder.parameters()) + list(decoder.parameters())
-    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-5)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-    modules = {"encoder": encoder, "decoder": decoder}
-    first = 1
-    if resume is not None:
-        for name, m in modules.items():
-            m.load_state_dict(resume.modules[name])
-        optimiser.load_state_dict(resume.optimiser)
-        schedule.load_state_dict(resume.schedule)
-        first = resume.step + 1
+    trainer = Trainer(params, cfg, None, None, checkpointing, CODEC_OPTIMISATION,
+                      {"encoder": encoder, "decoder": decoder})
     encoder.train()
     decoder.train()
     started = time.time()
-    for step in range(first, cfg.steps + 1):
+    for step in range(trainer.start + 1, cfg.steps + 1):
         rng = random.Random(f"codec:{cfg.seed}:{step}")  # each step's draws from (seed, step): resumes exactly
         noise = torch.Generator().manual_seed(rng.randrange(1 << 62))
         rows = [rng.randrange(len(pool.images)) for _ in range(cfg.batch_size)]
@@ -95,15 +90,9 @@ def train_codec(cfg: CodecTrain, pool: ScenePool | None = None, on_log=None, res
         error = (out - images).pow(2).mean(1)  # [B, 64, 64]
         inside = roi_pixels.float()
         loss = error.mean() + ((error * inside).flatten(1).sum(1) / inside.flatten(1).sum(1).clamp_min(1)).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimiser.step()
-        schedule.step()
+        trainer.step(loss)
         if on_log and (step % cfg.log_every == 0 or step == cfg.steps):
-            on_log(step, loss.item(), time.time() - started)
-        if on_save and save_every and step % save_every == 0 and step < cfg.steps:
-            on_save(step, modules, optimiser, schedule)
+            on_log(step, trainer.losses[-1], time.time() - started)
     encoder.eval()
     decoder.eval()
     return encoder, decoder
