@@ -24,7 +24,7 @@ from semcom_cli.core.resources import default_checkpoint
 from semcom_cli.data.easyvqa import EasyVQA
 from semcom_cli.evaluation import Point, Settings, evaluate_point
 from semcom_cli.system import SemcomModel
-from semcom_cli.training import train_channel
+from semcom_cli.training.stages import train_channel
 
 
 def with_codec_width(model: SemcomModel, symbols_per_token: int) -> SemcomModel:

@@ -40,7 +40,7 @@ def test_data():
 
 
 def _train_tiny(folder: Path, data, seed: int) -> Path:
-    from semcom_cli.training import run_stage
+    from semcom_cli.training.stages import run_stage
 
     model, llm = tiny_model(seed)
     history = [run_stage(stage, model, llm, data) for stage in ("align", "channel", "instruct")]

@@ -143,3 +143,15 @@ def test_help_answers_without_importing_torch(command):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "NO-TORCH 0", out.stderr[-500:]
     assert "Usage" in out.stdout
+
+
+def test_the_gpu_training_script_needs_no_presets_files_or_channel_library():
+    """benchmarks/generative_gpu.py runs on a lent GPU with torch and diffusers carried: its imports must not
+    reach pydantic, yaml or Sionna (the light modules it uses stay light)."""
+    script = ("import runpy, sys\n"
+              "for name in ('pydantic', 'yaml', 'sionna', 'transformers', 'flwr', 'faiss'):\n"
+              "    sys.modules[name] = None\n"
+              "runpy.run_path('benchmarks/generative_gpu.py', run_name='imported')\n"
+              "print('imported')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.stdout.strip() == "imported", out.stderr[-800:]

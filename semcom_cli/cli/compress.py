@@ -33,7 +33,7 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Seed of the validation sample, calibration and channel."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ):
-    from semcom_cli.compression.recipe import candidate_recipes
+    from semcom_cli.compression.recipe import RECIPES
     from semcom_cli.compression.search import NoCandidateFits, compress_checkpoint
     from semcom_cli.core.errors import SemcomError
     from semcom_cli.core.limits import MAX_SEED, check_output
@@ -50,14 +50,10 @@ def run(
     read_manifest(source)  # one line now for a folder that is not a checkpoint
     chosen_recipes = None
     if recipes is not None:
-        known = {r.name: r for r in candidate_recipes()}
         names = parse_names(recipes)
         if not names:
-            raise SemcomError(f"--recipes names no recipe (choose from: {', '.join(known)})")
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise SemcomError(f"unknown recipe '{unknown[0]}' (choose from: {', '.join(known)})")
-        chosen_recipes = [known[n] for n in names]
+            raise SemcomError(f"--recipes names no recipe (choose from: {', '.join(RECIPES)})")
+        chosen_recipes = [RECIPES.lookup(n) for n in names]
     try:
         with console.status("compressing", spinner="dots"):
             # progress lines on a terminal only: in a log, the error (if any) stays the one line

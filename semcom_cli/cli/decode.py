@@ -60,7 +60,7 @@ def run(
     device: Optional[str] = device_option(),
 ):
     from semcom_cli.core.limits import check_output, check_question
-    from semcom_cli.io import read_semantic
+    from semcom_cli.io.semantic import read_semantic
     from semcom_cli.link.receiver import decode_file
     from semcom_cli.system import SemcomModel
 

@@ -109,7 +109,7 @@ def run(
     from semcom_cli.core.limits import check_output
 
     check_output(output, [source, checkpoint_folder(checkpoint)])
-    from semcom_cli.io import write_semantic
+    from semcom_cli.io.semantic import write_semantic
     from semcom_cli.link.transmitter import encode_at_rate, encode_single
     from semcom_cli.system import SemcomModel
 
@@ -252,7 +252,7 @@ def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optiona
     from semcom_cli.core.files import read_input_bytes
     from semcom_cli.core.limits import check_output
     from semcom_cli.data.easyvqa import image_from_bytes
-    from semcom_cli.io import write_semantic
+    from semcom_cli.io.semantic import write_semantic
     from semcom_cli.reconstruct.model import ReconstructModel
     from semcom_cli.reconstruct.packets import check_query, encode_image_file
 

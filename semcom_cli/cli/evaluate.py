@@ -38,6 +38,8 @@ def _uses(text: str) -> list:
     return out
 
 
+_DEFAULT_USERS = "1,2,4,8"
+_DEFAULT_SCENARIOS = "same-scene,same-objects,same-color,same-shape,unrelated,distinct"
 _FLAGS = {"tasks": "--task", "snrs": "--snr", "channels": "--channel", "channel_uses": "--channel-uses",
           "methods": "--method", "limit": "--limit", "seed": "--seed", "batch_size": "--batch-size",
           "image_codec": "--image-codec", "mcs": "--mcs", "target_accuracy": "--target-accuracy"}
@@ -77,8 +79,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the results JSON to stdout."),
     share: bool = typer.Option(False, "--share", help="Multi-user sharing: channel uses and accuracy of "
                                                       "public+private against separate sending."),
-    users: str = typer.Option("1,2,4,8", "--users", help="--share: comma list of users per group (1 to 8)."),
-    scenario: str = typer.Option("same-scene,same-objects,same-color,same-shape,unrelated,distinct", "--scenario",
+    users: str = typer.Option(_DEFAULT_USERS, "--users", help="--share: comma list of users per group (1 to 8)."),
+    scenario: str = typer.Option(_DEFAULT_SCENARIOS, "--scenario",
                                  help="--share: comma list of scenarios (how related the users' scenes are)."),
     threshold: Optional[float] = typer.Option(None, "--threshold",
                                               help="--share: relative distance under which tokens are shared."),
@@ -99,42 +101,31 @@ def run(
     device: Optional[str] = device_option(),
 ):
     from semcom_cli.core.errors import SemcomError
+    from semcom_cli.evaluation.sweeps import check_options, pick_sweep
 
-    if method is not None and "rag" in parse_names(method):
-        others = [flag for flag, value in (("--share", share), ("--preset", preset), ("--resume", resume),
-                                           ("--plot", plot), ("--mlp-checkpoint", mlp_checkpoint),
-                                           ("--channel-uses", channel_uses), ("--image-codec", image_codec),
-                                           ("--mcs", mcs), ("--target-accuracy", target_accuracy),
-                                           ("--roi-share", roi_share), ("--background", background), ("--vqa", vqa),
-                                           ("--decoder", decoder), ("--steps", steps))
-                  if value]
-        if others:
-            raise SemcomError(f"--method rag does not take {', '.join(others)}")
+    options = {"--task": task, "--snr": snr, "--channel": channel, "--channel-uses": channel_uses, "--method": method,
+               "--target-accuracy": target_accuracy, "--limit": limit, "--seed": seed, "--batch-size": batch_size,
+               "--image-codec": image_codec, "--mcs": mcs, "--preset": preset, "--checkpoint": checkpoint,
+               "--mlp-checkpoint": mlp_checkpoint, "--output": output, "--resume": resume, "--plot": plot,
+               "--json": as_json, "--share": share, "--users": users != _DEFAULT_USERS,
+               "--scenario": scenario != _DEFAULT_SCENARIOS, "--threshold": threshold, "--roi-share": roi_share,
+               "--background": background, "--vqa": vqa, "--decoder": decoder, "--steps": steps, "--k": k != 3,
+               "--corpus-users": corpus_users != 8, "--device": device}
+    sweep = pick_sweep(parse_names(task or ""), parse_names(method or ""), share)
+    check_options(sweep, [flag for flag, value in options.items() if value is not None and value is not False])
+    if sweep == "rag":
         from semcom_cli.cli.evaluate_rag import rag_sweep
 
         rag_sweep(checkpoint, task, parse_names(method), channel, snr, limit, seed, batch_size, k, corpus_users,
                   output, as_json, device)
         return
-    if task is not None and "reconstruct" in parse_names(task):
+    if sweep == "reconstruct":
         from semcom_cli.cli.evaluate_reconstruct import run_from_flags
 
-        others = [flag for flag, value in (("--share", share), ("--preset", preset), ("--resume", resume),
-                                           ("--plot", plot), ("--mlp-checkpoint", mlp_checkpoint),
-                                           ("--target-accuracy", target_accuracy), ("--threshold", threshold))
-                  if value]
         run_from_flags(task, snr, channel, channel_uses, method, limit, seed, batch_size, image_codec, mcs, checkpoint,
-                       output, as_json, roi_share, background, vqa, others, decoder, steps)
+                       output, as_json, roi_share, background, vqa, decoder, steps)
         return
-    for flag, value in (("--roi-share", roi_share), ("--background", background), ("--vqa", vqa),
-                        ("--decoder", decoder), ("--steps", steps)):
-        if value:
-            raise SemcomError(f"{flag} is for --task reconstruct")
-    if share:
-        if preset or plot or resume or method or mlp_checkpoint or image_codec or mcs \
-                or target_accuracy is not None:
-            raise SemcomError("--share takes --task, --scenario, --users, --channel, --snr, --channel-uses (one "
-                              "budget per user), --limit (groups), --seed, --threshold, --batch-size, --checkpoint, "
-                              "--output, --json")
+    if sweep == "share":
         from semcom_cli.cli.evaluate_share import share_sweep
 
         share_sweep(checkpoint, task or "vqa", scenario, users, channel or "awgn", snr or "0",

@@ -32,10 +32,7 @@ def _print_table(doc: dict) -> None:
 
 
 def run_from_flags(task, snr, channel, channel_uses, method, limit, seed, batch_size, image_codec, mcs, checkpoint,
-                   output, as_json, roi_share, background, vqa, other_flags: list[str], decoder=None,
-                   steps=None) -> None:
-    if other_flags:
-        raise SemcomError(f"{', '.join(other_flags)} do not apply to --task reconstruct")
+                   output, as_json, roi_share, background, vqa, decoder=None, steps=None) -> None:
     if parse_names(task) != ["reconstruct"]:
         raise SemcomError("--task reconstruct is evaluated on its own (its items are scenes, not easy-vqa)")
     budgets = []

@@ -38,7 +38,7 @@ def run(
             chosen = (m.get("metrics") or {}).get("compression", {})
             data["measured"] = next((r for r in chosen.get("table", []) if r.get("name") == chosen.get("chosen")), None)
     else:
-        from semcom_cli.io import FORMAT, FORMAT_VERSION, read_semantic
+        from semcom_cli.io.semantic import FORMAT, FORMAT_VERSION, read_semantic
 
         sem = read_semantic(path)
         data = {"format": FORMAT, "format_version": FORMAT_VERSION, **sem.header.to_json()}

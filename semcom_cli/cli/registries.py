@@ -18,10 +18,12 @@ NAME = "list"
 def load_all() -> dict:
     """Every registry by the name ``semcom list`` shows it under, after importing the parts that fill them."""
     from semcom_cli.channel import CHANNELS
+    from semcom_cli.compression.recipe import RECIPES
     from semcom_cli.evaluation.methods import METHODS
     from semcom_cli.evaluation.metrics import METRICS
     from semcom_cli.evaluation.rag import RAG_METHODS
     from semcom_cli.evaluation.reconstruct import RECONSTRUCT_METHODS
+    from semcom_cli.evaluation.sweeps import SWEEPS
     from semcom_cli.federated import run as _federated  # noqa: F401  (registers its stage)
     from semcom_cli.link.rate.policy import RATE_METHODS
     from semcom_cli.models.projector import PROJECTORS
@@ -33,13 +35,15 @@ def load_all() -> dict:
 
     return {"channels": CHANNELS, "tasks": TASKS, "methods": METHODS, "metrics": METRICS, "stages": STAGES,
             "projectors": PROJECTORS, "rate-methods": RATE_METHODS, "decoders": DECODERS,
-            "reconstruct-methods": RECONSTRUCT_METHODS, "retrieval-methods": RAG_METHODS}
+            "reconstruct-methods": RECONSTRUCT_METHODS, "retrieval-methods": RAG_METHODS,
+            "compression-recipes": RECIPES, "sweeps": SWEEPS}
 
 
 def _describe(entry) -> str:
     if isinstance(entry, str):
         return entry
-    text = getattr(entry, "summary", None) or (entry.__doc__ or "").strip().splitlines()[0:1]
+    text = getattr(entry, "summary", None) or getattr(entry, "notes", None) or \
+        (entry.__doc__ or "").strip().splitlines()[0:1]
     return text if isinstance(text, str) else (text[0] if text else "")
 
 

@@ -17,7 +17,7 @@ from semcom_cli.core.files import partial_path, refuse_foreign_partial
 
 def resume_from(output: Path, stage: str, overrides: dict, device: str | None = None):
     """(model, resume state, history) of the partial run beside ``output``."""
-    from semcom_cli.training import load_partial
+    from semcom_cli.training.partial import load_partial
 
     given = [flag for flag, value in overrides.items() if value is not None]
     if given:
@@ -30,7 +30,9 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
 
     from semcom_cli.core.distributed import current_shard
     from semcom_cli.data.easyvqa import EasyVQA
-    from semcom_cli.training import Checkpointing, run_stage, save_partial
+    from semcom_cli.training.partial import save_partial
+    from semcom_cli.training.stages import run_stage
+    from semcom_cli.training.trainer import Checkpointing
 
     cfg = getattr(model.preset.train, stage)
     if output.exists() and not (output / "manifest.json").is_file():

@@ -46,7 +46,7 @@ def run(
     if len(channels) > 1:
         raise SemcomError("one file goes over one channel: give one --channel")
     snr_db = check_snr(snr)
-    from semcom_cli.io import read_semantic, write_semantic
+    from semcom_cli.io.semantic import read_semantic, write_semantic
     from semcom_cli.link.transmit import transmit_file
 
     check_output(output, [input])
@@ -56,7 +56,7 @@ def run(
 
 def _transmit_share(folder: Path, output: Path, snrs: list[float], channels: list, seed: int) -> None:
     from semcom_cli.core.limits import check_output, check_outputs
-    from semcom_cli.io import write_semantic
+    from semcom_cli.io.semantic import write_semantic
     from semcom_cli.link.share_set import (
         PUBLIC_NAME,
         private_name,

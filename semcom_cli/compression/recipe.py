@@ -1,14 +1,17 @@
 """A compression recipe: what is done to the receiver's LLM (and how the checkpoint's parts are stored).
 
-Recipes are plain, named values; ``compress`` measures each candidate and keeps one. They compose:
-a vocabulary cut, whole transformer layers removed, int8 storage, int8 compute.
+Recipes are plain, named values, registered in :data:`RECIPES` (the default search, in order);
+``compress`` measures each candidate and keeps one. They compose: a vocabulary cut, whole transformer
+layers removed, int8 storage, int8 compute.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["Recipe", "candidate_recipes"]
+from semcom_cli.core.registry import Registry
+
+__all__ = ["Recipe", "RECIPES", "candidate_recipes"]
 
 
 @dataclass(frozen=True)
@@ -41,20 +44,25 @@ class Recipe:
         return asdict(self)
 
 
+RECIPES: Registry[Recipe] = Registry("recipe")
+for _recipe in (
+    Recipe("int8-storage", weights="int8", notes="int8 weights on disk, float32 in memory and compute"),
+    Recipe("int8-dynamic", weights="int8", compute="int8",
+           notes="every linear layer int8 (weights, and activations per call), after smoothing"),
+    Recipe("int8-dynamic-mixed", weights="int8", compute="int8", float_linears=0.1,
+           notes="int8 compute but for the 10 % of linear layers it hurts most (measured on calibration)"),
+    Recipe("vocab-8k", vocab=8192, notes="the commonest 8,192 BPE tokens + the task set's, float32"),
+    Recipe("int8+vocab-8k", weights="int8", compute="int8", vocab=8192),
+    Recipe("int8-mixed+vocab-8k", weights="int8", compute="int8", float_linears=0.1, vocab=8192),
+    Recipe("int8+vocab-4k", weights="int8", compute="int8", vocab=4096),
+    Recipe("int8+vocab-8k-drop10%", weights="int8", compute="int8", vocab=8192, drop_layers=0.1,
+           notes="and the 10 % least influential layers removed (no recovery training)"),
+    Recipe("int8+vocab-8k-drop10%+lora", weights="int8", compute="int8", vocab=8192, drop_layers=0.1,
+           recovery_steps=30, notes="the same, then 30 LoRA steps recover what the layers did"),
+):
+    RECIPES.register(_recipe.name, _recipe)
+
+
 def candidate_recipes() -> list[Recipe]:
-    """The default search: each method alone, then combined."""
-    return [
-        Recipe("int8-storage", weights="int8", notes="int8 weights on disk, float32 in memory and compute"),
-        Recipe("int8-dynamic", weights="int8", compute="int8",
-               notes="every linear layer int8 (weights, and activations per call), after smoothing"),
-        Recipe("int8-dynamic-mixed", weights="int8", compute="int8", float_linears=0.1,
-               notes="int8 compute but for the 10 % of linear layers it hurts most (measured on calibration)"),
-        Recipe("vocab-8k", vocab=8192, notes="the commonest 8,192 BPE tokens + the task set's, float32"),
-        Recipe("int8+vocab-8k", weights="int8", compute="int8", vocab=8192),
-        Recipe("int8-mixed+vocab-8k", weights="int8", compute="int8", float_linears=0.1, vocab=8192),
-        Recipe("int8+vocab-4k", weights="int8", compute="int8", vocab=4096),
-        Recipe("int8+vocab-8k-drop10%", weights="int8", compute="int8", vocab=8192, drop_layers=0.1,
-               notes="and the 10 % least influential layers removed (no recovery training)"),
-        Recipe("int8+vocab-8k-drop10%+lora", weights="int8", compute="int8", vocab=8192, drop_layers=0.1,
-               recovery_steps=30, notes="the same, then 30 LoRA steps recover what the layers did"),
-    ]
+    """The default search: each method alone, then combined (every registered recipe, in order)."""
+    return RECIPES.values()

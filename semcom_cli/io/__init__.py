@@ -1,16 +1,4 @@
-"""File formats between stages: the semantic file with its typed header (:mod:`.semantic`) and the patch
-layout an image packet's header implies (:mod:`.patches`). Writing them atomically is :mod:`semcom_cli.core.files`."""
-
-from semcom_cli.io.semantic import (
-                                    FORMAT,
-                                    FORMAT_VERSION,
-                                    Header,
-                                    SemanticFile,
-                                    check_checkpoint,
-                                    encode_header,
-                                    read_semantic,
-                                    write_semantic,
-)
-
-__all__ = ["FORMAT", "FORMAT_VERSION", "Header", "SemanticFile", "read_semantic", "write_semantic",
-           "check_checkpoint", "encode_header"]
+"""File formats between stages and on disk: the semantic file with its typed header (:mod:`.semantic`), the patch
+layout an image packet's header implies (:mod:`.patches`), and the one checkpoint protocol (:mod:`.checkpoint`).
+Writing files atomically is :mod:`semcom_cli.core.files`. Import the module you need: the patch layout stays light
+(no pydantic), which the GPU training script relies on."""

@@ -11,7 +11,7 @@ import torch
 
 from semcom_cli.channel import gain_from_real
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.io import SemanticFile, check_checkpoint
+from semcom_cli.io.semantic import SemanticFile, check_checkpoint
 from semcom_cli.link.share_set import receive_share_user
 from semcom_cli.models.codebook import CAPTIONS, caption_scores
 from semcom_cli.retrieval.retriever import read_with_retrieval, receive_packets

@@ -10,7 +10,7 @@ import torch
 from semcom_cli.channel import Channel, check_snr, gain_to_real, seed_channel, send_repeated
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import check_seed
-from semcom_cli.io import SemanticFile
+from semcom_cli.io.semantic import SemanticFile
 
 __all__ = ["transmit_file"]
 

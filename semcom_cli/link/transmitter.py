@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from semcom_cli.io import SemanticFile, encode_header
+from semcom_cli.io.semantic import SemanticFile, encode_header
 from semcom_cli.link.rate.packets import budget_for, default_method, packet_importance, plan_copies
 from semcom_cli.link.rate.shared import share_copies
 from semcom_cli.link.share_set import build_share_files

@@ -14,9 +14,8 @@ from torch.nn.functional import avg_pool2d
 from semcom_cli.channel import gain_from_real
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import check_question
-from semcom_cli.io import SemanticFile
 from semcom_cli.io.patches import IMAGE_SIZE, PATCH, check_budget, check_roi_share, roi_box
-from semcom_cli.io.semantic import Header
+from semcom_cli.io.semantic import Header, SemanticFile
 from semcom_cli.reconstruct.generative.decoder import check_budget_ms, check_decoder, check_steps, embed_queries
 from semcom_cli.reconstruct.imaging.pipeline import (
     METHODS,

@@ -1,9 +1,4 @@
-"""Training: the stage registry (every stage by name; the reconstruct and federated parts add theirs), the
-model stages (align, channel, instruct, rate, corpus, retrieval), the loop they share, and partial runs."""
-
-from semcom_cli.training.partial import load_partial, save_partial
-from semcom_cli.training.stages import STAGES, Stage, run_stage, train_align, train_channel, train_instruct, train_rate
-from semcom_cli.training.trainer import Checkpointing, ResumeState, StepHook, Trainer
-
-__all__ = ["STAGES", "Stage", "run_stage", "train_align", "train_channel", "train_instruct", "train_rate", "Trainer",
-           "ResumeState", "Checkpointing", "StepHook", "save_partial", "load_partial"]
+"""Training: the stage registry (every stage by name; the reconstruct and federated parts add theirs) and the
+model stages (:mod:`.stages`), the one loop's Trainer (:mod:`.trainer`), and the one partial-run format
+(:mod:`.partial`). Import the module you need: the Trainer stays light (no presets, no checkpoint code),
+which the GPU training script relies on."""

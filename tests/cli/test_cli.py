@@ -38,7 +38,7 @@ def test_encode_writes_power_normalised_symbols(semcom, encoded, tiny_checkpoint
     assert meta["checkpoint"] == "tiny-a" and len(meta["checkpoint_hash"]) == 64
     assert meta["tensors"]["symbols"] == [2, 2, 2]  # tiny: 2 tokens × 2 complex symbols
     assert meta["channel_uses"] == 4 and meta["role"] == "private"
-    from semcom_cli.io import read_semantic
+    from semcom_cli.io.semantic import read_semantic
 
     symbols = read_semantic(str(encoded)).tensors["symbols"]
     assert abs(symbols.pow(2).sum(-1).mean().item() - 1.0) < 1e-5
@@ -67,7 +67,7 @@ def test_a_per_symbol_fading_file_carries_a_gain_per_symbol_and_decodes(semcom, 
     # a block-fading file with a per-symbol gain (or the other way round) does not fit its channel
     from safetensors.torch import load_file, save_file
 
-    from semcom_cli.io import read_semantic
+    from semcom_cli.io.semantic import read_semantic
     sem = read_semantic(str(rx))
     bad = tmp_path / "bad.safetensors"
     header = {"format": "semcom-semantic", "format_version": 1, **sem.header.to_json(), "channel": "rayleigh"}
@@ -239,7 +239,9 @@ def test_align_resumes_a_killed_run_to_the_same_checkpoint(semcom, train_data, t
     from semcom_cli.models.llm import load_backbone
     from semcom_cli.system import SemcomModel
     from semcom_cli.system.checkpoint import read_manifest
-    from semcom_cli.training import Checkpointing, run_stage, save_partial
+    from semcom_cli.training.partial import save_partial
+    from semcom_cli.training.stages import run_stage
+    from semcom_cli.training.trainer import Checkpointing
 
     whole = tmp_path / "whole" / "ck"  # the same name: a checkpoint's name is part of what its hash covers
     assert semcom("align", "-p", "tiny", "-o", whole, "--steps", "6", "--save-every", "2").exit_code == 0

@@ -86,7 +86,7 @@ def world(tmp_path_factory, tiny_checkpoint, sample_png) -> World:
     model.preset = apply_overrides(model.preset, {"train.instruct.tasks": ["vqa"]})
     narrow = root / "narrow"
     model.save_pretrained(narrow)
-    from semcom_cli.io import read_semantic
+    from semcom_cli.io.semantic import read_semantic
 
     return World(root, tiny_checkpoint, narrow, png, encoded, received, share,
                  read_semantic(str(encoded)).header.checkpoint_hash, _hash(narrow))

@@ -57,7 +57,7 @@ def test_a_registered_task_and_channel_run_through_evaluate(toys, semcom, tiny_c
 
 
 def test_a_registered_channel_transmits_and_is_recorded(toys, semcom, tiny_checkpoint, sample_png, tmp_path):
-    from semcom_cli.io import read_semantic
+    from semcom_cli.io.semantic import read_semantic
 
     enc, rx = tmp_path / "enc.sem", tmp_path / "rx.sem"
     # the tiny checkpoint's LLM was not tuned on the toy task: encoding for it is refused, vqa goes through

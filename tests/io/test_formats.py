@@ -6,7 +6,7 @@ from safetensors.torch import save
 
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import atomic_write_bytes
-from semcom_cli.io import Header, SemanticFile, read_semantic, write_semantic
+from semcom_cli.io.semantic import Header, SemanticFile, read_semantic, write_semantic
 
 
 def _header(stage="encode", **fields):

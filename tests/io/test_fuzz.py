@@ -15,7 +15,7 @@ from safetensors.torch import save
 
 from semcom_cli.config.preset import preset_from_dict
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.io import SemanticFile
+from semcom_cli.io.semantic import SemanticFile
 
 # Derandomized: CI runs the same 300 cases every time, so a red run is reproducible and not luck.
 # To explore new cases locally: SEMCOM_FUZZ_EXAMPLES=5000 SEMCOM_FUZZ_RANDOM=1 pytest tests/io/test_fuzz.py

@@ -180,7 +180,7 @@ def rated_checkpoint(tmp_path_factory, tiny_checkpoint, train_data):
     from semcom_cli.evaluation.rate_table import measure_rate_table
     from semcom_cli.system import SemcomModel
     from semcom_cli.system.checkpoint import read_manifest, record_metrics
-    from semcom_cli.training import run_stage
+    from semcom_cli.training.stages import run_stage
 
     model = SemcomModel.from_pretrained(tiny_checkpoint, {"train.rate.steps": 4, "train.rate.batch_size": 8})
     history = read_manifest(tiny_checkpoint)["training"]["stages"]
@@ -275,7 +275,7 @@ def test_auto_without_a_rate_table_is_refused(semcom, tiny_checkpoint, sample_pn
 
 
 def test_a_forged_copies_header_is_refused(semcom, rated_checkpoint, sample_png, tmp_path):
-    from semcom_cli.io import read_semantic, write_semantic
+    from semcom_cli.io.semantic import read_semantic, write_semantic
 
     enc = tmp_path / "enc.safetensors"
     assert semcom("encode", sample_png, "--task", "vqa", "-o", enc, "-c", rated_checkpoint,

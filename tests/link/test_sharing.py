@@ -234,7 +234,7 @@ def share_set(semcom, tiny_checkpoint, images, tmp_path) -> Path:
 
 
 def _meta(path: Path) -> dict:
-    from semcom_cli.io import read_semantic
+    from semcom_cli.io.semantic import read_semantic
 
     return read_semantic(str(path)).header.to_json()
 

@@ -201,7 +201,7 @@ def _packet_file(method="importance"):
 
 @pytest.mark.parametrize("method", ["importance", "uniform"])
 def test_a_packet_file_round_trips_and_is_checked(method, tmp_path):
-    from semcom_cli.io import read_semantic, write_semantic
+    from semcom_cli.io.semantic import read_semantic, write_semantic
 
     sem, info = _packet_file(method)
     assert sem.header.channel_uses == 512 and sem.tensors["symbols"].shape == (512, 1, 2)
@@ -215,8 +215,7 @@ def test_a_packet_file_round_trips_and_is_checked(method, tmp_path):
 @pytest.mark.parametrize("damage", ["no_image", "bad_method", "bad_share", "wrong_length", "side_mismatch",
                                     "query_on_vqa"])
 def test_a_damaged_reconstruct_header_is_refused(damage, tmp_path):
-    from semcom_cli.io import read_semantic
-    from semcom_cli.io.semantic import SemanticFile
+    from semcom_cli.io.semantic import SemanticFile, read_semantic
 
     sem, _ = _packet_file()
     header, symbols = sem.header, sem.tensors["symbols"]

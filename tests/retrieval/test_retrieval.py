@@ -202,7 +202,7 @@ def rag_checkpoint(tmp_path_factory, tiny_checkpoint):
     """The tiny checkpoint through the corpus and retrieval stages."""
     from semcom_cli.data.easyvqa import EasyVQA
     from semcom_cli.system import SemcomModel
-    from semcom_cli.training import run_stage
+    from semcom_cli.training.stages import run_stage
 
     data = EasyVQA.load("train")
     model = SemcomModel.from_pretrained(tiny_checkpoint)
@@ -225,7 +225,7 @@ def test_the_retrieval_stage_trains_the_adapter_with_entries_in_the_prompt(rag_c
 
     from semcom_cli.data.easyvqa import EasyVQA
     from semcom_cli.system import SemcomModel
-    from semcom_cli.training import run_stage
+    from semcom_cli.training.stages import run_stage
 
     monkeypatch.setattr(prompting, "build_inputs", spy)
     model = SemcomModel.from_pretrained(rag_checkpoint, {"train.retrieval.steps": 3})

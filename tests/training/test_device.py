@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 
 def test_one_training_step_on_the_gpu(train_data):
     from semcom_cli.config.preset import apply_overrides
-    from semcom_cli.training import run_stage
+    from semcom_cli.training.stages import run_stage
 
     model, llm = tiny_model(seed=0)
     model.preset = apply_overrides(model.preset, {"device": "cuda", "train.channel.steps": 1})

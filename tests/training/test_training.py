@@ -10,7 +10,7 @@ from semcom_cli.channel import make_channel, seed_channel
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import checkpoint_hash
-from semcom_cli.training import run_stage
+from semcom_cli.training.stages import run_stage
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,8 @@ class _Killed(Exception):
 
 @pytest.mark.parametrize("stage", ["align", "channel", "instruct", "corpus", "retrieval"])
 def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
-    from semcom_cli.training import Checkpointing, load_partial, save_partial
+    from semcom_cli.training.partial import load_partial, save_partial
+    from semcom_cli.training.trainer import Checkpointing
 
     def prepared():
         """A tiny model ready for ``stage`` (the earlier stages run), saved and reloaded."""
@@ -192,7 +193,8 @@ def test_a_killed_run_resumes_to_the_same_weights(train_data, tmp_path, stage):
 
 
 def test_partial_run_of_another_stage_refused(train_data, tmp_path):
-    from semcom_cli.training import Checkpointing, load_partial, save_partial
+    from semcom_cli.training.partial import load_partial, save_partial
+    from semcom_cli.training.trainer import Checkpointing
 
     model, llm = tiny_model(seed=5)
     saved = []
