@@ -117,4 +117,4 @@ bench-cli: setup
 	$(PY) benchmarks/cli_times.py -o $(RUNS)/cli-times.json
 
 clean:
-	rm -rf $(RUNS) .pytest_cache
+	rm -rf $(RUNS) .pytest_cache build

@@ -6,8 +6,9 @@ so that it ends within its seconds. Needs only torch, diffusers, numpy, Pillow, 
 the photographs) and safetensors, so it runs on a machine without the rest of semcom's dependencies;
 the query embeddings come from a table made beforehand (``--make-table`` here, with MiniLM).
 ``python benchmarks/generative_gpu.py --out DIR`` writes ``fast.safetensors``, ``unet.safetensors``,
-``features.safetensors`` and ``settings.json``; ``semcom finetune --stage image-generative-import``
-puts them into a reconstruct checkpoint.
+``features.safetensors`` and ``settings.json``;
+``semcom_cli.reconstruct.generative_stages.install_trained(CHECKPOINT, DIR)`` makes them the generative
+parts of a reconstruct checkpoint.
 """
 
 from __future__ import annotations

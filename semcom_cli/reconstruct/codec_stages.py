@@ -12,12 +12,13 @@ from pathlib import Path
 from semcom_cli.config.preset import load_preset
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import partial_path
+from semcom_cli.io.checkpoint import read_manifest
 from semcom_cli.models.llm import load_backbone
 from semcom_cli.reconstruct.generative.store import PARTS
 from semcom_cli.reconstruct.guidance.store import GUIDE_PARTS, save_guide, train_guide
 from semcom_cli.reconstruct.guidance.train import GuidanceTrain
 from semcom_cli.reconstruct.imaging.train import CodecTrain, train_codec
-from semcom_cli.reconstruct.model import LLM_PRESET, codec_settings, save_codec, write_checkpoint
+from semcom_cli.reconstruct.model import KIND, LLM_PRESET, codec_settings, save_codec, write_checkpoint
 from semcom_cli.training.partial import load_resume, save_resume
 from semcom_cli.training.stages import STAGES, Stage
 from semcom_cli.training.trainer import Checkpointing
@@ -33,6 +34,8 @@ def _start(output: Path, stage: str, resume: bool, settings: dict):
         return partial, state, header.get("settings", settings)
     if output.exists() and not (output / "manifest.json").is_file():
         raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
+    if output.exists():
+        read_manifest(output, KIND)  # before the training, not after it: a reconstruct checkpoint of this layout
     shutil.rmtree(partial, ignore_errors=True)
     return partial, None, settings
 
@@ -62,6 +65,7 @@ def build_guidance(output: Path, cfg, resume: bool = False, save_every: int = 25
 def build_codec(output: Path, source: Path | None, cfg: CodecTrain, resume: bool = False, save_every: int = 250,
                 on_log=None) -> str:
     if source is not None and Path(source).resolve() != Path(output).resolve() and not resume:
+        read_manifest(Path(source), KIND)
         if not all((Path(source) / name).is_dir() for name in GUIDE_PARTS):
             raise SemcomError(f"{source}: holds no guide (semcom finetune --stage guidance -o {source} first)")
         if output.exists():

@@ -69,6 +69,13 @@ def convert(folder: str | Path, output: str | Path | None = None) -> str:
         raise SemcomError(f"{folder}: its files do not match the manifest's hash (damaged or edited); not converted")
     if output != folder and output.exists():
         raise SemcomError(f"{output}: exists; give a new folder (or none, to convert in place)")
+    try:
+        return _convert(folder, output, old)
+    except (KeyError, TypeError, ValueError) as err:  # a manifest or file the old semcom did not write
+        raise SemcomError(f"{folder}: damaged, not converted ({type(err).__name__}: {str(err)[:80]})") from None
+
+
+def _convert(folder: Path, output: Path, old: dict) -> str:
     with staged_folder(output) as tmp:
         if (folder / "guidance.safetensors").is_file():
             tensors = _tensors(folder / "guidance.safetensors")

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from semcom_cli.channel import channel_rng_state, set_channel_rng_state
-from semcom_cli.core.distributed import current_shard
+from semcom_cli.core.distributed import Shard, current_shard
 from semcom_cli.core.errors import SemcomError
 
 __all__ = ["Trainer", "Optimisation", "ResumeState", "Checkpointing", "StepHook", "optimizer_state",
@@ -97,20 +97,27 @@ class Optimisation:
 class Trainer:
     """AdamW on a schedule, the loss log every stage keeps, and the stage's own generator ``rng`` (None
     for a stage that draws each step from its seed and step); it can snapshot all of that (and the
-    global generators, and the weights of ``modules``) after any step. ``cfg`` gives ``steps`` and ``lr``."""
+    global generators, and the weights of ``modules``) after any step. ``cfg`` gives ``steps`` and ``lr``.
+
+    ``shared_batches``: under ``torchrun`` the processes share each batch (:meth:`rows`) and their
+    gradients are summed; a stage that does not split its batches trains the same step in every process.
+    ``channel_generators``: the channel's generators travel in the snapshot (the stages that send
+    through the channel; the image stages draw their noise from their own seeded generators)."""
 
     def __init__(self, params, cfg, rng: random.Random | None, on_step: StepHook | None,
                  checkpointing: Checkpointing | None = None, optimisation: Optimisation = Optimisation(),
-                 modules: dict[str, torch.nn.Module] | None = None):
+                 modules: dict[str, torch.nn.Module] | None = None, shared_batches: bool = True,
+                 channel_generators: bool = True):
         self.params = list(params)
         self.optimisation, self.modules = optimisation, modules or {}
+        self.channel_generators = channel_generators
         self.opt, self.sched = optimisation.build(self.params, cfg.lr, cfg.steps)
         self.total, self.on_step, self.losses, self.rng = cfg.steps, on_step, [], rng
         self.checkpointing = checkpointing or Checkpointing()
         # Under torchrun every process draws the same batch and computes the loss on its share
         # (rows()), normalised by the whole batch; gradients and losses are summed across processes,
         # so every process takes the single-process step.
-        self.shard = current_shard()
+        self.shard = current_shard() if shared_batches else Shard.single()
         self.device = self.params[0].device if self.params else torch.device("cpu")
         if self.checkpointing.resume is not None:
             try:
@@ -152,15 +159,17 @@ class Trainer:
 
     def snapshot(self) -> ResumeState:
         tensors, param_groups = optimizer_state(self.opt, "optimizer.")
-        channel = channel_rng_state(self.device)
         tensors["rng.torch"] = torch.get_rng_state()
-        tensors["rng.channel_torch"] = channel["torch"]
+        channel = channel_rng_state(self.device) if self.channel_generators else None
+        if channel is not None:
+            tensors["rng.channel_torch"] = channel["torch"]
         for name, module in self.modules.items():
             tensors |= {f"module.{name}.{k}": v.detach().cpu().clone() for k, v in module.state_dict().items()}
         schedule = {k: v for k, v in self.sched.state_dict().items() if not callable(v)}
         meta = {"param_groups": param_groups, "scheduler": schedule, "losses": list(self.losses),
                 "rng_python": _json_rng(self.rng.getstate()) if self.rng is not None else None,
-                "rng_channel_python": _json_rng(channel["python"]), "rng_channel_numpy": channel["numpy"]}
+                **({"rng_channel_python": _json_rng(channel["python"]), "rng_channel_numpy": channel["numpy"]}
+                   if channel is not None else {})}
         return ResumeState(len(self.losses), tensors, meta)
 
     def _restore(self, state: ResumeState) -> None:
@@ -176,9 +185,10 @@ class Trainer:
         if self.rng is not None:
             self.rng.setstate(_rng_from_json(state.meta["rng_python"]))
         torch.set_rng_state(state.tensors["rng.torch"])
-        set_channel_rng_state({"torch": state.tensors["rng.channel_torch"],
-                               "python": _rng_from_json(state.meta["rng_channel_python"]),
-                               "numpy": state.meta["rng_channel_numpy"]}, self.device)
+        if self.channel_generators:
+            set_channel_rng_state({"torch": state.tensors["rng.channel_torch"],
+                                   "python": _rng_from_json(state.meta["rng_channel_python"]),
+                                   "numpy": state.meta["rng_channel_numpy"]}, self.device)
 
 
 def _json_rng(state: tuple) -> list:

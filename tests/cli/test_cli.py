@@ -276,7 +276,7 @@ def test_resume_without_a_partial_run(semcom, tiny_checkpoint, tmp_path):
 
 
 def test_partial_run_written_while_training_and_removed_after(semcom, tiny_checkpoint, tmp_path, monkeypatch):
-    import semcom_cli.training as checkpoint
+    import semcom_cli.training.partial as checkpoint
 
     seen = []
     real = checkpoint.save_partial

@@ -87,7 +87,8 @@ def _trainer(params, cfg, checkpointing: Checkpointing | None, modules: dict) ->
     # one-cycle, 5 % warm-up; short runs (tests) 30 %, so neither phase of the cycle is empty
     warm = 0.05 if cfg.steps >= 40 else 0.3
     return Trainer(params, cfg, None, None, checkpointing,
-                   Optimisation("one-cycle", weight_decay=1e-5, warmup=warm, clip=1.0), modules)
+                   Optimisation("one-cycle", weight_decay=1e-5, warmup=warm, clip=1.0), modules,
+                   shared_batches=False, channel_generators=False)
 
 
 def _logged(on_log, step: int, cfg, trainer: Trainer, started: float) -> None:

@@ -72,7 +72,8 @@ def train_parser(reader, texts: list[str], referents: list[Referent], steps: int
     rng = random.Random(seed)
     parser = ReferentParser(reader.dim)
     targets = torch.tensor([r.indices() for r in referents])
-    trainer = Trainer(parser.parameters(), cfg, rng, None, optimisation=Optimisation("constant", weight_decay=1e-2))
+    trainer = Trainer(parser.parameters(), cfg, rng, None, optimisation=Optimisation("constant", weight_decay=1e-2),
+                      shared_batches=False, channel_generators=False)
     reader(list(dict.fromkeys(texts)))  # every text read once, up front
     parser.train()
     for _ in range(steps):

@@ -105,7 +105,8 @@ def train_guidance(cfg: GuidanceTrain, pool: ScenePool | None = None, on_log=Non
     pool = pool or ScenePool("train", cfg.pool)
     net = GuidanceNet(cfg.width)
     trainer = Trainer(net.parameters(), cfg, rng, None, checkpointing,
-                      Optimisation("one-cycle", weight_decay=1e-4, warmup=0.05, clip=1.0), {"net": net})
+                      Optimisation("one-cycle", weight_decay=1e-4, warmup=0.05, clip=1.0), {"net": net},
+                      shared_batches=False, channel_generators=False)
     net.train()
     started = time.time()
     for step in range(trainer.start + 1, cfg.steps + 1):

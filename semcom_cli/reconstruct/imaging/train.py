@@ -73,7 +73,7 @@ def train_codec(cfg: CodecTrain, pool: ScenePool | None = None, on_log=None,
     encoder, decoder = DualPathEncoder(cfg.width), ImageDecoder(cfg.width)
     params = list(encoder.parameters()) + list(decoder.parameters())
     trainer = Trainer(params, cfg, None, None, checkpointing, CODEC_OPTIMISATION,
-                      {"encoder": encoder, "decoder": decoder})
+                      {"encoder": encoder, "decoder": decoder}, shared_batches=False, channel_generators=False)
     encoder.train()
     decoder.train()
     started = time.time()
