@@ -2,8 +2,9 @@
 
 The same loops as ``semcom finetune --stage image-vae | image-diffusion | scene-features`` (the CPU
 recipe), with a larger pool and batch: each stage first times a few steps, then sets its step count
-so that it ends within its seconds. Needs only torch, diffusers, numpy, Pillow, scikit-image (for
-the photographs) and safetensors, so it runs on a machine without the rest of semcom's dependencies;
+so that it ends within its seconds. Needs only torch, diffusers, pydantic (the stages' settings), numpy,
+Pillow, scikit-image (for the photographs) and safetensors, so it runs on a machine without the rest of
+semcom's dependencies;
 the query embeddings come from a table made beforehand (``--make-table`` here, with MiniLM).
 ``python benchmarks/generative_gpu.py --out DIR`` writes ``fast.safetensors``, ``unet.safetensors``,
 ``features.safetensors`` and ``settings.json``;
@@ -18,7 +19,6 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -69,11 +69,11 @@ def part1_encoder(folder: Path, device: str) -> DualPathEncoder:
 
 def timed_steps(train, cfg, seconds: float, probe: int = 8) -> tuple[int, float]:
     """Steps that fit ``seconds``: time ``probe`` steps after as many warm-up ones."""
-    train(replace(cfg, steps=probe, log_every=10**9))
+    train(cfg.model_copy(update={"steps": probe, "log_every": 10**9}))
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     began = time.time()
-    train(replace(cfg, steps=probe, log_every=10**9))
+    train(cfg.model_copy(update={"steps": probe, "log_every": 10**9}))
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     per_step = (time.time() - began) / probe
@@ -140,19 +140,19 @@ def main() -> None:
         records["init"] = json.loads((args.init / "settings.json").read_text())
     vae = VaeTrain(batch_size=args.batch_size, pool=args.pool, lr=1e-3 * args.lr_scale, log_every=200)
     steps, per_step = timed_steps(lambda c: train_vae(c, pool, encoder, table, device), vae, args.seconds[0])
-    vae = replace(vae, steps=steps)
+    vae = vae.model_copy(update={"steps": steps})
     t = time.time()
     fast = train_vae(vae, pool, encoder, table, device, on_log("vae"), start_from=start.get("fast"))
-    records["image-vae"] = {"settings": asdict(vae), "seconds": round(time.time() - t, 1),
+    records["image-vae"] = {"settings": vae.model_dump(mode="json"), "seconds": round(time.time() - t, 1),
                             "probe_seconds_per_step": per_step, "scale": float(fast.scale)}
     diffusion = DiffusionTrain(batch_size=args.batch_size, pool=args.pool, lr=5e-4 * args.lr_scale, log_every=200)
     steps, per_step = timed_steps(lambda c: train_diffusion(c, pool, encoder, fast, table, device), diffusion,
                                   args.seconds[1])
-    diffusion = replace(diffusion, steps=steps)
+    diffusion = diffusion.model_copy(update={"steps": steps})
     t = time.time()
     unet, _ = train_diffusion(diffusion, pool, encoder, fast, table, device, on_log("diffusion"),
                               start_from=start.get("unet"))
-    records["image-diffusion"] = {"settings": asdict(diffusion), "seconds": round(time.time() - t, 1),
+    records["image-diffusion"] = {"settings": diffusion.model_dump(mode="json"), "seconds": round(time.time() - t, 1),
                                   "probe_seconds_per_step": per_step}
     if args.skip_features:
         records["scene-features"] = records["init"]["scene-features"]
@@ -160,10 +160,10 @@ def main() -> None:
     else:
         features = FeatureTrain(batch_size=args.batch_size, pool=args.pool, lr=2e-3, log_every=200)
         steps, per_step = timed_steps(lambda c: train_features(c, pool, device), features, args.seconds[2])
-        features = replace(features, steps=steps)
+        features = features.model_copy(update={"steps": steps})
         t = time.time()
         net = train_features(features, pool, device, on_log("features"))
-        records["scene-features"] = {"settings": asdict(features), "seconds": round(time.time() - t, 1),
+        records["scene-features"] = {"settings": features.model_dump(mode="json"), "seconds": round(time.time() - t, 1),
                                      "probe_seconds_per_step": per_step}
 
     from semcom_cli.reconstruct.generative.store import save_weights

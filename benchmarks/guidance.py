@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,10 +49,10 @@ def main() -> None:
         guide = train_guide(llm, cfg, on_log=lambda step, loss, s: print(
             f"step {step}/{cfg.steps} loss {loss:.4f} {s:.0f} s", file=sys.stderr, flush=True))
         save_guide(args.output, guide, cfg)
-        (args.output / "guide.json").write_text(json.dumps({"guidance": asdict(cfg), "query_layer": guide.reader.layer}))
+        (args.output / "guide.json").write_text(json.dumps({"guidance": cfg.model_dump(mode="json"), "query_layer": guide.reader.layer}))
     trained = time.time() - started
     results = {split: measure_iou(guide, split, args.count, args.seed) for split in ("val", "test")}
-    doc = {"settings": asdict(cfg), "train_seconds": round(trained, 1), "results": results,
+    doc = {"settings": cfg.model_dump(mode="json"), "train_seconds": round(trained, 1), "results": results,
            "parameters": sum(p.numel() for p in guide.net.parameters()), "versions": versions(),
            "query_layer": guide.reader.layer}
     (args.output / "guidance.json").write_text(json.dumps(doc, indent=2) + "\n")

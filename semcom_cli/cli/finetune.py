@@ -82,9 +82,8 @@ def run(
 
 def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], steps: Optional[int],
                        batch_size: Optional[int], lr: Optional[float], save_every: Optional[int], resume: bool) -> None:
-    from dataclasses import replace
-
     from semcom_cli.cli.common import console, progress_bar
+    from semcom_cli.config.base import with_changes
     from semcom_cli.core.limits import check_output
     from semcom_cli.reconstruct.codec_stages import build_codec, build_guidance
     from semcom_cli.reconstruct.generative_stages import build_generative, default_settings
@@ -108,7 +107,7 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
         cfg = default_settings(stage)
     else:
         cfg = (GuidanceTrain() if stage == "guidance" else CodecTrain())
-    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = with_changes(cfg, "flags", **{k: v for k, v in overrides.items() if v is not None})
     adds_to_input = checkpoint is not None and Path(checkpoint).resolve() == Path(output).resolve()
     if not resume and not adds_to_input:  # -c X -o X adds the stage to X (written atomically)
         check_output(output, [checkpoint], folder=True)

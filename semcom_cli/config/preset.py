@@ -9,16 +9,16 @@ dotted keys (``train.channel.steps=5``).
 
 from __future__ import annotations
 
-import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from semcom_cli.channel import CHANNELS
 from semcom_cli.channel.rician import DEFAULT_K
+from semcom_cli.config.base import Strict, first_error_line, short_repr
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import read_input_bytes
 from semcom_cli.core.limits import MAX_SEED
@@ -79,10 +79,6 @@ TrainTaskName = Annotated[str, registered(lambda: _tasks(trainable=True))]
 ChannelName = Annotated[str, registered(_channels)]
 NoisyChannelName = Annotated[str, registered(lambda: _channels(noisy_only=True))]
 ProjectorName = Annotated[str, registered(_projectors)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
 
 class TinyLLM(Strict):
@@ -359,26 +355,6 @@ def migrate_saved_preset(data: dict[str, Any]) -> dict[str, Any]:
         if isinstance(data.get(section), dict):
             data[section].pop(name, None)
     return data
-
-
-def short_repr(value, limit: int = 60) -> str:
-    """repr() cut to ``limit`` characters: an error line stays one short line whatever the input."""
-    short = reprlib.Repr()
-    short.maxlevel, short.maxstring, short.maxother, short.maxlist, short.maxdict = 2, limit, limit, 4, 4
-    text = short.repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def first_error_line(err: ValidationError, source: str) -> str:
-    e = err.errors(include_input=True)[0]
-    field = ".".join(str(p) for p in e["loc"])[:80] or "(top level)"
-    got = short_repr(e.get("input"))
-    if e["type"] == "extra_forbidden":
-        return f"{source}: unknown field '{field}'"
-    if e["type"] in ("literal_error", "choice"):
-        allowed = e.get("ctx", {}).get("expected", "")
-        return f"{source}: field '{field}' must be one of {allowed} (got {got})"
-    return f"{source}: field '{field}': {e['msg'][:120]} (got {got})"
 
 
 def preset_from_dict(data: dict[str, Any], source: str = "preset") -> Preset:

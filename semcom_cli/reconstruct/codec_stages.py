@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
+from semcom_cli.config.base import settings_from
 from semcom_cli.config.preset import load_preset
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import partial_path
@@ -46,17 +46,17 @@ def _checkpointing(partial: Path, stage: str, state, save_every: int, settings: 
 
 
 def build_guidance(output: Path, cfg, resume: bool = False, save_every: int = 250, on_log=None) -> str:
-    partial, state, settings = _start(output, "guidance", resume, asdict(cfg))
-    cfg = GuidanceTrain(**settings)
+    partial, state, settings = _start(output, "guidance", resume, cfg.model_dump(mode="json"))
+    cfg = settings_from(GuidanceTrain, settings, "guidance settings")
     started = time.time()
     guide = train_guide(load_backbone(load_preset(LLM_PRESET).backbone), cfg, on_log,
-                        _checkpointing(partial, "guidance", state, save_every, asdict(cfg)))
+                        _checkpointing(partial, "guidance", state, save_every, cfg.model_dump(mode="json")))
     partial.mkdir(parents=True, exist_ok=True)
     save_guide(partial, guide, cfg)
     summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1),
                "resumed_at": state.step if state else None}
     digest = write_checkpoint(output, {name: partial / name for name in GUIDE_PARTS},
-                              {"guidance": asdict(cfg), "query_layer": guide.reader.layer,
+                              {"guidance": cfg.model_dump(mode="json"), "query_layer": guide.reader.layer,
                                "training": {"guidance": summary}})
     shutil.rmtree(partial, ignore_errors=True)
     return digest
@@ -72,7 +72,7 @@ def build_codec(output: Path, source: Path | None, cfg: CodecTrain, resume: bool
             raise SemcomError(f"{output}: exists; give a new folder, or the same folder as -c to add the codec")
         shutil.copytree(source, output)
     partial, state, settings = _start(output, "image-codec", resume, codec_settings(cfg))
-    cfg = CodecTrain(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+    cfg = settings_from(CodecTrain, settings, "image-codec settings")
     started = time.time()
     encoder, decoder = train_codec(cfg, on_log=on_log,
                                    checkpointing=_checkpointing(partial, "image-codec", state, save_every,

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from semcom_cli.config.base import settings_from
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import partial_path
 from semcom_cli.models.embedding import embed_sentences
@@ -84,7 +85,7 @@ def build_generative(stage: str, output: Path, source: Path | None, cfg, resume:
     partial = partial_path(output)
     if resume:
         state, header = load_resume(partial, stage)
-        cfg = type(cfg)(**{k: tuple(v) if isinstance(v, list) else v for k, v in header["settings"].items()})
+        cfg = settings_from(type(cfg), header["settings"], f"{partial}: settings")
     else:
         state = None
         shutil.rmtree(partial, ignore_errors=True)

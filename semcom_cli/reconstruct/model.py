@@ -21,9 +21,9 @@ the layout before parts had folders is converted once: ``python -m semcom_cli.re
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, fields
 from pathlib import Path
 
+from semcom_cli.config.base import settings_from
 from semcom_cli.config.preset import load_preset
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.resources import default_checkpoint
@@ -127,9 +127,7 @@ class ReconstructModel:
         if need_codec:
             if not all((folder / name).is_dir() for name in CODEC_PARTS) or "codec" not in manifest:
                 raise SemcomError(f"{folder}: holds no image codec yet (semcom finetune --stage image-codec)")
-            known = {f.name for f in fields(CodecTrain)}
-            cfg = CodecTrain(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in manifest["codec"].items() if k in known})
+            cfg = settings_from(CodecTrain, manifest["codec"], f"{folder}/manifest.json: codec", known_only=True)
             encoder, decoder = DualPathEncoder(cfg.width), ImageDecoder(cfg.width)
             load_part(folder, "encoder", encoder, codec_config(cfg))
             load_part(folder, "decoder", decoder, codec_config(cfg))
@@ -158,4 +156,4 @@ class ReconstructModel:
 
 
 def codec_settings(cfg: CodecTrain) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    return cfg.model_dump(mode="json")

@@ -2,7 +2,6 @@
 stream, its files and training stages, and each bad input. Tiny random codecs; the real checkpoint's
 figures are measured by benchmarks/reconstruct.py and checked in test_reconstruct_real.py."""
 
-from dataclasses import replace
 
 import pytest
 import torch
@@ -180,7 +179,7 @@ def test_guidance_training_step_lowers_the_loss():
 
     pool = ScenePool("train", 8)
     losses = []
-    train_guidance(replace(GuidanceTrain(), steps=30, batch_size=8, pool=8, lr=3e-3, log_every=1), pool,
+    train_guidance(GuidanceTrain(steps=30, batch_size=8, pool=8, lr=3e-3, log_every=1), pool,
                    on_log=lambda step, loss, s: losses.append(loss))
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
 

@@ -11,12 +11,13 @@ A checkpoint may hold the VAE without the UNet: then only ``--decoder fast`` app
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from semcom_cli.config.base import settings_from
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.registry import Registry
 from semcom_cli.io.checkpoint import load_part, save_part
@@ -75,15 +76,13 @@ def save_weights(module: torch.nn.Module, path: Path) -> None:
 
 
 def as_manifest(cfg) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    return cfg.model_dump(mode="json")
 
 
 def settings_of(stage: str, manifest: dict):
-    """The stage's training settings from the manifest (unknown keys ignored, lists back to tuples)."""
+    """The stage's training settings from the manifest (keys a later semcom added ignored)."""
     part = PARTS.lookup(stage)
-    known = {f.name for f in fields(part.settings)}
-    return part.settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest[part.manifest_key].items()
-                  if k in known})
+    return settings_from(part.settings, manifest[part.manifest_key], f"manifest: {part.manifest_key}", known_only=True)
 
 
 def has(folder: Path, manifest: dict, stage: str) -> bool:

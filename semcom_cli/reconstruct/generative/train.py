@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 
 import torch
+from pydantic import PositiveFloat, PositiveInt
 from torch.nn import functional as F
 
+from semcom_cli.config.base import StageSettings
 from semcom_cli.reconstruct.generative.autoencoder import LATENT_SIZE, AutoencoderSettings, FastDecoder
 from semcom_cli.reconstruct.generative.data import QueryScenePool, draw_batch, roi_cells
 from semcom_cli.reconstruct.generative.denoiser import DenoiserSettings, build_scheduler, build_unet, conditioning
@@ -35,52 +36,48 @@ __all__ = ["PacketDraw", "VaeTrain", "DiffusionTrain", "FeatureTrain", "train_va
            "train_features", "measure_scale"]
 
 
-@dataclass(frozen=True)
-class PacketDraw:
-    steps: int = 3000
-    batch_size: int = 16
-    lr: float = 1e-3
-    pool: int = 4000
+class PacketDraw(StageSettings):
+    steps: PositiveInt = 3000
+    batch_size: PositiveInt = 16
+    lr: PositiveFloat = 1e-3
+    pool: PositiveInt = 4000
     seed: int = 0
     budgets: tuple[int, ...] = (256, 512, 1024)
     roi_share_range: tuple[float, float] = (0.3, 0.9)
     snr_range: tuple[float, float] = (-5.0, 20.0)
     unguided: float = 0.3     # packets without guidance (no box, no query)
     no_query: float = 0.1     # guided packets whose query the receiver is not told
-    log_every: int = 100
+    log_every: PositiveInt = 100
 
 
-@dataclass(frozen=True)
 class VaeTrain(PacketDraw):
     kl_weight: float = 1e-6
     channels: tuple[int, ...] = (16, 32, 64)
-    latent_channels: int = 4
-    receiver_width: int = 32
+    latent_channels: PositiveInt = 4
+    receiver_width: PositiveInt = 32
 
     def autoencoder(self) -> AutoencoderSettings:
         return AutoencoderSettings(tuple(self.channels), self.latent_channels, self.receiver_width)
 
 
-@dataclass(frozen=True)
 class DiffusionTrain(PacketDraw):
-    steps: int = 3000
-    lr: float = 5e-4
+    steps: PositiveInt = 3000
+    lr: PositiveFloat = 5e-4
     channels: tuple[int, ...] = (64, 128)
-    train_timesteps: int = 1000
+    train_timesteps: PositiveInt = 1000
 
     def denoiser(self, latent_channels: int) -> DenoiserSettings:
         return DenoiserSettings(tuple(self.channels), latent_channels, self.train_timesteps)
 
 
-@dataclass(frozen=True)
-class FeatureTrain:
-    steps: int = 600
-    batch_size: int = 32
-    lr: float = 2e-3
-    pool: int = 4000
+class FeatureTrain(StageSettings):
+    steps: PositiveInt = 600
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 2e-3
+    pool: PositiveInt = 4000
     seed: int = 0
-    width: int = 32
-    log_every: int = 100
+    width: PositiveInt = 32
+    log_every: PositiveInt = 100
 
 
 def _trainer(params, cfg, checkpointing: Checkpointing | None, modules: dict) -> Trainer:

@@ -17,12 +17,13 @@ trains in seconds on cached states.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
+from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 from torch.nn import functional as F
 
+from semcom_cli.config.base import StageSettings
 from semcom_cli.data.scenes import REFERENT_VALUES, Referent
 from semcom_cli.training.trainer import Optimisation, Trainer
 
@@ -55,11 +56,10 @@ class ReferentParser(nn.Module):
         return [Referent.from_indices(row.tolist()) for row in picks]
 
 
-@dataclass(frozen=True)
-class ParserTrain:
-    steps: int = 600
-    batch_size: int = 64
-    lr: float = 2e-3
+class ParserTrain(StageSettings):
+    steps: PositiveInt = 600
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 2e-3
     seed: int = 0
 
 
@@ -67,7 +67,7 @@ def train_parser(reader, texts: list[str], referents: list[Referent], steps: int
                  lr: float = 2e-3, seed: int = 0) -> ReferentParser:
     """Fit the parser to (query text, referent) pairs; the LLM's states of each text are cached by
     the reader, so a step costs the head alone (seconds in all: no partial runs)."""
-    cfg = ParserTrain(steps, batch_size, lr, seed)
+    cfg = ParserTrain(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     parser = ReferentParser(reader.dim)

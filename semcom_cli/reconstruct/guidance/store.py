@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from semcom_cli.config.base import settings_from
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.io.checkpoint import load_part, save_part
 from semcom_cli.reconstruct.guidance.guide import Guide
@@ -31,7 +32,7 @@ def parser_config(query_dim: int) -> dict:
 
 def guidance_settings(manifest: dict) -> GuidanceTrain:
     """The guide's training settings as the manifest records them."""
-    return GuidanceTrain(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["guidance"].items()})
+    return settings_from(GuidanceTrain, manifest["guidance"], "manifest: guidance", known_only=True)
 
 
 def train_guide(llm, cfg: GuidanceTrain, on_log=None, checkpointing=None) -> Guide:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
+from pydantic import PositiveFloat, PositiveInt
 from torch.nn import functional as F
 
+from semcom_cli.config.base import StageSettings
 from semcom_cli.data.scenes import referring_queries, scene_at
 from semcom_cli.data.scenes.queries import _candidates, _referent
 from semcom_cli.reconstruct.guidance.model import GuidanceNet, iou, iou_by_kind
@@ -32,15 +33,14 @@ from semcom_cli.training.trainer import Checkpointing, Optimisation, Trainer
 __all__ = ["GuidanceTrain", "ScenePool", "query_pairs", "train_guidance", "measure_iou"]
 
 
-@dataclass(frozen=True)
-class GuidanceTrain:
-    steps: int = 2500
-    batch_size: int = 32
-    lr: float = 2e-3
-    pool: int = 4000          # training scenes (indices 0 … pool-1 of the train split)
-    width: int = 16
+class GuidanceTrain(StageSettings):
+    steps: PositiveInt = 2500
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 2e-3
+    pool: PositiveInt = 4000          # training scenes (indices 0 … pool-1 of the train split)
+    width: PositiveInt = 16
     seed: int = 0
-    log_every: int = 100
+    log_every: PositiveInt = 100
 
 
 class ScenePool:

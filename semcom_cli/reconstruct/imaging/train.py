@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 
 import torch
+from pydantic import PositiveFloat, PositiveInt
 
+from semcom_cli.config.base import StageSettings
 from semcom_cli.io.patches import allocate, box_of_mask
 from semcom_cli.reconstruct.guidance.train import ScenePool
 from semcom_cli.reconstruct.imaging.codec import DualPathEncoder, ImageDecoder, normalise_power, sent_mask
@@ -27,19 +28,18 @@ __all__ = ["CodecTrain", "train_codec", "draw_packets", "awgn", "CODEC_OPTIMISAT
 CODEC_OPTIMISATION = Optimisation("one-cycle", weight_decay=1e-5, warmup=0.05, clip=1.0)
 
 
-@dataclass(frozen=True)
-class CodecTrain:
-    steps: int = 4000
-    batch_size: int = 16
-    lr: float = 2e-3
-    pool: int = 4000
-    width: int = 32
+class CodecTrain(StageSettings):
+    steps: PositiveInt = 4000
+    batch_size: PositiveInt = 16
+    lr: PositiveFloat = 2e-3
+    pool: PositiveInt = 4000
+    width: PositiveInt = 32
     seed: int = 0
     snr_range: tuple[float, float] = (-2.0, 20.0)
     budgets: tuple[int, ...] = (256, 512, 1024)
     roi_share_range: tuple[float, float] = (0.3, 0.9)
     unguided: float = 0.3          # share of packets without guidance
-    log_every: int = 100
+    log_every: PositiveInt = 100
 
 
 def draw_packets(pool: ScenePool, rows: list[int], cfg: CodecTrain, rng: random.Random):
