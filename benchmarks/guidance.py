@@ -30,10 +30,10 @@ def main() -> None:
     from semcom_cli.reconstruct.guidance.train import GuidanceTrain, measure_iou
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=GuidanceTrain.steps)
-    parser.add_argument("--batch-size", type=int, default=GuidanceTrain.batch_size)
+    parser.add_argument("--steps", type=int, default=GuidanceTrain.model_fields["steps"].default)
+    parser.add_argument("--batch-size", type=int, default=GuidanceTrain.model_fields["batch_size"].default)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pool", type=int, default=GuidanceTrain.pool, help="training scenes")
+    parser.add_argument("--pool", type=int, default=GuidanceTrain.model_fields["pool"].default, help="training scenes")
     parser.add_argument("--count", type=int, default=400, help="queries measured per split")
     parser.add_argument("--measure-only", action="store_true")
     parser.add_argument("-o", "--output", type=Path, default=REPO / "runs" / "guidance")
