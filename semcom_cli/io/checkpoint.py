@@ -179,8 +179,8 @@ def load_part(folder: Path, name: str, module: torch.nn.Module, config: dict[str
         raise SemcomError(f"{folder}: part '{name}' was saved with {saved}, the {source} builds {config}")
     weights = Path(folder) / name / "model.safetensors"
     try:
-        device = next(module.parameters()).device if any(True for _ in module.parameters()) else "cpu"
-        state = load_file(weights, device=str(device))
+        first = next(module.parameters(), None)
+        state = load_file(weights, device=str(first.device if first is not None else "cpu"))
         if any(k.endswith(INT8_SUFFIX) for k in state):
             state = unpack_state(state)
         state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}

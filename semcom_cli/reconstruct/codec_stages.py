@@ -18,45 +18,37 @@ from semcom_cli.reconstruct.generative.store import PARTS
 from semcom_cli.reconstruct.guidance.store import GUIDE_PARTS, save_guide, train_guide
 from semcom_cli.reconstruct.guidance.train import GuidanceTrain
 from semcom_cli.reconstruct.imaging.train import CodecTrain, train_codec
-from semcom_cli.reconstruct.model import KIND, LLM_PRESET, codec_settings, save_codec, write_checkpoint
-from semcom_cli.training.partial import load_resume, save_resume
+from semcom_cli.reconstruct.model import KIND, LLM_PRESET, save_codec, write_checkpoint
+from semcom_cli.training.partial import keep_partials, start_partial
 from semcom_cli.training.stages import STAGES, Stage
-from semcom_cli.training.trainer import Checkpointing
 
 __all__ = ["build_guidance", "build_codec"]
 
 
 def _start(output: Path, stage: str, resume: bool, settings: dict):
     """(partial folder, the state to resume from or None, the run's settings: its own when resumed)."""
-    partial = partial_path(output)
-    if resume:
-        state, header = load_resume(partial, stage)
-        return partial, state, header.get("settings", settings)
-    if output.exists() and not (output / "manifest.json").is_file():
-        raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
-    if output.exists():
+    if not resume and output.exists():
+        if not (output / "manifest.json").is_file():
+            raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
         read_manifest(output, KIND)  # before the training, not after it: a reconstruct checkpoint of this layout
-    shutil.rmtree(partial, ignore_errors=True)
-    return partial, None, settings
-
-
-def _checkpointing(partial: Path, stage: str, state, save_every: int, settings: dict) -> Checkpointing:
-    """Partial runs in the one format every stage keeps (:mod:`semcom_cli.training.partial`)."""
-    return Checkpointing(save_every, lambda snapshot: save_resume(partial, stage, snapshot, settings=settings), state)
+    partial = partial_path(output)
+    state, saved = start_partial(partial, stage, resume)
+    return partial, state, saved or settings
 
 
 def build_guidance(output: Path, cfg, resume: bool = False, save_every: int = 250, on_log=None) -> str:
     partial, state, settings = _start(output, "guidance", resume, cfg.model_dump(mode="json"))
     cfg = settings_from(GuidanceTrain, settings, "guidance settings")
+    settings = cfg.model_dump(mode="json")  # as validated: what the partial runs and the manifest record
     started = time.time()
     guide = train_guide(load_backbone(load_preset(LLM_PRESET).backbone), cfg, on_log,
-                        _checkpointing(partial, "guidance", state, save_every, cfg.model_dump(mode="json")))
+                        keep_partials(partial, "guidance", save_every, state, settings))
     partial.mkdir(parents=True, exist_ok=True)
     save_guide(partial, guide, cfg)
     summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1),
                "resumed_at": state.step if state else None}
     digest = write_checkpoint(output, {name: partial / name for name in GUIDE_PARTS},
-                              {"guidance": cfg.model_dump(mode="json"), "query_layer": guide.reader.layer,
+                              {"guidance": settings, "query_layer": guide.reader.layer,
                                "training": {"guidance": summary}})
     shutil.rmtree(partial, ignore_errors=True)
     return digest
@@ -71,12 +63,12 @@ def build_codec(output: Path, source: Path | None, cfg: CodecTrain, resume: bool
         if output.exists():
             raise SemcomError(f"{output}: exists; give a new folder, or the same folder as -c to add the codec")
         shutil.copytree(source, output)
-    partial, state, settings = _start(output, "image-codec", resume, codec_settings(cfg))
+    partial, state, settings = _start(output, "image-codec", resume, cfg.model_dump(mode="json"))
     cfg = settings_from(CodecTrain, settings, "image-codec settings")
+    settings = cfg.model_dump(mode="json")  # as validated: what the partial runs and the manifest record
     started = time.time()
     encoder, decoder = train_codec(cfg, on_log=on_log,
-                                   checkpointing=_checkpointing(partial, "image-codec", state, save_every,
-                                                                codec_settings(cfg)))
+                                   checkpointing=keep_partials(partial, "image-codec", save_every, state, settings))
     partial.mkdir(parents=True, exist_ok=True)
     save_codec(partial, encoder, decoder, cfg)
     summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1),
@@ -84,7 +76,7 @@ def build_codec(output: Path, source: Path | None, cfg: CodecTrain, resume: bool
     # the generative decoder read the old codec's symbols: a new codec makes it stale
     stale = tuple((part.part, part.manifest_key) for part in PARTS.values() if part.reads_codec)
     digest = write_checkpoint(output, {"encoder": partial / "encoder", "decoder": partial / "decoder"},
-                              {"codec": codec_settings(cfg), "training": {"image-codec": summary}}, stale)
+                              {"codec": settings, "training": {"image-codec": summary}}, stale)
     shutil.rmtree(partial, ignore_errors=True)
     return digest
 

@@ -30,7 +30,6 @@ from semcom_cli.reconstruct.generative.denoiser import build_unet
 from semcom_cli.reconstruct.generative.features import FeatureSettings, SceneClassifier
 from semcom_cli.reconstruct.generative.store import (
     PARTS,
-    as_manifest,
     load_fast,
     save_stage,
     settings_of,
@@ -41,9 +40,8 @@ from semcom_cli.reconstruct.generative.train import (
     train_vae,
 )
 from semcom_cli.reconstruct.model import ReconstructModel, write_checkpoint
-from semcom_cli.training.partial import load_resume, save_resume
+from semcom_cli.training.partial import keep_partials, start_partial
 from semcom_cli.training.stages import STAGES, Stage
-from semcom_cli.training.trainer import Checkpointing
 
 __all__ = ["build_generative", "install_trained", "default_settings"]
 
@@ -83,20 +81,16 @@ def build_generative(stage: str, output: Path, source: Path | None, cfg, resume:
     output = Path(output)
     _prepare(output, source, resume)
     partial = partial_path(output)
-    if resume:
-        state, header = load_resume(partial, stage)
-        cfg = settings_from(type(cfg), header["settings"], f"{partial}: settings")
-    else:
-        state = None
-        shutil.rmtree(partial, ignore_errors=True)
+    state, saved = start_partial(partial, stage, resume)
+    if saved is not None:  # a resumed run goes on with its own settings
+        cfg = settings_from(type(cfg), saved, f"{partial}: settings")
+    settings = cfg.model_dump(mode="json")
     model = ReconstructModel.from_pretrained(output, need_codec=stage != "scene-features")
     started = time.time()
     workers = min(2, os.cpu_count() or 1)
     pool = QueryScenePool(cfg.pool, workers=workers)
 
-    keep = Checkpointing(save_every, lambda snapshot: save_resume(partial, stage, snapshot,
-                                                                  settings=as_manifest(cfg)), state)
-    common = dict(on_log=on_log, checkpointing=keep)
+    common = dict(on_log=on_log, checkpointing=keep_partials(partial, stage, save_every, state, settings))
     latent_channels = None
     if stage == "image-vae":
         module = train_vae(cfg, pool, model.encoder, _embeddings(pool), **common)
@@ -110,7 +104,7 @@ def build_generative(stage: str, output: Path, source: Path | None, cfg, resume:
     summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1), "device": "cpu",
                "threads": _threads(), "resumed_at": state.step if state else None}
     digest = write_checkpoint(output, {PARTS[stage].part: partial / PARTS[stage].part},
-                              {PARTS[stage].manifest_key: as_manifest(cfg), "training": {stage: summary}},
+                              {PARTS[stage].manifest_key: settings, "training": {stage: summary}},
                               _drop(stage))
     shutil.rmtree(partial, ignore_errors=True)
     return digest

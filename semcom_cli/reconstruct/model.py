@@ -49,7 +49,7 @@ from semcom_cli.reconstruct.imaging.codec import DualPathEncoder, ImageDecoder
 from semcom_cli.reconstruct.imaging.train import CodecTrain
 
 __all__ = ["KIND", "ReconstructModel", "default_scenes_checkpoint", "write_checkpoint", "save_codec",
-           "codec_config", "codec_settings", "RECONSTRUCT_PARTS"]
+           "codec_config", "RECONSTRUCT_PARTS"]
 
 KIND = "reconstruct"
 SCENES_CHECKPOINT_NAME = "semcom-scenes"
@@ -154,6 +154,3 @@ class ReconstructModel:
     def roi_threshold(self) -> float:
         return float(self.manifest.get("roi_threshold", ROI_THRESHOLD))
 
-
-def codec_settings(cfg: CodecTrain) -> dict:
-    return cfg.model_dump(mode="json")

@@ -10,6 +10,7 @@ server's rounds) also keeps the checkpoint as it stands (``checkpoint/``), and t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -19,9 +20,10 @@ from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import atomic_write_bytes
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import read_history
-from semcom_cli.training.trainer import ResumeState
+from semcom_cli.training.trainer import Checkpointing, ResumeState
 
-__all__ = ["save_partial", "load_partial", "save_resume", "load_resume", "PARTIAL_FORMAT", "RESUME_FILE"]
+__all__ = ["save_partial", "load_partial", "save_resume", "load_resume", "start_partial", "keep_partials",
+           "PARTIAL_FORMAT", "RESUME_FILE"]
 
 PARTIAL_FORMAT = "semcom-partial-run"
 RESUME_FILE = "resume.safetensors"
@@ -57,6 +59,22 @@ def load_resume(folder: str | Path, stage: str) -> tuple[ResumeState, dict]:
     if header.get("stage") != stage:
         raise SemcomError(f"{folder}: is a partial '{header.get('stage')}' run, not '{stage}'")
     return ResumeState(int(header["step"]), tensors, header["state"]), header
+
+
+def start_partial(folder: Path, stage: str, resume: bool) -> tuple[ResumeState | None, dict | None]:
+    """A stage that keeps no checkpoint in its partial run (the image stages): on ``resume``, the state and
+    the settings it ran with; otherwise (None, None), an earlier partial run in ``folder`` removed."""
+    if resume:
+        state, header = load_resume(folder, stage)
+        return state, header.get("settings")
+    shutil.rmtree(folder, ignore_errors=True)
+    return None, None
+
+
+def keep_partials(folder: Path, stage: str, every: int, resume: ResumeState | None, settings: dict) -> Checkpointing:
+    """Save the stage's snapshots every ``every`` steps into ``folder`` with its ``settings`` (so a resumed run
+    goes on with them), starting from ``resume``."""
+    return Checkpointing(every, lambda snapshot: save_resume(folder, stage, snapshot, settings=settings), resume)
 
 
 def save_partial(folder: str | Path, model: SemcomModel, stage: str, state: ResumeState,

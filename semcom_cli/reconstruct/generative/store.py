@@ -27,7 +27,7 @@ from semcom_cli.reconstruct.generative.features import FeatureSettings, SceneCla
 from semcom_cli.reconstruct.generative.train import DiffusionTrain, FeatureTrain, VaeTrain
 
 __all__ = ["StoredPart", "PARTS", "network_config", "save_stage", "save_weights", "load_fast", "load_denoiser",
-           "load_features", "settings_of", "as_manifest", "has"]
+           "load_features", "settings_of", "has"]
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,6 @@ def save_weights(module: torch.nn.Module, path: Path) -> None:
     tensors = {k: (v.half() if v.is_floating_point() and v.numel() > 1 else v).detach().cpu().contiguous()
                for k, v in module.state_dict().items()}
     save_file(tensors, str(path))
-
-
-def as_manifest(cfg) -> dict:
-    return cfg.model_dump(mode="json")
 
 
 def settings_of(stage: str, manifest: dict):
