@@ -28,7 +28,7 @@ def run(
 ):
     from semcom_cli.cli.common import spinner
     from semcom_cli.config.preset import apply_overrides, load_preset
-    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.core.runtime import resolve_device
     from semcom_cli.models import load_backbone
     from semcom_cli.system import SemcomModel

@@ -36,7 +36,8 @@ def run(
     from semcom_cli.compression.recipe import RECIPES
     from semcom_cli.compression.search import NoCandidateFits, compress_checkpoint
     from semcom_cli.core.errors import SemcomError
-    from semcom_cli.core.limits import MAX_SEED, check_output
+    from semcom_cli.core.limits import MAX_SEED
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.system.checkpoint import read_manifest
 
     source = checkpoint_folder(checkpoint)

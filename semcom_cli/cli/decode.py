@@ -59,7 +59,8 @@ def run(
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
 ):
-    from semcom_cli.core.limits import check_output, check_question
+    from semcom_cli.core.limits import check_question
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.io.semantic import read_semantic
     from semcom_cli.link.receiver import decode_file
     from semcom_cli.system import SemcomModel
@@ -122,7 +123,8 @@ def _decode_image(sem, input: str, question, public, output, as_json: bool, chec
     from semcom_cli.cli.common import console
     from semcom_cli.core.errors import SemcomError
     from semcom_cli.core.files import atomic_write_bytes, write_stdout
-    from semcom_cli.core.limits import check_output, check_seed
+    from semcom_cli.core.limits import check_seed
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.reconstruct.generative.decoder import check_budget_ms, check_decoder, check_steps
     from semcom_cli.reconstruct.model import ReconstructModel
     from semcom_cli.reconstruct.packets import decode_image_file, png_bytes

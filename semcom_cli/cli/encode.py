@@ -106,7 +106,7 @@ def run(
         if source is None or source == "-":
             raise SemcomError("give --output (or '-o -' for stdout)")
         output = str(Path(source).with_suffix("")) + ".sem.safetensors"
-    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.outputs import check_output
 
     check_output(output, [source, checkpoint_folder(checkpoint)])
     from semcom_cli.io.semantic import write_semantic
@@ -195,7 +195,8 @@ def _read_single(t, source: Optional[str], text: Optional[str]):
 def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float],
                   checkpoint: Optional[Path], device: Optional[str], rate: Optional[dict] = None) -> None:
     from semcom_cli.core.files import read_input_bytes
-    from semcom_cli.core.limits import check_output, check_outputs, check_sentence
+    from semcom_cli.core.limits import check_sentence
+    from semcom_cli.core.outputs import check_output, check_outputs
     from semcom_cli.data.easyvqa import image_from_bytes, sentence_from_bytes
     from semcom_cli.link.share_set import PUBLIC_NAME, accounting, private_name, write_share_set
     from semcom_cli.link.transmitter import encode_share_set
@@ -250,7 +251,7 @@ def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optiona
                         snr_feedback: Optional[str], others: list, checkpoint: Optional[Path]) -> None:
     from semcom_cli.channel import check_snr
     from semcom_cli.core.files import read_input_bytes
-    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.data.easyvqa import image_from_bytes
     from semcom_cli.io.semantic import write_semantic
     from semcom_cli.reconstruct.model import ReconstructModel

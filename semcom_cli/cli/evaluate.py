@@ -182,7 +182,7 @@ def _compare(plans: list, output: Optional[Path], as_json: bool, device: Optiona
         sweep_settings(plan)
     if output is not None:
         from semcom_cli.core.files import partial_path
-        from semcom_cli.core.limits import check_outputs
+        from semcom_cli.core.outputs import check_outputs
 
         check_outputs([output, output.with_suffix(".csv"), partial_path(output)],
                       [p.checkpoint for p in plans] + [_preset_file(preset)])
@@ -237,7 +237,7 @@ def _sweep(plan, output: Optional[Path], resume: bool, as_json: bool, device: Op
     sweep_settings(plan)  # a bad setting is refused before anything loads
     if output is not None:
         from semcom_cli.core.files import partial_path, refuse_foreign_partial
-        from semcom_cli.core.limits import check_outputs
+        from semcom_cli.core.outputs import check_outputs
         from semcom_cli.core.resources import default_checkpoint
 
         inputs = [plan.checkpoint or default_checkpoint(), plan.mlp_checkpoint, _preset_file(preset)]
@@ -313,7 +313,7 @@ def _preset_file(preset: Optional[str]) -> Optional[Path]:
 
 def _redraw(path: Path) -> None:
     from semcom_cli.core.files import atomic_write_bytes
-    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.evaluation.report import csv_text, load_results, plot_results
 
     doc = load_results(path)

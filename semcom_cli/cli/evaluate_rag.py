@@ -15,7 +15,8 @@ def rag_sweep(checkpoint: Optional[Path], task: Optional[str], methods: list[str
               users: int, output: Optional[Path], as_json: bool, device: Optional[str]) -> dict:
     from semcom_cli.channel import check_channel, check_snr
     from semcom_cli.cli.common import progress_bar, spinner
-    from semcom_cli.core.limits import check_output, check_seed
+    from semcom_cli.core.limits import check_seed
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.core.runtime import versions
     from semcom_cli.evaluation.rag import RagSettings, evaluate_rag
     from semcom_cli.system import SemcomModel
@@ -50,7 +51,8 @@ def _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, outpu
 
     from semcom_cli.channel import check_channel, check_snr
     from semcom_cli.cli.common import spinner
-    from semcom_cli.core.limits import check_output, check_seed
+    from semcom_cli.core.limits import check_seed
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.core.runtime import versions
     from semcom_cli.data.easyvqa import EasyVQA
     from semcom_cli.evaluation.rag import evaluate_vqa_local

@@ -57,7 +57,7 @@ def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: st
                        tuple(parse_floats(snrs)), groups, seed, task,
                        DEFAULT_THRESHOLD if threshold is None else threshold, batch_size, budget).check()
     if output is not None:
-        from semcom_cli.core.limits import check_output
+        from semcom_cli.core.outputs import check_output
 
         check_output(output, [checkpoint_folder(checkpoint)])
     model = SemcomModel.from_pretrained(checkpoint, device=device)

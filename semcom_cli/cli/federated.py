@@ -17,7 +17,7 @@ def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[
     from rich.table import Table
 
     from semcom_cli.core.files import partial_path, refuse_foreign_partial
-    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.outputs import check_output
 
     if engine not in ENGINES:
         raise SemcomError(f"unknown engine '{engine}' (choose from: {', '.join(ENGINES)})")

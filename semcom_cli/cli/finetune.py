@@ -65,7 +65,7 @@ def run(
                                                             "--lr": lr, "--save-every": save_every}, device)
         train_and_save(model, stage, output, history, resume=state)
         return
-    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.system import SemcomModel
     from semcom_cli.system.checkpoint import read_history
 
@@ -84,7 +84,7 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
                        batch_size: Optional[int], lr: Optional[float], save_every: Optional[int], resume: bool) -> None:
     from semcom_cli.cli.common import console, progress_bar
     from semcom_cli.config.base import with_changes
-    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.reconstruct.codec_stages import build_codec, build_guidance
     from semcom_cli.reconstruct.generative_stages import build_generative, default_settings
     from semcom_cli.reconstruct.guidance.train import GuidanceTrain

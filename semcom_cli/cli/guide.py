@@ -30,7 +30,7 @@ def run(
     import torch
 
     from semcom_cli.core.files import atomic_write_bytes, read_input_bytes, write_stdout
-    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.data.easyvqa import image_from_bytes
     from semcom_cli.reconstruct.imaging.pipeline import guide_boxes
     from semcom_cli.reconstruct.model import ReconstructModel

@@ -64,7 +64,7 @@ def build(
                                                             "(the checkpoint's data.max_text_tokens)."),
 ):
     """Build a knowledge base from sentences."""
-    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.retrieval import KnowledgeBase
 
     check_output(output, [source if not source.startswith("corpus:") else None], folder=True)

@@ -33,7 +33,7 @@ def run(
     from PIL import Image
 
     from semcom_cli.core.files import atomic_write_bytes
-    from semcom_cli.core.limits import check_output
+    from semcom_cli.core.outputs import check_output
     from semcom_cli.data.scenes import SPLITS, referring_queries, scene_at
 
     if split not in SPLITS:

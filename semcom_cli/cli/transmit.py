@@ -32,7 +32,8 @@ def run(
                                              show_default="3.0"),
 ):
     from semcom_cli.channel import check_snr, make_channel
-    from semcom_cli.core.limits import check_output, check_seed
+    from semcom_cli.core.limits import check_seed
+    from semcom_cli.core.outputs import check_output
 
     check_seed(seed, "--seed")
     if rician_k is not None and rician_k < 0:
@@ -55,7 +56,7 @@ def run(
 
 
 def _transmit_share(folder: Path, output: Path, snrs: list[float], channels: list, seed: int) -> None:
-    from semcom_cli.core.limits import check_output, check_outputs
+    from semcom_cli.core.outputs import check_output, check_outputs
     from semcom_cli.io.semantic import write_semantic
     from semcom_cli.link.share_set import (
         PUBLIC_NAME,

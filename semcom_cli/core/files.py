@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import MAX_BYTES
 
 __all__ = ["read_input_bytes", "read_json_file", "atomic_write_bytes", "write_json", "write_stdout", "stdout_error",
-           "partial_path", "refuse_foreign_partial", "current_umask"]
+           "partial_path", "refuse_foreign_partial", "current_umask", "writable_target", "what_is_there"]
 
 
 def partial_path(output: Path) -> Path:
@@ -81,12 +82,43 @@ def read_json_file(path: str | Path, kind: str, what: str):
         raise SemcomError(f"{path}: not a {what} (it does not parse as JSON)") from None
 
 
+def what_is_there(path: Path) -> str | None:
+    """What ``path`` names, in words (following symbolic links): None when nothing is there."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a symbolic link to nothing" if os.path.islink(path) else None
+    except OSError as err:
+        return f"a path that cannot be looked at ({err.strerror or err})"
+    for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def writable_target(path: str | Path) -> Path:
+    """Where an output file is written: a new path, or an existing regular file (through a symbolic link,
+    the file it names, so the link stays). A device, a FIFO, a socket or a folder is refused: the atomic
+    rename would replace it with a regular file, and such a path is never the command's own output."""
+    path = Path(path)
+    there = what_is_there(path)
+    if there is None:
+        return path
+    if there != "a file":
+        raise SemcomError(f"{path}: {there}, not a regular file; semcom writes its outputs only to regular "
+                          "files and new paths")
+    return Path(os.path.realpath(path))
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename, so no half-written file is left."""
+    """Write to a temporary file beside ``path`` and rename, so no half-written file is left; only a new
+    path or a regular file is written (:func:`writable_target`)."""
     if str(path) == "-":
         write_stdout(data)
         return
-    path = Path(path)
+    path = writable_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

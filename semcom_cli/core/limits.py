@@ -8,15 +8,13 @@ range where the arithmetic stays finite.
 from __future__ import annotations
 
 import math
-import os
 import re
-from pathlib import Path
 
 from semcom_cli.core.errors import SemcomError
 
 __all__ = ["MAX_BYTES", "MAX_IMAGE_PIXELS", "MAX_QUESTION_CHARS", "MAX_SENTENCE_CHARS", "MAX_TOKENS",
            "MAX_SYMBOLS_PER_TOKEN", "MAX_CHANNEL_USES", "SNR_RANGE_DB", "MAX_SEED", "check_question",
-           "check_sentence", "check_seed", "check_snr_range", "check_output", "check_outputs"]
+           "check_sentence", "check_seed", "check_snr_range"]
 
 MiB = 1 << 20
 # bytes read at most from one input, by kind (a stdin or a device counts the same)
@@ -65,44 +63,3 @@ def check_snr_range(snr_db: float) -> float:
     if not (math.isfinite(snr_db) and low <= snr_db <= high):
         raise SemcomError(f"SNR must be a finite number of dB in [{low:g}, {high:g}] (got {snr_db!r})")
     return snr_db
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _inside(inner: Path, outer: Path) -> bool:
-    inner, outer = inner.resolve(), outer.resolve()
-    return inner == outer or outer in inner.parents
-
-
-def check_output(output: str | Path, inputs=(), folder: bool = False) -> None:
-    """Refuse an output that would overwrite an input, sit under an existing file, or be a folder
-    where a file is written (or a file where a folder is). ``-`` (stdout) is always fine."""
-    if str(output) == "-":
-        return
-    out = Path(output)
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise SemcomError(f"{output}: cannot write there, {parent} is a file")
-            break
-    if out.exists() and out.is_dir() != folder:
-        raise SemcomError(f"{output}: exists and is {'not ' if folder else ''}a folder")
-    for given in inputs:
-        if given is None or str(given) == "-":
-            continue
-        source = Path(given)
-        if _same(out, source):
-            raise SemcomError(f"{output}: is the input {given}; write the output elsewhere")
-        if source.is_dir() and _inside(out, source):  # a checkpoint's or share set's folder stays as it is
-            raise SemcomError(f"{output}: is inside the input folder {given}; write the output elsewhere")
-
-
-def check_outputs(paths, inputs) -> None:
-    """Every file a command writes (a share set's, say) checked against every input file."""
-    for path in paths:
-        check_output(path, inputs)

@@ -15,7 +15,8 @@ import torch
 from semcom_cli.channel import check_channel, check_snr
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import atomic_write_bytes
-from semcom_cli.core.limits import check_outputs, check_seed
+from semcom_cli.core.limits import check_seed
+from semcom_cli.core.outputs import check_outputs
 from semcom_cli.core.runtime import versions
 from semcom_cli.evaluation.metrics import mean, proportion
 from semcom_cli.evaluation.reconstruct import (

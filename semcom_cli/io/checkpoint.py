@@ -37,12 +37,13 @@ from safetensors.torch import load_file, save_file
 
 from semcom_cli.config.preset import short_repr
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.files import atomic_write_bytes, current_umask, read_json_file
+from semcom_cli.core.files import atomic_write_bytes, current_umask, read_json_file, what_is_there
+from semcom_cli.core.outputs import OutputKind
 from semcom_cli.models.int8 import INT8_SUFFIX, pack_state, unpack_state
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "HASH_SCHEME", "RUN_RECORDS", "checkpoint_hash",
            "staged_folder", "publish_folder", "read_manifest", "verified_hash", "write_part", "save_part", "load_part",
-           "part_config", "rehash", "record_metrics", "kind_of"]
+           "part_config", "rehash", "record_metrics", "kind_of", "checkpoint_output", "replace_folder"]
 
 CHECKPOINT_FORMAT = "semcom-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -93,10 +94,42 @@ def publish_folder(tmp: Path, folder: Path, manifest: dict[str, Any]) -> str:
     place in one rename; returns the content hash."""
     digest = manifest["hash"] = checkpoint_hash(tmp, manifest)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    replace_folder(tmp, folder)
     return digest
+
+
+def replace_folder(new: Path, folder: Path) -> None:
+    """Put the finished folder ``new`` at ``folder``: a rename onto a new path or an empty folder; an
+    existing folder (the command's own output, checked before the work began) is moved aside first and
+    removed only once the new one is in place, so a failure leaves one of the two whole. Anything but a
+    folder at ``folder`` is refused, never removed."""
+    there = what_is_there(folder)
+    if there not in (None, "a folder") or folder.is_symlink():
+        raise SemcomError(f"{folder}: {there or 'a symbolic link'} is there, not a folder; it is left as it is")
+    if there is None or not any(folder.iterdir()):
+        os.replace(new, folder)
+        return
+    old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-old-"))
+    os.replace(folder, old / "previous")
+    try:
+        os.replace(new, folder)
+    except OSError:
+        os.replace(old / "previous", folder)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_output(kind: str = "semcom") -> OutputKind:
+    """The output kind of a command that writes a ``kind`` checkpoint (core.outputs' replace rule)."""
+
+    def recognise(folder: Path) -> bool:
+        try:
+            return kind_of(read_manifest(folder)) == kind
+        except SemcomError:
+            return False
+
+    return OutputKind(f"{kind} checkpoint", recognise, folder=True)
 
 
 def kind_of(manifest: dict[str, Any]) -> str:

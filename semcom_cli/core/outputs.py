@@ -1,0 +1,152 @@
+"""The one rule for an output that is already there, for every command.
+
+A command writes to a new path, or to an empty folder. An existing output is replaced only when it is
+the command's own kind (a checkpoint of its kind, a semantic file, a results file, a picture, …) and
+``--force`` is given; anything else (another command's output, a folder holding other files, a device,
+a FIFO) is refused in one line, before any work starts, and left as it was.
+
+Each command names its kind with an :class:`OutputKind`: what it is called in the message, whether it
+is a folder, and how to recognise one on disk. The recognisers live beside the formats they know
+(``io.semantic``, ``io.checkpoint``, ``retrieval.kb``); the few that only sniff a file's first bytes are
+here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.files import what_is_there
+from semcom_cli.core.limits import MAX_BYTES
+
+__all__ = ["OutputKind", "check_output", "check_outputs", "claim_output", "is_png", "is_text_file", "json_with_key", "FORCE_HELP"]
+
+FORCE_HELP = "Replace an existing output of the same kind (anything else is never replaced)."
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    name: str                           # "semcom checkpoint", "semantic file", …
+    recognise: Callable[[Path], bool]   # is the thing at this path one of these?
+    folder: bool = False
+
+
+def claim_output(path: str | Path | None, kind: OutputKind, force: bool) -> None:
+    """Refuse, in one line, an output path this command may not write; return when it may.
+
+    ``-`` (stdout) and None (no output) are always fine. A folder output may be a new path or an empty
+    folder; a file output a new path. What is there already is replaced only when ``kind.recognise``
+    says it is this command's kind and ``force`` is set.
+    """
+    if path is None or str(path) == "-":
+        return
+    path = Path(path)
+    there = what_is_there(path)
+    if there is None:
+        return
+    wanted = "a folder" if kind.folder else "a file"
+    if there != wanted:
+        raise SemcomError(f"{path}: {there} is there, not {wanted}; semcom writes a {kind.name} only to a new "
+                          f"path or over its own output")
+    if kind.folder and not any(path.iterdir()):
+        return
+    if not kind.recognise(path):
+        held = "holds other files" if kind.folder else "is another kind of file"
+        raise SemcomError(f"{path}: {held}, not a {kind.name}; semcom replaces only its own output (choose a new "
+                          "path)")
+    if not force:
+        raise SemcomError(f"{path}: a {kind.name} is already there; add --force to replace it")
+
+
+def _head(path: Path, size: int) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    except OSError:
+        return b""
+
+
+def is_png(path: Path) -> bool:
+    return _head(path, 8) == b"\x89PNG\r\n\x1a\n"
+
+
+def is_text_file(path: Path) -> bool:
+    """UTF-8 text without NUL bytes (a decoded sentence, a CSV, a Markdown table)."""
+    head = _head(path, 64 * 1024)
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:  # a multi-byte character cut at the end of the sample is fine
+        return err.start >= len(head) - 3
+    return True
+
+
+def json_with_key(*keys: str) -> Callable[[Path], bool]:
+    """A recogniser for a JSON object holding all of ``keys`` (a results file, a report)."""
+
+    def recognise(path: Path) -> bool:
+        try:
+            if os.path.getsize(path) > MAX_BYTES["results"]:
+                return False
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return False
+        return isinstance(doc, dict) and all(k in doc for k in keys)
+
+    return recognise
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _inside(inner: Path, outer: Path) -> bool:
+    inner, outer = inner.resolve(), outer.resolve()
+    return inner == outer or outer in inner.parents
+
+
+def check_output(output: str | Path | None, inputs=(), folder: bool = False, kind: OutputKind | None = None,
+                 force: bool = False) -> None:
+    """Refuse an output that would overwrite an input, sit under an existing file, or be a folder
+    where a file is written (or a file where a folder is); with ``kind``, also anything
+    :func:`claim_output` refuses. ``-`` (stdout) and None are always fine."""
+    if output is None or str(output) == "-":
+        return
+    if kind is not None:
+        folder = kind.folder
+    out = Path(output)
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SemcomError(f"{output}: cannot write there, {parent} is a file")
+            break
+    there = what_is_there(out)
+    if kind is None and there not in (None, "a file", "a folder"):
+        raise SemcomError(f"{output}: {there}, not a regular file; semcom writes its outputs only to regular "
+                          "files and new paths")
+    if kind is None and out.exists() and out.is_dir() != folder:
+        raise SemcomError(f"{output}: exists and is {'not ' if folder else ''}a folder")
+    for given in inputs:
+        if given is None or str(given) == "-":
+            continue
+        source = Path(given)
+        if _same(out, source):
+            raise SemcomError(f"{output}: is the input {given}; write the output elsewhere")
+        if source.is_dir() and _inside(out, source):  # a checkpoint's or share set's folder stays as it is
+            raise SemcomError(f"{output}: is inside the input folder {given}; write the output elsewhere")
+    if kind is not None:
+        claim_output(out, kind, force)
+
+
+def check_outputs(paths, inputs) -> None:
+    """Every file a command writes (a share set's, say) checked against every input file."""
+    for path in paths:
+        check_output(path, inputs)
