@@ -25,7 +25,7 @@ setup: $(VENV)/.installed
 # The main job: the whole pipeline on easy-vqa test questions with the shipped checkpoint.
 demo: setup
 	$(SEMCOM) evaluate --checkpoint $(CKPT) --task vqa,caption --snr=-5,0,10,20 --limit 100 \
-		--method semantic,noiseless,digital --channel-uses matched,1024 -o $(RUNS)/demo/results.json
+		--method semantic,noiseless,digital --channel-uses matched,1024 -o $(RUNS)/demo/results.json --force
 
 test: setup
 	$(VENV)/bin/pytest -q --durations=10

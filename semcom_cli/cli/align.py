@@ -9,6 +9,7 @@ import typer
 
 from semcom_cli.cli.common import device_option, fail_cleanly
 from semcom_cli.cli.stage import train_and_save
+from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "align"
 
@@ -25,15 +26,17 @@ def run(
                                              help="Write OUTPUT.partial every N steps (override train.align.save_every)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the partial run at OUTPUT.partial."),
     device: Optional[str] = device_option(),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     from semcom_cli.cli.common import spinner
     from semcom_cli.config.preset import apply_overrides, load_preset
     from semcom_cli.core.outputs import check_output
     from semcom_cli.core.runtime import resolve_device
+    from semcom_cli.io.checkpoint import checkpoint_output
     from semcom_cli.models import load_backbone
     from semcom_cli.system import SemcomModel
 
-    check_output(output, [], folder=True)
+    check_output(output, [], kind=checkpoint_output("semcom"), force=force or resume)
     if resume:
         from semcom_cli.cli.stage import resume_from
 

@@ -57,6 +57,10 @@ def main() -> None:
     except ImportError:
         from click.exceptions import ClickException as UsageProblem
 
+    from semcom_cli.cli.common import interrupted
+    from semcom_cli.core.processes import handle_sigterm
+
+    handle_sigterm()  # SIGTERM unwinds like Ctrl-C: staging removed, child process groups ended
     # Libraries' deprecation notices are for their developers, not for semcom's users.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -69,9 +73,8 @@ def main() -> None:
         else:
             print(f"semcom: error: {' '.join(message.split())}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("semcom: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        sys.exit(interrupted(err))
     _flush_stdout()
     sys.exit(code if isinstance(code, int) else 0)
 

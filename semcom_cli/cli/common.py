@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from semcom_cli.core.errors import SemcomError, one_line
 
-__all__ = ["console", "fail_cleanly", "progress_bar", "spinner", "parse_floats", "parse_names",
+__all__ = ["console", "fail_cleanly", "interrupted", "progress_bar", "spinner", "parse_floats", "parse_names",
            "checkpoint_option", "checkpoint_folder", "device_option", "print_json", "print_out", "write_json"]
 
 # Progress, tables and errors go to stderr so stdout stays free for piped semantic files.
@@ -36,11 +36,19 @@ def fail_cleanly(fn):
             where = f"{err.filename}: " if err.filename else ""
             print(f"semcom: error: {one_line(f'{where}{err.strerror or err}')}", file=sys.stderr)
             raise typer.Exit(2)
-        except KeyboardInterrupt:
-            print("semcom: interrupted", file=sys.stderr)
-            raise typer.Exit(130)
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (core.processes.Terminated): cleanup has run
+            raise typer.Exit(interrupted(err))
 
     return wrapper
+
+
+def interrupted(err: KeyboardInterrupt) -> int:
+    """Say how the command was stopped; the exit code for it (130: Ctrl-C, 143: SIGTERM)."""
+    from semcom_cli.core.processes import Terminated
+
+    terminated = isinstance(err, Terminated)
+    print(f"semcom: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 @contextmanager

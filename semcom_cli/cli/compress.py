@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from semcom_cli.cli.common import checkpoint_folder, checkpoint_option, console, fail_cleanly, parse_names, print_json
+from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "compress"
 
@@ -32,12 +33,14 @@ def run(
     limit: int = typer.Option(200, "--limit", help="Questions (and sentences) per measured point."),
     seed: int = typer.Option(0, "--seed", help="Seed of the validation sample, calibration and channel."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     from semcom_cli.compression.recipe import RECIPES
     from semcom_cli.compression.search import NoCandidateFits, compress_checkpoint
     from semcom_cli.core.errors import SemcomError
     from semcom_cli.core.limits import MAX_SEED
     from semcom_cli.core.outputs import check_output
+    from semcom_cli.io.checkpoint import checkpoint_output
     from semcom_cli.system.checkpoint import read_manifest
 
     source = checkpoint_folder(checkpoint)
@@ -45,9 +48,7 @@ def run(
         raise SemcomError(f"--limit must be a positive number of questions (got {limit})")
     if not 0 <= seed <= MAX_SEED:
         raise SemcomError(f"--seed must be between 0 and {MAX_SEED} (got {seed})")
-    check_output(output, [source], folder=True)
-    if output.exists() and not (output / "manifest.json").is_file():
-        raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to replace it")
+    check_output(output, [source], kind=checkpoint_output("semcom"), force=force)
     read_manifest(source)  # one line now for a folder that is not a checkpoint
     chosen_recipes = None
     if recipes is not None:

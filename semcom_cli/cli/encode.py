@@ -22,6 +22,7 @@ import typer
 
 from semcom_cli.cli.common import checkpoint_folder, checkpoint_option, console, device_option, fail_cleanly, spinner
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "encode"
 
@@ -61,6 +62,7 @@ def run(
                                                                      "of --query."),
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     from semcom_cli.tasks import get_task, task_names
 
@@ -69,7 +71,8 @@ def run(
         return _encode_reconstruct(inputs or [], output, query, importance_map, channel_uses, roi_share, method,
                                    snr_feedback,
                                    [("--question", question), ("--share", share or None), ("--text", text),
-                                    ("--threshold", threshold), ("--target-accuracy", target_accuracy)], checkpoint)
+                                    ("--threshold", threshold), ("--target-accuracy", target_accuracy)], checkpoint,
+                                   force)
     for flag, value in (("--query", query), ("--roi-share", roi_share), ("--method", method),
                         ("--map", importance_map)):
         if value is not None:
@@ -93,7 +96,7 @@ def run(
             asked = [c["question"] for c in checked]
             rate = {"channel_uses": rate["channel_uses"],
                     "questions": asked * len(inputs) if len(asked) == 1 else asked}
-        return _encode_share(inputs, t, output, threshold, checkpoint, device, rate)
+        return _encode_share(inputs, t, output, threshold, checkpoint, device, rate, force)
     if len(questions) > 1:
         raise SemcomError(f"{len(questions)} questions: one packet takes one --question")
     rate = _rate_flags(t, channel_uses, questions[0] if questions else None, snr_feedback, target_accuracy)
@@ -107,9 +110,9 @@ def run(
             raise SemcomError("give --output (or '-o -' for stdout)")
         output = str(Path(source).with_suffix("")) + ".sem.safetensors"
     from semcom_cli.core.outputs import check_output
+    from semcom_cli.io.semantic import SEMANTIC_OUTPUT, write_semantic
 
-    check_output(output, [source, checkpoint_folder(checkpoint)])
-    from semcom_cli.io.semantic import write_semantic
+    check_output(output, [source, checkpoint_folder(checkpoint)], kind=SEMANTIC_OUTPUT, force=force)
     from semcom_cli.link.transmitter import encode_at_rate, encode_single
     from semcom_cli.system import SemcomModel
 
@@ -193,12 +196,13 @@ def _read_single(t, source: Optional[str], text: Optional[str]):
 
 
 def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float],
-                  checkpoint: Optional[Path], device: Optional[str], rate: Optional[dict] = None) -> None:
+                  checkpoint: Optional[Path], device: Optional[str], rate: Optional[dict] = None,
+                  force: bool = False) -> None:
     from semcom_cli.core.files import read_input_bytes
     from semcom_cli.core.limits import check_sentence
     from semcom_cli.core.outputs import check_output, check_outputs
     from semcom_cli.data.easyvqa import image_from_bytes, sentence_from_bytes
-    from semcom_cli.link.share_set import PUBLIC_NAME, accounting, private_name, write_share_set
+    from semcom_cli.link.share_set import PUBLIC_NAME, SHARE_SET_OUTPUT, accounting, private_name, write_share_set
     from semcom_cli.link.transmitter import encode_share_set
     from semcom_cli.system import SemcomModel
 
@@ -209,7 +213,7 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
     if output is None or output == "-":
         raise SemcomError("--share writes several files: give a folder with -o")
     folder = Path(output)
-    check_output(folder, [checkpoint_folder(checkpoint)], folder=True)
+    check_output(folder, [checkpoint_folder(checkpoint)], kind=SHARE_SET_OUTPUT, force=force)
     check_outputs([folder / PUBLIC_NAME] + [folder / private_name(u) for u in range(len(inputs))],
                   [*inputs, checkpoint_folder(checkpoint)])
     kind = "text" if t.modality == "text" else "image"
@@ -248,12 +252,13 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
 
 def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optional[str], map_file: Optional[str],
                         channel_uses: Optional[str], roi_share: Optional[float], method: Optional[str],
-                        snr_feedback: Optional[str], others: list, checkpoint: Optional[Path]) -> None:
+                        snr_feedback: Optional[str], others: list, checkpoint: Optional[Path],
+                        force: bool = False) -> None:
     from semcom_cli.channel import check_snr
     from semcom_cli.core.files import read_input_bytes
     from semcom_cli.core.outputs import check_output
     from semcom_cli.data.easyvqa import image_from_bytes
-    from semcom_cli.io.semantic import write_semantic
+    from semcom_cli.io.semantic import SEMANTIC_OUTPUT, write_semantic
     from semcom_cli.reconstruct.model import ReconstructModel
     from semcom_cli.reconstruct.packets import check_query, encode_image_file
 
@@ -281,7 +286,7 @@ def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optiona
         if source == "-":
             raise SemcomError("give --output (or '-o -' for stdout)")
         output = str(Path(source).with_suffix("")) + ".sem.safetensors"
-    check_output(output, [source, checkpoint, map_file])
+    check_output(output, [source, checkpoint, map_file], kind=SEMANTIC_OUTPUT, force=force)
     image = image_from_bytes(*read_input_bytes(source, "image"))
     from semcom_cli.io.patches import check_budget, check_roi_share
     from semcom_cli.reconstruct.packets import read_map

@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from semcom_cli.cli.common import console, device_option, fail_cleanly, parse_floats, parse_names, print_json
+from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "evaluate"
 
@@ -99,8 +100,10 @@ def run(
     corpus_users: int = typer.Option(8, "--corpus-users", help="--method rag: users the corpus's local "
                                                                "histories are split among."),
     device: Optional[str] = device_option(),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     from semcom_cli.core.errors import SemcomError
+    from semcom_cli.core.outputs import RESULTS_OUTPUT, check_output
     from semcom_cli.evaluation.sweeps import check_options, pick_sweep
 
     options = {"--task": task, "--snr": snr, "--channel": channel, "--channel-uses": channel_uses, "--method": method,
@@ -113,6 +116,10 @@ def run(
                "--corpus-users": corpus_users != 8, "--device": device}
     sweep = pick_sweep(parse_names(task or ""), parse_names(method or ""), share)
     check_options(sweep, [flag for flag, value in options.items() if value is not None and value is not False])
+    # every sweep writes a results JSON; a resumed run finishes the output it was started for
+    check_output(output, [_preset_file(preset), mlp_checkpoint, *(_checkpoint_list(checkpoint) if sweep != "reconstruct"
+                                                                   else [checkpoint])],
+                 kind=RESULTS_OUTPUT, force=force or resume)
     if sweep == "rag":
         from semcom_cli.cli.evaluate_rag import rag_sweep
 

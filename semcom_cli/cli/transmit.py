@@ -15,6 +15,7 @@ import typer
 
 from semcom_cli.cli.common import console, fail_cleanly, parse_floats, parse_names
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "transmit"
 
@@ -30,6 +31,7 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Seed of the channel's noise and fading."),
     rician_k: Optional[float] = typer.Option(None, "--rician-k", help="Rician K-factor (LOS/scattered power).",
                                              show_default="3.0"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     from semcom_cli.channel import check_snr, make_channel
     from semcom_cli.core.limits import check_seed
@@ -43,23 +45,25 @@ def run(
     if not channels:
         raise SemcomError("--channel needs at least one channel")
     if input != "-" and Path(input).is_dir():
-        return _transmit_share(Path(input), Path(output), parse_floats(snr), channels, seed)
+        return _transmit_share(Path(input), Path(output), parse_floats(snr), channels, seed, force)
     if len(channels) > 1:
         raise SemcomError("one file goes over one channel: give one --channel")
     snr_db = check_snr(snr)
-    from semcom_cli.io.semantic import read_semantic, write_semantic
+    from semcom_cli.io.semantic import SEMANTIC_OUTPUT, read_semantic, write_semantic
     from semcom_cli.link.transmit import transmit_file
 
-    check_output(output, [input])
+    check_output(output, [input], kind=SEMANTIC_OUTPUT, force=force)
     sem = read_semantic(input, stage="encode")
     write_semantic(output, transmit_file(sem, channels[0], snr_db, seed, input))
 
 
-def _transmit_share(folder: Path, output: Path, snrs: list[float], channels: list, seed: int) -> None:
+def _transmit_share(folder: Path, output: Path, snrs: list[float], channels: list, seed: int,
+                    force: bool = False) -> None:
     from semcom_cli.core.outputs import check_output, check_outputs
     from semcom_cli.io.semantic import write_semantic
     from semcom_cli.link.share_set import (
         PUBLIC_NAME,
+        SHARE_SET_OUTPUT,
         private_name,
         read_share_set,
         received_public_name,
@@ -68,7 +72,7 @@ def _transmit_share(folder: Path, output: Path, snrs: list[float], channels: lis
 
     if str(output) == "-":
         raise SemcomError("a share set is sent to several files: give a folder with -o")
-    check_output(output, [folder], folder=True)
+    check_output(output, [folder], kind=SHARE_SET_OUTPUT, force=force)
     public, private = read_share_set(folder)
     names = [name(u) for u in range(len(private)) for name in (received_public_name, private_name)]
     check_outputs([output / n for n in names], [folder / PUBLIC_NAME] + [folder / private_name(u)

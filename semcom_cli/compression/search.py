@@ -16,8 +16,8 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from semcom_cli.compression.recipe import Recipe, candidate_recipes
 from semcom_cli.compression.recover import name_after_removal, recover, without_layers
 from semcom_cli.compression.smooth import smooth_for_int8
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.processes import run_child
 from semcom_cli.models.compressed import save_compressed_llm
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import publish_folder, read_manifest, save_checkpoint, staged_folder
@@ -59,8 +60,8 @@ class SearchResult:
 
 def _run_measure(folder: Path, *args: str) -> dict:
     env = dict(os.environ, TQDM_DISABLE="1")
-    run = subprocess.run([sys.executable, "-m", "semcom_cli.compression.measure", str(folder), *args],
-                         capture_output=True, text=True, env=env)
+    # its own process group, ended with compress (Ctrl-C, SIGTERM, an error)
+    run = run_child([sys.executable, "-m", "semcom_cli.compression.measure", str(folder), *args], env=env)
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]
         raise SemcomError(f"measuring {folder.name} failed: {last[:200]}")
@@ -118,9 +119,9 @@ def compress_checkpoint(checkpoint: Path, output: Path, budget_mb: float, min_ac
         raise SemcomError("no candidate recipes to measure")
 
     batches = calibration_inputs(model, seed=seed)
-    work = output.parent / f".{output.name}-candidates"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    # a new folder of compress's own (never one that was there: it is removed at the end)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-candidates-"))
     try:
         received = work / "received.safetensors"
         write_received(model, received, seed=seed)

@@ -23,7 +23,8 @@ from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import what_is_there
 from semcom_cli.core.limits import MAX_BYTES
 
-__all__ = ["OutputKind", "check_output", "check_outputs", "claim_output", "is_png", "is_text_file", "json_with_key", "FORCE_HELP"]
+__all__ = ["OutputKind", "check_output", "check_outputs", "claim_output", "is_png", "is_text_file", "json_with_key",
+           "FORCE_HELP", "RESULTS_OUTPUT", "DECODED_OUTPUT", "PNG_OUTPUT"]
 
 FORCE_HELP = "Replace an existing output of the same kind (anything else is never replaced)."
 
@@ -33,6 +34,7 @@ class OutputKind:
     name: str                           # "semcom checkpoint", "semantic file", …
     recognise: Callable[[Path], bool]   # is the thing at this path one of these?
     folder: bool = False
+    describe: Callable[[Path], str | None] | None = None  # what another kind's output is, for the message
 
 
 def claim_output(path: str | Path | None, kind: OutputKind, force: bool) -> None:
@@ -48,6 +50,8 @@ def claim_output(path: str | Path | None, kind: OutputKind, force: bool) -> None
     there = what_is_there(path)
     if there is None:
         return
+    if there not in ("a file", "a folder"):
+        raise SemcomError(f"{path}: {there}, not a regular file or folder; semcom never writes its outputs to one")
     wanted = "a folder" if kind.folder else "a file"
     if there != wanted:
         raise SemcomError(f"{path}: {there} is there, not {wanted}; semcom writes a {kind.name} only to a new "
@@ -55,7 +59,8 @@ def claim_output(path: str | Path | None, kind: OutputKind, force: bool) -> None
     if kind.folder and not any(path.iterdir()):
         return
     if not kind.recognise(path):
-        held = "holds other files" if kind.folder else "is another kind of file"
+        other = kind.describe(path) if kind.describe is not None else None
+        held = f"is {other}" if other else "holds other files" if kind.folder else "is another kind of file"
         raise SemcomError(f"{path}: {held}, not a {kind.name}; semcom replaces only its own output (choose a new "
                           "path)")
     if not force:
@@ -91,7 +96,7 @@ def json_with_key(*keys: str) -> Callable[[Path], bool]:
 
     def recognise(path: Path) -> bool:
         try:
-            if os.path.getsize(path) > MAX_BYTES["results"]:
+            if os.path.getsize(path) > MAX_BYTES["json"]:
                 return False
             doc = json.loads(path.read_bytes())
         except (OSError, ValueError, RecursionError):
@@ -150,3 +155,10 @@ def check_outputs(paths, inputs) -> None:
     """Every file a command writes (a share set's, say) checked against every input file."""
     for path in paths:
         check_output(path, inputs)
+
+
+# File outputs recognised by their first bytes or their JSON keys (the semantic file's kind is in io.semantic,
+# the checkpoints' in io.checkpoint, a share set's in link.share_set)
+RESULTS_OUTPUT = OutputKind("semcom results file (JSON)", json_with_key("points"))
+DECODED_OUTPUT = OutputKind("decoded result (JSON)", json_with_key("answer"))
+PNG_OUTPUT = OutputKind("picture (PNG)", is_png)

@@ -129,7 +129,13 @@ def checkpoint_output(kind: str = "semcom") -> OutputKind:
         except SemcomError:
             return False
 
-    return OutputKind(f"{kind} checkpoint", recognise, folder=True)
+    def describe(folder: Path) -> str | None:
+        try:
+            return f"a {kind_of(read_manifest(folder))} checkpoint"
+        except SemcomError:
+            return None
+
+    return OutputKind(f"{kind} checkpoint", recognise, folder=True, describe=describe)
 
 
 def kind_of(manifest: dict[str, Any]) -> str:

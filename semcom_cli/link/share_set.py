@@ -25,7 +25,8 @@ import torch
 from semcom_cli.channel import Channel, gain_from_real, gain_to_real
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import check_snr_range
-from semcom_cli.io.semantic import Header, SemanticFile, encode_header, read_semantic, write_semantic
+from semcom_cli.core.outputs import OutputKind
+from semcom_cli.io.semantic import Header, SemanticFile, encode_header, looks_semantic, read_semantic, write_semantic
 from semcom_cli.link.sharing import (
     SharedPackets,
     SharePlan,
@@ -45,6 +46,16 @@ PUBLIC_NAME = "public.sem.safetensors"
 
 def private_name(user: int) -> str:
     return f"user-{user}.sem.safetensors"
+
+
+def _is_share_set(folder: Path) -> bool:
+    """A folder holding semantic files and nothing else (a sent or a received share set)."""
+    files = list(folder.iterdir())
+    return bool(files) and all(f.is_file() and f.name.endswith(".sem.safetensors") and looks_semantic(f)
+                               for f in files)
+
+
+SHARE_SET_OUTPUT = OutputKind("share set", _is_share_set, folder=True)
 
 
 def received_public_name(user: int) -> str:

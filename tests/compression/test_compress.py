@@ -4,7 +4,9 @@ compressed checkpoint's format and refusals, and the measured search (tiny prese
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -267,12 +269,21 @@ def test_wrong_inputs_and_outputs_are_refused(semcom, tiny_checkpoint, compresse
     not_checkpoint.mkdir()
     (not_checkpoint / "notes.txt").write_text("mine")
     assert_clean_failure(semcom("compress", "-c", tiny_checkpoint, "-o", not_checkpoint, "--budget-mb", "900"),
-                         "not a checkpoint; refusing to replace it")
+                         "holds other files, not a semcom checkpoint")
     assert (not_checkpoint / "notes.txt").read_text() == "mine"
     afile = tmp_path / "file"
     afile.write_text("x")
     assert_clean_failure(semcom("compress", "-c", tiny_checkpoint, "-o", afile, "--budget-mb", "900"),
-                         "exists and is not a folder")
+                         "a file is there, not a folder")
+    assert afile.read_text() == "x"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert_clean_failure(semcom("compress", "-c", tiny_checkpoint, "-o", fifo, "--budget-mb", "900"),
+                         "a FIFO is there")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    # a checkpoint of the command's own kind is replaced only with --force
+    assert_clean_failure(semcom("compress", "-c", tiny_checkpoint, "-o", compressed, "--budget-mb", "900"),
+                         "a semcom checkpoint is already there; add --force")
     assert_clean_failure(semcom("compress", "-c", not_checkpoint, "-o", tmp_path / "o", "--budget-mb", "900"),
                          "not a semcom checkpoint")
     assert_clean_failure(semcom("compress", "-c", compressed, "-o", tmp_path / "o", "--budget-mb", "900",
@@ -305,6 +316,10 @@ def test_the_search_writes_the_fastest_fit_and_its_measures_reproduce(semcom, ti
     from semcom_cli.compression.measure import measure_checkpoint
 
     out = tmp_path / "fit"
+    # a folder that only looks like compress's candidates (here: a copy of someone's work) is not compress's
+    lookalike = tmp_path / ".fit-candidates"
+    lookalike.mkdir()
+    (lookalike / "notes.txt").write_text("mine")
     result = semcom("compress", "-c", tiny_checkpoint, "-o", out, "--budget-mb", "100000", "--min-accuracy", "0",
                     "--recipes", "int8-dynamic,int8+vocab-4k", "--limit", "12", "--json")
     assert result.exit_code == 0, result.output
@@ -320,7 +335,8 @@ def test_the_search_writes_the_fastest_fit_and_its_measures_reproduce(semcom, ti
     for key in ("vqa_0db", "vqa_10db", "vqa_rephrased_10db", "text_bleu_10db", "receiver_mb"):
         assert again[key] == pytest.approx(chosen[key]), key
     assert chosen["receiver_mb"] < doc["table"][0]["receiver_mb"]
-    assert not list(tmp_path.glob(".fit-candidates*"))
+    assert [p.name for p in tmp_path.glob(".fit-candidates*")] == [".fit-candidates"]  # its own are gone
+    assert (lookalike / "notes.txt").read_text() == "mine"
 
 
 def test_a_budget_below_every_candidate_writes_nothing(semcom, tiny_checkpoint, tmp_path):

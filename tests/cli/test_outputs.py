@@ -1,0 +1,113 @@
+"""The one output rule, for every command that writes: a device, a FIFO or another kind's output is never
+touched; the command's own kind is replaced only with --force. Every refusal comes before any work."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import assert_clean_failure
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "files"
+
+
+def _commands(checkpoint: Path, png: Path) -> dict:
+    """argv (with OUT for the output) of each command, by the kind of output it writes."""
+    return {
+        "encode": (["encode", png, "--task", "vqa", "-o", "OUT", "-c", checkpoint], "file"),
+        "transmit": (["transmit", GOLDEN / "vqa.sem", "--snr", "5", "-o", "OUT"], "file"),
+        "decode": (["decode", GOLDEN / "awgn.rx", "-q", "what shape is in the image?", "-o", "OUT"], "file"),
+        "evaluate": (["evaluate", "-c", checkpoint, "-n", "2", "-o", "OUT"], "file"),
+        "transmit a share set": (["transmit", GOLDEN / "share", "--snr", "5", "-o", "OUT"], "folder"),
+        "finetune": (["finetune", "--stage", "instruct", "-c", checkpoint, "-o", "OUT"], "folder"),
+        "compress": (["compress", "-c", checkpoint, "-o", "OUT", "--budget-mb", "900"], "folder"),
+        "align": (["align", "-o", "OUT", "--steps", "1"], "folder"),
+    }
+
+
+def _argv(args: list, out: Path, *extra: str) -> list:
+    return [out if a == "OUT" else a for a in args] + list(extra)
+
+
+def _character_device(path: Path) -> Path:
+    """A character device made in the test's own folder (the null device's numbers); where making one
+    is not allowed, a link to the system's null device (still only ever looked at, never written)."""
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        path.symlink_to("/dev/null")
+    return path
+
+
+def _digest(path: Path) -> str:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+
+@pytest.mark.parametrize("command", list(_commands(Path("c"), Path("p"))))
+def test_devices_fifos_and_other_kinds_outputs_are_never_touched(command, semcom, tiny_checkpoint, sample_png,
+                                                                tmp_path):
+    args, shape = _commands(tiny_checkpoint, sample_png)[command]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    device = _character_device(tmp_path / "device")
+    for special, test in ((fifo, stat.S_ISFIFO), (device, stat.S_ISCHR)):
+        assert_clean_failure(semcom(*_argv(args, special, "--force")), "not a regular file")
+        assert test(os.stat(special).st_mode), f"{special} was replaced"
+    # another kind's output: a folder holding a user's notes, a user's file
+    other = tmp_path / "other"
+    if shape == "folder":
+        other.mkdir()
+        (other / "notes.txt").write_text("mine")
+    else:
+        other.write_text("mine\n")
+    before = _digest(other)
+    assert_clean_failure(semcom(*_argv(args, other, "--force")), "semcom replaces only its own output")
+    assert _digest(other) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["device", "fifo", "other"]  # no staging left
+
+
+def test_an_output_of_the_commands_own_kind_is_replaced_only_with_force(semcom, tmp_path):
+    out = tmp_path / "rx.sem"
+    assert semcom("transmit", GOLDEN / "vqa.sem", "--snr", "5", "-o", out).exit_code == 0
+    first = out.read_bytes()
+    assert_clean_failure(semcom("transmit", GOLDEN / "vqa.sem", "--snr", "9", "-o", out),
+                         "a semantic file is already there; add --force")
+    assert out.read_bytes() == first
+    assert semcom("transmit", GOLDEN / "vqa.sem", "--snr", "9", "-o", out, "--force").exit_code == 0
+    assert out.read_bytes() != first
+    # through a symbolic link the file it names is written, and the link stays a link
+    link = tmp_path / "link.sem"
+    link.symlink_to(out)
+    assert semcom("transmit", GOLDEN / "vqa.sem", "--snr", "1", "-o", link, "--force").exit_code == 0
+    assert link.is_symlink() and out.read_bytes() != first
+
+
+def test_an_empty_folder_is_a_new_output_and_a_share_set_is_replaced_with_force(semcom, tmp_path):
+    out = tmp_path / "rx"
+    out.mkdir()
+    assert semcom("transmit", GOLDEN / "share", "--snr", "5", "-o", out).exit_code == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written and all(n.endswith(".sem.safetensors") for n in written)
+    assert_clean_failure(semcom("transmit", GOLDEN / "share", "--snr", "5", "-o", out),
+                         "a share set is already there; add --force")
+    assert semcom("transmit", GOLDEN / "share", "--snr", "1", "-o", out, "--force").exit_code == 0
+
+
+def test_the_writer_itself_refuses_what_is_not_a_regular_file(tmp_path):
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.core.files import atomic_write_bytes
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(SemcomError, match="a FIFO, not a regular file"):
+        atomic_write_bytes(fifo, b"x")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    with pytest.raises(SemcomError, match="a folder, not a regular file"):
+        atomic_write_bytes(tmp_path, b"x")
+    atomic_write_bytes(tmp_path / "new", b"x")
+    assert (tmp_path / "new").read_bytes() == b"x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "new"]
