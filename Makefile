@@ -65,19 +65,19 @@ bench-federated: setup
 federated-demo: setup
 	rm -rf $(RUNS)/federated-demo $(RUNS)/federated-demo.partial
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage federated --engine deployment -c $(CKPT) \
-		-o $(RUNS)/federated-demo --clients 2 --rounds 2 --steps 2
+		-o $(RUNS)/federated-demo --clients 2 --rounds 2 --steps 2 --force
 
 # Rebuild the shipped retrieval checkpoint from the shipped one: the text code on the sentence corpus
 # (about 5 minutes on 2 CPU cores), then the adapter with retrieved entries in its prompts (about 60 minutes).
 checkpoint-rag: setup
-	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage corpus -c $(CKPT) -o $(RUNS)/rag-corpus
-	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage retrieval -c $(RUNS)/rag-corpus -o $(RUNS)/semcom-rag
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage corpus -c $(CKPT) -o $(RUNS)/rag-corpus --force
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage retrieval -c $(RUNS)/rag-corpus -o $(RUNS)/semcom-rag --force
 	rm -rf checkpoints/semcom-rag && cp -r $(RUNS)/semcom-rag checkpoints/semcom-rag
 
 # Rebuild the shipped reconstruct checkpoint (MLLM-SC): the guide (referent parser on SmolLM2's reading
 # of queries + the image network, about 30 minutes on 2 CPU cores), then the dual-path codec (about 30).
 checkpoint-scenes: setup
-	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage guidance -o $(RUNS)/semcom-scenes
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage guidance -o $(RUNS)/semcom-scenes --force
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-codec -c $(RUNS)/semcom-scenes -o $(RUNS)/semcom-scenes
 	rm -rf checkpoints/semcom-scenes && cp -r $(RUNS)/semcom-scenes checkpoints/semcom-scenes
 
@@ -86,7 +86,7 @@ checkpoint-scenes: setup
 # classifier for KID (about 2). The shipped decoder was trained on a GPU: benchmarks/generative_gpu.py.
 checkpoint-generative: setup
 	rm -rf $(RUNS)/semcom-scenes-cpu $(RUNS)/semcom-scenes-cpu.partial
-	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-vae -c checkpoints/semcom-scenes -o $(RUNS)/semcom-scenes-cpu
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-vae -c checkpoints/semcom-scenes -o $(RUNS)/semcom-scenes-cpu --force
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-diffusion -c $(RUNS)/semcom-scenes-cpu -o $(RUNS)/semcom-scenes-cpu
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage scene-features -c $(RUNS)/semcom-scenes-cpu -o $(RUNS)/semcom-scenes-cpu
 
@@ -98,19 +98,19 @@ bench-generative: setup
 # Rebuild the shipped checkpoint from presets/smollm2.yaml (about 58 minutes on 2 idle CPU cores),
 # then measure its rate table for --channel-uses auto (about 30 minutes; 39 measured, sharing the cores).
 checkpoint: setup
-	$(SEMCOM) align --preset smollm2 -o $(RUNS)/align
-	$(SEMCOM) finetune --stage channel -c $(RUNS)/align -o $(RUNS)/channel
-	$(SEMCOM) finetune --stage instruct -c $(RUNS)/channel -o $(RUNS)/instruct
-	$(SEMCOM) finetune --stage rate -c $(RUNS)/instruct -o $(CKPT)
+	$(SEMCOM) align --preset smollm2 -o $(RUNS)/align --force
+	$(SEMCOM) finetune --stage channel -c $(RUNS)/align -o $(RUNS)/channel --force
+	$(SEMCOM) finetune --stage instruct -c $(RUNS)/channel -o $(RUNS)/instruct --force
+	$(SEMCOM) finetune --stage rate -c $(RUNS)/instruct -o $(CKPT) --force
 	$(SEMCOM) rate-table -c $(CKPT) --write
 
 # The MLP-projector ablation (`semcom evaluate --method semantic,mlp --mlp-checkpoint runs/semcom-smollm2-mlp`):
 # the same recipe with an MLP in place of the KAN projector. Not committed; about 55 minutes.
 checkpoint-mlp: setup
-	$(SEMCOM) align --preset smollm2-mlp -o $(RUNS)/mlp-align
-	$(SEMCOM) finetune --stage channel -c $(RUNS)/mlp-align -o $(RUNS)/mlp-channel
-	$(SEMCOM) finetune --stage instruct -c $(RUNS)/mlp-channel -o $(RUNS)/mlp-instruct
-	$(SEMCOM) finetune --stage rate -c $(RUNS)/mlp-instruct -o $(RUNS)/semcom-smollm2-mlp
+	$(SEMCOM) align --preset smollm2-mlp -o $(RUNS)/mlp-align --force
+	$(SEMCOM) finetune --stage channel -c $(RUNS)/mlp-align -o $(RUNS)/mlp-channel --force
+	$(SEMCOM) finetune --stage instruct -c $(RUNS)/mlp-channel -o $(RUNS)/mlp-instruct --force
+	$(SEMCOM) finetune --stage rate -c $(RUNS)/mlp-instruct -o $(RUNS)/semcom-smollm2-mlp --force
 
 # What one command costs from a shell, each run as a fresh process (README, "What a command costs").
 bench-cli: setup

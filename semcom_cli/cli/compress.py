@@ -36,18 +36,14 @@ def run(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     from semcom_cli.compression.recipe import RECIPES
-    from semcom_cli.compression.search import NoCandidateFits, compress_checkpoint
+    from semcom_cli.compression.search import NoCandidateFits, compress_checkpoint, compress_settings
     from semcom_cli.core.errors import SemcomError
-    from semcom_cli.core.limits import MAX_SEED
     from semcom_cli.core.outputs import check_output
     from semcom_cli.io.checkpoint import checkpoint_output
     from semcom_cli.system.checkpoint import read_manifest
 
     source = checkpoint_folder(checkpoint)
-    if limit <= 0:
-        raise SemcomError(f"--limit must be a positive number of questions (got {limit})")
-    if not 0 <= seed <= MAX_SEED:
-        raise SemcomError(f"--seed must be between 0 and {MAX_SEED} (got {seed})")
+    compress_settings(budget_mb=budget_mb, min_accuracy=min_accuracy, limit=limit, seed=seed)
     check_output(output, [source], kind=checkpoint_output("semcom"), force=force)
     read_manifest(source)  # one line now for a folder that is not a checkpoint
     chosen_recipes = None

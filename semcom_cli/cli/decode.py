@@ -21,6 +21,7 @@ from semcom_cli.cli.common import (
     spinner,
     write_json,
 )
+from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "decode"
 
@@ -58,9 +59,10 @@ def run(
                                                             "(default: the channel's seed)."),
     checkpoint: Optional[Path] = checkpoint_option(),
     device: Optional[str] = device_option(),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     from semcom_cli.core.limits import check_question
-    from semcom_cli.core.outputs import check_output
+    from semcom_cli.core.outputs import DECODED_OUTPUT, check_output
     from semcom_cli.io.semantic import read_semantic
     from semcom_cli.link.receiver import decode_file
     from semcom_cli.system import SemcomModel
@@ -76,7 +78,7 @@ def run(
 
             raise SemcomError("a reconstruct packet decodes to an image: --kb and --kb-local do not apply")
         return _decode_image(sem, input, question, public, output, as_json, checkpoint, decoder, steps, budget_ms,
-                             seed)
+                             seed, force)
     generative_flags = {"--decoder": decoder, "--steps": steps, "--budget-ms": budget_ms, "--seed": seed}
     given = [flag for flag, value in generative_flags.items() if value is not None]
     if given:
@@ -84,7 +86,8 @@ def run(
 
         raise SemcomError(f"{', '.join(given)}: for reconstruct packets (images) only")
     if output is not None:
-        check_output(output, [input, public, checkpoint_folder(checkpoint), kb, kb_local])
+        check_output(output, [input, public, checkpoint_folder(checkpoint), kb, kb_local], kind=DECODED_OUTPUT,
+                     force=force)
     retriever = _retriever(kb, kb_local, k, route, gate) if kb is not None or kb_local is not None else None
     public_sem = read_semantic(public, stage="transmit") if public is not None else None
     model = SemcomModel.from_pretrained(checkpoint, device=device)
@@ -94,14 +97,15 @@ def run(
     learned = result.get("caption", result["answer"])  # an image packet: its scene's caption
     if retriever is not None and retriever.local_kb is not None and not no_update and learned.strip():
         from semcom_cli.core.errors import SemcomError
+        from semcom_cli.retrieval.kb import add_to_base, check_entry
 
         try:  # the local base learns what this user received (oldest entries evicted past its cap)
-            retriever.local_kb.add([learned])
+            entry = check_entry(learned)
         except SemcomError as err:
             result["local_update"] = f"skipped: {err}"
-        else:
-            retriever.local_kb.save(kb_local)
-            result["local_update"] = {"base": str(kb_local), "entries": len(retriever.local_kb)}
+        else:  # re-read and written under the base's lock: another receiver may have added to it meanwhile
+            updated, _ = add_to_base(kb_local, [entry])
+            result["local_update"] = {"base": str(kb_local), "entries": len(updated)}
     if output is not None:
         write_json(output, result)
     if as_json:
@@ -119,12 +123,12 @@ def _retriever(kb: Optional[Path], kb_local: Optional[Path], k: int, route: str,
 
 
 def _decode_image(sem, input: str, question, public, output, as_json: bool, checkpoint, decoder, steps, budget_ms,
-                  seed) -> None:
+                  seed, force: bool = False) -> None:
     from semcom_cli.cli.common import console
     from semcom_cli.core.errors import SemcomError
     from semcom_cli.core.files import atomic_write_bytes, write_stdout
     from semcom_cli.core.limits import check_seed
-    from semcom_cli.core.outputs import check_output
+    from semcom_cli.core.outputs import PNG_OUTPUT, check_output
     from semcom_cli.reconstruct.generative.decoder import check_budget_ms, check_decoder, check_steps
     from semcom_cli.reconstruct.model import ReconstructModel
     from semcom_cli.reconstruct.packets import decode_image_file, png_bytes
@@ -143,11 +147,18 @@ def _decode_image(sem, input: str, question, public, output, as_json: bool, chec
     if decoder == "auto" and budget_ms is None:
         raise SemcomError("--decoder auto needs a compute budget: --budget-ms T")
     if str(output) != "-":
-        check_output(output, [input, checkpoint])
+        check_output(output, [input, checkpoint], kind=PNG_OUTPUT, force=force)
     model = ReconstructModel.from_pretrained(checkpoint)
     image, result = decode_image_file(model, sem, "<stdin>" if input == "-" else input, decoder, steps, seed,
                                       budget_ms)
     chosen = result["decoder"]
+    from semcom_cli.reconstruct.generative.decoder import budget_warning
+
+    overrun = budget_warning(chosen)
+    if overrun is not None:  # the image is still written: a late picture beats none
+        import sys
+
+        print(f"semcom: warning: {overrun}", file=sys.stderr)
     data = png_bytes(image, {"task": "reconstruct", "checkpoint_hash": model.hash, "snr_db": result["snr_db"],
                              "decoder": {k: v for k, v in chosen.items() if k not in ("elapsed_ms", "stopped_early")}})
     if str(output) == "-":

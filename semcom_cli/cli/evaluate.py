@@ -103,7 +103,7 @@ def run(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     from semcom_cli.core.errors import SemcomError
-    from semcom_cli.core.outputs import RESULTS_OUTPUT, check_output
+    from semcom_cli.core.outputs import RESULTS_OUTPUT, check_companions, check_output
     from semcom_cli.evaluation.sweeps import check_options, pick_sweep
 
     options = {"--task": task, "--snr": snr, "--channel": channel, "--channel-uses": channel_uses, "--method": method,
@@ -120,6 +120,7 @@ def run(
     check_output(output, [_preset_file(preset), mlp_checkpoint, *(_checkpoint_list(checkpoint) if sweep != "reconstruct"
                                                                    else [checkpoint])],
                  kind=RESULTS_OUTPUT, force=force or resume)
+    check_companions(output, force or resume)
     if sweep == "rag":
         from semcom_cli.cli.evaluate_rag import rag_sweep
 
@@ -140,7 +141,7 @@ def run(
                     device, channel_uses)
         return
     if plot is not None:
-        _redraw(plot)
+        _redraw(plot, force)
         return
     compared = _checkpoint_list(checkpoint)
     flags = {"tasks": task and parse_names(task), "snrs": snr and parse_floats(snr),
@@ -287,7 +288,10 @@ def _print_table(doc: dict) -> None:
 
     points = doc["points"]
     names = metric_names(points)
-    table = Table(title=f"semcom evaluate — {doc['run']['checkpoint']}")
+    from semcom_cli.core.terminal import printable
+
+    # a results file is anyone's text (--plot): its names are shown, never obeyed by the terminal
+    table = Table(title=printable(f"semcom evaluate — {doc['run']['checkpoint']}"))
     for col in ("method", "task", "channel", "SNR dB", "uses"):
         table.add_column(col, justify="left" if col in ("method", "task", "channel") else "right", no_wrap=True)
     for name in names:
@@ -304,7 +308,8 @@ def _print_table(doc: dict) -> None:
             else:
                 cells.append(f"{100 * m['value']:.1f}%")
         n = next(iter(p["metrics"].values()))["n"]
-        table.add_row(p["method"], p["task"], p["channel"], "—" if p["snr_db"] is None else f"{p['snr_db']:g}",
+        snr = "—" if p["snr_db"] is None else f"{p['snr_db']:g}"
+        table.add_row(printable(p["method"]), printable(p["task"]), printable(p["channel"]), snr,
                       f"{p['channel_uses_mean']:g}", *cells, str(n))
     console.print(table)
 
@@ -318,13 +323,14 @@ def _preset_file(preset: Optional[str]) -> Optional[Path]:
     return Path(preset) if Path(preset).suffix else presets_dir() / f"{preset}.yaml"
 
 
-def _redraw(path: Path) -> None:
+def _redraw(path: Path, force: bool = False) -> None:
     from semcom_cli.core.files import atomic_write_bytes
-    from semcom_cli.core.outputs import check_output
+    from semcom_cli.core.outputs import check_companions, check_output
     from semcom_cli.evaluation.report import csv_text, load_results, plot_results
 
     doc = load_results(path)
     check_output(path.with_suffix(".csv"), [path])
+    check_companions(path, True)  # redrawing replaces its own CSV and plots, and nothing else
     plots = plot_results(doc, path.with_suffix(""))
     atomic_write_bytes(path.with_suffix(".csv"), csv_text(doc).encode())
     _print_table(doc)

@@ -8,6 +8,7 @@ from typing import Optional
 
 from semcom_cli.cli.common import console, parse_floats, parse_names, print_json
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.terminal import printable
 
 
 def rag_sweep(checkpoint: Optional[Path], task: Optional[str], methods: list[str], channel: Optional[str],
@@ -77,7 +78,7 @@ def _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, outpu
     result = evaluate_vqa_local(model, data, snrs, channels, limit=limit or 200, seed=seed,
                                 batch_size=batch_size or 64)
     result.update({"checkpoint": model.name, "checkpoint_hash": model.hash, "versions": versions()})
-    table = Table(title=f"VQA with the user's {result['recent']} recent scenes as a prior ({model.name})")
+    table = Table(title=printable(f"VQA with the user's {result['recent']} recent scenes as a prior ({model.name})"))
     for col in ("kind", "channel", "SNR dB", "n", "without", "with"):
         table.add_column(col, justify="left" if col in ("kind", "channel") else "right")
     for p in result["points"]:
@@ -102,7 +103,7 @@ def _publish(result: dict, output: Optional[Path], as_json: bool) -> dict:
 def _table(result: dict, k: int) -> None:
     from rich.table import Table
 
-    table = Table(title=f"text with retrieval ({result['checkpoint']}, {result['seconds']} s)")
+    table = Table(title=printable(f"text with retrieval ({result['checkpoint']}, {result['seconds']} s)"))
     for col in ("method", "kind", "channel", "SNR dB", "n", "exact", "BLEU", "similarity", f"recall@{k}"):
         table.add_column(col, justify="left" if col in ("method", "kind", "channel") else "right")
     for p in result["points"]:

@@ -10,8 +10,10 @@ from semcom_cli.core.errors import SemcomError
 def _print_table(doc: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"semcom evaluate --task reconstruct — {doc['run']['checkpoint']} "
-                        f"(guide IoU {doc['run']['guidance']['iou']:.3f})")
+    from semcom_cli.core.terminal import printable
+
+    table = Table(title=printable(f"semcom evaluate --task reconstruct — {doc['run']['checkpoint']} ")
+                        + f"(guide IoU {doc['run']['guidance']['iou']:.3f})")
     names = ["psnr_db", "roi_psnr_db", "bg_psnr_db", "roi_ssim", "vqa_accuracy", "kid"]
     short = {"psnr_db": "PSNR", "roi_psnr_db": "ROI PSNR", "bg_psnr_db": "bg PSNR", "roi_ssim": "ROI SSIM",
              "vqa_accuracy": "VQA", "kid": "KID×1000"}

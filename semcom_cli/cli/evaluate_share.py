@@ -80,8 +80,10 @@ def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: st
 def _print_table(doc: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"evaluate --share — {doc['run']['checkpoint']}, {doc['run']['task']}, "
-                        f"{doc['run']['groups']} groups per row", padding=(0, 0))
+    from semcom_cli.core.terminal import printable
+
+    table = Table(title=printable(f"evaluate --share — {doc['run']['checkpoint']}, {doc['run']['task']}, ")
+                        + f"{doc['run']['groups']} groups per row", padding=(0, 0))
     # short headers: the table fits an 80-column terminal
     for col in ("scenario", "users", "ch", "SNR", "uses", "separate", "saved", "acc", "acc sep", "Δ acc [95% CI]"):
         table.add_column(col, justify="left" if col in ("scenario", "ch") else "right", no_wrap=True)

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
+import typer
+
 from semcom_cli.cli.common import checkpoint_folder, console, spinner
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.outputs import FORCE_HELP
 
 ENGINES = ("simulation", "deployment")
 
 
-def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[int], rounds: Optional[int],
-                    engine: str, steps: Optional[int], batch_size: Optional[int], lr: Optional[float],
-                    save_every: Optional[int], resume: bool, device: Optional[str]) -> None:
-    from rich.table import Table
+def force_option():
+    """``--force``: replace an existing federated output of the same kind (the one replace rule)."""
+    return typer.Option(False, "--force", help=FORCE_HELP)
 
-    from semcom_cli.core.files import partial_path, refuse_foreign_partial
-    from semcom_cli.core.outputs import check_output
 
+def federated_overrides(clients: Optional[int], rounds: Optional[int], engine: str, steps: Optional[int],
+                        batch_size: Optional[int], lr: Optional[float], save_every: Optional[int],
+                        device: Optional[str]) -> dict:
+    """The command's federated flags as ``train.federated.*`` overrides, or one line saying which is wrong
+    (what the flags are checked against is the preset's ``FederatedTrain``)."""
     if engine not in ENGINES:
         raise SemcomError(f"unknown engine '{engine}' (choose from: {', '.join(ENGINES)})")
     if lr is not None:
@@ -27,11 +33,22 @@ def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[
         raise SemcomError("--stage federated runs on the CPU (devices and server share this machine)")
     overrides = {"clients": clients, "rounds": rounds, "local_steps": steps, "batch_size": batch_size,
                  "save_every": save_every}
-    overrides = {f"train.federated.{k}": v for k, v in overrides.items() if v is not None}
-    if output.exists() and not (output / "manifest.json").is_file():
-        raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
+    return {f"train.federated.{k}": v for k, v in overrides.items() if v is not None}
+
+
+def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[int], rounds: Optional[int],
+                    engine: str, steps: Optional[int], batch_size: Optional[int], lr: Optional[float],
+                    save_every: Optional[int], resume: bool, device: Optional[str], force: bool = False) -> None:
+    from rich.table import Table
+
+    from semcom_cli.core.files import partial_path, refuse_foreign_partial
+    from semcom_cli.core.outputs import check_output
+    from semcom_cli.io.checkpoint import checkpoint_output
+
+    overrides = federated_overrides(clients, rounds, engine, steps, batch_size, lr, save_every, device)
     refuse_foreign_partial(output, resume)
     from semcom_cli.federated.app import FederatedJob
+    from semcom_cli.core.processes import Terminated, sigterm_raises
     from semcom_cli.system import SemcomModel
 
     if resume:
@@ -41,29 +58,36 @@ def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[
         saved = partial_path(output) / "checkpoint"
         if not (partial_path(output) / "resume.safetensors").is_file():
             raise SemcomError(f"{partial_path(output)}: no partial run to resume (no resume.safetensors)")
+        check_output(output, [saved], kind=checkpoint_output("semcom"), force=force)
         cfg = SemcomModel.from_pretrained(saved).preset.train.federated  # checks the saved checkpoint
         source = str(saved)
     else:
         source = str(checkpoint_folder(checkpoint))
-        check_output(output, [Path(source)], folder=True)
+        check_output(output, [Path(source)], kind=checkpoint_output("semcom"), force=force)
         model = SemcomModel.from_pretrained(source, overrides)  # checks the checkpoint and the settings
         if model.compression is not None:
             raise SemcomError(f"{source}: a compressed checkpoint; fine-tune the checkpoint it was made from")
         cfg = model.preset.train.federated
     job = FederatedJob(source, str(output), overrides, resume, engine)
-    with spinner(f"federated: {cfg.clients} devices × {cfg.rounds} rounds × {cfg.local_steps} steps "
-                 f"({engine} engine)"):
-        if engine == "simulation":
-            from semcom_cli.federated.run import run_in_simulation
+    try:
+        # SIGTERM ends the run as Ctrl-C does: every Flower process and Ray ended, the run's folder removed
+        with sigterm_raises(), spinner(f"federated: {cfg.clients} devices × {cfg.rounds} rounds × "
+                                             f"{cfg.local_steps} steps ({engine} engine)"):
+            if engine == "simulation":
+                from semcom_cli.federated.run import run_in_simulation
 
-            summary = run_in_simulation(job, cfg.clients)
-        else:
-            from semcom_cli.federated.deployment import run_in_deployment
+                summary = run_in_simulation(job, cfg.clients)
+            else:
+                from semcom_cli.federated.deployment import run_in_deployment
 
-            run_in_deployment(job, cfg.clients)
-            from semcom_cli.system.checkpoint import read_manifest
+                run_in_deployment(job, cfg.clients)
+                from semcom_cli.system.checkpoint import read_manifest
 
-            summary = read_manifest(output)["training"]["stages"][-1] | {"hash": read_manifest(output)["hash"]}
+                summary = read_manifest(output)["training"]["stages"][-1] | {"hash": read_manifest(output)["hash"]}
+    except Terminated:
+        print("semcom: terminated (the run's processes are stopped; a partial run, if any, is kept)",
+              file=sys.stderr)
+        raise typer.Exit(143)
     table = Table(title=f"federated → {output}")
     for key in ("engine", "clients", "rounds", "local_steps", "steps", "first_loss", "final_loss", "seconds"):
         value = summary[key]

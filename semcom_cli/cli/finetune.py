@@ -17,6 +17,7 @@ import typer
 from semcom_cli.cli.common import checkpoint_folder, checkpoint_option, device_option, fail_cleanly
 from semcom_cli.cli.stage import train_and_save
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "finetune"
 
@@ -41,6 +42,7 @@ def run(
     rounds: Optional[int] = typer.Option(None, "--rounds",
                                          help="federated: rounds (override train.federated.rounds)."),
     engine: str = typer.Option("simulation", "--engine", help="federated: Flower's simulation | deployment engine."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     from semcom_cli.cli.registries import load_all
     from semcom_cli.training.stages import STAGES
@@ -55,21 +57,26 @@ def run(
         from semcom_cli.cli.federated import federated_stage
 
         return federated_stage(output, checkpoint, clients, rounds, engine, steps, batch_size, lr, save_every,
-                               resume, device)
+                               resume, device, force=force)
     if family in ("reconstruct", "generative"):
-        return _reconstruct_stage(stage, output, checkpoint, steps, batch_size, lr, save_every, resume)
+        return _reconstruct_stage(stage, output, checkpoint, steps, batch_size, lr, save_every, resume, force=force)
     if resume:
         from semcom_cli.cli.stage import resume_from
+        from semcom_cli.core.outputs import check_output
+        from semcom_cli.io.checkpoint import checkpoint_output
 
+        # a resumed run finishes the output it was started for: only its own kind is replaced
+        check_output(output, [], kind=checkpoint_output("semcom"), force=True)
         model, state, history = resume_from(output, stage, {"--steps": steps, "--batch-size": batch_size,
                                                             "--lr": lr, "--save-every": save_every}, device)
         train_and_save(model, stage, output, history, resume=state)
         return
     from semcom_cli.core.outputs import check_output
+    from semcom_cli.io.checkpoint import checkpoint_output
     from semcom_cli.system import SemcomModel
     from semcom_cli.system.checkpoint import read_history
 
-    check_output(output, [checkpoint_folder(checkpoint)], folder=True)
+    check_output(output, [checkpoint_folder(checkpoint)], kind=checkpoint_output("semcom"), force=force)
     model = SemcomModel.from_pretrained(
         checkpoint, {f"train.{stage}.steps": steps, f"train.{stage}.batch_size": batch_size,
                      f"train.{stage}.lr": lr, f"train.{stage}.save_every": save_every}, device)
@@ -81,10 +88,12 @@ def run(
 
 
 def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], steps: Optional[int],
-                       batch_size: Optional[int], lr: Optional[float], save_every: Optional[int], resume: bool) -> None:
+                       batch_size: Optional[int], lr: Optional[float], save_every: Optional[int], resume: bool,
+                       force: bool = False) -> None:
     from semcom_cli.cli.common import console, progress_bar
     from semcom_cli.config.base import with_changes
     from semcom_cli.core.outputs import check_output
+    from semcom_cli.io.checkpoint import checkpoint_output
     from semcom_cli.reconstruct.codec_stages import build_codec, build_guidance
     from semcom_cli.reconstruct.generative_stages import build_generative, default_settings
     from semcom_cli.reconstruct.guidance.train import GuidanceTrain
@@ -110,7 +119,13 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
     cfg = with_changes(cfg, "flags", **{k: v for k, v in overrides.items() if v is not None})
     adds_to_input = checkpoint is not None and Path(checkpoint).resolve() == Path(output).resolve()
     if not resume and not adds_to_input:  # -c X -o X adds the stage to X (written atomically)
-        check_output(output, [checkpoint], folder=True)
+        check_output(output, [checkpoint], kind=checkpoint_output("reconstruct"), force=force)
+    if not resume:  # refused before the progress bar starts: the refusal is the one line printed
+        from semcom_cli.core.files import refuse_foreign_partial
+        from semcom_cli.training.memory import check_memory
+
+        refuse_foreign_partial(output, resume)
+        check_memory(f"stage {stage}", cfg.memory())
     with progress_bar(stage, cfg.steps) as update:
         def on_log(step, loss, seconds):
             update(step, cfg.steps, f"loss {loss:.4f}")

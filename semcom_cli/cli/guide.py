@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from semcom_cli.cli.common import console, fail_cleanly, print_json, spinner
+from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "guide"
 
@@ -26,18 +27,19 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the referent, box and patch map as JSON."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Reconstruct checkpoint folder.",
                                               show_default="the shipped checkpoints/semcom-scenes"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     import torch
 
     from semcom_cli.core.files import atomic_write_bytes, read_input_bytes, write_stdout
-    from semcom_cli.core.outputs import check_output
+    from semcom_cli.core.outputs import OutputKind, check_output, is_png
     from semcom_cli.data.easyvqa import image_from_bytes
     from semcom_cli.reconstruct.imaging.pipeline import guide_boxes
     from semcom_cli.reconstruct.model import ReconstructModel
     from semcom_cli.reconstruct.packets import check_query, map_png_bytes
 
     query = check_query(query, "importance")
-    check_output(output, [image, checkpoint])
+    check_output(output, [image, checkpoint], kind=OutputKind("guide map (PNG)", is_png), force=force)
     pixels = image_from_bytes(*read_input_bytes(image, "image"))
     model = ReconstructModel.from_pretrained(checkpoint, need_codec=False)
     with spinner("reading the query with the LLM and searching the image"):

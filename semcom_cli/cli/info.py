@@ -47,9 +47,12 @@ def run(
     if as_json:
         print_json(data)
         return
-    table = Table(title=f"{data['kind']}: {path}", show_header=False)
+    from semcom_cli.core.terminal import printable
+
+    # header fields and manifests are anyone's text: shown, never obeyed by the terminal
+    table = Table(title=printable(f"{data['kind']}: {path}"), show_header=False)
     for key in sorted(data):
-        table.add_row(key, str(data[key]))
+        table.add_row(printable(key), printable(str(data[key])))
     import sys
 
     from semcom_cli.core.files import stdout_error
@@ -60,10 +63,12 @@ def run(
 
 
 def _is_reconstruct(folder: Path) -> bool:
-    import json
+    from semcom_cli.core.errors import SemcomError
+    from semcom_cli.core.files import read_json_file
 
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        return manifest.get("kind") == "reconstruct" or manifest.get("format") == "semcom-reconstruct-checkpoint"
-    except (OSError, ValueError, AttributeError):
+    try:  # bounded, a regular file only (a FIFO would never answer), nesting refused: one line later
+        manifest = read_json_file(folder / "manifest.json", "manifest", "checkpoint manifest")
+    except SemcomError:
         return False
+    return isinstance(manifest, dict) and (manifest.get("kind") == "reconstruct"
+                                           or manifest.get("format") == "semcom-reconstruct-checkpoint")

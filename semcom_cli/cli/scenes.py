@@ -13,6 +13,7 @@ import typer
 
 from semcom_cli.cli.common import console, fail_cleanly
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "scenes"
 
@@ -25,6 +26,7 @@ def run(
     start: int = typer.Option(0, "--start", help="Index of the first scene."),
     size: int = typer.Option(64, "--size", help="Image side in pixels: 64 or 128."),
     queries: int = typer.Option(1, "--queries", help="Queries per kind and scene (0 to 4)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     import io
     import json
@@ -35,6 +37,8 @@ def run(
     from semcom_cli.core.files import atomic_write_bytes
     from semcom_cli.core.outputs import check_output
     from semcom_cli.data.scenes import SPLITS, referring_queries, scene_at
+    from semcom_cli.data.scenes.files import SCENES_FILE, SCENES_FORMAT, SCENES_OUTPUT, scene_file_names, scenes_from
+    from semcom_cli.io.checkpoint import replace_folder, staged_folder
 
     if split not in SPLITS:
         raise SemcomError(f"--split must be one of {', '.join(SPLITS)} (got {split!r})")
@@ -46,23 +50,25 @@ def run(
         raise SemcomError(f"--size must be 64 or 128 (got {size})")
     if not 0 <= queries <= 4:
         raise SemcomError(f"--queries must be 0 to 4 (got {queries})")
-    check_output(output, [], folder=True)
+    # a new or empty folder, or (with --force) a scenes folder semcom wrote, replaced whole: never mixed
+    check_output(output, [], kind=SCENES_OUTPUT, force=force)
     records = []
-    files: list[tuple[Path, bytes]] = []
+    files: list[tuple[str, bytes]] = []
     for index in range(start, start + count):
         scene = scene_at(split, index, size)
         labels = (scene.masks * (1 + np.arange(len(scene.objects)))[:, None, None]).sum(0)
-        for name, array in ((f"scene-{index:05d}.png", scene.image), (f"scene-{index:05d}.mask.png",
-                                                                       labels.astype("uint8"))):
+        for name, array in zip(scene_file_names(index), (scene.image, labels.astype("uint8"))):
             buffer = io.BytesIO()
             Image.fromarray(array).save(buffer, format="PNG")
-            files.append((output / name, buffer.getvalue()))
+            files.append((name, buffer.getvalue()))
         records.append({"index": index, "seed": scene.seed, "background": scene.background,
                         "objects": [o.to_json() for o in scene.objects], "areas": scene.areas(),
                         "queries": [q.to_json() for q in referring_queries(scene, split, per_kind=queries)]})
-    output.mkdir(parents=True, exist_ok=True)
-    for path, data in files:
-        atomic_write_bytes(path, data)
-    doc = {"format": "semcom-scenes/1", "split": split, "size": size, "scenes": records}
-    atomic_write_bytes(output / "scenes.json", (json.dumps(doc, indent=1) + "\n").encode())
+    doc = {"format": SCENES_FORMAT, "split": split, "size": size, "scenes": records}
+    scenes_from(doc, SCENES_FILE)  # what is written reads back
+    with staged_folder(output) as tmp:  # built beside OUTPUT, put in its place in one step
+        for name, data in files:
+            atomic_write_bytes(tmp / name, data)
+        atomic_write_bytes(tmp / SCENES_FILE, (json.dumps(doc, indent=1) + "\n").encode())
+        replace_folder(tmp, output)
     console.print(f"{count} {split} scenes ({size}×{size}) → {output}/")

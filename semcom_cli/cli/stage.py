@@ -35,8 +35,9 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
     from semcom_cli.training.trainer import Checkpointing
 
     cfg = getattr(model.preset.train, stage)
-    if output.exists() and not (output / "manifest.json").is_file():
-        raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
+    from semcom_cli.training.memory import check_memory, preset_stage_need
+
+    check_memory(f"stage {stage}", preset_stage_need(model, stage, cfg))  # before the LLM and data load
     refuse_foreign_partial(output, resume is not None)  # it removes only the partial run it made
     partial = partial_path(output)
     with spinner("loading the LLM and easy-vqa") as status:

@@ -13,7 +13,6 @@ recipe, what calibration chose, and the whole table.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -21,6 +20,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Optional
+
+from pydantic import Field, ValidationError
 
 from semcom_cli.compression.calibrate import calibration_inputs, layer_redundancy, linear_sensitivity
 from semcom_cli.compression.llm import compress_llm
@@ -28,17 +30,42 @@ from semcom_cli.compression.measure import write_received
 from semcom_cli.compression.recipe import Recipe, candidate_recipes
 from semcom_cli.compression.recover import name_after_removal, recover, without_layers
 from semcom_cli.compression.smooth import smooth_for_int8
+from semcom_cli.config.base import Seed, Share, StageSettings, first_error_line
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.processes import run_child
 from semcom_cli.models.compressed import save_compressed_llm
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import publish_folder, read_manifest, save_checkpoint, staged_folder
 
-__all__ = ["SearchResult", "NoCandidateFits", "compress_checkpoint", "choose", "pareto"]
+__all__ = ["CompressSettings", "compress_settings", "SearchResult", "NoCandidateFits", "compress_checkpoint", "choose",
+           "pareto"]
 
 # The default accuracy floor: the source's accuracy less one point on the questions' own wordings (at 0
 # and at 10 dB), less two on reworded questions (a sample of 200 measures those to about ±2 points).
 FLOOR_MARGINS = {"vqa_0db": 0.01, "vqa_10db": 0.01, "vqa_rephrased_10db": 0.02}
+
+
+class CompressSettings(StageSettings):
+    """What a search is asked for, checked before anything loads."""
+
+    budget_mb: Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)]  # above 10 TB: a typing slip
+    min_accuracy: Optional[Share] = None
+    limit: Annotated[int, Field(ge=1, le=100_000)] = 200   # questions per measured point
+    seed: Seed = 0
+
+
+_FLAGS = {"budget_mb": "--budget-mb", "min_accuracy": "--min-accuracy", "limit": "--limit", "seed": "--seed"}
+
+
+def compress_settings(**values) -> CompressSettings:
+    """The search's settings, or one line naming the flag that is out of range."""
+    try:
+        return CompressSettings.model_validate(values)
+    except ValidationError as err:
+        line = first_error_line(err, "compress")
+        for name, flag in _FLAGS.items():
+            line = line.replace(f"field '{name}'", flag)
+        raise SemcomError(line) from None
 
 
 class NoCandidateFits(SemcomError):
@@ -100,10 +127,7 @@ def compress_checkpoint(checkpoint: Path, output: Path, budget_mb: float, min_ac
     """See the module's description. Writes ``output`` only when a candidate fits; one clear line
     (SemcomError) when none does, with the smallest peak memory measured."""
 
-    if not math.isfinite(budget_mb) or budget_mb <= 0:
-        raise SemcomError(f"--budget-mb must be a positive number of megabytes (got {budget_mb})")
-    if min_accuracy is not None and not 0 <= min_accuracy <= 1:
-        raise SemcomError(f"--min-accuracy is a fraction between 0 and 1 (got {min_accuracy})")
+    compress_settings(budget_mb=budget_mb, min_accuracy=min_accuracy, limit=limit, seed=seed)
     began = time.perf_counter()
     say = status or (lambda _: None)
     model = SemcomModel.from_pretrained(checkpoint)

@@ -5,13 +5,51 @@ module needs pydantic alone, so the training loops that use it run where YAML an
 from __future__ import annotations
 
 import reprlib
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.limits import MAX_SEED
 
-__all__ = ["Strict", "StageSettings", "short_repr", "first_error_line", "settings_from", "with_changes"]
+__all__ = ["Strict", "StageSettings", "short_repr", "first_error_line", "settings_from", "with_changes",
+           "LearningRate", "Steps", "BatchSize", "Every", "Seed", "Share", "Weight", "FiniteFloat", "Range",
+           "ordered_range", "MAX_LR", "MAX_STEPS", "MAX_BATCH", "MAX_EVERY"]
+
+# Bounds every training stage's settings share (presets' train.<stage> and the image line's stages): a
+# value past them is refused in one line before anything is built or trained. They are far beyond any
+# recipe (the largest batch trained is 256 on a GPU, the longest run 4,000 steps) and keep a typing slip
+# (--lr 1e30, --batch-size 100000000) from training to NaN weights or asking for terabytes.
+MAX_LR = 1.0
+MAX_STEPS = 1_000_000
+MAX_BATCH = 4096
+MAX_EVERY = 1_000_000
+
+LearningRate = Annotated[float, Field(gt=0, le=MAX_LR, allow_inf_nan=False)]
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH)]
+Every = Annotated[int, Field(ge=1, le=MAX_EVERY)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Weight = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def ordered_range(low: float, high: float):
+    """A validator for a (min, max) pair inside [low, high] with min ≤ max."""
+
+    def check(value: tuple[float, float]) -> tuple[float, float]:
+        a, b = value
+        if not (low <= a <= b <= high):
+            raise ValueError(f"must be (min, max) with {low:g} ≤ min ≤ max ≤ {high:g}")
+        return value
+
+    return AfterValidator(check)
+
+
+def Range(low: float, high: float):  # noqa: N802 (a type, as Annotated types are named)
+    """A (min, max) pair of finite floats inside [low, high]."""
+    return Annotated[tuple[FiniteFloat, FiniteFloat], ordered_range(low, high)]
 
 
 class Strict(BaseModel):

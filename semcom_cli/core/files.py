@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
 import sys
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import MAX_BYTES
 
 __all__ = ["read_input_bytes", "read_json_file", "atomic_write_bytes", "write_json", "write_stdout", "stdout_error",
-           "partial_path", "refuse_foreign_partial", "current_umask", "writable_target", "what_is_there"]
+           "partial_path", "refuse_foreign_partial", "current_umask", "writable_target", "what_is_there", "folder_lock"]
 
 
 def partial_path(output: Path) -> Path:
@@ -147,3 +150,28 @@ def current_umask() -> int:
 def write_json(path: str | Path, data) -> None:
     """Pretty, key-sorted JSON, written atomically (``-``: stdout)."""
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+@contextmanager
+def folder_lock(folder: str | Path, timeout_s: float = 120.0):
+    """Hold an exclusive lock on ``folder`` itself (``flock`` on its descriptor: no file is added, so a
+    checkpoint's content hash is untouched) while a file in it is read, changed and written, so two
+    commands updating it take turns instead of one losing the other's change."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as err:
+        raise SemcomError(f"{folder}: cannot lock it ({err.strerror or err})") from None
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SemcomError(f"{folder}: another command has been updating it for {timeout_s:.0f} s; "
+                                      "try again when it is done") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -13,6 +13,7 @@ here.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from semcom_cli.core.files import what_is_there
 from semcom_cli.core.limits import MAX_BYTES
 
 __all__ = ["OutputKind", "check_output", "check_outputs", "claim_output", "is_png", "is_text_file", "json_with_key",
-           "FORCE_HELP", "RESULTS_OUTPUT", "DECODED_OUTPUT", "PNG_OUTPUT"]
+           "FORCE_HELP", "RESULTS_OUTPUT", "DECODED_OUTPUT", "PNG_OUTPUT", "CSV_OUTPUT", "check_companions"]
 
 FORCE_HELP = "Replace an existing output of the same kind (anything else is never replaced)."
 
@@ -50,6 +51,9 @@ def claim_output(path: str | Path | None, kind: OutputKind, force: bool) -> None
     there = what_is_there(path)
     if there is None:
         return
+    if kind.folder and path.is_symlink():  # the folder is replaced by a rename: the link, not what it names
+        raise SemcomError(f"{path}: a symbolic link; give the folder it names ({os.path.realpath(path)}) or a new "
+                          "path")
     if there not in ("a file", "a folder"):
         raise SemcomError(f"{path}: {there}, not a regular file or folder; semcom never writes its outputs to one")
     wanted = "a folder" if kind.folder else "a file"
@@ -162,3 +166,17 @@ def check_outputs(paths, inputs) -> None:
 RESULTS_OUTPUT = OutputKind("semcom results file (JSON)", json_with_key("points"))
 DECODED_OUTPUT = OutputKind("decoded result (JSON)", json_with_key("answer"))
 PNG_OUTPUT = OutputKind("picture (PNG)", is_png)
+CSV_OUTPUT = OutputKind("CSV table", is_text_file)
+
+
+def check_companions(results: str | Path | None, force: bool) -> None:
+    """The files a results JSON is written with: its CSV (``OUT.csv``) and its plots (``OUT-*.png``), under
+    the same rule as the JSON. The plots' names depend on what is measured, so every ``OUT-*.png`` already
+    there is claimed before the run starts."""
+    if results is None or str(results) == "-":
+        return
+    results = Path(results)
+    check_output(results.with_suffix(".csv"), kind=CSV_OUTPUT, force=force)
+    stem = results.with_suffix("")
+    for plot in sorted(stem.parent.glob(glob.escape(stem.name) + "-*.png")):
+        check_output(plot, kind=PNG_OUTPUT, force=force)

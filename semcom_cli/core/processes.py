@@ -18,7 +18,8 @@ import tempfile
 import threading
 from contextlib import contextmanager
 
-__all__ = ["Terminated", "handle_sigterm", "child_process", "run_child", "end_group"]
+__all__ = ["Terminated", "handle_sigterm", "sigterm_raises", "child_process", "run_child", "end_group",
+           "die_with_parent"]
 
 GRACE_S = 5.0  # how long a child group has between SIGTERM and SIGKILL
 
@@ -35,6 +36,20 @@ def handle_sigterm() -> None:
     """From now on SIGTERM raises :class:`Terminated` in the main thread (a no-op off it)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+@contextmanager
+def sigterm_raises():
+    """Within the block SIGTERM raises :class:`Terminated` (for library callers that are not the ``semcom``
+    command, whose entry point calls :func:`handle_sigterm` once); the handler before is put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def end_group(process: subprocess.Popen, grace_s: float = GRACE_S) -> None:
@@ -55,7 +70,7 @@ def end_group(process: subprocess.Popen, grace_s: float = GRACE_S) -> None:
     process.wait()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before it runs: the kernel sends it SIGKILL if semcom itself is killed (SIGKILL gives
     semcom no chance to end its children)."""
     try:
@@ -69,7 +84,7 @@ def child_process(args, **popen_kwargs):
     """``subprocess.Popen(args)`` in its own process group, ended with everything it started when the
     block is left (normally, by an error, by Ctrl-C or by SIGTERM); on Linux it also dies with semcom."""
     if sys.platform.startswith("linux"):
-        popen_kwargs.setdefault("preexec_fn", _die_with_parent)
+        popen_kwargs.setdefault("preexec_fn", die_with_parent)
     process = subprocess.Popen(args, start_new_session=True, **popen_kwargs)
     try:
         yield process

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 from semcom_cli.config.preset import short_repr
@@ -43,16 +44,27 @@ _POINT_FIELDS = {"method": str, "task": str, "channel": str, "channel_uses_mean"
                  "seed": int}
 
 
+# task, channel and metric names become parts of the plots' file names: a plain name, never a path
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
 def check_point_record(point, where: str) -> None:
     """One measured point as ``evaluate`` writes it: its fields, and each metric's value, n and interval."""
     if not isinstance(point, dict) or any(not isinstance(point.get(k), t) for k, t in _POINT_FIELDS.items()):
         raise SemcomError(f"{where}: not a point record of semcom evaluate")
+    for field in ("task", "channel"):
+        if not _PLAIN_NAME.fullmatch(point[field]):
+            raise SemcomError(f"{where}: its {field} {short_repr(point[field])} is not a plain name (a plots' file "
+                              "name is made of it)")
     snr = point.get("snr_db")
     if (not isinstance(snr, (int, float)) and not (snr is None and point["channel"] == "none")) or not isinstance(
             point.get("channel_uses"), (int, type(None))) and point.get("channel_uses") != "auto" \
             or not point["metrics"]:
         raise SemcomError(f"{where}: not a point record of semcom evaluate")
     for name, m in point["metrics"].items():
+        if not _PLAIN_NAME.fullmatch(name):
+            raise SemcomError(f"{where}: metric {short_repr(name)} is not a plain name (a plots' file name is made "
+                              "of it)")
         if not (isinstance(m, dict) and isinstance(m.get("value"), (int, float)) and isinstance(m.get("n"), int)
                 and isinstance(m.get("ci95"), list) and len(m["ci95"]) == 2
                 and all(isinstance(v, (int, float)) for v in m["ci95"])):

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,7 +32,7 @@ from typing import Callable
 
 import torch
 
-from semcom_cli.config.preset import FederatedTrain, preset_from_dict
+from semcom_cli.config.preset import FederatedTrain, preset_from_dict, short_repr
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.data.domains import device_shard
 from semcom_cli.federated import partial as partial_runs  # by module: a test stops a run at its finish
@@ -40,7 +42,8 @@ from semcom_cli.federated.split import Activations, DeviceFront, ServerBack, fro
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import read_history
 
-__all__ = ["client_app", "server_app", "make_server_app", "FederatedJob", "serve"]
+__all__ = ["client_app", "server_app", "make_server_app", "FederatedJob", "RunStopped", "OwnNodes", "serve",
+           "check_job_fields"]
 
 
 # --- device -----------------------------------------------------------------------------------
@@ -158,6 +161,16 @@ def _make_client_app():
 # --- server -----------------------------------------------------------------------------------
 
 
+class RunStopped(SemcomError):
+    """The command that started the run is ending (Ctrl-C, SIGTERM): the server stops where it is and
+    writes nothing more."""
+
+
+JOB_FIELDS = {"checkpoint": str, "output": str, "overrides": dict, "resume": bool, "engine": str,
+              "reply_timeout": (int, float, type(None)), "nodes": (list, type(None))}
+ENGINES = ("simulation", "deployment")
+
+
 @dataclass
 class FederatedJob:
     """What the server runs: the input checkpoint, where the result goes, the settings that differ
@@ -169,23 +182,88 @@ class FederatedJob:
     resume: bool = False
     engine: str = "simulation"
     reply_timeout: float | None = None  # seconds a round's devices may take to answer one message
+    # the node ids of the run's own SuperNodes (deployment engine): the server sends to these only, so a
+    # node someone else registered on the SuperLink is never sent the round's weights nor averaged in
+    nodes: list[int] | None = None
     message_log: MessageLog = field(default_factory=MessageLog)
+    # set when the command ends early (simulation: the ServerApp runs in a thread of this process)
+    stop: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_job_fields(self.run_fields())
+
+    def run_fields(self) -> dict:
+        return {"checkpoint": self.checkpoint, "output": self.output, "overrides": self.overrides,
+                "resume": self.resume, "engine": self.engine, "reply_timeout": self.reply_timeout,
+                "nodes": self.nodes}
 
     def run_config(self) -> dict:
         """The job as Flower run config (``flwr run -c job=...``): one base64 JSON string, as Flower's
         config syntax takes no nested quotes."""
 
-        fields = {"checkpoint": self.checkpoint, "output": self.output, "overrides": self.overrides,
-                  "resume": self.resume, "engine": self.engine, "reply_timeout": self.reply_timeout}
-        return {"job": base64.b64encode(json.dumps(fields).encode()).decode()}
+        return {"job": base64.b64encode(json.dumps(self.run_fields()).encode()).decode()}
 
     @classmethod
     def from_run_config(cls, config: dict) -> "FederatedJob":
         try:
-            fields = json.loads(base64.b64decode(str(config["job"])))
-        except (KeyError, ValueError) as err:
-            raise SemcomError(f"the run config holds no semcom job ({err})") from None
+            fields = json.loads(base64.b64decode(str(config["job"]), validate=True))
+        except (KeyError, ValueError, TypeError, RecursionError) as err:
+            raise SemcomError(f"the run config holds no semcom job ({str(err)[:80]})") from None
+        if not isinstance(fields, dict):
+            raise SemcomError("the run config's job is not an object")
+        check_job_fields(fields)
         return cls(**fields)
+
+    def check_running(self) -> None:
+        if self.stop.is_set():
+            raise RunStopped("the federated run was stopped")
+
+
+def check_job_fields(fields: dict) -> None:
+    """One line for a job that is not one: unknown or missing fields, wrong types, bad values."""
+    unknown = sorted(set(fields) - set(JOB_FIELDS))
+    if unknown:
+        raise SemcomError(f"the job has unknown fields: {', '.join(map(str, unknown))[:100]}")
+    for name in ("checkpoint", "output"):
+        if name not in fields:
+            raise SemcomError(f"the job has no {name}")
+    for name, value in fields.items():
+        kinds = JOB_FIELDS[name]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is not bool):
+            raise SemcomError(f"the job's {name} is a {type(value).__name__}")
+    if fields.get("engine", "simulation") not in ENGINES:
+        raise SemcomError(f"unknown engine {short_repr(fields.get('engine'))} (choose from: {', '.join(ENGINES)})")
+    timeout = fields.get("reply_timeout")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise SemcomError(f"reply_timeout must be a positive number of seconds (got {short_repr(timeout)})")
+    nodes = fields.get("nodes")
+    if nodes is not None and not all(isinstance(n, int) and not isinstance(n, bool) for n in nodes):
+        raise SemcomError("the job's nodes must be node ids (integers)")
+    for key in fields.get("overrides", {}):
+        if not (isinstance(key, str) and key.startswith("train.federated.")):
+            raise SemcomError(f"the job overrides {short_repr(key)}; a federated job overrides train.federated.* only")
+
+
+class OwnNodes:
+    """The grid as the ServerApp sees it: only the run's own nodes (``nodes``) exist, and a message to any
+    other is refused. Everything else is the grid's own."""
+
+    def __init__(self, grid, nodes: list[int]):
+        self._grid = grid
+        self._nodes = set(nodes)
+
+    def get_node_ids(self):
+        return [n for n in self._grid.get_node_ids() if n in self._nodes]
+
+    def push_messages(self, messages):
+        messages = list(messages)
+        for m in messages:
+            if m.metadata.dst_node_id not in self._nodes:
+                raise SemcomError(f"a message to node {m.metadata.dst_node_id}, not one of this run's")
+        return self._grid.push_messages(messages)
+
+    def __getattr__(self, name):
+        return getattr(self._grid, name)
 
 
 def _strategy(cfg: FederatedTrain):
@@ -203,21 +281,25 @@ def _strategy(cfg: FederatedTrain):
     return FedAvg(**common)
 
 
-def _wait_for_devices(grid, devices: int, timeout: float = 300.0) -> None:
+def _wait_for_devices(grid, devices: int, job: FederatedJob, timeout: float = 300.0) -> None:
     deadline = time.time() + timeout
     while len(list(grid.get_node_ids())) < devices:
+        job.check_running()
         if time.time() > deadline:
             raise SemcomError(f"only {len(list(grid.get_node_ids()))} of {devices} devices connected within "
                               f"{timeout:.0f} s")
         time.sleep(0.2)
 
 
-def _send_and_receive(grid, messages: list, timeout: float | None, poll: float = 0.1) -> list:
+def _send_and_receive(grid, messages: list, job: FederatedJob, poll: float = 0.1) -> list:
     """``grid.send_and_receive`` polling every ``poll`` seconds (its own loop waits 3 s between polls
-    in the deployment engine, several times a split step's compute)."""
+    in the deployment engine, several times a split step's compute), until the replies are in, the
+    job's reply timeout passes or the job is stopped."""
+    timeout = job.reply_timeout
     waiting = set(grid.push_messages(messages))
     replies, deadline = [], (time.time() + timeout) if timeout else None
     while waiting and (deadline is None or time.time() < deadline):
+        job.check_running()
         got = list(grid.pull_messages(waiting))
         replies += got
         waiting -= {m.metadata.reply_to_message_id for m in got}
@@ -232,7 +314,7 @@ def _exchange(grid, messages: list, job: FederatedJob, round_: int) -> dict[int,
     for m in messages:
         job.message_log.record(m.content, round_=round_, node=m.metadata.dst_node_id, direction="to_device",
                                message_type=m.metadata.message_type)
-    answers = _send_and_receive(grid, messages, job.reply_timeout)
+    answers = _send_and_receive(grid, messages, job)
     sent = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}  # ids are set when pushed
     replies = {}
     for reply in answers:
@@ -258,8 +340,9 @@ def serve(grid, job: FederatedJob, model: SemcomModel, on_round: Callable[[Serve
         strategy.momentum_vector = state.momentum
     preset_json = json.dumps(model.preset.model_dump(exclude={"device"}))
     started = time.time() - state.seconds
-    _wait_for_devices(grid, cfg.clients)
+    _wait_for_devices(grid, cfg.clients, job)
     for round_ in range(state.round + 1, cfg.rounds + 1):
+        job.check_running()
         arrays = ArrayRecord(front_state(model))
         config = ConfigRecord({"preset": preset_json, "embed-dim": model.embed_dim})
         starts = list(strategy.configure_train(round_, arrays, config, grid))
@@ -268,6 +351,7 @@ def serve(grid, job: FederatedJob, model: SemcomModel, on_round: Callable[[Serve
             gradients = {}
             # the server steps on the devices' activations in device order (node ids are random)
             for node in sorted(replies, key=lambda n: int(replies[n].content["device"]["index"])):
+                job.check_running()
                 act = Activations.from_arrays(replies[node].content["symbols"].to_torch_state_dict())
                 loss, grad = state.back.step(act)
                 state.losses.append(loss)
@@ -295,6 +379,8 @@ def run_job(grid, job: FederatedJob) -> dict:
     ``job.output`` with partial runs beside it every ``save_every`` rounds; returns the summary."""
 
     output = Path(job.output)
+    if job.nodes is not None:
+        grid = OwnNodes(grid, job.nodes)
     if job.resume:
         model, resume, history = load_server_partial(output, job)
     else:
@@ -311,21 +397,25 @@ def run_job(grid, job: FederatedJob) -> dict:
         print(f"federated: round {state.round}/{cfg.rounds}, loss {sum(recent) / max(len(recent), 1):.4f}, "
               f"{state.seconds:.0f} s", file=sys.stderr, flush=True)
         if every and state.round % every == 0 and state.round < model.preset.train.federated.rounds:
+            job.check_running()  # nothing is written once the command is ending
             save_server_partial(output, state, job, history)
 
     state = serve(grid, job, model, on_round, resume)
+    job.check_running()
     return partial_runs.finish(output, state, job, history)
 
 
-def make_server_app(job: FederatedJob, result: list | None = None):
-    """A ServerApp running ``job``; its summary is appended to ``result`` (the simulation engine runs
-    the ServerApp in this process)."""
+def make_server_app(job: FederatedJob, result: list | None = None, threads: list | None = None):
+    """A ServerApp running ``job``; its summary is appended to ``result`` and the thread it runs in to
+    ``threads`` (the simulation engine runs the ServerApp in a thread of this process)."""
     from flwr.serverapp import ServerApp  # optional heavy: Flower (federated only)
 
     app = ServerApp()
 
     @app.main()
     def main(grid, context):
+        if threads is not None:
+            threads.append(threading.current_thread())  # joined when the command ends early
         summary = run_job(grid, job)
         if result is not None:
             result.append(summary)

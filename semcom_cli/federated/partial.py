@@ -38,6 +38,7 @@ class ServerState:
     seconds: float = 0.0
     strategy: object = None  # Flower's strategy (FedAvgM keeps a momentum of its own)
     momentum: list | None = None  # FedAvgM's momentum from a partial run, handed to the new strategy
+    owns_partial: bool = False  # this run wrote or resumed ``<output>.partial`` (only then is it removed)
 
 
 def save_server_partial(output: Path, state, job, history: list[dict]) -> None:
@@ -47,6 +48,7 @@ def save_server_partial(output: Path, state, job, history: list[dict]) -> None:
     save_partial(partial_path(output), state.model, STAGE, ResumeState(state.round, tensors, {
         "optimizer": meta, "losses": state.losses, "dropped": state.dropped, "seconds": state.seconds,
         "messages": job.message_log.entries}), history)
+    state.owns_partial = True
 
 
 def load_server_partial(output: Path, job):
@@ -59,18 +61,24 @@ def load_server_partial(output: Path, job):
                         resume.meta["optimizer"])
     job.message_log.entries = list(resume.meta["messages"])
     return model, ServerState(model, back, resume.step, list(resume.meta["losses"]), list(resume.meta["dropped"]),
-                              float(resume.meta["seconds"]), momentum=momentum or None), history
+                              float(resume.meta["seconds"]), momentum=momentum or None, owns_partial=True), history
 
 
 def finish(output: Path, state, job, history: list[dict]) -> dict:
-    """Write the checkpoint, remove the partial run, return the stage's summary."""
+    """Write the checkpoint, remove the partial run this run wrote or resumed (nothing else: a folder
+    that appeared there otherwise is not ours), return the stage's summary."""
     cfg = state.model.preset.train.federated
     losses = state.losses
     summary = {"stage": STAGE, "engine": job.engine, "clients": cfg.clients, "rounds": state.round,
                "local_steps": cfg.local_steps, "batch_size": cfg.batch_size, "strategy": cfg.strategy,
                "steps": len(losses), "first_loss": losses[0] if losses else None,
                "final_loss": final_loss(losses), "seconds": round(state.seconds, 1),
-               "dropped": state.dropped, **job.message_log.summary()}
+               "dropped": state.dropped,
+               # the nodes the server exchanged messages with (deployment: only the run's own can be)
+               "nodes": sorted({int(e["node"]) for e in job.message_log.entries}),
+               **job.message_log.summary()}
     summary["hash"] = save_checkpoint(state.model, output, training={"stages": history + [summary]})
-    shutil.rmtree(partial_path(output), ignore_errors=True)
+    partial = partial_path(output)
+    if state.owns_partial and partial.is_dir() and not partial.is_symlink():
+        shutil.rmtree(partial, ignore_errors=True)
     return summary

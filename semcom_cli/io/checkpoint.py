@@ -37,13 +37,13 @@ from safetensors.torch import load_file, save_file
 
 from semcom_cli.config.preset import short_repr
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.files import atomic_write_bytes, current_umask, read_json_file, what_is_there
+from semcom_cli.core.files import atomic_write_bytes, current_umask, folder_lock, read_json_file, what_is_there
 from semcom_cli.core.outputs import OutputKind
 from semcom_cli.models.int8 import INT8_SUFFIX, pack_state, unpack_state
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "HASH_SCHEME", "RUN_RECORDS", "checkpoint_hash",
            "staged_folder", "publish_folder", "read_manifest", "verified_hash", "write_part", "save_part", "load_part",
-           "part_config", "rehash", "record_metrics", "kind_of", "checkpoint_output", "replace_folder"]
+           "part_config", "rehash", "record_metrics", "kind_of", "checkpoint_output", "replace_folder", "refuse_non_finite"]
 
 CHECKPOINT_FORMAT = "semcom-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -68,7 +68,7 @@ def _files_digest(folder: Path):
 def checkpoint_hash(folder: Path, manifest: dict[str, Any] | None = None) -> str:
     """sha256 over every file's path and content and over the manifest but its run records."""
     if manifest is None:
-        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest = read_json_file(folder / "manifest.json", "manifest", "checkpoint manifest (corrupted)")
     digest = _files_digest(folder)
     left_out = RUN_RECORDS.get(manifest.get("hash_scheme"), RUN_RECORDS[HASH_SCHEME])
     covered = {k: v for k, v in manifest.items() if k not in left_out}
@@ -226,18 +226,30 @@ def load_part(folder: Path, name: str, module: torch.nn.Module, config: dict[str
         module.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, OSError) as err:
         raise SemcomError(f"{weights}: cannot load ({str(err).splitlines()[0][:120]})") from None
+    refuse_non_finite(module, f"{folder}: part '{name}'")
+
+
+def refuse_non_finite(module: torch.nn.Module, where: str) -> None:
+    """One line naming the first tensor of ``module`` holding inf or NaN: weights from a run that diverged
+    (or a damaged file) never load, so they never decode to a black picture or a nonsense answer."""
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise SemcomError(f"{where}: its weights hold non-finite values (inf or NaN, in {name[:80]}); "
+                              "the run that made them diverged: train the stage again")
 
 
 def rehash(folder: str | Path) -> str:
     """Bring a checkpoint saved before its manifest was hashed to the current scheme (after checking
     its manifest by eye: from here on an edit of it is detected). Returns the new hash."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    if manifest.get("hash_scheme") is None and _files_digest(folder).hexdigest() != manifest.get("hash"):
-        raise SemcomError(f"{folder}: checkpoint files do not match the manifest's hash (changed or corrupted)")
-    manifest["hash_scheme"] = HASH_SCHEME
-    manifest["hash"] = checkpoint_hash(folder, manifest)
-    atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    read_manifest(folder)  # one line for what is not a checkpoint, before locking it
+    with folder_lock(folder):
+        manifest = read_manifest(folder)
+        if manifest.get("hash_scheme") is None and _files_digest(folder).hexdigest() != manifest.get("hash"):
+            raise SemcomError(f"{folder}: checkpoint files do not match the manifest's hash (changed or corrupted)")
+        manifest["hash_scheme"] = HASH_SCHEME
+        manifest["hash"] = checkpoint_hash(folder, manifest)
+        atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest["hash"]
 
 
@@ -246,10 +258,12 @@ def record_metrics(folder: str | Path, metrics: dict[str, Any], merge: bool = Fa
     manifest's ``metrics`` (``merge``: these keys only, the others kept), after checking the
     checkpoint is intact. The hash leaves them out (scheme 3), so it does not change. Returns the hash."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    if manifest.get("hash_scheme") != HASH_SCHEME or checkpoint_hash(folder, manifest) != manifest.get("hash"):
-        raise SemcomError(f"{folder}: not an intact checkpoint of hash scheme {HASH_SCHEME} (re-hash it first)")
-    old = manifest.get("metrics") if merge and isinstance(manifest.get("metrics"), dict) else {}
-    manifest["metrics"] = {**old, **metrics}
-    atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    read_manifest(folder)
+    with folder_lock(folder):  # read, merged and written by one command at a time: no record is lost
+        manifest = read_manifest(folder)
+        if manifest.get("hash_scheme") != HASH_SCHEME or checkpoint_hash(folder, manifest) != manifest.get("hash"):
+            raise SemcomError(f"{folder}: not an intact checkpoint of hash scheme {HASH_SCHEME} (re-hash it first)")
+        old = manifest.get("metrics") if merge and isinstance(manifest.get("metrics"), dict) else {}
+        manifest["metrics"] = {**old, **metrics}
+        atomic_write_bytes(folder / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest["hash"]

@@ -44,14 +44,28 @@ from semcom_cli.channel import CHANNELS
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import atomic_write_bytes, read_input_bytes
 from semcom_cli.core.limits import MAX_CHANNEL_USES, MAX_SYMBOLS_PER_TOKEN, MAX_TOKENS, check_snr_range
-from semcom_cli.io.patches import GRID, HI_SYMBOLS, SIDE_USES
+from semcom_cli.core.outputs import OutputKind
+from semcom_cli.io.patches import GRID, HI_SYMBOLS, SIDE_USES, Box, allocate
 from semcom_cli.tasks import get_task
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Header", "SemanticFile", "read_semantic", "write_semantic",
-           "encode_header", "check_checkpoint"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "SEMANTIC_OUTPUT", "looks_semantic", "Header", "SemanticFile", "read_semantic",
+           "write_semantic", "encode_header", "check_checkpoint"]
 
 FORMAT = "semcom-semantic"
 FORMAT_VERSION = 1
+
+
+def looks_semantic(path: Path) -> bool:
+    """A safetensors file whose header names the semantic format (read: the header only)."""
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            return 0 < size <= (1 << 20) and f'\\"format\\":\\"{FORMAT}\\"'.encode() in fh.read(size)
+    except OSError:
+        return False
+
+
+SEMANTIC_OUTPUT = OutputKind("semantic file", looks_semantic)
 
 _HINTS = {"encode": "make it with 'semcom encode'",
           "transmit": "send it through 'semcom transmit' first (--channel none for a noiseless link)"}
@@ -164,6 +178,14 @@ class SemanticFile:
         return self
 
 
+def _packet_lengths(budget: int, share: float, guided: bool) -> set[int]:
+    """The channel uses an image packet of ``budget`` and ROI ``share`` can have: the allocation's, for every
+    box the side information may carry (its length depends only on the box's patch count) and for none."""
+    boxes = [None] + ([Box(0, 0, w - 1, h - 1) for w in range(1, GRID + 1) for h in range(1, GRID + 1) if w <= h]
+                      if guided else [])
+    return {allocate(budget, box, share, guided).channel_uses for box in boxes}
+
+
 def _check_image_packet(sem: SemanticFile, source: str) -> None:
     h, symbols = sem.header, sem.tensors["symbols"]
     info = h.image or {}
@@ -175,6 +197,9 @@ def _check_image_packet(sem: SemanticFile, source: str) -> None:
                           f"budget, roi_share in (0, 1), side_uses)")
     if not side + GRID * GRID <= budget <= GRID * GRID * HI_SYMBOLS or not h.channel_uses <= budget:
         raise SemcomError(f"{source}: a budget of {budget} channel uses does not fit a 64×64 image packet")
+    if h.channel_uses not in _packet_lengths(budget, float(share), method == "importance"):
+        raise SemcomError(f"{source}: the header's image budget ({budget} channel uses at ROI share {share:g}) "
+                          f"disagrees with its {h.channel_uses} channel uses (no packet of that budget has them)")
     if symbols.dim() != 3 or list(symbols.shape) != [h.channel_uses, 1, 2] or h.n_tokens != h.channel_uses \
             or h.symbols_per_token != 1:
         raise SemcomError(f"{source}: a reconstruct packet is a stream of its channel uses, [{h.channel_uses}, 1, 2] "

@@ -69,7 +69,7 @@ def load_compressed_llm(folder: Path, tokenizer, model_id: str, sha256: str, dev
         config = AutoConfig.for_model(**config_dict)
         weights = safe_open(folder / "model.safetensors", framework="pt")
         names = set(weights.keys())
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError, RecursionError) as err:
         raise SemcomError(f"{folder}: not a compressed LLM ({str(err).splitlines()[0][:120]})") from None
     if KEPT in names:
         kept = weights.get_tensor(KEPT)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from safetensors.torch import load_file
 
 from semcom_cli.config.base import settings_from
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.files import partial_path
+from semcom_cli.io.checkpoint import refuse_non_finite, staged_folder
 from semcom_cli.models.embedding import embed_sentences
 from semcom_cli.reconstruct.generative.autoencoder import FastDecoder
 from semcom_cli.reconstruct.generative.data import QueryScenePool
@@ -40,7 +39,8 @@ from semcom_cli.reconstruct.generative.train import (
     train_vae,
 )
 from semcom_cli.reconstruct.model import ReconstructModel, write_checkpoint
-from semcom_cli.training.partial import keep_partials, start_partial
+from semcom_cli.training.memory import check_memory
+from semcom_cli.training.partial import finish_partial, keep_partials, start_partial
 from semcom_cli.training.stages import STAGES, Stage
 
 __all__ = ["build_generative", "install_trained", "default_settings"]
@@ -55,16 +55,14 @@ def _drop(stage: str) -> tuple:
     return tuple((PARTS[d].part, PARTS[d].manifest_key) for d in PARTS[stage].stale)
 
 
-def _prepare(output: Path, source: Path | None, resume: bool) -> None:
-    if resume:
-        return
-    if source is not None and Path(source).resolve() != Path(output).resolve():
-        if output.exists():
-            raise SemcomError(f"{output}: exists; give a new folder, or the same folder as -c to add to it")
-        ReconstructModel.from_pretrained(source)  # one line if it is not a reconstruct checkpoint with a codec
-        shutil.copytree(source, output)
-    elif not (Path(output) / "manifest.json").is_file():
+def _source(output: Path, source: Path | None) -> Path:
+    """The reconstruct checkpoint a stage reads (and the new one starts from): ``source``, or ``output``
+    itself when no other is given."""
+    if source is not None:
+        return Path(source)
+    if not (Path(output) / "manifest.json").is_file():
         raise SemcomError(f"{output}: no reconstruct checkpoint to add the stage to (give -c CKPT)")
+    return Path(output)
 
 
 def _embeddings(pool) -> dict:
@@ -74,18 +72,22 @@ def _embeddings(pool) -> dict:
 
 def build_generative(stage: str, output: Path, source: Path | None, cfg, resume: bool = False,
                      save_every: int = 250, on_log=None) -> str:
-    """Train one stage into the reconstruct checkpoint ``output`` (copied from ``source`` first when
-    that is another folder); returns the new content hash."""
+    """Train one stage into the reconstruct checkpoint ``output``: ``source``'s checkpoint with the stage
+    added, in place of what is at ``output`` (``source`` None: the stage added to ``output``); returns the
+    new content hash. Nothing is written at ``output`` before the training ends: a failed run leaves it as
+    it was (or absent)."""
 
     PARTS.check(stage)
     output = Path(output)
-    _prepare(output, source, resume)
-    partial = partial_path(output)
-    state, saved = start_partial(partial, stage, resume)
+    base = _source(output, source)
+    model = ReconstructModel.from_pretrained(base, need_codec=stage != "scene-features")  # one line if not one
+    if output.exists() and output.resolve() != base.resolve() and not (output / "manifest.json").is_file():
+        raise SemcomError(f"{output}: exists and is not a checkpoint; refusing to overwrite it")
+    partial, state, saved = start_partial(output, stage, resume)
     if saved is not None:  # a resumed run goes on with its own settings
         cfg = settings_from(type(cfg), saved, f"{partial}: settings")
+    check_memory(f"stage {stage}", cfg.memory())
     settings = cfg.model_dump(mode="json")
-    model = ReconstructModel.from_pretrained(output, need_codec=stage != "scene-features")
     started = time.time()
     workers = min(2, os.cpu_count() or 1)
     pool = QueryScenePool(cfg.pool, workers=workers)
@@ -95,18 +97,19 @@ def build_generative(stage: str, output: Path, source: Path | None, cfg, resume:
     if stage == "image-vae":
         module = train_vae(cfg, pool, model.encoder, _embeddings(pool), **common)
     elif stage == "image-diffusion":
-        fast = load_fast(output, model.manifest)
+        fast = load_fast(base, model.manifest)
         latent_channels = fast.settings.latent_channels
         module, _ = train_diffusion(cfg, pool, model.encoder, fast, _embeddings(pool), **common)
     else:
         module = train_features(cfg, pool, **common)
-    save_stage(partial, stage, module, cfg, latent_channels)
     summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1), "device": "cpu",
                "threads": _threads(), "resumed_at": state.step if state else None}
-    digest = write_checkpoint(output, {PARTS[stage].part: partial / PARTS[stage].part},
-                              {PARTS[stage].manifest_key: settings, "training": {stage: summary}},
-                              _drop(stage))
-    shutil.rmtree(partial, ignore_errors=True)
+    with staged_folder(output) as trained:
+        save_stage(trained, stage, module, cfg, latent_channels)
+        digest = write_checkpoint(output, {PARTS[stage].part: trained / PARTS[stage].part},
+                                  {PARTS[stage].manifest_key: settings, "training": {stage: summary}},
+                                  _drop(stage), base=base)
+    finish_partial(partial)
     return digest
 
 
@@ -133,17 +136,16 @@ def install_trained(output: Path, trained: Path) -> str:
     fast = FastDecoder(vae.autoencoder())
     unet = build_unet(diffusion.denoiser(vae.latent_channels))
     net = SceneClassifier(FeatureSettings(features.width))
-    staged = partial_path(Path(output))
-    shutil.rmtree(staged, ignore_errors=True)
-    for stage, module, name, cfg in (("image-vae", fast, "fast", vae), ("image-diffusion", unet, "unet", diffusion),
-                                     ("scene-features", net, "features", features)):
-        state = load_file(str(Path(trained) / f"{name}.safetensors"))
-        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-        save_stage(staged, stage, module, cfg, vae.latent_channels)
-    digest = write_checkpoint(Path(output), {PARTS[stage].part: staged / PARTS[stage].part for stage in PARTS},
-                              update)
-    shutil.rmtree(staged, ignore_errors=True)
-    return digest
+    with staged_folder(Path(output)) as staged:
+        for stage, module, name, cfg in (("image-vae", fast, "fast", vae),
+                                         ("image-diffusion", unet, "unet", diffusion),
+                                         ("scene-features", net, "features", features)):
+            state = load_file(str(Path(trained) / f"{name}.safetensors"))
+            module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+            refuse_non_finite(module, f"{trained}: {name}.safetensors")
+            save_stage(staged, stage, module, cfg, vae.latent_channels)
+        return write_checkpoint(Path(output), {PARTS[stage].part: staged / PARTS[stage].part for stage in PARTS},
+                                update)
 
 
 STAGES.register("image-vae", Stage("generative", "the generative decoder's fast mode (SNR-conditioned VAE)",

@@ -62,20 +62,24 @@ def default_scenes_checkpoint() -> Path:
     return default_checkpoint().parent / SCENES_CHECKPOINT_NAME
 
 
-def write_checkpoint(folder: Path, parts: dict[str, Path], manifest_update: dict, drop: tuple = ()) -> str:
-    """Write ``folder`` atomically: the parts it already holds, replaced by ``parts`` (name → a part folder
-    to copy in), less the parts named in ``drop`` (and their manifest keys: ``drop`` holds (part, key)
-    pairs), its manifest updated; returns the content hash."""
+def write_checkpoint(folder: Path, parts: dict[str, Path], manifest_update: dict, drop: tuple = (),
+                     base: Path | None = None) -> str:
+    """Write ``folder`` atomically: the parts of ``base`` (the checkpoint the new one starts from; default
+    ``folder`` itself, when it holds one), replaced by ``parts`` (name → a part folder to copy in), less the
+    parts named in ``drop`` (and their manifest keys: ``drop`` holds (part, key) pairs), its manifest
+    updated; returns the content hash. The new folder is built beside ``folder`` and put in its place in
+    one step (``io.checkpoint.replace_folder``): a failure leaves ``folder`` as it was, or absent."""
     folder = Path(folder)
+    base = folder if base is None else Path(base)
     old: dict = {}
-    if folder.exists():
-        if not (folder / "manifest.json").is_file():
-            raise SemcomError(f"{folder}: exists and is not a checkpoint; refusing to replace it")
-        old = read_manifest(folder, KIND)
+    if base.exists():
+        if not (base / "manifest.json").is_file():
+            raise SemcomError(f"{base}: exists and is not a checkpoint; refusing to replace it")
+        old = read_manifest(base, KIND)
     with staged_folder(folder) as tmp:
         dropped = {name for name, _ in drop}
         for name in RECONSTRUCT_PARTS:
-            source = parts.get(name) or (folder / name if (folder / name).is_dir() else None)
+            source = parts.get(name) or (base / name if (base / name).is_dir() else None)
             if name in dropped and name not in parts:
                 continue
             if source is not None:

@@ -40,8 +40,20 @@ def check_query(query: str | None, method: str) -> str | None:
     return " ".join(check_question(query).split())
 
 
+# A map's pixel modes, each with the value that means "fully important" (PIL's modes of one grey channel)
+# ("I": a 16-bit PNG as some Pillow versions open it, 32-bit integers holding 0…65535)
+_GREY_MODES = {"1": 1.0, "L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0,
+               "I": 65535.0}
+_COLOUR_MODES = ("RGB", "RGBA", "LA")  # accepted only when they hold grey (R = G = B) with no transparency
+
+
 def read_map(data: bytes, source: str) -> torch.Tensor:
-    """A grey importance map file (64×64, white = important, as ``semcom guide`` writes) → [64, 64] in [0, 1]."""
+    """A grey importance map file (64×64, white = important, as ``semcom guide`` writes) → [64, 64] in [0, 1].
+
+    A map is one grey channel: 8-bit (0…255), 16-bit (0…65535) or 1-bit, each scaled to [0, 1] by its own
+    range (a 16-bit map is scaled, not clipped). An RGB(A) file is accepted only where it holds grey (its three
+    channels equal, fully opaque: a grey map saved as colour); a picture in colour (a scene given as the map
+    by mistake), a palette image or a float/32-bit one is refused in one line."""
 
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -49,10 +61,28 @@ def read_map(data: bytes, source: str) -> torch.Tensor:
             if size != (IMAGE_SIZE, IMAGE_SIZE):
                 raise SemcomError(f"{source}: an importance map of {size[0]}×{size[1]} pixels; it must be "
                                   f"{IMAGE_SIZE}×{IMAGE_SIZE}, like the image (as 'semcom guide' writes it)")
-            grey = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            mode = im.mode
+            if mode in _GREY_MODES:
+                grey = np.asarray(im).astype(np.float64) / _GREY_MODES[mode]
+                if not (0.0 <= grey.min() and grey.max() <= 1.0):
+                    raise SemcomError(f"{source}: an importance map with values outside 0…65535")
+            elif mode in _COLOUR_MODES:
+                pixels = np.asarray(im.convert("RGBA" if "A" in mode else "RGB"), dtype=np.float64)
+                colour, alpha = pixels[..., :3], pixels[..., 3] if pixels.shape[-1] == 4 else None
+                if not (np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1],
+                                                                                           colour[..., 2])):
+                    raise SemcomError(f"{source}: a colour picture, not an importance map (a map is one grey "
+                                      "channel, white where it matters, as 'semcom guide' writes it)")
+                if alpha is not None and (alpha != 255).any():
+                    raise SemcomError(f"{source}: an importance map with transparency; a map is one grey "
+                                      "channel with no alpha")
+                grey = colour[..., 0] / 255.0
+            else:
+                raise SemcomError(f"{source}: an image of pixel mode {mode}, not an importance map (a map is "
+                                  "one grey channel of 1, 8 or 16 bits, as 'semcom guide' writes it)")
     except (UnidentifiedImageError, OSError, ValueError):
         raise SemcomError(f"{source}: not an image file (or a damaged one)") from None
-    return torch.from_numpy(grey.copy())
+    return torch.from_numpy(np.clip(grey, 0.0, 1.0).astype(np.float32))
 
 
 def encode_image_file(model, image: torch.Tensor, source: str, query: str | None, budget: int, roi_share: float,
@@ -130,7 +160,10 @@ def png_bytes(image: torch.Tensor, metadata: dict | None = None) -> bytes:
 
 
 def map_png_bytes(probabilities: torch.Tensor) -> bytes:
-    """An importance map [H, W] in [0, 1] → a grey PNG (white: what the query refers to)."""
-    return png_bytes(probabilities[None].expand(3, -1, -1))
+    """An importance map [H, W] in [0, 1] → an 8-bit grey PNG of one channel (white: what the query refers to)."""
+    pixels = (probabilities.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels), mode="L").save(buf, "PNG")
+    return buf.getvalue()
 
 

@@ -6,38 +6,88 @@ On disk a base is a folder ``NAME.kb/`` of two files, nothing pickled:
   (inner product = cosine), written by ``faiss.write_index``;
 - ``kb.json``: the format version, the kind (``global``: shared by every receiver; ``local``: one
   user's own recent messages), the user, the size cap, the embedder's identity, the entries in the
-  order they were added (oldest first) and the index file's sha256.
+  order they were added (oldest first), the index file's sha256 and ``sha256``, the digest of all of
+  these together (:func:`content_digest`), so an entry edited by hand no longer matches its base.
 
-Reading checks all of it: a base whose index was damaged or changed, whose entries and index
-disagree, or that was built with another embedder (its vectors live in another space) is refused
+Reading checks all of it: a base whose index or entries were damaged or changed, whose entries and
+index disagree, that was built with another embedder (its vectors live in another space), or one of
+whose entries breaks the rules :func:`check_entry` applies to a new entry (``kb add``'s) is refused
 in one line. A local base keeps at most ``cap`` entries: adding past it evicts the oldest, so the
 base holds the user's most recent messages.
+
+Writers. Every update of a base (``kb build``, ``kb add``, ``decode --kb-local``) runs under one lock,
+an ``fcntl.flock`` on ``.semcom-kb.lock`` inside the folder, held across the read-modify-write
+(:func:`update_base`), so two writers take turns and neither loses the other's entries; readers hold
+it shared. The new files are written in a staging folder inside the base (``.semcom-staging-PID-HEX``)
+and fsync'd; renaming that folder to ``.semcom-commit`` is the write-ahead record, after which the two
+files are renamed into place. A writer killed before that rename leaves only staging, which the next
+writer removes (under the lock, so it is nobody's live work); one killed after it leaves a complete
+commit folder, which the next reader or writer finishes. SIGINT and SIGTERM during the write remove
+the staging and end the command (exit 130 and 143).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import signal
+import stat
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.files import current_umask
 from semcom_cli.core.limits import check_question
 from semcom_cli.core.optional import require
+from semcom_cli.core.outputs import OutputKind
+from semcom_cli.core.processes import Terminated
+from semcom_cli.core.terminal import is_printable
 from semcom_cli.models.embedding import embed_texts, embedder_identity
 
-__all__ = ["KnowledgeBase", "KB_FORMAT", "KINDS", "MAX_ENTRY_CHARS", "MAX_ENTRIES"]
+__all__ = [
+    "KB_FORMAT",
+    "KB_OUTPUT",
+    "KINDS",
+    "MAX_ENTRIES",
+    "MAX_ENTRY_CHARS",
+    "MAX_USER_CHARS",
+    "KnowledgeBase",
+    "add_to_base",
+    "check_entry",
+    "check_user",
+    "content_digest",
+    "is_knowledge_base",
+    "update_base",
+    "upgrade_base",
+]
 
-KB_FORMAT = 1
+KB_FORMAT = 2                  # 2: kb.json's "sha256" covers the entries and settings with the index's digest
+LEGACY_FORMATS = (1,)          # 1: only the index was hashed; `semcom kb upgrade` checks and converts it once
 KINDS = ("global", "local")
 MAX_ENTRY_CHARS = 2000
 MAX_ENTRIES = 2_000_000        # what one base may hold (a 384-float row each: about 3 GB)
+MAX_USER_CHARS = 200
 MAX_KB_JSON_BYTES = 512 << 20
+LOCK_WAIT_S = 120.0            # how long a writer waits for another one before giving up in one line
+
+INDEX_NAME, SIDE_NAME = "index.faiss", "kb.json"
+LOCK_NAME = ".semcom-kb.lock"
+COMMIT_NAME = ".semcom-commit"
+STAGING_PREFIX = ".semcom-staging-"
+STAGING_PATTERN = re.compile(r"\.semcom-staging-[0-9]{1,10}-[0-9a-f]{16}")
+_OWN_NAMES = {INDEX_NAME, SIDE_NAME, LOCK_NAME, COMMIT_NAME}
+_REQUIRED = ("format", "kind", "entries", "embedder", "index_sha256")
+UPGRADE_MIN_COSINE = 0.999     # an entry re-embedded on upgrade must land on its stored vector
 
 
 def _faiss():
@@ -47,8 +97,18 @@ def _faiss():
     return faiss
 
 
-def _check_entry(text: str) -> str:
-    """An entry as it will be shown to the LLM: one line, bounded, free of the template's markers."""
+def _shown(value: object, limit: int = 40) -> str:
+    """A stored value quoted in a message, cut short (it may be any JSON)."""
+    text = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# rules for what a base holds -------------------------------------------------------------------------
+
+def check_entry(text: object) -> str:
+    """An entry as it will be shown to the LLM: one line, bounded, printable, free of the templates'
+    markers. Returns it with its whitespace collapsed. The one rule for a new entry (``kb add``,
+    ``decode --kb-local``) and for every stored entry when a base is read."""
     if not isinstance(text, str) or not text.strip():
         raise SemcomError("a knowledge-base entry must be a non-empty sentence")
     if len(text) > MAX_ENTRY_CHARS:
@@ -57,20 +117,181 @@ def _check_entry(text: str) -> str:
         check_question(text)
     except SemcomError as err:
         raise SemcomError(str(err).replace("the question", "a knowledge-base entry")) from None
-    return " ".join(text.split())
+    line = " ".join(text.split())
+    if not is_printable(line):  # DEL, C1 controls, bidi overrides, lone surrogates
+        raise SemcomError("a knowledge-base entry contains control characters")
+    return line
 
+
+def check_user(user: object) -> str:
+    """A local base's user name: a short printable string."""
+    if user is None or user == "":
+        raise SemcomError("a local knowledge base belongs to a user: give --user")
+    if not isinstance(user, str) or not user.strip():
+        raise SemcomError(f"a user must be a name (got {_shown(user)})")
+    if len(user) > MAX_USER_CHARS or not is_printable(user):
+        raise SemcomError(f"a user name must be at most {MAX_USER_CHARS} printable characters")
+    return user
+
+
+def _check_cap(cap: object) -> int | None:
+    if cap is None:
+        return None
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_ENTRIES:
+        raise SemcomError(f"--cap must be a whole number in [1, {MAX_ENTRIES:,}] (got {_shown(cap)})")
+    return cap
+
+
+def content_digest(side: dict) -> str:
+    """The sha256 of what a base says: kind, user, cap, embedder, entries and the index's digest
+    (canonical JSON, so it does not depend on how kb.json is laid out)."""
+    covered = {key: side.get(key) for key in ("format", "kind", "user", "cap", "embedder", "entries",
+                                              "index_sha256")}
+    text = json.dumps(covered, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+# the base's folder: lock, staging, commit ------------------------------------------------------------
+
+def _fsync(path: Path, folder: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if folder else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _base_lock(folder: Path, exclusive: bool):
+    """Hold the base's lock (exclusive: a writer; shared: a reader). A reader of a base it cannot
+    write, with no lock file there yet, reads without one: no semcom can be writing that base."""
+    path = folder / LOCK_NAME
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o666)
+    except OSError as err:
+        if exclusive or err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise SemcomError(f"{folder}: cannot lock the knowledge base ({err.strerror or err})") from None
+        try:
+            fd = os.open(path, os.O_RDONLY | flags)
+        except FileNotFoundError:
+            fd = None
+        except OSError as again:
+            raise SemcomError(f"{folder}: cannot lock the knowledge base ({again.strerror or again})") from None
+    try:
+        if fd is not None:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SemcomError(f"{path}: not a lock file (something else is there); remove it")
+            _wait_for_lock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, folder)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing releases the flock
+
+
+def _wait_for_lock(fd: int, mode: int, folder: Path) -> None:
+    deadline, pause = time.monotonic() + LOCK_WAIT_S, 0.005
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise SemcomError(f"{folder}: another semcom has been updating this knowledge base for over "
+                                  f"{LOCK_WAIT_S:.0f} s; try again later") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
+def _finish_commit(folder: Path) -> None:
+    """Move a complete commit folder's files into place (a writer killed mid-commit left it)."""
+    commit = folder / COMMIT_NAME
+    if not commit.is_dir() or commit.is_symlink():
+        return
+    for name in (INDEX_NAME, SIDE_NAME):
+        if (commit / name).is_file():
+            os.replace(commit / name, folder / name)
+    _fsync(folder, folder=True)
+    shutil.rmtree(commit, ignore_errors=True)
+    _fsync(folder, folder=True)
+
+
+def _remove_stale_staging(folder: Path) -> None:
+    """Staging left by a killed writer: with the lock held, no staging folder is anyone's live work.
+    Only folders named as semcom names its own are touched."""
+    for entry in folder.iterdir():
+        if STAGING_PATTERN.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextmanager
+def _signals_end_cleanly():
+    """While staging exists, SIGTERM unwinds as Ctrl-C does (core.processes.Terminated), so the
+    ``finally`` that removes the staging runs. The CLI sets that up for the whole command; a library
+    caller that left SIGTERM at its default gets it for the write."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def _signals_held():
+    """SIGINT/SIGTERM wait while the commit folder is renamed into place (a few renames): the base is
+    never left half-moved by a signal that has a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _only_own_files(folder: Path) -> bool:
+    """The folder holds nothing but a base's files, its lock and semcom's staging/commit folders."""
+    return all(name in _OWN_NAMES or STAGING_PATTERN.fullmatch(name) for name in os.listdir(folder))
+
+
+def is_knowledge_base(path: Path) -> bool:
+    """Is ``path`` a semcom knowledge base (of any format, even a damaged one) and nothing else?"""
+    path = Path(path)
+    try:
+        if not path.is_dir() or not (path / SIDE_NAME).is_file() or not (path / INDEX_NAME).is_file():
+            return False
+        if not _only_own_files(path) or (path / SIDE_NAME).stat().st_size > MAX_KB_JSON_BYTES:
+            return False
+        side = json.loads((path / SIDE_NAME).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(side, dict) and all(key in side for key in ("format", "kind", "entries"))
+
+
+KB_OUTPUT = OutputKind("semcom knowledge base", is_knowledge_base, folder=True)
+
+
+# the base ----------------------------------------------------------------------------------------------
 
 class KnowledgeBase:
     """Entries (oldest first) and their FAISS index; ``kind`` global or local (one ``user``'s, ``cap``)."""
 
     def __init__(self, kind: str = "global", user: str | None = None, cap: int | None = None):
-        if kind not in KINDS:
-            raise SemcomError(f"unknown knowledge-base kind '{kind}' (choose from: {', '.join(KINDS)})")
-        if kind == "local" and not user:
-            raise SemcomError("a local knowledge base belongs to a user: give --user")
-        if cap is not None and not 1 <= cap <= MAX_ENTRIES:
-            raise SemcomError(f"--cap must be in [1, {MAX_ENTRIES:,}] (got {cap})")
-        self.kind, self.user, self.cap = kind, user, cap
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise SemcomError(f"unknown knowledge-base kind {_shown(kind)} (choose from: {', '.join(KINDS)})")
+        if kind == "local" or user is not None:
+            user = check_user(user)
+        self.kind, self.user, self.cap = kind, user, _check_cap(cap)
         self.embedder = embedder_identity()
         self.entries: list[str] = []
         self.index = _faiss().IndexFlatIP(self.embedder["dim"])
@@ -88,7 +309,7 @@ class KnowledgeBase:
     def add(self, texts: list[str], vectors: np.ndarray | None = None) -> int:
         """Append entries (embedded here unless ``vectors`` [N, dim] are given); past the cap the oldest
         go. Returns how many were evicted."""
-        texts = [_check_entry(t) for t in texts]
+        texts = [check_entry(t) for t in texts]
         if not texts:
             return 0
         if vectors is None:
@@ -136,68 +357,199 @@ class KnowledgeBase:
                 "embedder": self.embedder, "count": len(self.entries)}
 
     def save(self, folder: str | Path) -> None:
-        """Write the base as ``folder`` (index + JSON side file), replacing it atomically."""
+        """Write the base as ``folder``: a new folder, an empty one, or a base it replaces (under the
+        base's lock, so a writer updating the old base meanwhile finishes first)."""
         folder = Path(folder)
-        if folder.exists() and not (folder / "kb.json").is_file():
+        if folder.exists() and (not folder.is_dir() or not _only_own_files(folder)):
             raise SemcomError(f"{folder}: exists and is not a knowledge base; refusing to overwrite it")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        try:
-            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a plain mkdir follows the umask
-            _faiss().write_index(self.index, str(tmp / "index.faiss"))
-            side = self.describe() | {"entries": self.entries,
-                                      "index_sha256": hashlib.sha256((tmp / "index.faiss").read_bytes()).hexdigest()}
-            (tmp / "kb.json").write_text(json.dumps(side, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-            old = None
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(folder, old)
-            os.replace(tmp, folder)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        with _base_lock(folder, exclusive=True):
+            if not _only_own_files(folder):  # something else appeared while this base was being built
+                raise SemcomError(f"{folder}: exists and is not a knowledge base; refusing to overwrite it")
+            _finish_commit(folder)
+            _remove_stale_staging(folder)
+            self._commit(folder)
         self.source = folder
 
+    def _commit(self, folder: Path) -> None:
+        """Replace the base's two files (the caller holds the exclusive lock): staging → fsync →
+        rename to the commit folder (the write-ahead record) → rename the files into place."""
+        staging = folder / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
+        with _signals_end_cleanly():
+            try:
+                staging.mkdir()
+                self._write_staging(staging)
+                with _signals_held():
+                    os.rename(staging, folder / COMMIT_NAME)
+                    _fsync(folder, folder=True)
+                    _finish_commit(folder)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def _write_staging(self, staging: Path) -> None:
+        index_path = staging / INDEX_NAME
+        _faiss().write_index(self.index, str(index_path))
+        _fsync(index_path)
+        digest = hashlib.sha256()
+        with open(index_path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        side = self.describe() | {"entries": self.entries, "index_sha256": digest.hexdigest()}
+        side["sha256"] = content_digest(side)
+        fd = os.open(staging / SIDE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write((json.dumps(side, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync(staging, folder=True)
+
     @classmethod
-    def load(cls, folder: str | Path) -> "KnowledgeBase":
+    def load(cls, folder: str | Path) -> KnowledgeBase:
         """Read a base written by :meth:`save`, checking it whole (module docstring)."""
-        folder = Path(folder)
-        side_path, index_path = folder / "kb.json", folder / "index.faiss"
-        if not folder.is_dir():
-            raise SemcomError(f"{folder}: no such knowledge base (a folder written by 'semcom kb build')")
+        folder = _existing_base(folder)
+        with _base_lock(folder, exclusive=False):
+            if not (folder / COMMIT_NAME).exists():
+                return cls._read(folder)
+        # a writer was killed mid-commit: finish its commit (that takes the lock exclusively)
+        with _base_lock(folder, exclusive=True):
+            _finish_commit(folder)
+            return cls._read(folder)
+
+    @classmethod
+    def _read(cls, folder: Path, legacy: bool = False) -> KnowledgeBase:
+        """The base in ``folder`` (the caller holds its lock), checked; ``legacy``: a format-1 base is
+        read too (its entries are checked, but nothing vouches that they match its vectors)."""
+        side_path, index_path = folder / SIDE_NAME, folder / INDEX_NAME
         if not side_path.is_file() or not index_path.is_file():
             raise SemcomError(f"{folder}: not a knowledge base (it needs kb.json and index.faiss)")
-        if side_path.stat().st_size > MAX_KB_JSON_BYTES:
-            raise SemcomError(f"{side_path}: larger than a knowledge base's side file may be")
+        side = _read_side(side_path)
+        fmt = side["format"]
+        known = isinstance(fmt, int) and not isinstance(fmt, bool) and fmt in (KB_FORMAT, *LEGACY_FORMATS)
+        if not known:
+            raise SemcomError(f"{folder}: knowledge-base format {_shown(fmt)}; this semcom reads format {KB_FORMAT}")
+        if fmt != KB_FORMAT and not legacy:
+            raise SemcomError(f"{folder}: a format-{fmt} knowledge base, whose entries are not hashed; check and "
+                              f"convert it once with 'semcom kb upgrade {folder}'")
         try:
-            side = json.loads(side_path.read_text(encoding="utf-8"))
-            kind, user, cap = side["kind"], side.get("user"), side.get("cap")
-            entries, embedder, digest = side["entries"], side["embedder"], side["index_sha256"]
-            fmt = side["format"]
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            raise SemcomError(f"{side_path}: not a knowledge base's side file (damaged or foreign)") from None
-        if fmt != KB_FORMAT:
-            raise SemcomError(f"{folder}: knowledge-base format {fmt!r}; this semcom reads format {KB_FORMAT}")
-        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
-            raise SemcomError(f"{side_path}: its entries are not a list of sentences")
-        installed = embedder_identity()
-        if not isinstance(embedder, dict) or embedder.get("sha256") != installed["sha256"] \
-                or embedder.get("dim") != installed["dim"]:
-            name = embedder.get("name") if isinstance(embedder, dict) else embedder
-            raise SemcomError(f"{folder}: built with another embedder ({name!r}); its vectors do not compare with "
-                              f"{installed['name']}'s: rebuild it")
+            kb = cls(side["kind"], side.get("user"), side.get("cap"))
+        except SemcomError as err:
+            raise SemcomError(f"{side_path}: {err}") from None
+        _check_embedder(folder, side["embedder"], kb.embedder)
+        entries = _check_entries(side_path, side["entries"], kb.cap)
+        digest = side["index_sha256"]
+        if fmt == KB_FORMAT and (not isinstance(side.get("sha256"), str) or content_digest(side) != side["sha256"]):
+            raise SemcomError(f"{side_path}: its entries or settings were changed after it was written (they no "
+                              "longer match its hash); rebuild the base")
         raw = index_path.read_bytes()
         if hashlib.sha256(raw).hexdigest() != digest:
             raise SemcomError(f"{index_path}: does not match its side file (damaged or changed); rebuild the base")
+        faiss = _faiss()
         try:
-            index = _faiss().deserialize_index(np.frombuffer(raw, dtype=np.uint8))
+            index = faiss.deserialize_index(np.frombuffer(raw, dtype=np.uint8))
         except RuntimeError:
             raise SemcomError(f"{index_path}: not a FAISS index") from None
-        if index.d != installed["dim"] or index.ntotal != len(entries) or not index.metric_type == 0:
+        if not isinstance(index, faiss.IndexFlatIP) or index.d != kb.embedder["dim"] or index.ntotal != len(entries):
             raise SemcomError(f"{folder}: its index and its entries disagree ({index.ntotal} vectors of "
                               f"{index.d}, {len(entries)} entries)")
-        kb = cls(kind, user, cap)
-        kb.entries, kb.index, kb.source = list(entries), index, folder
+        kb.entries, kb.index, kb.source = entries, index, folder
         return kb
+
+
+def _existing_base(folder: str | Path) -> Path:
+    """Refuse a path that is no base before any lock file is made in it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SemcomError(f"{folder}: no such knowledge base (a folder written by 'semcom kb build')")
+    if not (folder / SIDE_NAME).is_file() and not (folder / COMMIT_NAME).is_dir():
+        raise SemcomError(f"{folder}: not a knowledge base (it needs kb.json and index.faiss)")
+    return folder
+
+
+def _read_side(side_path: Path) -> dict:
+    damaged = f"{side_path}: not a knowledge base's side file (damaged or foreign)"
+    if side_path.stat().st_size > MAX_KB_JSON_BYTES:
+        raise SemcomError(f"{side_path}: larger than a knowledge base's side file may be")
+    try:
+        side = json.loads(side_path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: brackets nested past any base
+        raise SemcomError(damaged) from None
+    if not isinstance(side, dict) or any(key not in side for key in _REQUIRED):
+        raise SemcomError(damaged)
+    if not isinstance(side["index_sha256"], str):
+        raise SemcomError(damaged)
+    return side
+
+
+def _check_embedder(folder: Path, stored: object, installed: dict) -> None:
+    """The base's vectors come from the installed embedder (same weights, same dimension)."""
+    if not isinstance(stored, dict) or set(stored) != {"name", "dim", "sha256"} or not isinstance(stored["name"], str) \
+            or stored["sha256"] != installed["sha256"] or stored["dim"] != installed["dim"]:
+        name = stored.get("name") if isinstance(stored, dict) else stored
+        raise SemcomError(f"{folder}: built with another embedder ({_shown(name)}); its vectors do not compare "
+                          f"with {installed['name']}'s: rebuild it")
+
+
+def _check_entries(side_path: Path, entries: object, cap: int | None) -> list[str]:
+    """Every stored entry passes the rule a new one does, and is stored as semcom stores it."""
+    if not isinstance(entries, list) or len(entries) > MAX_ENTRIES:
+        raise SemcomError(f"{side_path}: its entries are not a list of at most {MAX_ENTRIES:,} sentences")
+    if cap is not None and len(entries) > cap:
+        raise SemcomError(f"{side_path}: holds {len(entries):,} entries, more than its cap of {cap:,}")
+    for number, entry in enumerate(entries, 1):
+        try:
+            if check_entry(entry) != entry:
+                raise SemcomError("a knowledge-base entry is not stored as semcom stores it (spacing)")
+        except SemcomError as err:
+            raise SemcomError(f"{side_path}: entry {number}: {err}; rebuild the base") from None
+    return list(entries)
+
+
+# updating a base -------------------------------------------------------------------------------------
+
+def update_base(folder: str | Path, change: Callable[[KnowledgeBase], object]) -> tuple[KnowledgeBase, object]:
+    """Read the base, ``change`` it and write it back, all under its exclusive lock, so a concurrent
+    writer's update is never lost. Returns the updated base and what ``change`` returned. Staging a
+    killed writer left is removed, and a commit it left half-done is finished, first."""
+    folder = _existing_base(folder)
+    with _base_lock(folder, exclusive=True):
+        _finish_commit(folder)
+        _remove_stale_staging(folder)
+        kb = KnowledgeBase._read(folder)
+        result = change(kb)
+        kb._commit(folder)
+    return kb, result
+
+
+def add_to_base(folder: str | Path, texts: list[str], vectors: np.ndarray | None = None) -> tuple[KnowledgeBase, int]:
+    """Add entries to the base at ``folder``; they are checked and embedded before the lock is taken,
+    so it is held only for the read-modify-write. Returns the base and how many entries were evicted."""
+    texts = [check_entry(t) for t in texts]
+    if not texts:
+        raise SemcomError("nothing to add: no sentences given")
+    if vectors is None:
+        vectors = embed_texts(texts).numpy()
+    return update_base(folder, lambda kb: kb.add(texts, vectors))
+
+
+def upgrade_base(folder: str | Path) -> tuple[KnowledgeBase, int]:
+    """Convert a format-1 base (only its index hashed) to this format, once: its entries are checked,
+    re-embedded and compared with its stored vectors (an entry edited since it was embedded no longer
+    lands on its vector and is refused), then the whole base is hashed. Returns the base and the
+    format it had (the current one: nothing was done)."""
+    folder = _existing_base(folder)
+    with _base_lock(folder, exclusive=True):
+        _finish_commit(folder)
+        _remove_stale_staging(folder)
+        kb = KnowledgeBase._read(folder, legacy=True)
+        was = _read_side(folder / SIDE_NAME)["format"]
+        if was == KB_FORMAT:
+            return kb, was
+        if kb.entries:
+            stored = kb.index.reconstruct_n(0, len(kb.entries))
+            cosines = np.einsum("nd,nd->n", stored, embed_texts(kb.entries).numpy())
+            worst = int(np.argmin(cosines))
+            if cosines[worst] < UPGRADE_MIN_COSINE:
+                raise SemcomError(f"{folder / SIDE_NAME}: entry {worst + 1} does not match its vector (edited after "
+                                  "it was embedded); rebuild the base")
+        kb._commit(folder)
+    return kb, was

@@ -17,12 +17,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.files import atomic_write_bytes
+from semcom_cli.core.files import atomic_write_bytes, partial_path, refuse_foreign_partial
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import read_history
 from semcom_cli.training.trainer import Checkpointing, ResumeState
 
-__all__ = ["save_partial", "load_partial", "save_resume", "load_resume", "start_partial", "keep_partials",
+__all__ = ["save_partial", "load_partial", "save_resume", "load_resume", "start_partial", "finish_partial",
+           "keep_partials",
            "PARTIAL_FORMAT", "RESUME_FILE"]
 
 PARTIAL_FORMAT = "semcom-partial-run"
@@ -50,8 +51,8 @@ def load_resume(folder: str | Path, stage: str) -> tuple[ResumeState, dict]:
         with safe_open(resume, framework="pt") as f:
             header = json.loads((f.metadata() or {}).get("semcom", "{}"))
             tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, ValueError, OSError) as err:
-        raise SemcomError(f"{resume}: corrupted ({str(err).splitlines()[0]})") from None
+    except (SafetensorError, ValueError, OSError, RecursionError) as err:
+        raise SemcomError(f"{resume}: corrupted ({(str(err).splitlines() or [type(err).__name__])[0]})") from None
     if not isinstance(header, dict) or header.get("format") != PARTIAL_FORMAT:
         raise SemcomError(f"{resume}: not a semcom partial run")
     if not (isinstance(header.get("step"), int) and isinstance(header.get("state"), dict)):
@@ -61,14 +62,23 @@ def load_resume(folder: str | Path, stage: str) -> tuple[ResumeState, dict]:
     return ResumeState(int(header["step"]), tensors, header["state"]), header
 
 
-def start_partial(folder: Path, stage: str, resume: bool) -> tuple[ResumeState | None, dict | None]:
-    """A stage that keeps no checkpoint in its partial run (the image stages): on ``resume``, the state and
-    the settings it ran with; otherwise (None, None), an earlier partial run in ``folder`` removed."""
+def start_partial(output: Path, stage: str, resume: bool) -> tuple[Path, ResumeState | None, dict | None]:
+    """Where a stage that keeps no checkpoint in its partial run (the image stages) writing ``output`` keeps
+    it (``<output>.partial``), and on ``resume`` the state and the settings it ran with. A fresh run refuses
+    a partial run that is already there (:func:`~semcom_cli.core.files.refuse_foreign_partial`): it was made
+    by another run, which ``--resume`` continues or the user removes; nothing is deleted here."""
+    folder = partial_path(Path(output))
     if resume:
         state, header = load_resume(folder, stage)
-        return state, header.get("settings")
-    shutil.rmtree(folder, ignore_errors=True)
-    return None, None
+        return folder, state, header.get("settings")
+    refuse_foreign_partial(Path(output), resume)
+    return folder, None, None
+
+
+def finish_partial(folder: Path) -> None:
+    """Remove the partial run a stage made, once the checkpoint it led to is written."""
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def keep_partials(folder: Path, stage: str, every: int, resume: ResumeState | None, settings: dict) -> Checkpointing:

@@ -136,6 +136,9 @@ class Trainer:
         return torch.tensor(self.shard.take(list(range(batch))), dtype=torch.long, device=device)
 
     def step(self, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss``. A non-finite loss, or weights the step left non-finite, stop the
+        run in one line (:class:`SemcomError`) before anything is saved: no partial run or checkpoint of a
+        diverged model is written."""
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         value = loss.detach().clone()
@@ -146,9 +149,13 @@ class Trainer:
                     p.grad = torch.zeros_like(p)
                 dist.all_reduce(p.grad)
             dist.all_reduce(value)
+        if not bool(torch.isfinite(value)):
+            self._diverged(f"the loss is {value.item()}")
         if self.optimisation.clip is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.optimisation.clip)
         self.opt.step()
+        if self.params and not bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all()):  # one sync
+            self._diverged("the weights are no longer finite")
         self.sched.step()
         self.losses.append(value.item())
         if self.on_step:
@@ -156,6 +163,12 @@ class Trainer:
         every, on_save = self.checkpointing.every, self.checkpointing.on_save
         if every and on_save and len(self.losses) % every == 0 and len(self.losses) < self.total:
             on_save(self.snapshot())
+
+    def _diverged(self, what: str) -> None:
+        lr = self.opt.param_groups[0]["lr"] if self.opt.param_groups else None
+        raise SemcomError(f"training diverged at step {len(self.losses) + 1} of {self.total}: {what}"
+                          + (f" (learning rate {lr:.3g}; try a lower --lr)" if lr is not None else "")
+                          + "; nothing was saved from this step")
 
     def snapshot(self) -> ResumeState:
         tensors, param_groups = optimizer_state(self.opt, "optimizer.")

@@ -111,3 +111,46 @@ def test_the_writer_itself_refuses_what_is_not_a_regular_file(tmp_path):
     atomic_write_bytes(tmp_path / "new", b"x")
     assert (tmp_path / "new").read_bytes() == b"x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "new"]
+
+
+def _results(folder: Path, **point) -> Path:
+    import json
+
+    record = {"method": "semantic", "task": "vqa", "channel": "awgn", "snr_db": 0.0, "channel_uses": None,
+              "channel_uses_mean": 4.0, "seed": 0, "metrics": {"accuracy": {"value": 0.5, "n": 2, "ci95": [0.1, 0.9]}},
+              **point}
+    path = folder / "r.json"
+    run = {"checkpoint": "ck", "checkpoint_hash": "h", "preset": "p"}
+    path.write_text(json.dumps({"format": "semcom-evaluate/1", "run": run, "points": [record]}))
+    return path
+
+
+def test_a_results_files_csv_and_plots_follow_the_same_rule(semcom, tmp_path):
+    results = _results(tmp_path)
+    assert semcom("evaluate", "--plot", results).exit_code == 0  # its own CSV and plots: redrawn
+    plots = sorted(tmp_path.glob("r-*.png"))
+    assert plots and (tmp_path / "r.csv").is_file()
+    # a file of another kind where a plot or the CSV goes is left alone
+    plots[0].write_text("my notes, not a picture\n")
+    assert_clean_failure(semcom("evaluate", "--plot", results), "is another kind of file, not a picture (PNG)")
+    assert plots[0].read_text() == "my notes, not a picture\n"
+    plots[0].unlink()
+    (tmp_path / "r.csv").write_bytes(b"\x00\x01binary")
+    assert_clean_failure(semcom("evaluate", "--plot", results), "not a CSV table")
+    assert (tmp_path / "r.csv").read_bytes() == b"\x00\x01binary"
+    # before a sweep: the results file's companions are claimed with it
+    (tmp_path / "r.csv").unlink()
+    fifo = tmp_path / "s-accuracy.png"
+    os.mkfifo(fifo)
+    assert_clean_failure(semcom("evaluate", "-n", "2", "-o", tmp_path / "s.json"), "a FIFO, not a regular file")
+    assert not (tmp_path / "s.json").exists() and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_symbolic_link_is_never_replaced_as_a_folder_output(semcom, tiny_checkpoint, tmp_path):
+    real = tmp_path / "rx"
+    assert semcom("transmit", GOLDEN / "share", "--snr", "5", "-o", real).exit_code == 0
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    assert_clean_failure(semcom("transmit", GOLDEN / "share", "--snr", "5", "-o", link, "--force"),
+                         "a symbolic link; give the folder it names")
+    assert link.is_symlink() and sorted(p.name for p in real.iterdir())

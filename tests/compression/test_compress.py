@@ -4,12 +4,15 @@ compressed checkpoint's format and refusals, and the measured search (tiny prese
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from conftest import assert_clean_failure, run_pipe, tiny_model
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -250,12 +253,14 @@ def test_damaged_compressed_llms_are_refused_in_one_line(compressed, tmp_path, s
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--budget-mb", "0"], "--budget-mb must be a positive"),
-    (["--budget-mb", "-5"], "--budget-mb must be a positive"),
-    (["--budget-mb", "nan"], "--budget-mb must be a positive"),
-    (["--budget-mb", "500", "--min-accuracy", "1.5"], "--min-accuracy is a fraction"),
+    (["--budget-mb", "0"], "--budget-mb: Input should be greater than 0"),
+    (["--budget-mb", "-5"], "--budget-mb: Input should be greater than 0"),
+    (["--budget-mb", "nan"], "--budget-mb: Input should be a finite number"),
+    (["--budget-mb", "1e30"], "--budget-mb: Input should be less than or equal to"),
+    (["--budget-mb", "500", "--min-accuracy", "1.5"], "--min-accuracy: Input should be less than or equal to 1"),
+    (["--budget-mb", "500", "--seed", "-1"], "--seed: Input should be greater than or equal to 0"),
     (["--budget-mb", "500", "--recipes", "int8-dynamic,zip"], "unknown recipe 'zip'"),
-    (["--budget-mb", "500", "--limit", "0"], "--limit must be a positive"),
+    (["--budget-mb", "500", "--limit", "0"], "--limit: Input should be greater than or equal to 1"),
     (["--budget-mb", "500", "--recipes", " , "], "--recipes names no recipe"),
 ])
 def test_impossible_parameters_are_refused_in_one_line(semcom, tiny_checkpoint, tmp_path, args, fragment):
@@ -279,7 +284,7 @@ def test_wrong_inputs_and_outputs_are_refused(semcom, tiny_checkpoint, compresse
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     assert_clean_failure(semcom("compress", "-c", tiny_checkpoint, "-o", fifo, "--budget-mb", "900"),
-                         "a FIFO is there")
+                         "a FIFO, not a regular file")
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     # a checkpoint of the command's own kind is replaced only with --force
     assert_clean_failure(semcom("compress", "-c", tiny_checkpoint, "-o", compressed, "--budget-mb", "900"),
@@ -366,3 +371,24 @@ def test_evaluate_compares_checkpoints_side_by_side(semcom, tiny_checkpoint, com
                          "takes no --resume")
     assert_clean_failure(semcom("evaluate", "-c", f"{tiny_checkpoint},{tmp_path / 'nothing'}"),
                          "no such checkpoint folder")
+
+
+# the settings, fuzzed ------------------------------------------------------------------------
+
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                 st.text(max_size=12), st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=300, deadline=2000, derandomize=True, database=None)
+@given(budget_mb=_ANY, min_accuracy=_ANY, limit=_ANY, seed=_ANY)
+def test_any_compress_settings_are_accepted_in_range_or_refused_in_one_line(budget_mb, min_accuracy, limit, seed):
+    from semcom_cli.compression.search import compress_settings
+
+    try:
+        got = compress_settings(budget_mb=budget_mb, min_accuracy=min_accuracy, limit=limit, seed=seed)
+    except SemcomError as err:
+        assert "\n" not in str(err) and str(err).startswith("compress: ")
+        return
+    assert math.isfinite(got.budget_mb) and 0 < got.budget_mb <= 1e7
+    assert got.min_accuracy is None or 0 <= got.min_accuracy <= 1
+    assert 1 <= got.limit <= 100_000 and 0 <= got.seed <= 2**32 - 1

@@ -290,7 +290,12 @@ def test_fedavgm_momentum_survives_a_resume(tiny_checkpoint, tmp_path, monkeypat
 # --- Flower: deployment ---------------------------------------------------------------------------
 
 
-def test_deployment_engine_one_round_two_supernodes(tiny_checkpoint, tmp_path):
+def test_deployment_engine_one_round_two_supernodes_and_no_stranger_joins(tiny_checkpoint, tmp_path):
+    """One round with the run's two SuperNodes, over TLS with SuperNode authentication, while three
+    strangers try to join: a SuperNode with a key pair of its own, one with no key, and one whose key
+    was registered on the SuperLink's Control API as anyone on the machine could. None is sent a
+    message or averaged in; the run completes with the run's two devices."""
+    from semcom_cli.federated.credentials import make_node_key
     from semcom_cli.federated.deployment import run_in_deployment
     from semcom_cli.system import SemcomModel
     from semcom_cli.system.checkpoint import read_manifest
@@ -298,13 +303,36 @@ def test_deployment_engine_one_round_two_supernodes(tiny_checkpoint, tmp_path):
     output = tmp_path / "deployed"
     job = _job(tiny_checkpoint, output, clients=2, rounds=1, local_steps=1)
     job.engine = "deployment"
+    strangers = {}
+
+    def strangers_join(federation):
+        keys = tmp_path / "stranger-keys"
+        own = make_node_key(keys, "own")
+        strangers["own-key"] = federation.start_supernode("stranger-own-key", own.private,
+                                                          "partition-id=0 num-partitions=2")
+        strangers["no-key"] = federation.start_supernode("stranger-no-key", None, "partition-id=1 num-partitions=2")
+        registered = make_node_key(keys, "registered")
+        strangers["registered-node"] = federation.register(registered.public)
+        strangers["registered"] = federation.start_supernode("stranger-registered", registered.private,
+                                                             "partition-id=1 num-partitions=2")
+        strangers["own-nodes"] = list(federation.nodes)
+        strangers["logs"] = federation.root / "logs"
+
     started = time.time()
-    run_in_deployment(job, 2, timeout=240)
+    run_in_deployment(job, 2, timeout=240, on_started=strangers_join)
     assert time.time() - started < 240
     SemcomModel.from_pretrained(output)
     stage = read_manifest(output)["training"]["stages"][-1]
     assert stage["engine"] == "deployment" and stage["rounds"] == 1 and stage["steps"] == 2
+    assert stage["dropped"] == [] and stage["clients"] == 2
     assert stage["bytes_per_round_per_device"]["symbols"] > 0
+    own = set(strangers["own-nodes"])
+    assert len(own) == 2 and strangers["registered-node"] not in own
+    # every message the server sent or received was to or from one of the run's two nodes, both of them
+    assert set(stage["nodes"]) == own
+    assert not strangers["logs"].exists()  # the run's folder (keys, certificates, logs) is gone
+    for name in ("own-key", "no-key", "registered"):
+        assert strangers[name].poll() is not None  # ended with the run
 
 
 def test_a_device_that_leaves_mid_run_does_not_corrupt_the_model(tiny_checkpoint, tmp_path):
@@ -317,12 +345,12 @@ def test_a_device_that_leaves_mid_run_does_not_corrupt_the_model(tiny_checkpoint
     job = _job(tiny_checkpoint, output, clients=2, rounds=2, local_steps=1)
     job.engine, job.reply_timeout = "deployment", 30.0
 
-    def leave_later(processes):  # device 1 leaves once round 1 is saved, as round 2 starts
+    def leave_later(federation):  # device 1 leaves once round 1 is saved, as round 2 starts
         def watch():
             deadline = time.time() + 300
             while time.time() < deadline and not Path(str(output) + ".partial").exists():
                 time.sleep(0.2)
-            processes["device1"].terminate()
+            federation.processes["device1"].terminate()
 
         threading.Thread(target=watch, daemon=True).start()
 

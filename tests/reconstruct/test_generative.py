@@ -211,6 +211,8 @@ def test_vae_training_resumes_exactly(tmp_path):
 def _packet(tmp_path, semcom, checkpoint, snr: float = 0.0):
     from PIL import Image
 
+    tmp_path = tmp_path / f"snr{snr:g}"  # each packet its own files: an existing output is never replaced
+    tmp_path.mkdir(exist_ok=True)
     image, heat = tmp_path / "scene.png", tmp_path / "map.png"
     Image.fromarray(scene_at("test", 0).image).save(image)
     grid = torch.zeros(64, 64, dtype=torch.uint8)

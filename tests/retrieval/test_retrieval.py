@@ -32,7 +32,8 @@ def test_a_base_round_trips_through_its_files(base):
 
     kb = KnowledgeBase.load(base)
     assert kb.entries == SENTENCES and kb.kind == "global" and len(kb) == 5
-    assert sorted(p.name for p in base.iterdir()) == ["index.faiss", "kb.json"]  # nothing pickled
+    # nothing pickled: the two files and the (empty) lock file writers take turns on
+    assert sorted(p.name for p in base.iterdir()) == [".semcom-kb.lock", "index.faiss", "kb.json"]
     hits = kb.query(["storm shuts schools up north"], 2)[0]
     assert hits[0][1] == SENTENCES[1] and hits[0][0] > hits[1][0]
     again = KnowledgeBase.load(base)
@@ -51,6 +52,7 @@ def _copy(base, tmp_path):
     ("index", "does not match its side file"),
     ("embedder", "built with another embedder"),
     ("entries", "disagree"),
+    ("edited", "no longer match its hash"),
     ("json", "not a knowledge base's side file"),
     ("missing", "not a knowledge base"),
 ])
@@ -63,13 +65,18 @@ def test_a_damaged_or_foreign_base_is_refused_in_one_line(base, tmp_path, semcom
         (folder / "index.faiss").write_bytes(bytes(raw))
     elif damage == "embedder":
         side["embedder"] = {"name": "another-encoder", "dim": 384, "sha256": "0" * 64}
-    elif damage == "entries":
+    elif damage == "entries":  # re-hashed, so only the index can tell
+        from semcom_cli.retrieval.kb import content_digest
+
         side["entries"] = side["entries"][:-1]
+        side["sha256"] = content_digest(side)
+    elif damage == "edited":  # an entry changed by hand: served at its old vector's score unless refused
+        side["entries"][0] = "The council rejected the new bridge over the river."
     elif damage == "json":
         (folder / "kb.json").write_text("{not json")
     else:
         (folder / "index.faiss").unlink()
-    if damage in ("embedder", "entries"):
+    if damage in ("embedder", "entries", "edited"):
         (folder / "kb.json").write_text(json.dumps(side))
     assert_clean_failure(semcom("kb", "info", folder), message)
     assert_clean_failure(semcom("kb", "query", folder, "rain"), message)
@@ -328,7 +335,8 @@ def test_kb_cli_builds_adds_and_refuses_bad_input(tmp_path, semcom):
                            (["build", tmp_path / "x.kb", "--from", text, "--kind", "team"], "kind"),
                            (["build", tmp_path / "x.kb", "--from", text, "--cap", "0"], "--cap"),
                            (["build", tmp_path / "x.kb", "--from", "corpus:local:99"], "corpus:local:U"),
-                           (["build", text, "--from", text], "exists and is not a folder"),
+                           (["build", text, "--from", text], "is the input"),
+                           (["build", tmp_path / "bin.txt", "--from", text], "not a folder"),
                            (["add", tmp_path / "u.kb"], "--text"),
                            (["query", tmp_path / "u.kb", "fire", "-k", "0"], "k must be")]:
         assert_clean_failure(semcom("kb", *args), fragment)

@@ -9,13 +9,15 @@ with the ROI box of the referred object (or none: an unguided packet) and the qu
 
 from __future__ import annotations
 
+import multiprocessing
 import random
-from concurrent.futures import ProcessPoolExecutor
+import signal
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from semcom_cli.core.processes import die_with_parent
 from semcom_cli.data.scenes import referring_queries, scene_at
 from semcom_cli.io.patches import GRID, PATCH, allocate, box_of_mask
 from semcom_cli.reconstruct.imaging.codec import normalise_power, sent_mask
@@ -35,6 +37,13 @@ def _scene_with_queries(index: int):
     return scene.image, scene.masks, [(q.text, q.target) for q in picked], labels
 
 
+def _pool_worker() -> None:
+    """A scene worker: Ctrl-C and SIGTERM are the parent's to handle (it ends the pool); it dies with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent()
+
+
 class QueryScenePool:
     """Scenes ``start`` … ``start+count-1`` of the training split, their object masks, up to
     :data:`QUERIES_PER_SCENE` (query text, object index) pairs each, and what each shows."""
@@ -42,8 +51,16 @@ class QueryScenePool:
     def __init__(self, count: int, start: int = 0, workers: int = 1):
         indices = range(start, start + count)
         if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                made = list(pool.map(_scene_with_queries, indices, chunksize=64))
+            # leaving the block (done, an error, Ctrl-C, SIGTERM) terminates the workers at once; the result
+            # is waited for in short timed waits, so a signal is acted on while the pool works
+            with multiprocessing.Pool(workers, initializer=_pool_worker) as pool:
+                pending = pool.map_async(_scene_with_queries, indices, chunksize=64)
+                while True:
+                    try:
+                        made = pending.get(0.5)
+                        break
+                    except multiprocessing.TimeoutError:
+                        continue
         else:
             made = [_scene_with_queries(i) for i in indices]
         self.images = torch.from_numpy(np.stack([m[0] for m in made])).permute(0, 3, 1, 2).contiguous()  # uint8

@@ -30,7 +30,7 @@ from semcom_cli.reconstruct.generative.denoiser import QUERY_DIM, anchor_for, re
 from semcom_cli.reconstruct.generative.store import has, load_denoiser, load_fast
 
 __all__ = ["DECODERS", "GENERATIVE", "Choice", "GenerativeDecoder", "check_decoder", "check_steps",
-           "check_budget_ms", "plan_auto_steps", "embed_queries"]
+           "check_budget_ms", "plan_auto_steps", "embed_queries", "budget_warning"]
 
 # the image decoders of a reconstruct packet, by name → what each does
 DECODERS: Registry[str] = Registry("decoder")
@@ -76,6 +76,17 @@ class Choice:
     def metadata(self) -> dict:
         """What is the same for the same inputs and seed (no timings): fit for the image file."""
         return {k: v for k, v in asdict(self).items() if k not in ("elapsed_ms", "stopped_early")}
+
+
+def budget_warning(decoder: dict) -> str | None:
+    """One line when a decode with a ``--budget-ms`` took longer than it (``decoder``: the result's record of
+    what was done, a :class:`Choice` as a dict); None when it kept to it or had none."""
+    budget, elapsed = decoder.get("budget_ms"), decoder.get("elapsed_ms")
+    if budget is None or elapsed is None or elapsed <= budget:
+        return None
+    steps = f"{decoder.get('steps_run', 0)} diffusion steps" if decoder.get("steps_run") else "no diffusion step"
+    return (f"the decode took {elapsed:.0f} ms, over its --budget-ms of {budget:g} ms ({decoder.get('used')} "
+            f"decoder, {steps}; the fixed work of the posterior and the pixel decode alone can exceed a small budget)")
 
 
 def plan_auto_steps(snr_db: float, room_s: float, step_s: float, requested: int, settings) -> int:

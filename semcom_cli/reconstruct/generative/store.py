@@ -104,7 +104,8 @@ def load_denoiser(folder: Path, manifest: dict, latent_channels: int):
     cfg = settings_of("image-diffusion", manifest)
     settings = cfg.denoiser(latent_channels)
     unet = build_unet(settings)
-    load_part(Path(folder), PARTS["image-diffusion"].part, unet, network_config("image-diffusion", cfg, latent_channels))
+    load_part(Path(folder), PARTS["image-diffusion"].part, unet,
+                network_config("image-diffusion", cfg, latent_channels))
     return unet.eval(), build_scheduler(settings), settings
 
 

@@ -20,64 +20,104 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Annotated
 
 import torch
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import Field, model_validator
 from torch.nn import functional as F
 
-from semcom_cli.config.base import StageSettings
+from semcom_cli.config.base import BatchSize, Every, LearningRate, Range, Seed, Share, StageSettings, Steps, Weight
 from semcom_cli.reconstruct.generative.autoencoder import LATENT_SIZE, AutoencoderSettings, FastDecoder
 from semcom_cli.reconstruct.generative.data import QueryScenePool, draw_batch, roi_cells
 from semcom_cli.reconstruct.generative.denoiser import DenoiserSettings, build_scheduler, build_unet, conditioning
 from semcom_cli.reconstruct.generative.features import FeatureSettings, SceneClassifier, scene_labels
+from semcom_cli.reconstruct.guidance.train import MAX_POOL, SCENE_BYTES
+from semcom_cli.reconstruct.imaging.train import Budgets, RoiShareRange
+from semcom_cli.training.memory import MemoryNeed
 from semcom_cli.training.trainer import Checkpointing, Optimisation, Trainer
 
 __all__ = ["PacketDraw", "VaeTrain", "DiffusionTrain", "FeatureTrain", "train_vae", "train_diffusion",
            "train_features", "measure_scale"]
 
 
+POOL_SCENE_BYTES = SCENE_BYTES + 4 * 384  # a pool's scene and its query's embedding
+
+
 class PacketDraw(StageSettings):
-    steps: PositiveInt = 3000
-    batch_size: PositiveInt = 16
-    lr: PositiveFloat = 1e-3
-    pool: PositiveInt = 4000
-    seed: int = 0
-    budgets: tuple[int, ...] = (256, 512, 1024)
-    roi_share_range: tuple[float, float] = (0.3, 0.9)
-    snr_range: tuple[float, float] = (-5.0, 20.0)
-    unguided: float = 0.3     # packets without guidance (no box, no query)
-    no_query: float = 0.1     # guided packets whose query the receiver is not told
-    log_every: PositiveInt = 100
+    steps: Steps = 3000
+    batch_size: BatchSize = 16
+    lr: LearningRate = 1e-3
+    pool: int = Field(4000, ge=1, le=MAX_POOL)
+    seed: Seed = 0
+    budgets: Budgets = (256, 512, 1024)
+    roi_share_range: RoiShareRange = (0.3, 0.9)
+    snr_range: Range(-30.0, 60.0) = (-5.0, 20.0)
+    unguided: Share = 0.3     # packets without guidance (no box, no query)
+    no_query: Share = 0.1     # guided packets whose query the receiver is not told
+    log_every: Every = 100
+
+
+# AutoencoderKL's blocks: three (64 → 32 → 16 pixels: the 16×16 latent), each a multiple of its 8 norm groups
+VaeChannels = Annotated[tuple[Annotated[int, Field(ge=8, le=512, multiple_of=8)], ...],
+                        Field(min_length=3, max_length=3)]
+# the UNet's two blocks, multiples of its 16 norm groups; the second attends with 32 heads
+UnetChannels = Annotated[tuple[Annotated[int, Field(ge=16, le=1024, multiple_of=16)], ...],
+                         Field(min_length=2, max_length=2)]
 
 
 class VaeTrain(PacketDraw):
-    kl_weight: float = 1e-6
-    channels: tuple[int, ...] = (16, 32, 64)
-    latent_channels: PositiveInt = 4
-    receiver_width: PositiveInt = 32
+    kl_weight: Weight = 1e-6
+    channels: VaeChannels = (16, 32, 64)
+    latent_channels: int = Field(4, ge=1, le=64)
+    receiver_width: int = Field(32, ge=4, le=512, multiple_of=4)  # its 2× width has 8 norm groups
 
     def autoencoder(self) -> AutoencoderSettings:
         return AutoencoderSettings(tuple(self.channels), self.latent_channels, self.receiver_width)
 
+    def memory(self) -> MemoryNeed:
+        """The run's estimate, with part 1's encoder (frozen) beside it (activations measured at the recipe's
+        widths and at half of them: 0.85 MB per sample per unit of channels[0] + receiver_width / 2)."""
+        scale = self.channels[0] + self.receiver_width / 2
+        return MemoryNeed(int(1.8e6 * (scale / 32) ** 2), 0.85e6 * scale, self.batch_size,
+                          POOL_SCENE_BYTES * self.pool + 8_000_000)
+
 
 class DiffusionTrain(PacketDraw):
-    steps: PositiveInt = 3000
-    lr: PositiveFloat = 5e-4
-    channels: tuple[int, ...] = (64, 128)
-    train_timesteps: PositiveInt = 1000
+    steps: Steps = 3000
+    lr: LearningRate = 5e-4
+    channels: UnetChannels = (64, 128)
+    train_timesteps: int = Field(1000, ge=2, le=10_000)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "DiffusionTrain":
+        if self.channels[1] % 32:
+            raise ValueError(f"channels[1] ({self.channels[1]}) must be a multiple of the 32 attention heads")
+        return self
 
     def denoiser(self, latent_channels: int) -> DenoiserSettings:
         return DenoiserSettings(tuple(self.channels), latent_channels, self.train_timesteps)
 
+    def memory(self) -> MemoryNeed:
+        """The run's estimate, with the VAE and part 1's encoder (frozen) beside it (activations measured at
+        the recipe's widths and at half of them: 66 kB per sample per unit of channels[0] + channels[1] / 2)."""
+        scale = self.channels[0] + self.channels[1] / 2
+        return MemoryNeed(int(4.3e6 * (scale / 128) ** 2), 0.066e6 * scale, self.batch_size,
+                          POOL_SCENE_BYTES * self.pool + 16_000_000)
+
 
 class FeatureTrain(StageSettings):
-    steps: PositiveInt = 600
-    batch_size: PositiveInt = 32
-    lr: PositiveFloat = 2e-3
-    pool: PositiveInt = 4000
-    seed: int = 0
-    width: PositiveInt = 32
-    log_every: PositiveInt = 100
+    steps: Steps = 600
+    batch_size: BatchSize = 32
+    lr: LearningRate = 2e-3
+    pool: int = Field(4000, ge=1, le=MAX_POOL)
+    seed: Seed = 0
+    width: int = Field(32, ge=8, le=256, multiple_of=8)  # 8 norm groups
+    log_every: Every = 100
+
+    def memory(self) -> MemoryNeed:
+        """The run's estimate (activations measured at widths 16 and 32: 0.11 MB per sample per unit of width)."""
+        return MemoryNeed(int(0.62e6 * (self.width / 32) ** 2), 0.113e6 * self.width, self.batch_size,
+                          POOL_SCENE_BYTES * self.pool)
 
 
 def _trainer(params, cfg, checkpointing: Checkpointing | None, modules: dict) -> Trainer:

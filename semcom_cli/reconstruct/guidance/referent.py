@@ -19,11 +19,10 @@ from __future__ import annotations
 import random
 
 import torch
-from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 from torch.nn import functional as F
 
-from semcom_cli.config.base import StageSettings
+from semcom_cli.config.base import BatchSize, LearningRate, Seed, StageSettings, Steps, settings_from
 from semcom_cli.data.scenes import REFERENT_VALUES, Referent
 from semcom_cli.training.trainer import Optimisation, Trainer
 
@@ -57,17 +56,18 @@ class ReferentParser(nn.Module):
 
 
 class ParserTrain(StageSettings):
-    steps: PositiveInt = 600
-    batch_size: PositiveInt = 64
-    lr: PositiveFloat = 2e-3
-    seed: int = 0
+    steps: Steps = 600
+    batch_size: BatchSize = 64
+    lr: LearningRate = 2e-3
+    seed: Seed = 0
 
 
 def train_parser(reader, texts: list[str], referents: list[Referent], steps: int = 600, batch_size: int = 64,
                  lr: float = 2e-3, seed: int = 0) -> ReferentParser:
     """Fit the parser to (query text, referent) pairs; the LLM's states of each text are cached by
     the reader, so a step costs the head alone (seconds in all: no partial runs)."""
-    cfg = ParserTrain(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    cfg = settings_from(ParserTrain, {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed},
+                        "parser settings")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     parser = ReferentParser(reader.dim)

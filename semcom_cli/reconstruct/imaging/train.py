@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Annotated
 
 import torch
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import Field
 
-from semcom_cli.config.base import StageSettings
-from semcom_cli.io.patches import allocate, box_of_mask
-from semcom_cli.reconstruct.guidance.train import ScenePool
+from semcom_cli.config.base import BatchSize, Every, LearningRate, Range, Seed, Share, StageSettings, Steps
+from semcom_cli.io.patches import GRID, HI_SYMBOLS, MIN_BUDGET, allocate, box_of_mask
+from semcom_cli.reconstruct.guidance.train import MAX_POOL, SCENE_BYTES, ScenePool
 from semcom_cli.reconstruct.imaging.codec import DualPathEncoder, ImageDecoder, normalise_power, sent_mask
+from semcom_cli.training.memory import MemoryNeed
 from semcom_cli.training.trainer import Checkpointing, Optimisation, Trainer
 
 __all__ = ["CodecTrain", "train_codec", "draw_packets", "awgn", "CODEC_OPTIMISATION"]
@@ -28,18 +30,29 @@ __all__ = ["CodecTrain", "train_codec", "draw_packets", "awgn", "CODEC_OPTIMISAT
 CODEC_OPTIMISATION = Optimisation("one-cycle", weight_decay=1e-5, warmup=0.05, clip=1.0)
 
 
+Budget = Annotated[int, Field(ge=MIN_BUDGET, le=GRID * GRID * HI_SYMBOLS)]  # what check_budget accepts
+Budgets = Annotated[tuple[Budget, ...], Field(min_length=1, max_length=16)]
+SnrRange = Range(-30.0, 60.0)                  # dB: the channel's range the codec is trained over
+RoiShareRange = Range(0.01, 0.99)              # the ROI's share of the data uses (check_roi_share: (0, 1))
+
+
 class CodecTrain(StageSettings):
-    steps: PositiveInt = 4000
-    batch_size: PositiveInt = 16
-    lr: PositiveFloat = 2e-3
-    pool: PositiveInt = 4000
-    width: PositiveInt = 32
-    seed: int = 0
-    snr_range: tuple[float, float] = (-2.0, 20.0)
-    budgets: tuple[int, ...] = (256, 512, 1024)
-    roi_share_range: tuple[float, float] = (0.3, 0.9)
-    unguided: float = 0.3          # share of packets without guidance
-    log_every: PositiveInt = 100
+    steps: Steps = 4000
+    batch_size: BatchSize = 16
+    lr: LearningRate = 2e-3
+    pool: int = Field(4000, ge=1, le=MAX_POOL)
+    width: int = Field(32, ge=16, le=256, multiple_of=16)  # its stem's half-width has 8 norm groups
+    seed: Seed = 0
+    snr_range: SnrRange = (-2.0, 20.0)
+    budgets: Budgets = (256, 512, 1024)
+    roi_share_range: RoiShareRange = (0.3, 0.9)
+    unguided: Share = 0.3          # share of packets without guidance
+    log_every: Every = 100
+
+    def memory(self) -> MemoryNeed:
+        """The run's estimate (activations measured at widths 16 and 32: 0.17 MB per sample per unit of width)."""
+        return MemoryNeed(int(1.8e6 * (self.width / 32) ** 2), 0.17e6 * self.width + 0.2e6, self.batch_size,
+                          SCENE_BYTES * self.pool)
 
 
 def draw_packets(pool: ScenePool, rows: list[int], cfg: CodecTrain, rng: random.Random):
