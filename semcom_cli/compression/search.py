@@ -12,8 +12,10 @@ recipe, what calibration chose, and the whole table.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -101,6 +103,26 @@ def _measure(folder: Path, received: Path, limit: int, seed: int) -> dict:
             **_run_measure(folder, "--decode", str(received))}
 
 
+def _remove_stale_candidates(output: Path) -> None:
+    """Candidates folders a killed ``compress`` (SIGKILL: no cleanup could run) left beside ``output``: only
+    names of compress's own pattern, and only those whose process is gone."""
+    pattern = re.compile(re.escape(f".{output.name}-candidates-") + r"(\d+)-[A-Za-z0-9_]{8}")
+    for folder in output.parent.glob(f".{glob.escape(output.name)}-candidates-*"):
+        found = pattern.fullmatch(folder.name)
+        if found and folder.is_dir() and not folder.is_symlink() and not _process_alive(int(found.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def choose(table: list[dict], budget_mb: float, floor: dict) -> dict | None:
     """The fastest candidate (not the source) within the budget and at or above the floor."""
     fits = [r for r in table if r["name"] != "source" and r["peak_rss_mb"] <= budget_mb
@@ -145,7 +167,8 @@ def compress_checkpoint(checkpoint: Path, output: Path, budget_mb: float, min_ac
     batches = calibration_inputs(model, seed=seed)
     # a new folder of compress's own (never one that was there: it is removed at the end)
     output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-candidates-"))
+    _remove_stale_candidates(output)
+    work = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-candidates-{os.getpid()}-"))
     try:
         received = work / "received.safetensors"
         write_received(model, received, seed=seed)

@@ -325,6 +325,8 @@ def test_the_search_writes_the_fastest_fit_and_its_measures_reproduce(semcom, ti
     lookalike = tmp_path / ".fit-candidates"
     lookalike.mkdir()
     (lookalike / "notes.txt").write_text("mine")
+    stale = tmp_path / ".fit-candidates-4194304-abcd_123"  # a SIGKILLed compress's (no such process)
+    (stale / "int8-dynamic").mkdir(parents=True)
     result = semcom("compress", "-c", tiny_checkpoint, "-o", out, "--budget-mb", "100000", "--min-accuracy", "0",
                     "--recipes", "int8-dynamic,int8+vocab-4k", "--limit", "12", "--json")
     assert result.exit_code == 0, result.output
@@ -340,7 +342,7 @@ def test_the_search_writes_the_fastest_fit_and_its_measures_reproduce(semcom, ti
     for key in ("vqa_0db", "vqa_10db", "vqa_rephrased_10db", "text_bleu_10db", "receiver_mb"):
         assert again[key] == pytest.approx(chosen[key]), key
     assert chosen["receiver_mb"] < doc["table"][0]["receiver_mb"]
-    assert [p.name for p in tmp_path.glob(".fit-candidates*")] == [".fit-candidates"]  # its own are gone
+    assert [p.name for p in tmp_path.glob(".fit-candidates*")] == [".fit-candidates"]  # its own and the stale gone
     assert (lookalike / "notes.txt").read_text() == "mine"
 
 

@@ -371,3 +371,26 @@ def test_evaluate_vqa_with_recent_scenes(tiny_checkpoint, tmp_path, semcom):
     assert {p["kind"] for p in points} == {"local", "neither"} and all(p["n"] == 4 for p in points)
     assert points[0]["semantic"] == points[1]["semantic"]  # the same packets, read once without a prior
     assert_clean_failure(semcom("evaluate", "--task", "vqa", "--method", "rag", "-c", tiny_checkpoint), "semantic,rag")
+
+
+def test_two_receivers_decoding_at_once_into_one_local_base_both_land(rag_checkpoint, tmp_path, semcom, sample_png):
+    """Two `decode --kb-local` processes on one base at the same time: each learned caption is kept (the base
+    is read, changed and written under its lock, not saved from a copy read before the other wrote)."""
+    import subprocess
+    import sys
+
+    from semcom_cli.retrieval import KnowledgeBase
+
+    (tmp_path / "scenes.txt").write_text("a red triangle\na blue circle\n")
+    assert semcom("kb", "build", tmp_path / "scenes.kb", "--from", tmp_path / "scenes.txt", "--kind", "local",
+                  "--user", "ana").exit_code == 0
+    assert semcom("encode", sample_png, "--task", "vqa", "-c", rag_checkpoint, "-o", tmp_path / "i.sem").exit_code == 0
+    assert semcom("transmit", tmp_path / "i.sem", "--snr", "10", "-o", tmp_path / "r.sem").exit_code == 0
+    command = [sys.executable, "-c", "from semcom_cli.cli.app import main; main()", "decode", str(tmp_path / "r.sem"),
+               "-q", "what shape is it?", "-c", str(rag_checkpoint), "--kb-local", str(tmp_path / "scenes.kb"),
+               "--json"]
+    receivers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [r.communicate(timeout=300) for r in receivers]
+    assert [r.returncode for r in receivers] == [0, 0], [err.decode()[-500:] for _, err in outputs]
+    captions = [json.loads(out)["caption"] for out, _ in outputs]
+    assert KnowledgeBase.load(tmp_path / "scenes.kb").entries == ["a red triangle", "a blue circle", *captions]
