@@ -38,6 +38,10 @@ def fail_cleanly(fn):
             raise typer.Exit(2)
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (core.processes.Terminated): cleanup has run
             raise typer.Exit(interrupted(err))
+        finally:
+            from semcom_cli.core.outputs import release_claims
+
+            release_claims()  # the outputs this command was writing are free for the next one
 
     return wrapper
 

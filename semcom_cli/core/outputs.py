@@ -13,9 +13,13 @@ here.
 
 from __future__ import annotations
 
+import fcntl
 import glob
+import hashlib
 import json
 import os
+import stat
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +29,8 @@ from semcom_cli.core.files import what_is_there
 from semcom_cli.core.limits import MAX_BYTES
 
 __all__ = ["OutputKind", "check_output", "check_outputs", "claim_output", "is_png", "is_text_file", "json_with_key",
-           "FORCE_HELP", "RESULTS_OUTPUT", "DECODED_OUTPUT", "PNG_OUTPUT", "CSV_OUTPUT", "check_companions"]
+           "FORCE_HELP", "RESULTS_OUTPUT", "DECODED_OUTPUT", "PNG_OUTPUT", "CSV_OUTPUT", "check_companions",
+           "claim_for_run", "release_claims"]
 
 FORCE_HELP = "Replace an existing output of the same kind (anything else is never replaced)."
 
@@ -69,6 +74,53 @@ def claim_output(path: str | Path | None, kind: OutputKind, force: bool) -> None
                           "path)")
     if not force:
         raise SemcomError(f"{path}: a {kind.name} is already there; add --force to replace it")
+
+
+# Outputs this process is writing: one lock each (an open descriptor holding flock), released when the
+# command ends (cli.common.fail_cleanly) or the process exits.
+_CLAIMS: dict[str, int] = {}
+
+
+def _claims_folder() -> Path | None:
+    """This user's folder of output locks (outside every folder the user names); None where it cannot be
+    trusted (another user's, or a link)."""
+    folder = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"semcom-outputs-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        return None
+    return folder
+
+
+def claim_for_run(path: str | Path) -> None:
+    """Take ``path`` for this command until it ends: a second semcom command writing the same output at
+    the same time (two trainings, two sweeps to one ``-o``) is refused in one line instead of both
+    writing it (and its partial run) and one losing the other's work."""
+    if os.environ.get("RANK", "0") != "0":  # under torchrun the first process writes, the others help
+        return
+    folder = _claims_folder()
+    key = hashlib.sha256(os.path.realpath(path).encode(errors="surrogateescape")).hexdigest()[:32]
+    if folder is None or key in _CLAIMS:  # claimed already by this command
+        return
+    try:
+        fd = os.open(folder / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SemcomError(f"{path}: another semcom command is writing it now; wait for it to end, or choose "
+                          "another path") from None
+    _CLAIMS[key] = fd
+
+
+def release_claims() -> None:
+    while _CLAIMS:
+        os.close(_CLAIMS.popitem()[1])
 
 
 def _head(path: Path, size: int) -> bytes:
@@ -153,6 +205,7 @@ def check_output(output: str | Path | None, inputs=(), folder: bool = False, kin
             raise SemcomError(f"{output}: is inside the input folder {given}; write the output elsewhere")
     if kind is not None:
         claim_output(out, kind, force)
+        claim_for_run(out)
 
 
 def check_outputs(paths, inputs) -> None:

@@ -154,3 +154,26 @@ def test_a_symbolic_link_is_never_replaced_as_a_folder_output(semcom, tiny_check
     assert_clean_failure(semcom("transmit", GOLDEN / "share", "--snr", "5", "-o", link, "--force"),
                          "a symbolic link; give the folder it names")
     assert link.is_symlink() and sorted(p.name for p in real.iterdir())
+
+
+def test_two_commands_writing_one_output_at_once_are_refused_not_interleaved(semcom, tmp_path):
+    """An output is taken for the whole of the command writing it: a second command writing the same path
+    meanwhile (two trainings or sweeps to one -o, sharing its partial run) is refused in one line."""
+    import subprocess
+    import sys
+
+    from semcom_cli.core.outputs import claim_for_run, release_claims
+
+    out = tmp_path / "rx.sem"
+    argv = [sys.executable, "-c", "from semcom_cli.cli.app import main; main()", "transmit", str(GOLDEN / "vqa.sem"),
+            "--snr", "5", "-o", str(out)]
+    claim_for_run(tmp_path / "." / "rx.sem")  # another spelling of the same path
+    try:
+        busy = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 2 and "another semcom command is writing it now" in busy.stderr, busy.stderr
+        assert not out.exists()
+    finally:
+        release_claims()
+    free = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert free.returncode == 0, free.stderr
+    assert semcom("transmit", GOLDEN / "vqa.sem", "--snr", "5", "-o", out, "--force").exit_code == 0  # released
