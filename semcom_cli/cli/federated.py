@@ -10,14 +10,8 @@ import typer
 
 from semcom_cli.cli.common import checkpoint_folder, console, spinner
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.outputs import FORCE_HELP
 
 ENGINES = ("simulation", "deployment")
-
-
-def force_option():
-    """``--force``: replace an existing federated output of the same kind (the one replace rule)."""
-    return typer.Option(False, "--force", help=FORCE_HELP)
 
 
 def federated_overrides(clients: Optional[int], rounds: Optional[int], engine: str, steps: Optional[int],

@@ -7,7 +7,6 @@ partial run is removed once the checkpoint is written.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from semcom_cli.cli.common import console, progress_bar, spinner
@@ -30,7 +29,7 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
 
     from semcom_cli.core.distributed import current_shard
     from semcom_cli.data.easyvqa import EasyVQA
-    from semcom_cli.training.partial import save_partial
+    from semcom_cli.training.partial import finish_partial, save_partial
     from semcom_cli.training.stages import run_stage
     from semcom_cli.training.trainer import Checkpointing
 
@@ -61,7 +60,7 @@ def train_and_save(model, stage: str, output: Path, history: list[dict], resume=
     if shard.world > 1:
         summary["processes"] = shard.world
     digest = model.save_pretrained(output, training={"stages": history + [summary]})
-    shutil.rmtree(partial, ignore_errors=True)  # the finished checkpoint supersedes it
+    finish_partial(partial)  # the finished checkpoint supersedes it
     table = Table(title=f"{stage} → {output}")
     for key in ("steps", "batch_size", "lr", "first_loss", "final_loss", "seconds"):
         value = summary[key]

@@ -34,7 +34,7 @@ from semcom_cli.compression.recover import name_after_removal, recover, without_
 from semcom_cli.compression.smooth import smooth_for_int8
 from semcom_cli.config.base import Seed, Share, StageSettings, first_error_line
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.processes import run_child
+from semcom_cli.core.processes import process_alive, run_child
 from semcom_cli.models.compressed import save_compressed_llm
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import publish_folder, read_manifest, save_checkpoint, staged_folder
@@ -109,18 +109,8 @@ def _remove_stale_candidates(output: Path) -> None:
     pattern = re.compile(re.escape(f".{output.name}-candidates-") + r"(\d+)-[A-Za-z0-9_]{8}")
     for folder in output.parent.glob(f".{glob.escape(output.name)}-candidates-*"):
         found = pattern.fullmatch(folder.name)
-        if found and folder.is_dir() and not folder.is_symlink() and not _process_alive(int(found.group(1))):
+        if found and folder.is_dir() and not folder.is_symlink() and not process_alive(int(found.group(1))):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def choose(table: list[dict], budget_mb: float, floor: dict) -> dict | None:

@@ -18,7 +18,15 @@ from pydantic_core import PydanticCustomError
 
 from semcom_cli.channel import CHANNELS
 from semcom_cli.channel.rician import DEFAULT_K
-from semcom_cli.config.base import MAX_BATCH, MAX_EVERY, MAX_LR, MAX_STEPS, Strict, first_error_line, short_repr
+from semcom_cli.config.base import (
+    MAX_BATCH,
+    MAX_EVERY,
+    MAX_STEPS,
+    LearningRate,
+    Strict,
+    first_error_line,
+    short_repr,
+)
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import read_input_bytes
 from semcom_cli.core.limits import MAX_SEED, SNR_RANGE_DB
@@ -165,12 +173,21 @@ class ChannelParams(Strict):
     rician_k: float = Field(DEFAULT_K, ge=0.0, allow_inf_nan=False)  # Rician K-factor: LOS / scattered power
 
 
+# The bounds every stage's settings share (config.base), as the presets state them (0 steps: the stage is skipped;
+# save_every 0: no partial runs)
+StageSteps = Annotated[int, Field(ge=0, le=MAX_STEPS)]
+StageBatch = Annotated[int, Field(gt=0, le=MAX_BATCH)]
+LogEvery = Annotated[int, Field(gt=0, le=MAX_EVERY)]
+SaveEvery = Annotated[int, Field(ge=0, le=MAX_EVERY)]
+SnrDb = Annotated[float, Field(ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1], allow_inf_nan=False)]
+
+
 class StageTrain(Strict):
-    steps: int = Field(100, ge=0, le=MAX_STEPS)
-    batch_size: int = Field(32, gt=0, le=MAX_BATCH)
-    lr: float = Field(1e-3, gt=0, le=MAX_LR, allow_inf_nan=False)
-    log_every: int = Field(10, gt=0, le=MAX_EVERY)
-    save_every: int = Field(0, ge=0, le=MAX_EVERY)  # write a resumable partial run every N steps; 0: never
+    steps: StageSteps = 100
+    batch_size: StageBatch = 32
+    lr: LearningRate = 1e-3
+    log_every: LogEvery = 10
+    save_every: SaveEvery = 0  # write a resumable partial run every N steps; 0: never
 
 
 class AlignTrain(StageTrain):
@@ -180,8 +197,8 @@ class AlignTrain(StageTrain):
 
 
 class ChannelTrain(StageTrain):
-    snr_min: float = Field(-5.0, ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1], allow_inf_nan=False)
-    snr_max: float = Field(20.0, ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1], allow_inf_nan=False)
+    snr_min: SnrDb = -5.0
+    snr_max: SnrDb = 20.0
     channels: list[NoisyChannelName] = ["awgn", "rayleigh"]
     # Share of image packets cut at random into two packets, so the joint code serves share sets.
     split_fraction: float = Field(0.0, ge=0.0, le=1.0)
@@ -213,12 +230,12 @@ class RateTrain(ChannelTrain):
     Its defaults are the shipped recipe's, so a checkpoint trained before the stage existed (whose
     saved preset has no such section) gets the recipe's settings."""
 
-    steps: int = Field(1500, ge=0, le=MAX_STEPS)
-    batch_size: int = Field(64, gt=0, le=MAX_BATCH)
-    log_every: int = Field(50, gt=0, le=MAX_EVERY)
-    save_every: int = Field(0, ge=0, le=MAX_EVERY)  # the stage does not resume (its text teacher is its input's codec)
-    snr_min: float = Field(-8.0, ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1], allow_inf_nan=False)
-    snr_max: float = Field(15.0, ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1], allow_inf_nan=False)
+    steps: StageSteps = 1500
+    batch_size: StageBatch = 64
+    log_every: LogEvery = 50
+    save_every: SaveEvery = 0  # the stage does not resume (its text teacher is its input's codec)
+    snr_min: SnrDb = -8.0
+    snr_max: SnrDb = 15.0
     channels: list[NoisyChannelName] = ["awgn", "rayleigh", "rayleigh-iid"]
     split_fraction: float = Field(0.25, ge=0.0, le=1.0)
     image_word_weight: float = Field(8.0, ge=0.0, allow_inf_nan=False)
@@ -233,8 +250,8 @@ class CorpusTrain(RateTrain):
     sentence corpus's training windows (a ``corpus_share``; the rest easy-vqa's questions) with the
     nearest-word term in place of the rate stage's teacher, so the text code learns a news vocabulary."""
 
-    steps: int = Field(1500, ge=0, le=MAX_STEPS)
-    save_every: int = Field(250, ge=0, le=MAX_EVERY)
+    steps: StageSteps = 1500
+    save_every: SaveEvery = 250
     corpus_share: float = Field(0.75, ge=0.0, le=1.0)
 
 
@@ -244,13 +261,13 @@ class RetrievalTrain(InstructTrain):
     neighbours only (``wrong``), or nothing (the rest), so the adapter copies an entry that matches
     what arrived and ignores one that does not."""
 
-    steps: int = Field(300, ge=0, le=MAX_STEPS)
-    batch_size: int = Field(16, gt=0, le=MAX_BATCH)
-    lr: float = Field(1e-3, gt=0, le=MAX_LR, allow_inf_nan=False)
-    log_every: int = Field(10, gt=0, le=MAX_EVERY)
-    save_every: int = Field(25, ge=0, le=MAX_EVERY)
-    snr_min: float = Field(-8.0, ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1], allow_inf_nan=False)
-    snr_max: float = Field(15.0, ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1], allow_inf_nan=False)
+    steps: StageSteps = 300
+    batch_size: StageBatch = 16
+    lr: LearningRate = 1e-3
+    log_every: LogEvery = 10
+    save_every: SaveEvery = 25
+    snr_min: SnrDb = -8.0
+    snr_max: SnrDb = 15.0
     channels: list[NoisyChannelName] = ["awgn", "rayleigh", "rayleigh-iid"]
     tasks: list[TrainTaskName] = ["text", "text", "text", "vqa", "vqa-varied", "caption"]
     channel_fraction: float = Field(0.9, ge=0.0, le=1.0)
@@ -282,22 +299,22 @@ class FederatedTrain(Strict):
     main_style: float = Field(0.7, ge=0.0, le=1.0)  # share of a device's new-style pictures in its own style
     plain_share: float = Field(0.3, ge=0.0, le=1.0)  # share of easy-vqa pictures (the style the checkpoint knows)
     data_seed: int = Field(0, ge=0, le=MAX_SEED)
-    lr_front: float = Field(1e-3, gt=0, le=MAX_LR, allow_inf_nan=False)
-    lr_back: float = Field(1e-4, gt=0, le=MAX_LR, allow_inf_nan=False)
-    lr_lora: float = Field(1e-5, gt=0, le=MAX_LR, allow_inf_nan=False)
+    lr_front: LearningRate = 1e-3
+    lr_back: LearningRate = 1e-4
+    lr_lora: LearningRate = 1e-5
     train_lora: bool = True
     # a device keeps its Adam moments from round to round (True) or starts them afresh each round; kept
     # moments live on the device only, so a resumed run starts them afresh
     keep_moments: bool = False
     caption_weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)  # the codebook decision's term
     llm_batch: int = Field(4, ge=0, le=1024)  # samples per step whose caption answer loss goes through the LLM
-    snr_min: float = Field(-5.0, ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1], allow_inf_nan=False)
-    snr_max: float = Field(15.0, ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1], allow_inf_nan=False)
+    snr_min: SnrDb = -5.0
+    snr_max: SnrDb = 15.0
     channels: list[NoisyChannelName] = ["awgn", "rayleigh"]
     strategy: Literal["fedavg", "fedprox", "fedavgm"] = "fedavg"
     proximal_mu: float = Field(0.0, ge=0.0, allow_inf_nan=False)  # FedProx's μ (0 with fedavg)
     server_momentum: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)  # FedAvgM's, on the averaged update
-    save_every: int = Field(1, ge=0, le=MAX_EVERY)  # rounds between partial runs; 0: never
+    save_every: SaveEvery = 1  # rounds between partial runs; 0: never
 
     @model_validator(mode="after")
     def _prox(self) -> "FederatedTrain":

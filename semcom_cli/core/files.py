@@ -16,7 +16,7 @@ from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import MAX_BYTES
 
 __all__ = ["read_input_bytes", "read_json_file", "atomic_write_bytes", "write_json", "write_stdout", "stdout_error",
-           "partial_path", "refuse_foreign_partial", "current_umask", "writable_target", "what_is_there", "folder_lock"]
+           "partial_path", "refuse_foreign_partial", "current_umask", "writable_target", "what_is_there", "folder_lock", "wait_for_flock"]
 
 
 def partial_path(output: Path) -> Path:
@@ -162,16 +162,23 @@ def folder_lock(folder: str | Path, timeout_s: float = 120.0):
     except OSError as err:
         raise SemcomError(f"{folder}: cannot lock it ({err.strerror or err})") from None
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise SemcomError(f"{folder}: another command has been updating it for {timeout_s:.0f} s; "
-                                      "try again when it is done") from None
-                time.sleep(0.05)
+        wait_for_flock(fd, fcntl.LOCK_EX, timeout_s, f"{folder}: another command has been updating it for "
+                                                     f"{timeout_s:.0f} s; try again when it is done")
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def wait_for_flock(fd: int, mode: int, timeout_s: float, busy: str) -> None:
+    """Take ``flock(fd, mode)``, polling (a blocked flock would not let Ctrl-C through) with a growing pause;
+    ``busy``, the one line, when another holder keeps it past ``timeout_s``."""
+    deadline, pause = time.monotonic() + timeout_s, 0.005
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise SemcomError(busy) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from semcom_cli.core.errors import SemcomError
-from semcom_cli.core.files import what_is_there
+from semcom_cli.core.files import what_is_there, writable_target
 from semcom_cli.core.limits import MAX_BYTES
 
 __all__ = ["OutputKind", "check_output", "check_outputs", "claim_output", "is_png", "is_text_file", "json_with_key",
@@ -189,10 +189,8 @@ def check_output(output: str | Path | None, inputs=(), folder: bool = False, kin
             if not parent.is_dir():
                 raise SemcomError(f"{output}: cannot write there, {parent} is a file")
             break
-    there = what_is_there(out)
-    if kind is None and there not in (None, "a file", "a folder"):
-        raise SemcomError(f"{output}: {there}, not a regular file; semcom writes its outputs only to regular "
-                          "files and new paths")
+    if kind is None and what_is_there(out) not in (None, "a file", "a folder"):
+        writable_target(out)  # the writer's own refusal of a device, a FIFO, a socket
     if kind is None and out.exists() and out.is_dir() != folder:
         raise SemcomError(f"{output}: exists and is {'not ' if folder else ''}a folder")
     for given in inputs:

@@ -19,7 +19,7 @@ import threading
 from contextlib import contextmanager
 
 __all__ = ["Terminated", "handle_sigterm", "sigterm_raises", "child_process", "run_child", "end_group",
-           "die_with_parent"]
+           "die_with_parent", "process_alive"]
 
 GRACE_S = 5.0  # how long a child group has between SIGTERM and SIGKILL
 
@@ -50,6 +50,25 @@ def sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie has ended: only its parent has yet to collect it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().split(b")")[-1].split()[0] != b"Z"
+    except FileNotFoundError:
+        if os.path.isdir("/proc"):
+            return False
+    except OSError:
+        return False
+    try:  # no /proc (not Linux)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def end_group(process: subprocess.Popen, grace_s: float = GRACE_S) -> None:

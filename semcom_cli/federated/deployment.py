@@ -33,6 +33,7 @@ from pathlib import Path
 
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.optional import require
+from semcom_cli.core.processes import run_child
 from semcom_cli.federated.credentials import TlsFiles, make_node_key, make_tls
 from semcom_cli.federated.processes import RunProcesses
 
@@ -97,8 +98,8 @@ class Federation:
 
     def flwr(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         """A ``flwr`` command against this SuperLink (TLS, the run's CA)."""
-        return subprocess.run([_tool("flwr"), *args], env=self.run.env(self.cli_env()), capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        return run_child([_tool("flwr"), *args], timeout=timeout, env=self.run.env(self.cli_env()),
+                         stdin=subprocess.DEVNULL)
 
     def register(self, public_key: Path) -> int:
         """Register a SuperNode's public key (Control API); returns its node id."""
@@ -133,9 +134,9 @@ class Federation:
 def local_federation(devices: int, workdir: Path | None = None, tls: TlsFiles | None = None):
     """Start a SuperLink and ``devices`` authenticated SuperNodes on localhost; yields the
     :class:`Federation` and ends every process of it on the way out. ``tls``: the user's certificates
-    (:func:`semcom_cli.federated.credentials.given_tls`; for 127.0.0.1) instead of the run's own. Its folder (``workdir``, or a new
-    temporary one) is removed, unless the run failed with an error, when its logs are kept (the
-    credentials never are)."""
+    (:func:`semcom_cli.federated.credentials.given_tls`; for 127.0.0.1) instead of the run's own. Its
+    folder (``workdir``, or a new temporary one) is removed, unless the run failed with an error, when its
+    logs are kept (the credentials never are)."""
     root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="semcom-flower-"))
     made_root = workdir is None
     keep_logs = False

@@ -9,7 +9,6 @@ server's front, so they need nothing saved.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from semcom_cli.core.files import partial_path
 from semcom_cli.federated.split import ServerBack
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import save_checkpoint
-from semcom_cli.training.partial import load_partial, save_partial
+from semcom_cli.training.partial import finish_partial, load_partial, save_partial
 from semcom_cli.training.trainer import ResumeState, final_loss
 
 __all__ = ["ServerState", "save_server_partial", "load_server_partial", "finish", "STAGE"]
@@ -78,7 +77,6 @@ def finish(output: Path, state, job, history: list[dict]) -> dict:
                "nodes": sorted({int(e["node"]) for e in job.message_log.entries}),
                **job.message_log.summary()}
     summary["hash"] = save_checkpoint(state.model, output, training={"stages": history + [summary]})
-    partial = partial_path(output)
-    if state.owns_partial and partial.is_dir() and not partial.is_symlink():
-        shutil.rmtree(partial, ignore_errors=True)
+    if state.owns_partial:
+        finish_partial(partial_path(output))
     return summary

@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from semcom_cli.core.processes import die_with_parent
+from semcom_cli.core.processes import die_with_parent, process_alive
 
 __all__ = ["RUN_MARKER", "RunProcesses", "marked_processes"]
 
@@ -47,14 +47,6 @@ def marked_processes(marker: str) -> list[int]:
         if name.isdigit() and int(name) != os.getpid() and wanted in _environment_of(int(name)).split(b"\0"):
             found.append(int(name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().split(b")")[-1].split()[0] != b"Z"  # a zombie has ended already
-    except OSError:
-        return False
 
 
 def _signal(pid: int, sig: int, group: bool) -> None:
@@ -97,7 +89,7 @@ class RunProcesses:
         none is left (a process that starts another while ending is found on the next pass)."""
         for attempt in range(4):
             ours = [p for p in self.started if p.poll() is None]
-            marked = [pid for pid in marked_processes(self.marker) if _alive(pid)]
+            marked = [pid for pid in marked_processes(self.marker) if process_alive(pid)]
             if not ours and not marked:
                 break
             sig = signal.SIGTERM if attempt == 0 else signal.SIGKILL
@@ -108,7 +100,7 @@ class RunProcesses:
             deadline = time.time() + (grace if attempt == 0 else 2.0)
             while time.time() < deadline:
                 if all(p.poll() is not None for p in self.started) and \
-                        not any(_alive(pid) for pid in marked_processes(self.marker)):
+                        not any(process_alive(pid) for pid in marked_processes(self.marker)):
                     break
                 time.sleep(0.1)
         for p in self.started:

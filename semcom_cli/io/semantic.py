@@ -29,6 +29,7 @@ against its checkpoint with :func:`check_checkpoint`.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,12 +179,13 @@ class SemanticFile:
         return self
 
 
-def _packet_lengths(budget: int, share: float, guided: bool) -> set[int]:
+@functools.lru_cache(maxsize=256)  # the same few budgets and shares, file after file
+def _packet_lengths(budget: int, share: float, guided: bool) -> frozenset[int]:
     """The channel uses an image packet of ``budget`` and ROI ``share`` can have: the allocation's, for every
     box the side information may carry (its length depends only on the box's patch count) and for none."""
     boxes = [None] + ([Box(0, 0, w - 1, h - 1) for w in range(1, GRID + 1) for h in range(1, GRID + 1) if w <= h]
                       if guided else [])
-    return {allocate(budget, box, share, guided).channel_uses for box in boxes}
+    return frozenset(allocate(budget, box, share, guided).channel_uses for box in boxes)
 
 
 def _check_image_packet(sem: SemanticFile, source: str) -> None:

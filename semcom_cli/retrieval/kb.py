@@ -39,7 +39,6 @@ import shutil
 import signal
 import stat
 import threading
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,7 +49,8 @@ from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import check_question
 from semcom_cli.core.optional import require
 from semcom_cli.core.outputs import OutputKind
-from semcom_cli.core.processes import Terminated
+from semcom_cli.core.files import wait_for_flock
+from semcom_cli.core.processes import sigterm_raises
 from semcom_cli.core.terminal import is_printable
 from semcom_cli.models.embedding import embed_texts, embedder_identity
 
@@ -182,25 +182,13 @@ def _base_lock(folder: Path, exclusive: bool):
         if fd is not None:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise SemcomError(f"{path}: not a lock file (something else is there); remove it")
-            _wait_for_lock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, folder)
+            wait_for_flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, LOCK_WAIT_S,
+                           f"{folder}: another semcom has been updating this knowledge base for over "
+                           f"{LOCK_WAIT_S:.0f} s; try again later")
         yield
     finally:
         if fd is not None:
             os.close(fd)  # closing releases the flock
-
-
-def _wait_for_lock(fd: int, mode: int, folder: Path) -> None:
-    deadline, pause = time.monotonic() + LOCK_WAIT_S, 0.005
-    while True:
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise SemcomError(f"{folder}: another semcom has been updating this knowledge base for over "
-                                  f"{LOCK_WAIT_S:.0f} s; try again later") from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
 
 
 def _finish_commit(folder: Path) -> None:
@@ -222,26 +210,6 @@ def _remove_stale_staging(folder: Path) -> None:
     for entry in folder.iterdir():
         if STAGING_PATTERN.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
-
-
-@contextmanager
-def _signals_end_cleanly():
-    """While staging exists, SIGTERM unwinds as Ctrl-C does (core.processes.Terminated), so the
-    ``finally`` that removes the staging runs. The CLI sets that up for the whole command; a library
-    caller that left SIGTERM at its default gets it for the write."""
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def terminate(signum, frame):
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextmanager
@@ -375,7 +343,7 @@ class KnowledgeBase:
         """Replace the base's two files (the caller holds the exclusive lock): staging → fsync →
         rename to the commit folder (the write-ahead record) → rename the files into place."""
         staging = folder / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
-        with _signals_end_cleanly():
+        with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: the finally below removes the staging
             try:
                 staging.mkdir()
                 self._write_staging(staging)

@@ -23,8 +23,7 @@ from semcom_cli.system.checkpoint import read_history
 from semcom_cli.training.trainer import Checkpointing, ResumeState
 
 __all__ = ["save_partial", "load_partial", "save_resume", "load_resume", "start_partial", "finish_partial",
-           "keep_partials",
-           "PARTIAL_FORMAT", "RESUME_FILE"]
+           "keep_partials", "PARTIAL_FORMAT", "RESUME_FILE"]
 
 PARTIAL_FORMAT = "semcom-partial-run"
 RESUME_FILE = "resume.safetensors"
