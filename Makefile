@@ -7,7 +7,7 @@ RUNS    := runs
 
 .PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes checkpoint-rag bench bench-share bench-rate \
 	bench-reconstruct bench-compress bench-rag bench-federated federated-demo checkpoint-generative \
-	bench-generative bench-cli clean
+	bench-generative bench-generative-limit bench-guide-honesty bench-cli clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -46,6 +46,11 @@ bench-rate: setup
 bench-reconstruct: setup  # about 9 minutes
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/reconstruct.py
 
+# The guide's honesty on test scenes and held-out words: unreadable or absent referents that end
+# "unknown" / "not found", present ones that wrongly do (about 2 minutes): docs/guide-honesty.json
+bench-guide-honesty: setup
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/guide_honesty.py -o docs/guide-honesty.json
+
 # Adaptive compression against its targets: the default search of `semcom compress` on the shipped
 # checkpoint, its Pareto table and plot (docs/results.md, "Compression"; about 15 minutes on 2 idle cores).
 bench-compress: setup
@@ -75,7 +80,8 @@ checkpoint-rag: setup
 	rm -rf checkpoints/semcom-rag && cp -r $(RUNS)/semcom-rag checkpoints/semcom-rag
 
 # Rebuild the shipped reconstruct checkpoint (MLLM-SC): the guide (referent parser on SmolLM2's reading
-# of queries + the image network, about 30 minutes on 2 CPU cores), then the dual-path codec (about 30).
+# of queries + the image network, then its "unknown" and "not found" checks: about 40 minutes on 2 CPU
+# cores), then the dual-path codec (about 30). Alone, the checks: --stage guide-checks (about 12 minutes).
 checkpoint-scenes: setup
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage guidance -o $(RUNS)/semcom-scenes --force
 	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) finetune --stage image-codec -c $(RUNS)/semcom-scenes -o $(RUNS)/semcom-scenes
@@ -94,6 +100,12 @@ checkpoint-generative: setup
 # baseline, the speed of each mode and auto under budgets; figures in docs/generative-bench.json.
 bench-generative: setup
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/generative.py -o $(RUNS)/generative
+
+# Where auto stops choosing quality (VQA on the reconstruction, fast vs quality, −5 … 20 dB, importance
+# and uniform, 128 scenes) and how the confidence tracks the channel; writes the limit into the
+# shipped checkpoint's manifest (its hash unchanged). About 30 minutes on 2 busy cores; resumable.
+bench-generative-limit: setup
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/generative_limit.py -o $(RUNS)/generative-limit --record
 
 # Rebuild the shipped checkpoint from presets/smollm2.yaml (about 58 minutes on 2 idle CPU cores),
 # then measure its rate table for --channel-uses auto (about 30 minutes; 39 measured, sharing the cores).

@@ -11,7 +11,9 @@
 2. Speed on this machine's CPU threads: fast decode of batches of 64 (from received symbols to
    pixels, side information and equalisation included), quality with 20 steps on one image, and
    ``auto`` on one image under budgets from 30 ms to 2 s at −5, 0 and 6 dB (each budget 5 times):
-   the largest elapsed / budget.
+   the largest elapsed / budget. Single images draw the samples ``semcom decode`` draws for the
+   confidence (``DOUBT_SAMPLES``); auto keeps fast below the checkpoint's quality limit. In a warm
+   process; ``benchmarks/cli_times.py`` times auto in fresh processes, as a user runs it.
 
 Writes the sweep's JSON, CSV, plots and grid into ``-o`` and ``bench.json`` with the targets table;
 exit code 1 when a target is missed.
@@ -59,9 +61,10 @@ def _received(model, count: int, snr_db: float, seed: int):
 def speed(model) -> dict:
     import torch
 
+    from semcom_cli.reconstruct.generative.decoder import DOUBT_SAMPLES
     from semcom_cli.reconstruct.imaging.pipeline import decode_streams_generative
 
-    out = {"threads": torch.get_num_threads()}
+    out = {"threads": torch.get_num_threads(), "samples": DOUBT_SAMPLES}
     streams, gains, queries = _received(model, 64, 6.0, seed=1)
 
     def batch_fast() -> float:
@@ -74,9 +77,9 @@ def speed(model) -> dict:
     one = ([streams[0]], [gains[0]], queries[:1])
 
     def single(decoder: str, snr: float, budget=None, seed=0):
-        began = time.perf_counter()
+        began = time.perf_counter()  # with the samples semcom decode draws for the confidence
         _, _, choice = decode_streams_generative(model, *one[:2], snr, 512, 0.7, "importance", one[2], decoder, 20,
-                                                 seed, budget)
+                                                 seed, budget, samples=DOUBT_SAMPLES)
         return time.perf_counter() - began, choice
 
     single("quality", -5.0)  # warm-up

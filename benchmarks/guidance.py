@@ -46,7 +46,7 @@ def main() -> None:
     if args.measure_only:  # the settings a run of this script left beside the parts
         guide = load_guide(args.output, json.loads((args.output / "guide.json").read_text()), llm)
     else:
-        guide = train_guide(llm, cfg, on_log=lambda step, loss, s: print(
+        guide, _ = train_guide(llm, cfg, on_log=lambda step, loss, s: print(
             f"step {step}/{cfg.steps} loss {loss:.4f} {s:.0f} s", file=sys.stderr, flush=True))
         save_guide(args.output, guide, cfg)
         (args.output / "guide.json").write_text(json.dumps({"guidance": cfg.model_dump(mode="json"), "query_layer": guide.reader.layer}))

@@ -15,7 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from semcom_cli.core.errors import SemcomError, one_line
 
 __all__ = ["console", "fail_cleanly", "interrupted", "progress_bar", "spinner", "parse_floats", "parse_names",
-           "checkpoint_option", "checkpoint_folder", "device_option", "print_json", "print_out", "write_json"]
+           "checkpoint_option", "checkpoint_folder", "device_option", "print_json", "print_out", "write_json",
+           "task_list", "default_checkpoints", "checkpoint_default", "SCENES_CHECKPOINT_NAME"]
 
 # Progress, tables and errors go to stderr so stdout stays free for piped semantic files.
 # No markup: file names, task names and header fields are printed as they are ("[/x]" is not a tag).
@@ -93,9 +94,49 @@ def parse_names(text: str) -> list[str]:
     return [v.strip() for v in str(text).split(",") if v.strip()]
 
 
-def checkpoint_option():
-    return typer.Option(None, "--checkpoint", "-c", help="Checkpoint folder.",
-                        show_default="the shipped checkpoints/semcom-smollm2")
+# Help texts are built when the command line loads: they name the reconstruct checkpoint's folder here instead
+# of importing semcom_cli.reconstruct.model (torch) for its SCENES_CHECKPOINT_NAME (a test keeps the two equal).
+SCENES_CHECKPOINT_NAME = "semcom-scenes"
+
+
+def task_list(where=None) -> str:
+    """The registered tasks' names (those whose task passes ``where``) for a help text, so a task registered
+    later is listed with nothing else to edit."""
+    from semcom_cli.tasks import TASKS
+
+    return ", ".join(TASKS.names(where))
+
+
+def default_checkpoints() -> dict[str, list[str]]:
+    """The shipped checkpoint (folder name) a command reads for each registered task when no --checkpoint
+    is given, with the tasks that read it: a task whose receiver gives an image (reconstruct) is served by
+    the reconstruct checkpoint, as encode and decode route it; every other task by the LLM checkpoint."""
+    from semcom_cli.core.resources import DEFAULT_CHECKPOINT_NAME
+    from semcom_cli.tasks import TASKS
+
+    out: dict[str, list[str]] = {DEFAULT_CHECKPOINT_NAME: []}
+    for name, task in TASKS.items():
+        out.setdefault(SCENES_CHECKPOINT_NAME if task.output == "image" else DEFAULT_CHECKPOINT_NAME, []).append(name)
+    return out
+
+
+def checkpoint_default() -> str:
+    """--checkpoint's default as help shows it, per task: "checkpoints/semcom-smollm2; task reconstruct:
+    checkpoints/semcom-scenes"."""
+    (main, _), *others = default_checkpoints().items()
+    return "; ".join([f"checkpoints/{main}", *(f"task {', '.join(tasks)}: checkpoints/{name}"
+                                               for name, tasks in others if tasks)])
+
+
+def checkpoint_option(per_task: bool = False):
+    """``--checkpoint``; ``per_task``: the command serves every task, so help shows each task's default."""
+    from semcom_cli.core.resources import DEFAULT_CHECKPOINT_NAME
+
+    if per_task:
+        return typer.Option(None, "--checkpoint", "-c", help="Checkpoint folder; without it, the shipped one for "
+                                                             "the task.", show_default=checkpoint_default())
+    return typer.Option(None, "--checkpoint", "-c", help="Checkpoint folder; without it, the shipped one.",
+                        show_default=f"checkpoints/{DEFAULT_CHECKPOINT_NAME}")
 
 
 def checkpoint_folder(checkpoint: Path | None) -> Path:
@@ -106,8 +147,9 @@ def checkpoint_folder(checkpoint: Path | None) -> Path:
 
 
 def device_option():
-    return typer.Option(None, "--device",
-                        help="Where the model runs: cpu, cuda or cuda:N [default: the preset's, cpu].")
+    # a "[default: …]" written into a help text is read as rich markup and vanishes: defaults go to show_default
+    return typer.Option(None, "--device", help="Where the model runs: cpu, cuda or cuda:N.",
+                        show_default="the preset's; cpu")
 
 
 def print_json(data) -> None:

@@ -11,6 +11,9 @@ and the checkpoint's rate table. With --share too: that budget per user, public 
 Task reconstruct (MLLM-SC) sends the picture itself: the LLM reads --query, the guide marks the region
 it refers to, and the dual-path codec gives that region --roi-share of the --channel-uses budget (the
 region's box is sent first and counted); the reconstruct checkpoint (checkpoints/semcom-scenes) codes it.
+A picture of another size than 64×64 is sent as tiles of 64×64, --channel-uses each, and decodes to its own
+size. The vqa and caption encoders read 64×64 pictures: another size is resized, said on stderr and
+recorded in the file's header (resized_from).
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from typing import Optional
 
 import typer
 
-from semcom_cli.cli.common import checkpoint_folder, checkpoint_option, console, device_option, fail_cleanly, spinner
+from semcom_cli.cli.common import (
+    checkpoint_folder,
+    checkpoint_option,
+    console,
+    device_option,
+    fail_cleanly,
+    spinner,
+    task_list,
+)
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.outputs import FORCE_HELP
 
@@ -30,37 +41,46 @@ NAME = "encode"
 @fail_cleanly
 def run(
     inputs: Optional[list[str]] = typer.Argument(
-        None, help="Image file (vqa, caption) or UTF-8 text file (text); several with --share."),
-    task: str = typer.Option(..., "--task", "-t", help="A task (`semcom list tasks`)."),
+        None, help=f"Image file ({task_list(lambda t: t.modality == 'image' and (t.trainable or t.output == 'image'))})"
+                   f" or UTF-8 text file ({task_list(lambda t: t.modality == 'text')}); several with --share."),
+    task: str = typer.Option(..., "--task", "-t", help=f"A task: {task_list(lambda t: t.trainable or t.output == 'image')}"
+                                                       " (`semcom list tasks`)."),
     output: Optional[str] = typer.Option(None, "--output", "-o",
                                          help="Output file ('-' for stdout); default INPUT.sem.safetensors."),
     text: Optional[str] = typer.Option(None, "--text", help="The sentence to send (text task), instead of a file."),
     share: bool = typer.Option(False, "--share", help="Several users: write public.sem.safetensors and "
                                                       "user-<u>.sem.safetensors into the -o folder."),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="--share: tokens within this relative distance are shared [default: 0.35; "
-                                  "text: only equal tokens]."),
+        None, "--threshold", help="--share: tokens within this relative distance are shared.",
+        show_default="0.35; text: only equal tokens"),
     channel_uses: Optional[str] = typer.Option(
         None, "--channel-uses", help="Variable rate: channel uses for this packet (a multiple of the symbols per "
-                                     "token), or 'auto' (from --snr-feedback and the checkpoint's rate table)."),
+                                     "token), or 'auto' (from --snr-feedback and the checkpoint's rate table); "
+                                     "task reconstruct: the budget per 64×64 tile of the picture (a larger "
+                                     "picture is sent as tiles of 64×64).",
+        show_default="the checkpoint's own rate; task reconstruct: 512"),
     question: Optional[list[str]] = typer.Option(None, "--question", "-q",
                                                  help="The user's question (vqa), known before sending: the "
                                                       "budget goes to the tokens that answer it. With --share: "
                                                       "once per user, in input order, or once for all."),
     snr_feedback: Optional[str] = typer.Option(None, "--snr-feedback",
-                                               help="The SNR (dB) the receiver reports, for --channel-uses auto."),
+                                               help="The SNR (dB) the receiver reports: --channel-uses auto picks "
+                                                    "the budget by it; task reconstruct: the image codec's encoder "
+                                                    "adapts to it.", show_default="none; task reconstruct: 10"),
     target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy",
-                                                    help="What --channel-uses auto aims for (0-1). [default: 0.95]"),
+                                                    help="What --channel-uses auto aims for (0-1).",
+                                                    show_default="0.95"),
     query: Optional[str] = typer.Option(None, "--query", help="reconstruct: what the user asks about the image "
                                                               "('the red circle', 'what colour is the triangle?')."),
     roi_share: Optional[float] = typer.Option(None, "--roi-share", help="reconstruct: the share of the budget the "
-                                                                        "region of interest gets. [default: 0.7]"),
+                                                                        "region of interest gets (0-1).",
+                                              show_default="0.7"),
     method: Optional[str] = typer.Option(None, "--method", help="reconstruct: importance (guided by --query) or "
-                                                                "uniform (no guidance). [default: importance]"),
-    importance_map: Optional[str] = typer.Option(None, "--map", help="reconstruct: an importance map (a 64×64 "
-                                                                     "grey PNG, as 'semcom guide' writes) instead "
-                                                                     "of --query."),
-    checkpoint: Optional[Path] = checkpoint_option(),
+                                                                "uniform (no guidance).", show_default="importance"),
+    importance_map: Optional[str] = typer.Option(None, "--map", help="reconstruct: an importance map (a grey "
+                                                                     "PNG of the picture's size, as 'semcom guide' "
+                                                                     "writes) instead of --query."),
+    checkpoint: Optional[Path] = checkpoint_option(per_task=True),
     device: Optional[str] = device_option(),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
@@ -119,8 +139,10 @@ def run(
     if t.modality == "text":  # a sentence is checked before the model loads, an image against it after
         content, source = _read_single(t, source, text)
     model = SemcomModel.from_pretrained(checkpoint, device=device)
+    read = None
     if t.modality != "text":
-        content, source = _read_single(t, source, text)
+        read, source = _read_single(t, source, text)
+        content = read.pixels
     name = Path(source).name if source != "-" else "<stdin>"
     if rate is not None:
         if rate["channel_uses"] == "auto":
@@ -133,6 +155,8 @@ def run(
     else:
         with spinner("loading the LLM's token embeddings" if t.modality == "text" else "encoding"):
             sem = encode_single(model, t, content, name)
+    if read is not None:
+        sem = _record_resize(sem, read)
     write_semantic(output, sem)
 
 
@@ -176,10 +200,11 @@ def _rate_flags(t, channel_uses: Optional[str], question: Optional[str], snr_fee
 
 
 def _read_single(t, source: Optional[str], text: Optional[str]):
-    """The one input: a sentence (text tasks) or decoded image [3, 64, 64], and its name."""
+    """The one input: a sentence (text tasks) or decoded image [3, 64, 64] (a resize said on stderr), and
+    its name."""
     from semcom_cli.core.files import read_input_bytes
     from semcom_cli.core.limits import check_sentence
-    from semcom_cli.data.easyvqa import image_from_bytes, sentence_from_bytes
+    from semcom_cli.data.easyvqa import sentence_from_bytes
 
     if t.modality == "text":
         if text is None:
@@ -192,7 +217,28 @@ def _read_single(t, source: Optional[str], text: Optional[str]):
         return text, source or "--text"
     if source is None:
         raise SemcomError(f"task '{t.name}' needs an image file")
-    return image_from_bytes(*read_input_bytes(source, "image")), source
+    return _read_encoder_image(t, *read_input_bytes(source, "image")), source
+
+
+def _read_encoder_image(t, data: bytes, name: str):
+    """An image for the vqa/caption encoder, which reads 64×64 pictures: another size is resized, said in
+    one stderr line (the caller records ``resized_from`` in the file's header)."""
+    import sys
+
+    from semcom_cli.data.easyvqa import read_image, resize_note
+
+    read = read_image(data, name)
+    note = resize_note(name, read, f"{t.name} encoder")
+    if note is not None:
+        print(f"semcom: note: {note}", file=sys.stderr)
+    return read
+
+
+def _record_resize(sem, read):
+    """The file's header records the size the image was resized from (64×64 inputs: nothing, as before)."""
+    if read.resized_from is not None:
+        sem.header = sem.header.model_copy(update={"resized_from": read.resized_from})
+    return sem
 
 
 def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Optional[float],
@@ -201,7 +247,7 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
     from semcom_cli.core.files import read_input_bytes
     from semcom_cli.core.limits import check_sentence
     from semcom_cli.core.outputs import check_output, check_outputs
-    from semcom_cli.data.easyvqa import image_from_bytes, sentence_from_bytes
+    from semcom_cli.data.easyvqa import sentence_from_bytes
     from semcom_cli.link.share_set import PUBLIC_NAME, SHARE_SET_OUTPUT, accounting, private_name, write_share_set
     from semcom_cli.link.transmitter import encode_share_set
     from semcom_cli.system import SemcomModel
@@ -223,8 +269,10 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
         for sentence, (_, name) in zip(contents, raws):
             if not sentence:
                 raise SemcomError(f"{name}: cannot send an empty sentence")
+        reads = []
     else:
-        contents = [image_from_bytes(raw, name) for raw, name in raws]
+        reads = [_read_encoder_image(t, raw, name) for raw, name in raws]
+        contents = [read.pixels for read in reads]
     model = SemcomModel.from_pretrained(checkpoint, device=device)
     if rate is not None:
         from semcom_cli.link.rate import check_budget
@@ -234,6 +282,8 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
         with spinner("weighing the users' tokens with the LLM and encoding"):
             plan, public, private = encode_share_set(model, t, contents, [Path(p).name for p in inputs], threshold,
                                                      rate["channel_uses"], rate["questions"])
+        for sem, read in zip(private, reads):  # each user's file records its own image's resize
+            _record_resize(sem, read)
         write_share_set(folder, public, private)
         spent = public.header.channel_uses + sum(p.header.channel_uses for p in private)
         console.print(f"{len(inputs)} users: {len(plan.public)} public tokens, copies {public.header.copies}; "
@@ -242,6 +292,8 @@ def _encode_share(inputs: list[str], t, output: Optional[str], threshold: Option
         return
     with spinner("encoding the users' content"):
         plan, public, private = encode_share_set(model, t, contents, [Path(p).name for p in inputs], threshold)
+    for sem, read in zip(private, reads):  # each user's file records its own image's resize
+        _record_resize(sem, read)
     write_share_set(folder, public, private)
     m = model.symbols_per_token
     uses = accounting(plan, m, [1] * plan.n_users)
@@ -257,7 +309,7 @@ def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optiona
     from semcom_cli.channel import check_snr
     from semcom_cli.core.files import read_input_bytes
     from semcom_cli.core.outputs import check_output
-    from semcom_cli.data.easyvqa import image_from_bytes
+    from semcom_cli.data.easyvqa import read_image
     from semcom_cli.io.semantic import SEMANTIC_OUTPUT, write_semantic
     from semcom_cli.reconstruct.model import ReconstructModel
     from semcom_cli.reconstruct.packets import check_query, encode_image_file
@@ -287,19 +339,34 @@ def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optiona
             raise SemcomError("give --output (or '-o -' for stdout)")
         output = str(Path(source).with_suffix("")) + ".sem.safetensors"
     check_output(output, [source, checkpoint, map_file], kind=SEMANTIC_OUTPUT, force=force)
-    image = image_from_bytes(*read_input_bytes(source, "image"))
     from semcom_cli.io.patches import check_budget, check_roi_share
+    from semcom_cli.io.tiles import tile_grid
     from semcom_cli.reconstruct.packets import read_map
 
-    given_map = read_map(*read_input_bytes(map_file, "image")) if map_file is not None else None
+    raw, name = read_input_bytes(source, "image")
+    # read at its own size: the codec sends it as tiles of 64×64 (too many tiles: refused before decoding)
+    picture = read_image(raw, name, size=None, check_size=lambda width, height: tile_grid(width, height, name))
+    grid = tile_grid(*picture.given, name)
+    given_map = (read_map(*read_input_bytes(map_file, "image"), size=picture.given) if map_file is not None
+                 else None)
 
     budget, share = check_budget(budget), check_roi_share(0.7 if roi_share is None else roi_share)
     model = ReconstructModel.from_pretrained(checkpoint)
     with spinner("reading the query and encoding" if query else "encoding"):
-        sem, info = encode_image_file(model, image, Path(source).name if source != "-" else "<stdin>", query,
-                                      budget, share, method, snr, given_map)
+        sem, info = encode_image_file(model, picture.pixels, Path(source).name if source != "-" else "<stdin>",
+                                      query, budget, share, method, snr, given_map)
     write_semantic(output, sem)
+    if "fallback" in info:  # said apart from the summary line: the user asked for guidance and got none
+        import sys
+
+        print(f"semcom: note: {info['fallback']['why']}: sent uniform, the whole picture alike", file=sys.stderr)
+    tiles = "" if grid.single else (f"{grid.width}×{grid.height} picture as {grid.cols}×{grid.rows} tiles of 64×64, "
+                                    f"{budget} channel uses per tile: ")
     if info:
         box = info["box"]
-        console.print(f"{sem.header.channel_uses} channel uses ({sem.header.image['side_uses']} for the region's box); "
-                      f"query read as {info.get('referent') or 'nothing'}; region {box or 'none found'}")
+        console.print(f"{tiles}{sem.header.channel_uses} channel uses ({sem.header.image['side_uses']} "
+                      f"{'per tile ' if tiles else ''}for the region's box); query read as "
+                      f"{info.get('referent') or 'nothing'}; region {box or 'none found'}"
+                      f"{' (8×8 patches of the picture)' if tiles and box else ''}")
+    elif tiles:
+        console.print(f"{tiles}{sem.header.channel_uses} channel uses")

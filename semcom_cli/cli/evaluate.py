@@ -13,7 +13,16 @@ from typing import Optional
 
 import typer
 
-from semcom_cli.cli.common import console, device_option, fail_cleanly, parse_floats, parse_names, print_json
+from semcom_cli.cli.common import (
+    checkpoint_default,
+    console,
+    device_option,
+    fail_cleanly,
+    parse_floats,
+    parse_names,
+    print_json,
+    task_list,
+)
 from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "evaluate"
@@ -48,30 +57,43 @@ _FLAGS = {"tasks": "--task", "snrs": "--snr", "channels": "--channel", "channel_
 
 @fail_cleanly
 def run(
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="Comma list of tasks (`semcom list tasks`). [default: vqa]"),
-    snr: Optional[str] = typer.Option(None, "--snr", help="Comma list of SNRs (dB). [default: -5,0,10,20]"),
-    channel: Optional[str] = typer.Option(None, "--channel",
-                                          help="Comma list of channels (`semcom list channels`). [default: awgn]"),
+    task: Optional[str] = typer.Option(None, "--task", "-t",
+                                       help=f"Comma list of tasks: {task_list()} (reconstruct on its own).",
+                                       show_default="vqa"),
+    snr: Optional[str] = typer.Option(None, "--snr", help="Comma list of SNRs (dB).",
+                                      show_default="-5,0,10,20; --task reconstruct: 0,6,12; --share: 0; "
+                                                   "--method rag: -5,0,10 (vqa: -5)"),
+    channel: Optional[str] = typer.Option(None, "--channel", help="Comma list of channels (`semcom list channels`).",
+                                          show_default="awgn"),
     channel_uses: Optional[str] = typer.Option(
         None, "--channel-uses", help="Comma list of complex channel uses per packet for the baselines and the "
                                      "variable-rate methods; 'matched' = the checkpoint's own; 'auto' = the rate "
-                                     "table's choice (`semcom list rate-methods`). [default: matched]"),
+                                     "table's choice (`semcom list rate-methods`). --task reconstruct: the "
+                                     "budget per image; --share: one budget per user.",
+        show_default="matched; --task reconstruct: 512"),
     method: Optional[str] = typer.Option(
         None, "--method", "-m", help="Comma list of methods (`semcom list methods`; --task reconstruct: "
-                                     "`semcom list reconstruct-methods`). [default: semantic]"),
-    target_accuracy: Optional[float] = typer.Option(
-        None, "--target-accuracy", help="What --channel-uses auto aims for (0-1). [default: 0.95]"),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n",
-                                        help="Questions (or captions, sentences) per point; 0 = all. [default: 200]"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sample and the channel. [default: 0]"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Questions decoded per LLM batch. [default: 64]"),
-    image_codec: Optional[str] = typer.Option(None, "--image-codec", help="Digital baseline: webp, jpeg or png."),
-    mcs: Optional[str] = typer.Option(None, "--mcs", help="Digital baseline: auto (link adaptation) or e.g. 16qam-1/2."),
+                                     "`semcom list reconstruct-methods`).",
+        show_default="semantic; --task reconstruct: importance,uniform,digital"),
+    target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy",
+                                                    help="What --channel-uses auto aims for (0-1).",
+                                                    show_default="0.95"),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Items per point (questions, captions, "
+                                                                     "sentences; --task reconstruct: scenes; "
+                                                                     "--share: groups of users); 0 = all.",
+                                        show_default="200; --task reconstruct, --share, --method rag: 100"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sample and the channel.", show_default="0"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items decoded per batch.",
+                                             show_default="64; --method rag (text): 32"),
+    image_codec: Optional[str] = typer.Option(None, "--image-codec", help="Digital baseline: webp, jpeg or png.",
+                                              show_default="webp"),
+    mcs: Optional[str] = typer.Option(None, "--mcs", help="Digital baseline: auto (link adaptation) or e.g. "
+                                                          "16qam-1/2.", show_default="auto"),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Evaluation preset (presets/, kind: evaluate)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c",
                                               help="Checkpoint folder, or a comma list of them to compare side "
-                                                   "by side.",
-                                              show_default="checkpoints/semcom-smollm2"),
+                                                   "by side; without it, the shipped one for the task.",
+                                              show_default=checkpoint_default()),
     mlp_checkpoint: Optional[Path] = typer.Option(None, "--mlp-checkpoint", help="Checkpoint of the MLP ablation."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Results JSON; the CSV and PNG plots are written beside it."),
@@ -82,20 +104,24 @@ def run(
                                                       "public+private against separate sending."),
     users: str = typer.Option(_DEFAULT_USERS, "--users", help="--share: comma list of users per group (1 to 8)."),
     scenario: str = typer.Option(_DEFAULT_SCENARIOS, "--scenario",
-                                 help="--share: comma list of scenarios (how related the users' scenes are)."),
+                                 help="--share: comma list of scenarios (how related the users' scenes are).",
+                                 show_default="all: " + _DEFAULT_SCENARIOS.replace(",", ", ")),
     threshold: Optional[float] = typer.Option(None, "--threshold",
-                                              help="--share: relative distance under which tokens are shared."),
+                                              help="--share: relative distance under which tokens are shared.",
+                                              show_default="0.35"),
     roi_share: Optional[str] = typer.Option(None, "--roi-share", help="--task reconstruct: comma list of the "
-                                                                      "ROI's share of the budget. [default: 0.7]"),
+                                                                      "ROI's share of the budget (0-1).",
+                                            show_default="0.7"),
     background: Optional[str] = typer.Option(None, "--background", help="--task reconstruct: plain, textured or "
-                                                                        "both scene backgrounds. [default: both]"),
+                                                                        "both scene backgrounds.",
+                                             show_default="both"),
     vqa: bool = typer.Option(False, "--vqa", help="--task reconstruct: also ask the shipped VQA checkpoint about "
                                                   "the referred object in the reconstruction (at every point)."),
     decoder: Optional[str] = typer.Option(None, "--decoder", help="--task reconstruct: comma list of decoders: "
-                                                                  "codec (part 1's), fast, quality. "
-                                                                  "[default: codec]"),
+                                                                  "codec (part 1's), fast, quality.",
+                                          show_default="codec"),
     steps: Optional[int] = typer.Option(None, "--steps", help="--task reconstruct, quality decoder: diffusion "
-                                                              "steps. [default: 20]"),
+                                                              "steps.", show_default="20"),
     k: int = typer.Option(3, "--k", help="--method rag: entries retrieved for the LLM."),
     corpus_users: int = typer.Option(8, "--corpus-users", help="--method rag: users the corpus's local "
                                                                "histories are split among."),
@@ -270,7 +296,7 @@ def _report(doc: dict, output: Optional[Path], as_json: bool) -> None:
     """The table on stderr; the JSON, CSV and plots at ``output``; the JSON on stdout with ``--json``."""
     from semcom_cli.evaluation import write_report
 
-    _print_table(doc)
+    print_results(doc)
     if output is not None:
         plots = write_report(doc, output)
         console.print(f"wrote {output}, {output.with_suffix('.csv')} and {len(plots)} plots")
@@ -278,40 +304,15 @@ def _report(doc: dict, output: Optional[Path], as_json: bool) -> None:
         print_json(doc)
 
 
-_SHORT = {"accuracy": "acc", "exact_match": "exact", "bleu": "BLEU", "similarity": "sim"}
+def print_results(doc: dict) -> None:
+    """The results as tables that fit the terminal (stderr), then one warning line per value that means
+    little at its sample size (KID under 50 images)."""
+    from semcom_cli.evaluation.report import result_notes, results_tables
 
-
-def _print_table(doc: dict) -> None:
-    from rich.table import Table
-
-    from semcom_cli.evaluation.report import metric_names
-
-    points = doc["points"]
-    names = metric_names(points)
-    from semcom_cli.core.terminal import printable
-
-    # a results file is anyone's text (--plot): its names are shown, never obeyed by the terminal
-    table = Table(title=printable(f"semcom evaluate — {doc['run']['checkpoint']}"))
-    for col in ("method", "task", "channel", "SNR dB", "uses"):
-        table.add_column(col, justify="left" if col in ("method", "task", "channel") else "right", no_wrap=True)
-    for name in names:
-        table.add_column(_SHORT.get(name, name), justify="right", no_wrap=True)
-    table.add_column("n", justify="right")
-    for p in points:
-        cells = []
-        for name in names:
-            m = p["metrics"].get(name)
-            if m is None:
-                cells.append("")
-            elif name == "bleu":
-                cells.append(f"{m['value']:.1f}")
-            else:
-                cells.append(f"{100 * m['value']:.1f}%")
-        n = next(iter(p["metrics"].values()))["n"]
-        snr = "—" if p["snr_db"] is None else f"{p['snr_db']:g}"
-        table.add_row(printable(p["method"]), printable(p["task"]), printable(p["channel"]), snr,
-                      f"{p['channel_uses_mean']:g}", *cells, str(n))
-    console.print(table)
+    for table in results_tables(doc, console.width):
+        console.print(table)
+    for note in result_notes(doc):
+        print(f"semcom: warning: {note}", file=sys.stderr)
 
 
 def _preset_file(preset: Optional[str]) -> Optional[Path]:
@@ -333,5 +334,5 @@ def _redraw(path: Path, force: bool = False) -> None:
     check_companions(path, True)  # redrawing replaces its own CSV and plots, and nothing else
     plots = plot_results(doc, path.with_suffix(""))
     atomic_write_bytes(path.with_suffix(".csv"), csv_text(doc).encode())
-    _print_table(doc)
+    print_results(doc)
     console.print(f"redrew {len(plots)} plots and {path.with_suffix('.csv')}")

@@ -9,6 +9,7 @@ from typing import Optional
 from semcom_cli.cli.common import console, parse_floats, parse_names, print_json
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.terminal import printable
+from semcom_cli.evaluation.report import UNITS, Column, Unit, fitted_tables, numbered, unit_of
 
 
 def rag_sweep(checkpoint: Optional[Path], task: Optional[str], methods: list[str], channel: Optional[str],
@@ -48,8 +49,6 @@ def rag_sweep(checkpoint: Optional[Path], task: Optional[str], methods: list[str
 
 def _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, output, as_json, device) -> dict:
     """VQA with and without a prior from the user's recent scenes (``evaluation.rag.evaluate_vqa_local``)."""
-    from rich.table import Table
-
     from semcom_cli.channel import check_channel, check_snr
     from semcom_cli.cli.common import spinner
     from semcom_cli.core.limits import check_seed
@@ -78,13 +77,14 @@ def _vqa_local(checkpoint, methods, channel, snr, limit, seed, batch_size, outpu
     result = evaluate_vqa_local(model, data, snrs, channels, limit=limit or 200, seed=seed,
                                 batch_size=batch_size or 64)
     result.update({"checkpoint": model.name, "checkpoint_hash": model.hash, "versions": versions()})
-    table = Table(title=printable(f"VQA with the user's {result['recent']} recent scenes as a prior ({model.name})"))
-    for col in ("kind", "channel", "SNR dB", "n", "without", "with"):
-        table.add_column(col, justify="left" if col in ("kind", "channel") else "right")
-    for p in result["points"]:
-        table.add_row(p["kind"], p["channel"], f"{p['snr_db']:g}", str(p["n"]),
-                      f"{100 * p['semantic']['accuracy']['value']:.1f}", f"{100 * p['rag']['accuracy']['value']:.1f}")
-    console.print(table)
+    keys = [Column("kind", [printable(p["kind"]) for p in result["points"]], left=True),
+            Column("channel", [printable(p["channel"]) for p in result["points"]], left=True, said=str),
+            Column("SNR dB", [f"{p['snr_db']:g}" for p in result["points"]], said=lambda v: f"{v} dB"),
+            Column("n", [str(p["n"]) for p in result["points"]], said=lambda v: f"n = {v}")]
+    values = [Column(f"acc % {side}", [f"{100 * p[method]['accuracy']['value']:.1f}" for p in result["points"]])
+              for method, side in (("semantic", "without"), ("rag", "with"))]
+    title = printable(f"VQA with the user's {result['recent']} recent scenes as a prior ({model.name})")
+    _print_tables(fitted_tables(title, keys, values, console.width))
     return _publish(result, output, as_json)
 
 
@@ -101,16 +101,21 @@ def _publish(result: dict, output: Optional[Path], as_json: bool) -> dict:
 
 
 def _table(result: dict, k: int) -> None:
-    from rich.table import Table
+    points = result["points"]
+    keys = [Column("method", [printable(p["method"]) for p in points], left=True),
+            Column("kind", [printable(p["kind"]) for p in points], left=True),
+            Column("channel", [printable(p["channel"]) for p in points], left=True, said=str),
+            Column("SNR dB", [f"{p['snr_db']:g}" for p in points], said=lambda v: f"{v} dB"),
+            Column("n", [str(p["n"]) for p in points], said=lambda v: f"n = {v}")]
+    values = []
+    for name in ("exact_match", "bleu", "similarity", f"recall@{k}"):
+        unit = unit_of(name) if name in UNITS else Unit(f"{name} %", name, 100)
+        values.append(Column(unit.header, ["—" if p["metrics"].get(name) is None else
+                                           unit.show(p["metrics"][name]["value"]) for p in points]))
+    title = printable(f"text with retrieval ({result['checkpoint']}, {result['seconds']} s)")
+    _print_tables(fitted_tables(title, keys, values, console.width))
 
-    table = Table(title=printable(f"text with retrieval ({result['checkpoint']}, {result['seconds']} s)"))
-    for col in ("method", "kind", "channel", "SNR dB", "n", "exact", "BLEU", "similarity", f"recall@{k}"):
-        table.add_column(col, justify="left" if col in ("method", "kind", "channel") else "right")
-    for p in result["points"]:
-        m = p["metrics"]
-        recall = m.get(f"recall@{k}")
-        table.add_row(p["method"], p["kind"], p["channel"], f"{p['snr_db']:g}", str(p["n"]),
-                      f"{100 * m['exact_match']['value']:.1f}", f"{m['bleu']['value']:.1f}",
-                      f"{100 * m['similarity']['value']:.1f}",
-                      "—" if recall is None else f"{100 * recall['value']:.1f}")
-    console.print(table)
+
+def _print_tables(tables: list) -> None:
+    for table in numbered(tables):
+        console.print(table)

@@ -1,36 +1,10 @@
 """``semcom evaluate --task reconstruct``: parses the flags, runs :func:`semcom_cli.evaluation.reconstruct_sweep.
-reconstruct_sweep` and prints its table (JSON, CSV, plots and a grid of examples beside the JSON)."""
+reconstruct_sweep` and prints its tables (JSON, CSV, plots and a grid of examples beside the JSON)."""
 
 from __future__ import annotations
 
 from semcom_cli.cli.common import console, parse_floats, parse_names, print_json, progress_bar, spinner
 from semcom_cli.core.errors import SemcomError
-
-
-def _print_table(doc: dict) -> None:
-    from rich.table import Table
-
-    from semcom_cli.core.terminal import printable
-
-    table = Table(title=printable(f"semcom evaluate --task reconstruct — {doc['run']['checkpoint']} ")
-                        + f"(guide IoU {doc['run']['guidance']['iou']:.3f})")
-    names = ["psnr_db", "roi_psnr_db", "bg_psnr_db", "roi_ssim", "vqa_accuracy", "kid"]
-    short = {"psnr_db": "PSNR", "roi_psnr_db": "ROI PSNR", "bg_psnr_db": "bg PSNR", "roi_ssim": "ROI SSIM",
-             "vqa_accuracy": "VQA", "kid": "KID×1000"}
-    for col in ("method", "channel", "SNR", "uses", "share", *[short[n] for n in names], "n"):
-        table.add_column(col, justify="left" if col in ("method", "channel") else "right", no_wrap=True)
-    for p in doc["points"]:
-        cells = []
-        for name in names:
-            m = p["metrics"].get(name)
-            cells.append("" if m is None else (f"{100 * m['value']:.1f}%" if name == "vqa_accuracy"
-                                               else f"{m['value']:.2f}" if "psnr" in name or name == "kid"
-                                               else f"{m['value']:.3f}"))
-        method = p["method"] + (f" {p['decoder']}" if p.get("decoder") not in (None, "codec") else "")
-        table.add_row(method, p["channel"], f"{p['snr_db']:g}", f"{p['channel_uses_mean']:g}",
-                      "" if p.get("roi_share") is None else f"{p['roi_share']:g}", *cells,
-                      str(p["metrics"]["psnr_db"]["n"]))
-    console.print(table)
 
 
 def run_from_flags(task, snr, channel, channel_uses, method, limit, seed, batch_size, image_codec, mcs, checkpoint,
@@ -43,6 +17,7 @@ def run_from_flags(task, snr, channel, channel_uses, method, limit, seed, batch_
             budgets.append(int(v))
         except ValueError:
             raise SemcomError(f"--channel-uses: task reconstruct takes whole numbers (got {v[:40]!r})") from None
+    from semcom_cli.cli.evaluate import print_results
     from semcom_cli.evaluation.reconstruct_sweep import reconstruct_sweep
 
     methods = parse_names(method or "importance,uniform,digital")
@@ -51,7 +26,7 @@ def run_from_flags(task, snr, channel, channel_uses, method, limit, seed, batch_
                             batch_size or 64, background or "both", vqa, image_codec or "webp", mcs or "auto",
                             output, parse_names(decoder or "codec"), 20 if steps is None else steps,
                             progress=progress_bar, status=spinner)
-    _print_table(doc)
+    print_results(doc)
     if output is not None:
         written = doc.pop("written")
         console.print(f"wrote {written[0]}, {written[1]}, {len(written) - 3} plots and {written[-1]}")

@@ -78,20 +78,30 @@ def share_sweep(checkpoint: Optional[Path], task: str, scenarios: str, users: st
 
 
 def _print_table(doc: dict) -> None:
-    from rich.table import Table
-
+    """The sweep's tables, each fitting the terminal: channel uses, then accuracy (percentage points)."""
     from semcom_cli.core.terminal import printable
+    from semcom_cli.evaluation.report import Column, fitted_tables, numbered
 
-    table = Table(title=printable(f"evaluate --share — {doc['run']['checkpoint']}, {doc['run']['task']}, ")
-                        + f"{doc['run']['groups']} groups per row", padding=(0, 0))
-    # short headers: the table fits an 80-column terminal
-    for col in ("scenario", "users", "ch", "SNR", "uses", "separate", "saved", "acc", "acc sep", "Δ acc [95% CI]"):
-        table.add_column(col, justify="left" if col in ("scenario", "ch") else "right", no_wrap=True)
-    for p in doc["points"]:
-        a, d = p["accuracy"], p["accuracy"]["difference"]
-        table.add_row(p["scenario"], str(p["users"]), p["channel"][:4], f"{p['snr_db']:g}",
-                      f"{p['channel_uses']['shared']:.1f}", f"{p['channel_uses']['separate']:.1f}",
-                      f"{100 * p['saving']['mean']:.1f}%", f"{100 * a['shared']['value']:.1f}%",
-                      f"{100 * a['separate']['value']:.1f}%",
-                      f"{100 * d['value']:+.1f} [{100 * d['ci95'][0]:+.1f},{100 * d['ci95'][1]:+.1f}]")
-    console.print(table)
+    points = doc["points"]
+    keys = [Column("scenario", [printable(p["scenario"]) for p in points], left=True),
+            Column("users", [str(p["users"]) for p in points]),
+            Column("channel", [printable(p["channel"]) for p in points], left=True, said=str),
+            Column("SNR dB", [f"{p['snr_db']:g}" for p in points], said=lambda v: f"{v} dB")]
+
+    def percent(header: str, values: list[float], family: str) -> Column:
+        return Column(header, [f"{100 * v:.1f}" for v in values], family=family)
+
+    def difference(p: dict) -> str:
+        d = p["accuracy"]["difference"]
+        return f"{100 * d['value']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+
+    values = [Column("uses", [f"{p['channel_uses']['shared']:.1f}" for p in points], family="uses"),
+              Column("separate uses", [f"{p['channel_uses']['separate']:.1f}" for p in points], family="uses"),
+              percent("saved %", [p["saving"]["mean"] for p in points], "uses"),
+              percent("acc %", [p["accuracy"]["shared"]["value"] for p in points], "accuracy"),
+              percent("separate acc %", [p["accuracy"]["separate"]["value"] for p in points], "accuracy"),
+              Column("Δ acc, points [95% CI]", [difference(p) for p in points], family="accuracy")]
+    title = printable(f"evaluate --share — {doc['run']['checkpoint']}, {doc['run']['task']}, "
+                      f"{doc['run']['groups']} groups per row")
+    for table in numbered(fitted_tables(title, keys, values, console.width)):
+        console.print(table)

@@ -1,7 +1,8 @@
 """Stages 2-4: train the channel codec through the channel, LoRA instruction tuning, or the codec at variable rates.
 
 The reconstruct task's checkpoint (MLLM-SC) has stages of its own: ``guidance`` (the referent
-parser on SmolLM2's reading of queries, and the image network that marks the referent) and
+parser on SmolLM2's reading of queries, and the image network that marks the referent),
+``guide-checks`` (the parser and the presence check alone, with their "unknown" and "not found" thresholds) and
 ``image-codec`` (the dual-path encoder and its decoder); ``make checkpoint-scenes`` runs both. Its
 generative decoder adds ``image-vae`` (fast mode), ``image-diffusion`` (quality mode)
 and ``scene-features`` (the classifier behind the KID measure); ``make checkpoint-generative``.
@@ -14,9 +15,10 @@ from typing import Optional
 
 import typer
 
-from semcom_cli.cli.common import checkpoint_folder, checkpoint_option, device_option, fail_cleanly
+from semcom_cli.cli.common import checkpoint_folder, device_option, fail_cleanly
 from semcom_cli.cli.stage import train_and_save
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.resources import DEFAULT_CHECKPOINT_NAME
 from semcom_cli.core.outputs import FORCE_HELP
 
 NAME = "finetune"
@@ -26,7 +28,11 @@ NAME = "finetune"
 def run(
     stage: str = typer.Option(..., "--stage", "-s", help="A training stage; `semcom list stages` lists them."),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint folder to write."),
-    checkpoint: Optional[Path] = checkpoint_option(),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", "-c", help="Checkpoint folder to start from. The reconstruct task's stages read a "
+                                         "reconstruct checkpoint instead: guidance starts one (no -c); the others "
+                                         "add to -c, or to -o when it holds one (e.g. checkpoints/semcom-scenes).",
+        show_default=f"checkpoints/{DEFAULT_CHECKPOINT_NAME}; reconstruct stages: -o"),
     steps: Optional[int] = typer.Option(None, "--steps",
                                         help="Override train.<stage>.steps (federated: local_steps per round)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override train.<stage>.batch_size."),
@@ -94,8 +100,9 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
     from semcom_cli.config.base import with_changes
     from semcom_cli.core.outputs import check_output
     from semcom_cli.io.checkpoint import checkpoint_output
-    from semcom_cli.reconstruct.codec_stages import build_codec, build_guidance
+    from semcom_cli.reconstruct.codec_stages import build_checks, build_codec, build_guidance
     from semcom_cli.reconstruct.generative_stages import build_generative, default_settings
+    from semcom_cli.reconstruct.guidance.store import GuideChecksTrain
     from semcom_cli.reconstruct.guidance.train import GuidanceTrain
     from semcom_cli.reconstruct.imaging.train import CodecTrain
     from semcom_cli.training.stages import STAGES
@@ -114,6 +121,14 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
             raise SemcomError(f"--stage {stage} adds to a reconstruct checkpoint: give -c CKPT (for example "
                               f"checkpoints/semcom-scenes)")
         cfg = default_settings(stage)
+    elif stage == "guide-checks":
+        if resume or save_every is not None:
+            raise SemcomError("--stage guide-checks takes minutes and keeps no partial runs: drop --resume and "
+                              "--save-every")
+        if checkpoint is None and not (output / "manifest.json").is_file():
+            raise SemcomError("--stage guide-checks retrains the guide's checks of a reconstruct checkpoint: give "
+                              "-c CKPT (for example checkpoints/semcom-scenes)")
+        cfg = GuideChecksTrain()
     else:
         cfg = (GuidanceTrain() if stage == "guidance" else CodecTrain())
     cfg = with_changes(cfg, "flags", **{k: v for k, v in overrides.items() if v is not None})
@@ -126,9 +141,10 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
 
         refuse_foreign_partial(output, resume)
         check_memory(f"stage {stage}", cfg.memory())
-    with progress_bar(stage, cfg.steps) as update:
+    total = getattr(cfg, "total_steps", cfg.steps)  # guide-checks: the parser's steps, then the presence check's
+    with progress_bar(stage, total) as update:
         def on_log(step, loss, seconds):
-            update(step, cfg.steps, f"loss {loss:.4f}")
+            update(step, total, f"loss {loss:.4f}")
 
         if generative:
             digest = build_generative(stage, output, checkpoint, cfg, resume, save_every or 250, on_log)
@@ -136,6 +152,8 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
             if checkpoint is not None:
                 raise SemcomError("--stage guidance starts a reconstruct checkpoint: it takes no --checkpoint")
             digest = build_guidance(output, cfg, resume, save_every or 250, on_log)
+        elif stage == "guide-checks":
+            digest = build_checks(output, checkpoint, cfg, on_log)
         else:
             digest = build_codec(output, checkpoint, cfg, resume, save_every or 250, on_log)
     console.print(f"{stage} → {output} (checkpoint hash {digest[:16]}…)")

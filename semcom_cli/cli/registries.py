@@ -13,6 +13,10 @@ import typer
 from semcom_cli.cli.common import console, fail_cleanly, print_json
 
 NAME = "list"
+# the names load_all returns, in its order, for the help text without importing them (torch); a test
+# keeps the two equal
+REGISTRIES = ("channels", "tasks", "methods", "metrics", "stages", "projectors", "rate-methods", "decoders",
+              "reconstruct-methods", "retrieval-methods", "compression-recipes", "sweeps")
 
 
 def load_all() -> dict:
@@ -49,11 +53,11 @@ def _describe(entry) -> str:
 
 @fail_cleanly
 def run(
-    kind: Optional[str] = typer.Argument(None, help="One registry (channels, tasks, methods, metrics, stages, …); "
-                                                    "all of them without it."),
+    kind: Optional[str] = typer.Argument(None, help=f"One registry: {', '.join(REGISTRIES)}; all of them "
+                                                    "without it."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of tables."),
 ):
-    """List the registered names: channels, tasks, methods, metrics, stages, projectors, decoders."""
+    """List the registered names: channels, tasks, methods, metrics, stages, decoders, sweeps and the rest."""
     from rich.table import Table
 
     from semcom_cli.core.errors import SemcomError

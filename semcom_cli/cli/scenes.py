@@ -24,7 +24,8 @@ def run(
     split: str = typer.Option("test", "--split", help="train | val | test"),
     count: int = typer.Option(16, "--count", "-n", help="Number of scenes (1 to 10,000)."),
     start: int = typer.Option(0, "--start", help="Index of the first scene."),
-    size: int = typer.Option(64, "--size", help="Image side in pixels: 64 or 128."),
+    size: int = typer.Option(64, "--size", help="Image side in pixels: 64 or 128 (task reconstruct sends 128 as "
+                                                "2×2 tiles of 64×64)."),
     queries: int = typer.Option(1, "--queries", help="Queries per kind and scene (0 to 4)."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -22,10 +23,10 @@ from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import MAX_IMAGE_PIXELS
 from semcom_cli.tasks.shapes import COLORS, SHAPES
 
-__all__ = ["IMAGE_SIZE", "image_from_bytes", "sentence_from_bytes", "EasyVQA", "derive_captions", "question_kind",
-           "QUESTION_KINDS"]
+__all__ = ["IMAGE_SIZE", "ReadImage", "read_image", "resize_note", "image_from_bytes", "sentence_from_bytes", "EasyVQA",
+           "derive_captions", "question_kind", "QUESTION_KINDS"]
 
-IMAGE_SIZE = 64  # every image is read as 64×64 RGB, easy-vqa's size
+IMAGE_SIZE = 64  # the vqa/caption encoder reads 64×64 RGB, easy-vqa's size (reconstruct reads any size)
 
 # What a question asks: an open question (colour or shape), or a yes/no question whose right
 # answer says the asked colour or shape is in the image ("present") or is not ("absent").
@@ -42,29 +43,63 @@ def _to_rgb8(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _decode(data: bytes, source: str) -> np.ndarray:
+def _decode(data: bytes, source: str, size: int | None,
+            check_size: Callable[[int, int], object] | None) -> tuple[np.ndarray, tuple[int, int]]:
     with Image.open(io.BytesIO(data)) as im:
         if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:
             raise SemcomError(f"{source}: an image of {im.size[0]} × {im.size[1]} pixels; at most "
                               f"{MAX_IMAGE_PIXELS:,} pixels are read")
+        if check_size is not None:
+            check_size(*im.size)
         im = _to_rgb8(ImageOps.exif_transpose(im))
-        if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-            im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
-        return np.asarray(im, dtype=np.uint8).copy()
+        given = im.size
+        if size is not None and im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.BICUBIC)
+        return np.asarray(im, dtype=np.uint8).copy(), given
 
 
-def image_from_bytes(data: bytes, source: str) -> torch.Tensor:
-    """Decode an image file to [3, 64, 64] float in [0, 1] (EXIF orientation applied, resized if needed).
-    Images of more than ``MAX_IMAGE_PIXELS`` pixels are refused before they are decoded."""
+@dataclass(frozen=True)
+class ReadImage:
+    """An image file's pixels as read, and the size the file gave (EXIF orientation applied)."""
+
+    pixels: torch.Tensor        # [3, H, W] float in [0, 1]
+    given: tuple[int, int]      # (width, height) of the file
+
+    @property
+    def resized_from(self) -> list[int] | None:
+        """The file's [width, height] where it was read at another size (None: read as it was)."""
+        shape = (int(self.pixels.shape[2]), int(self.pixels.shape[1]))
+        return None if shape == self.given else list(self.given)
+
+
+def read_image(data: bytes, source: str, size: int | None = IMAGE_SIZE,
+               check_size: Callable[[int, int], object] | None = None) -> ReadImage:
+    """Decode an image file to RGB in [0, 1]: resized to ``size``×``size`` (bicubic) where a model reads that
+    size, or (``size`` None) at its own size. Images of more than ``MAX_IMAGE_PIXELS`` pixels, and those
+    ``check_size(width, height)`` refuses, are refused before they are decoded."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
-            arr = _decode(data, source)
+            arr, given = _decode(data, source, size, check_size)
     except Image.DecompressionBombError:
         raise SemcomError(f"{source}: an image of far more than {MAX_IMAGE_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise SemcomError(f"{source}: not an image file (or a damaged one)") from None
-    return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
+    return ReadImage(torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0, given)
+
+
+def image_from_bytes(data: bytes, source: str) -> torch.Tensor:
+    """Decode an image file to [3, 64, 64] float in [0, 1] (EXIF orientation applied, resized if needed:
+    :func:`read_image` says whether it was)."""
+    return read_image(data, source).pixels
+
+
+def resize_note(source: str, read: ReadImage, reader: str) -> str | None:
+    """The one line that says an image was resized for a model that reads 64×64 (None: it was not)."""
+    if read.resized_from is None:
+        return None
+    width, height = read.resized_from
+    return f"{source} is {width}×{height}; the {reader} reads {IMAGE_SIZE}×{IMAGE_SIZE} pictures: resized"
 
 
 def sentence_from_bytes(data: bytes, source: str) -> str:

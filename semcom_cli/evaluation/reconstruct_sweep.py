@@ -26,7 +26,7 @@ from semcom_cli.evaluation.reconstruct import (
     reconstruct_point,
     vqa_right,
 )
-from semcom_cli.evaluation.report import FORMAT
+from semcom_cli.evaluation.report import FORMAT, metric_note
 from semcom_cli.evaluation.sweep import write_report
 from semcom_cli.io.patches import check_budget, check_roi_share
 from semcom_cli.reconstruct.generative.decoder import check_decoder, check_steps, embed_queries
@@ -123,6 +123,8 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
             if features is not None:
                 torch.manual_seed(seed)  # KID's subsets
                 metrics["kid"] = kid(features, items.images, received)
+                if note := metric_note("kid", metrics["kid"]):  # the JSON says it too, not only the table
+                    metrics["kid"]["note"] = note
             if vqa_model is not None:
                 metrics["vqa_accuracy"] = proportion(vqa_right(vqa_model, received, items, seed, batch_size))
             if method == "importance":

@@ -12,17 +12,83 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.table import Table
 
 from semcom_cli.config.preset import short_repr
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import atomic_write_bytes, read_json_file
+from semcom_cli.core.terminal import printable
 
 __all__ = ["FORMAT", "load_results", "csv_text", "plot_results", "check_floors", "point_label", "metric_names",
-           "plot_share"]
+           "plot_share", "Unit", "UNITS", "unit_of", "KID_MIN_N", "metric_note", "result_notes", "results_tables",
+           "Column", "fitted_tables", "numbered"]
 
 FORMAT = "semcom-evaluate/1"
-_PERCENT = {"accuracy", "exact_match", "delivered", "similarity"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """How a metric is shown: its table header and plot label (both naming the unit), the factor from the
+    stored value (accuracies are stored as 0-1) to the shown one, and its decimals."""
+
+    header: str
+    label: str
+    scale: float = 1.0
+    decimals: int = 1
+    family: str = ""  # metrics of one family share a table (PSNRs with PSNRs) where the width allows
+
+    def show(self, value: float) -> str:
+        return f"{self.scale * value:.{self.decimals}f}"
+
+
+# The order of a table's columns: the answers' measures, the image's (PSNRs, SSIMs), then what is read from
+# the reconstruction. A metric not listed is shown under its own name, as stored.
+UNITS: dict[str, Unit] = {
+    "accuracy": Unit("acc %", "accuracy (%)", 100),
+    "exact_match": Unit("exact %", "exact match (%)", 100),
+    "bleu": Unit("BLEU", "BLEU (0-100)"),
+    "similarity": Unit("sim ×100", "MiniLM similarity (×100)", 100),
+    "delivered": Unit("delivered %", "packets delivered (%)", 100),
+    "psnr_db": Unit("PSNR dB", "PSNR (dB)", 1, 2, "psnr"),
+    "roi_psnr_db": Unit("ROI PSNR dB", "PSNR inside the referred object (dB)", 1, 2, "psnr"),
+    "bg_psnr_db": Unit("bg PSNR dB", "PSNR of the background (dB)", 1, 2, "psnr"),
+    "ssim": Unit("SSIM", "SSIM (0-1)", 1, 3, "ssim"),
+    "roi_ssim": Unit("ROI SSIM", "SSIM inside the referred object (0-1)", 1, 3, "ssim"),
+    "bg_ssim": Unit("bg SSIM", "SSIM of the background (0-1)", 1, 3, "ssim"),
+    "vqa_accuracy": Unit("VQA %", "VQA accuracy on the reconstruction (%)", 100),
+    "kid": Unit("KID ×1000", "KID (×1000, lower is closer)", 1, 2),
+    "iou": Unit("guide IoU", "guide IoU (0-1)", 1, 3),
+}
+
+# KID compares two distributions through subsets of 50 images; under 50 its estimate is noise (it can be
+# far below zero), so it is printed and plotted with a note rather than as a figure to read.
+KID_MIN_N = 50
+
+
+def unit_of(metric: str) -> Unit:
+    """The metric's :class:`Unit`; a metric without one is shown under its own name, as stored."""
+    return UNITS.get(metric) or Unit(metric, metric, 1, 3)
+
+
+def metric_note(metric: str, record: dict) -> str | None:
+    """Why a measured value means little (KID under :data:`KID_MIN_N` images), or None; a record that
+    carries a ``note`` (the sweep writes one) gives it."""
+    if record.get("note"):
+        return str(record["note"])
+    if metric == "kid" and record["n"] < KID_MIN_N:
+        return f"KID at n={record['n']} is not meaningful (n < {KID_MIN_N})"
+    return None
+
+
+def result_notes(doc: dict) -> list[str]:
+    """Every distinct :func:`metric_note` of a results document, in order (one warning line each)."""
+    return list(dict.fromkeys(note for p in doc["points"] for name, m in p["metrics"].items()
+                              if (note := metric_note(name, m))))
 
 
 def load_results(path: Path) -> dict:
@@ -110,21 +176,118 @@ def csv_text(doc: dict) -> str:
     return out.getvalue()
 
 
+@dataclass
+class Column:
+    """One column of a printed table: its header (with the unit), one cell per row, and how it is laid out.
+    ``said``: how a title says the column's one value when every row has the same (the column is then left
+    out); None keeps the column always. ``family``: value columns of one family share a table where the
+    width allows. ``notes``: what the table's caption must say about the column's marked (``*``) cells."""
+
+    header: str
+    cells: list[str]
+    left: bool = False
+    said: Callable[[str], str] | None = None
+    family: str = ""
+    notes: tuple[str, ...] = ()
+
+
+def fitted_tables(title: str, keys: list[Column], values: list[Column], width: int) -> list[Table]:
+    """Rich tables of the rows, each at most ``width`` columns wide, never cut: the ``keys`` (which row is
+    which) in every table, less those with one value throughout, which the title says instead; the
+    ``values`` spread over as many tables as it takes, as many per table as fit. The first table's title says
+    what all the rows share; the others are titled as its continuation."""
+    varying = [k for k in keys if k.said is None or len(set(k.cells)) > 1]
+    shared = [said for k in keys if k not in varying and k.cells and k.cells[0] and (said := k.said(k.cells[0]))]
+    full_title = title + (f": {', '.join(shared)}" if shared else "")
+    rows = len(keys[0].cells) if keys else 0
+
+    def table(columns: list[Column], title: str = full_title) -> Table:
+        notes = list(dict.fromkeys(n for c in columns for n in c.notes))
+        out = Table(title=title, caption="; ".join(f"* {n}" for n in notes) or None, caption_justify="left")
+        for c in [*varying, *columns]:
+            out.add_column(c.header, justify="left" if c.left else "right", overflow="fold")
+        for i in range(rows):
+            out.add_row(*(c.cells[i] for c in [*varying, *columns]))
+        return out
+
+    # measured unbounded: a measurement on the printing console is clamped to its width
+    measure = Console(width=100_000, file=io.StringIO()).measure
+    groups: list[list[Column]] = []
+    for column in values:
+        if groups and column.family == groups[-1][-1].family and measure(table([*groups[-1], column])).maximum <= width:
+            groups[-1].append(column)
+        else:
+            groups.append([column])
+    groups = groups or [[]]
+    return [table(groups[0]), *(table(group, f"{title}, continued") for group in groups[1:])]
+
+
+def numbered(tables: list[Table]) -> list[Table]:
+    """Tables printed one after another, their titles numbered (1/3, 2/3, …) when there are several."""
+    if len(tables) > 1:
+        for k, t in enumerate(tables, 1):
+            t.title = f"{t.title} ({k}/{len(tables)})"
+    return tables
+
+
+_RUN_LEVEL = {"iou"}  # the guide's IoU: one figure per run (the same on every point), said in the title
+
+
+def results_tables(doc: dict, width: int) -> list[Table]:
+    """A results document as rich tables at most ``width`` columns wide (:func:`fitted_tables`): one set per
+    task, rows naming method, channel, SNR, channel uses, ROI share and sample size, then the metrics with
+    their units (PSNRs together, SSIMs together). A value that means little at its sample size (KID under
+    50 images) is marked ``*`` and the note is the table's caption."""
+    run = doc["run"]
+    guidance = run.get("guidance") if isinstance(run.get("guidance"), dict) else None
+    order = list(UNITS)
+    tables = []
+    for task in dict.fromkeys(p["task"] for p in doc["points"]):
+        points = [p for p in doc["points"] if p["task"] == task]
+        keys = [
+            Column("method", [printable(method_name(p)) for p in points], left=True),
+            Column("task", [printable(p["task"]) for p in points], left=True, said=str),
+            Column("channel", [printable(p["channel"]) for p in points], left=True, said=str),
+            Column("SNR dB", ["—" if p["snr_db"] is None else f"{p['snr_db']:g}" for p in points],
+                   said=lambda v: "" if v == "—" else f"{v} dB"),
+            Column("uses", [f"{p['channel_uses_mean']:g}" for p in points], said=lambda v: f"{v} channel uses"),
+            Column("ROI share", ["" if p.get("roi_share") is None else f"{p['roi_share']:g}" for p in points],
+                   said=lambda v: f"ROI share {v}"),
+            Column("n", [str(next(iter(p["metrics"].values()))["n"]) for p in points], said=lambda v: f"n = {v}"),
+        ]
+        if guidance and isinstance(guidance.get("iou"), (int, float)):
+            keys.append(Column("", [f"{guidance['iou']:.3f}"] * len(points), said=lambda v: f"guide IoU {v}"))
+        names = sorted((m for m in metric_names(points) if not (guidance and m in _RUN_LEVEL)),
+                       key=lambda m: order.index(m) if m in order else len(order))
+        values = []
+        for m in names:
+            unit, records = unit_of(m), [p["metrics"].get(m) for p in points]
+            notes = [metric_note(m, r) if r is not None else None for r in records]
+            values.append(Column(unit.header, ["" if r is None else unit.show(r["value"]) + (" *" if note else "")
+                                               for r, note in zip(records, notes)],
+                                 family=unit.family, notes=tuple(n for n in dict.fromkeys(notes) if n)))
+        tables += fitted_tables(printable(f"semcom evaluate — {run['checkpoint']}"), keys, values, width)
+    return numbered(tables)
+
+
 def _scale(metric: str) -> float:
-    return 100.0 if metric in _PERCENT else 1.0
+    return unit_of(metric).scale
 
 
-def _ylabel(metric: str) -> str:
-    return {"accuracy": "accuracy (%)", "exact_match": "exact match (%)", "bleu": "BLEU",
-            "similarity": "MiniLM similarity (×100)"}.get(metric, metric)
-
-
-def _label(ax, xlabel: str, metric: str, title: str, legend_size: int) -> None:
+def _label(ax, xlabel: str, metric: str, title: str, legend_size: int, notes: list[str] | tuple = ()) -> None:
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(_ylabel(metric))
+    ax.set_ylabel(unit_of(metric).label)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=legend_size)
+    if notes:  # a value that means little at its sample size says so on the figure itself
+        ax.text(0.5, 0.02, "\n".join(notes), transform=ax.transAxes, ha="center", va="bottom", fontsize=8,
+                color="darkred", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "darkred"})
+
+
+def _notes(points: list[dict], metric: str) -> list[str]:
+    return list(dict.fromkeys(note for p in points if metric in p["metrics"]
+                              if (note := metric_note(metric, p["metrics"][metric]))))
 
 
 def plot_results(doc: dict, stem: Path) -> list[Path]:
@@ -164,7 +327,8 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
                 for p in task_points:
                     if p["method"] == "noiseless" and metric in p["metrics"]:
                         ax.axhline(s * p["metrics"][metric]["value"], linestyle="--", color="gray", label="noiseless")
-                _label(ax, "SNR (dB), Es/N0 per complex channel use", metric, f"{task} over {channel}", 8)
+                _label(ax, "SNR (dB), Es/N0 per complex channel use", metric, f"{task} over {channel}", 8,
+                       _notes(curves, metric))
                 save(fig, f"{task}-{metric}-{channel}-vs-snr")
             _rate_plots(plt, task_points, task, metric, channels, save)
             bandwidth = [p for p in task_points if p["method"] in ("digital", "capacity") and metric in p["metrics"]]
@@ -185,7 +349,8 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
                                         color=f"C{colour}", linestyle="-" if method == "digital" else ":",
                                         label=f"{method} {snr:g} dB")
                     ax.set_xscale("log", base=2)
-                    _label(ax, "complex channel uses per packet", metric, f"{task} over {channel}", 7)
+                    _label(ax, "complex channel uses per packet", metric, f"{task} over {channel}", 7,
+                           _notes(bandwidth, metric))
                     save(fig, f"{task}-{metric}-{channel}-vs-channel-uses")
     return written
 
@@ -215,7 +380,8 @@ def _rate_plots(plt, points: list[dict], task: str, metric: str, channels: list[
                         ax.scatter([p["channel_uses_mean"]], [s * p["metrics"][metric]["value"]], marker="*",
                                    s=120, color=f"C{colour}", edgecolors="black", zorder=3)
         ax.set_xscale("log", base=2)
-        _label(ax, "complex channel uses per packet (★: auto policy)", metric, f"{task} over {channel}", 7)
+        _label(ax, "complex channel uses per packet (★: auto policy)", metric, f"{task} over {channel}", 7,
+               _notes(here, metric))
         save(fig, f"{task}-{metric}-{channel}-rate")
 
 

@@ -90,8 +90,8 @@ def box_of_mask(mask: torch.Tensor) -> Box | None:
 
 def check_budget(channel_uses: int) -> int:
     if not MIN_BUDGET <= channel_uses <= GRID * GRID * HI_SYMBOLS:
-        raise SemcomError(f"--channel-uses must be {MIN_BUDGET} to {GRID * GRID * HI_SYMBOLS} for a 64×64 image "
-                          f"(got {channel_uses})")
+        raise SemcomError(f"--channel-uses must be {MIN_BUDGET} to {GRID * GRID * HI_SYMBOLS} per 64×64 tile of "
+                          f"the picture (got {channel_uses})")
     return int(channel_uses)
 
 

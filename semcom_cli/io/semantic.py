@@ -16,7 +16,13 @@ Tensors by stage:
 A *reconstruct* packet (:mod:`semcom_cli.reconstruct.imaging`) is a stream of complex symbols, [N, 1, 2] with N
 its channel uses: the side information first (the ROI box; none without guidance), then each
 patch's symbols in raster order; ``image`` says how it was coded (method, budget, roi_share,
-side_uses; the referent the transmitter read from ``query``).
+side_uses; the referent the transmitter read from ``query``). A picture of another size than 64×64 is
+sent as tiles of 64×64 (:mod:`semcom_cli.io.tiles`), their packets one after the other: ``image`` then
+also holds the picture's ``size`` [width, height], the ``tiles`` grid [columns, rows] and each tile's
+channel uses, ``tile_uses`` (raster order); ``budget`` and ``side_uses`` are per tile.
+
+An image the vqa/caption encoder read at 64×64 from a file of another size records the file's
+[width, height] in ``resized_from``.
 
 A *variable-rate* packet (``encode --channel-uses``) says in ``copies`` how many times each token
 is sent (0: left out, its symbols zero); its channel uses are ``m · Σ copies``. After ``transmit``
@@ -47,6 +53,7 @@ from semcom_cli.core.files import atomic_write_bytes, read_input_bytes
 from semcom_cli.core.limits import MAX_CHANNEL_USES, MAX_SYMBOLS_PER_TOKEN, MAX_TOKENS, check_snr_range
 from semcom_cli.core.outputs import OutputKind
 from semcom_cli.io.patches import GRID, HI_SYMBOLS, SIDE_USES, Box, allocate
+from semcom_cli.io.tiles import MAX_TILES, TileGrid
 from semcom_cli.tasks import get_task
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SEMANTIC_OUTPUT", "looks_semantic", "Header", "SemanticFile", "read_semantic",
@@ -110,6 +117,8 @@ class Header(BaseModel):
     # reconstruct packets (semcom_cli.reconstruct.imaging): the user's query, and how the image was coded
     query: Optional[str] = None
     image: Optional[dict[str, Any]] = None
+    # an image the task's encoder reads at 64×64, given at another size: [width, height] as given
+    resized_from: Optional[list[int]] = None
 
     def received(self, **fields) -> "Header":
         """This header after ``transmit``: stage set and the channel's fields added."""
@@ -188,26 +197,57 @@ def _packet_lengths(budget: int, share: float, guided: bool) -> frozenset[int]:
     return frozenset(allocate(budget, box, share, guided).channel_uses for box in boxes)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_tiles(info: dict, channel_uses: int, lengths: frozenset[int], source: str) -> None:
+    """A picture of another size than 64×64: its size, tile grid and each tile's channel uses agree."""
+    size, tiles, tile_uses = info.get("size"), info.get("tiles"), info.get("tile_uses")
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v >= 1 for v in size)):
+        raise SemcomError(f"{source}: the header's picture size {str(size)[:40]} is not [width, height] in pixels")
+    grid = TileGrid(*size)
+    if grid.count > MAX_TILES:
+        raise SemcomError(f"{source}: a picture of {size[0]}×{size[1]} pixels is more than {MAX_TILES} tiles")
+    if tiles != [grid.cols, grid.rows]:
+        raise SemcomError(f"{source}: the header's tile grid {str(tiles)[:40]} is not the {grid.cols}×{grid.rows} "
+                          f"tiles of 64×64 a {size[0]}×{size[1]} picture takes")
+    if not (isinstance(tile_uses, list) and len(tile_uses) == grid.count and all(_is_int(n) for n in tile_uses)):
+        raise SemcomError(f"{source}: the header's tile table does not give the channel uses of each of its "
+                          f"{grid.count} tiles")
+    if sum(tile_uses) != channel_uses:
+        raise SemcomError(f"{source}: the header's tiles add up to {sum(tile_uses)} channel uses, not the "
+                          f"{channel_uses} it holds")
+    wrong = next((t for t, n in enumerate(tile_uses) if n not in lengths), None)
+    if wrong is not None:
+        raise SemcomError(f"{source}: tile {wrong}'s {tile_uses[wrong]} channel uses fit no packet of the header's "
+                          f"image budget")
+
+
 def _check_image_packet(sem: SemanticFile, source: str) -> None:
     h, symbols = sem.header, sem.tensors["symbols"]
     info = h.image or {}
     method, budget, share, side = (info.get(k) for k in ("method", "budget", "roi_share", "side_uses"))
-    if (method not in ("importance", "uniform") or not isinstance(budget, int) or isinstance(budget, bool)
+    if (method not in ("importance", "uniform") or not _is_int(budget)
             or not isinstance(share, (int, float)) or not 0 < share < 1
             or side != (SIDE_USES if method == "importance" else 0)):
         raise SemcomError(f"{source}: a reconstruct packet needs its 'image' header (method importance|uniform, "
                           f"budget, roi_share in (0, 1), side_uses)")
-    if not side + GRID * GRID <= budget <= GRID * GRID * HI_SYMBOLS or not h.channel_uses <= budget:
+    tiled = any(k in info for k in ("size", "tiles", "tile_uses"))
+    if not side + GRID * GRID <= budget <= GRID * GRID * HI_SYMBOLS or not (tiled or h.channel_uses <= budget):
         raise SemcomError(f"{source}: a budget of {budget} channel uses does not fit a 64×64 image packet")
-    if h.channel_uses not in _packet_lengths(budget, float(share), method == "importance"):
+    lengths = _packet_lengths(budget, float(share), method == "importance")
+    if tiled:  # a picture of another size: one packet per 64×64 tile, one after the other
+        _check_tiles(info, h.channel_uses, lengths, source)
+    elif h.channel_uses not in lengths:
         raise SemcomError(f"{source}: the header's image budget ({budget} channel uses at ROI share {share:g}) "
                           f"disagrees with its {h.channel_uses} channel uses (no packet of that budget has them)")
     if symbols.dim() != 3 or list(symbols.shape) != [h.channel_uses, 1, 2] or h.n_tokens != h.channel_uses \
             or h.symbols_per_token != 1:
         raise SemcomError(f"{source}: a reconstruct packet is a stream of its channel uses, [{h.channel_uses}, 1, 2] "
                           f"(got {list(symbols.shape)})")
-    if h.copies is not None or h.share_id is not None:
-        raise SemcomError(f"{source}: a reconstruct packet has no copies or share set")
+    if h.copies is not None or h.share_id is not None or h.resized_from is not None:
+        raise SemcomError(f"{source}: a reconstruct packet has no copies, share set or resizing")
 
 
 def _check_shape(sem: SemanticFile, source: str) -> None:
@@ -220,6 +260,9 @@ def _check_shape(sem: SemanticFile, source: str) -> None:
         return _check_image_packet(sem, source)
     if h.image is not None or h.query is not None:
         raise SemcomError(f"{source}: 'image' and 'query' belong to reconstruct packets only")
+    if h.resized_from is not None and (h.modality != "image" or len(h.resized_from) != 2
+                                       or any(v < 1 for v in h.resized_from)):
+        raise SemcomError(f"{source}: 'resized_from' is an image's [width, height] before the encoder resized it")
     if symbols.dim() != 3 or list(symbols.shape[:2]) != [h.n_tokens, h.symbols_per_token]:
         raise SemcomError(f"{source}: symbols of shape {list(symbols.shape)} disagree with the header "
                           f"({h.n_tokens} tokens × {h.symbols_per_token} symbols × 2)")

@@ -81,8 +81,10 @@ def _convert(folder: Path, output: Path, old: dict) -> str:
             tensors = _tensors(folder / "guidance.safetensors")
             parser = _split(tensors, "parser.")
             write_part(tmp, "guide_net", "GuidanceNet", net_config(guidance_settings(old)), _split(tensors, "net."))
-            write_part(tmp, "referent_parser", "ReferentParser", parser_config(int(parser["norm.weight"].shape[0])),
-                       parser)
+            # the parser as the old layout had it: from before "unknown" (version 1), which the guide then
+            # refuses in one line naming the stage that retrains it (guide-checks)
+            old_parser = {k: v for k, v in parser_config(int(parser["norm.weight"].shape[0])).items() if k != "version"}
+            write_part(tmp, "referent_parser", "ReferentParser", old_parser, parser)
         if (folder / "codec.safetensors").is_file():
             tensors = _tensors(folder / "codec.safetensors")
             cfg = codec_config(CodecTrain(**{k: v for k, v in old["codec"].items() if k == "width"}))

@@ -14,16 +14,37 @@ from torch.nn.functional import avg_pool2d
 from semcom_cli.channel import gain_from_real
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.limits import check_question
-from semcom_cli.io.patches import IMAGE_SIZE, PATCH, check_budget, check_roi_share, roi_box
+from semcom_cli.io.patches import IMAGE_SIZE, PATCH, Box, check_budget, check_roi_share, roi_box
 from semcom_cli.io.semantic import Header, SemanticFile
-from semcom_cli.reconstruct.generative.decoder import check_budget_ms, check_decoder, check_steps, embed_queries
+from semcom_cli.io.tiles import (
+    TileGrid,
+    cut_tiles,
+    pad_to_tiles,
+    patch_importance,
+    picture_box,
+    stitch_tiles,
+    tile_grid,
+    tile_layout,
+)
+from semcom_cli.reconstruct.generative.decoder import (
+    DOUBT_SAMPLES,
+    check_budget_ms,
+    check_decoder,
+    check_steps,
+    embed_queries,
+)
+from semcom_cli.reconstruct.generative.denoiser import QUERY_DIM
 from semcom_cli.reconstruct.imaging.pipeline import (
     METHODS,
     decode_streams,
     decode_streams_generative,
     encode_images,
-    guide_boxes,
+    guide_picture,
+    tile_boxes,
 )
+
+# tiles through the encoder at once: a picture of many tiles in batches of bounded memory
+_TILE_BATCH = 64
 
 __all__ = ["encode_image_file", "decode_image_file", "png_bytes", "map_png_bytes", "check_query", "read_map"]
 
@@ -47,8 +68,9 @@ _GREY_MODES = {"1": 1.0, "L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L":
 _COLOUR_MODES = ("RGB", "RGBA", "LA")  # accepted only when they hold grey (R = G = B) with no transparency
 
 
-def read_map(data: bytes, source: str) -> torch.Tensor:
-    """A grey importance map file (64×64, white = important, as ``semcom guide`` writes) → [64, 64] in [0, 1].
+def read_map(data: bytes, source: str, size: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE)) -> torch.Tensor:
+    """A grey importance map file of the picture's ``size`` (width, height; white = important, as ``semcom
+    guide`` writes it) → [height, width] in [0, 1].
 
     A map is one grey channel: 8-bit (0…255), 16-bit (0…65535) or 1-bit, each scaled to [0, 1] by its own
     range (a 16-bit map is scaled, not clipped). An RGB(A) file is accepted only where it holds grey (its three
@@ -57,10 +79,9 @@ def read_map(data: bytes, source: str) -> torch.Tensor:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            size = im.size
-            if size != (IMAGE_SIZE, IMAGE_SIZE):
-                raise SemcomError(f"{source}: an importance map of {size[0]}×{size[1]} pixels; it must be "
-                                  f"{IMAGE_SIZE}×{IMAGE_SIZE}, like the image (as 'semcom guide' writes it)")
+            if im.size != tuple(size):
+                raise SemcomError(f"{source}: an importance map of {im.size[0]}×{im.size[1]} pixels; it must be "
+                                  f"{size[0]}×{size[1]}, the picture's size (as 'semcom guide' writes it)")
             mode = im.mode
             if mode in _GREY_MODES:
                 grey = np.asarray(im).astype(np.float64) / _GREY_MODES[mode]
@@ -85,37 +106,81 @@ def read_map(data: bytes, source: str) -> torch.Tensor:
     return torch.from_numpy(np.clip(grey, 0.0, 1.0).astype(np.float32))
 
 
+def _tile_boxes_of_map(given_map: torch.Tensor, grid: TileGrid, threshold: float) -> list[Box | None]:
+    """A user's importance map [H, W] → each tile's ROI box (a 64×64 map: its box, as before tiling)."""
+    if grid.single:
+        return [roi_box(avg_pool2d(given_map[None, None], PATCH)[0, 0], threshold)]
+    return tile_boxes(patch_importance(given_map, grid), grid, threshold)
+
+
+def _guide_record(finding: dict) -> dict:
+    """What the header keeps of the guide's finding: its outcome and why, the confidences, unused words."""
+    return {k: finding[k] for k in ("status", "confidence", "unused_words", "presence", "marked") if k in finding}
+
+
 def encode_image_file(model, image: torch.Tensor, source: str, query: str | None, budget: int, roi_share: float,
                       method: str, snr_feedback: float, given_map: torch.Tensor | None = None
                       ) -> tuple[SemanticFile, dict]:
-    """One image [3, 64, 64] → its packet as an encoded semantic file, and what the guide read (or the
-    box of ``given_map`` [64, 64], an importance map the user made)."""
+    """One picture [3, H, W] of any size → its packet as an encoded semantic file, and what the guide read (or
+    the boxes of ``given_map`` [H, W], an importance map the user made). A picture of another size than
+    64×64 is sent as tiles of 64×64 (:mod:`semcom_cli.io.tiles`), ``budget`` channel uses each, one packet
+    per tile one after the other; the guide reads the whole picture once."""
     budget, roi_share = check_budget(budget), check_roi_share(roi_share)
+    grid = tile_grid(int(image.shape[2]), int(image.shape[1]), source)
     info: dict = {}
-    box = None
+    boxes: list[Box | None] = [None] * grid.count
     if given_map is not None:
-
-        box = roi_box(avg_pool2d(given_map[None, None], PATCH)[0, 0], model.roi_threshold)
-        info = {"box": box.to_json() if box else None}
+        boxes = _tile_boxes_of_map(given_map, grid, model.roi_threshold)
+        info = {"box": picture_box(boxes, grid)}
     elif method == "importance":
-        maps, boxes, referents, _ = guide_boxes(model, image[None], [query])
-        box = boxes[0]
-        info = {"referent": referents[0].to_json(), "box": box.to_json() if box else None}
-    packet = encode_images(model, image[None], [box], budget, roi_share, snr_feedback, method)[0]
-    n = int(packet.stream.shape[0])
+        guided = guide_picture(model, image, query, grid)
+        finding = guided.finding
+        info = {"referent": guided.referent.to_json(), "guide": finding.to_json()}
+        if finding.found:
+            boxes = guided.boxes
+        else:  # the guide does not know what to spend the channel on: the whole picture alike, said so
+            method = "uniform"
+            info["fallback"] = {"from": "importance", "to": "uniform", "why": finding.why()}
+        info["box"] = picture_box(boxes, grid)
+    if not grid.single:
+        info = {**info, "tile_boxes": [b.to_json() if b else None for b in boxes]} if info else info
+    tiles = cut_tiles(pad_to_tiles(image, grid), grid)
+    packets = [p for start in range(0, grid.count, _TILE_BATCH)
+               for p in encode_images(model, tiles[start:start + _TILE_BATCH], boxes[start:start + _TILE_BATCH],
+                                      budget, roi_share, snr_feedback, method)]
+    stream = torch.cat([p.stream for p in packets])
+    n = int(stream.shape[0])
+    layout = {} if grid.single else {"size": [grid.width, grid.height], "tiles": [grid.cols, grid.rows],
+                                     "tile_uses": [int(p.stream.shape[0]) for p in packets]}
     header = Header(stage="encode", task="reconstruct", modality="image", checkpoint=model.name,
                     checkpoint_hash=model.hash, source=source, n_tokens=n, symbols_per_token=1, channel_uses=n,
                     query=query, image={"method": method, "budget": budget, "roi_share": roi_share,
-                                        "side_uses": packet.allocation.side_uses, "snr_feedback": snr_feedback,
-                                        **({"referent": info["referent"]} if "referent" in info else {})})
-    return SemanticFile({"symbols": packet.stream[:, None]}, header), info
+                                        "side_uses": packets[0].allocation.side_uses, "snr_feedback": snr_feedback,
+                                        **({"referent": info["referent"]} if "referent" in info else {}),
+                                        **({"guide": _guide_record(info["guide"])} if "guide" in info else {}),
+                                        **({"fallback": info["fallback"]} if "fallback" in info else {}),
+                                        **layout})
+    return SemanticFile({"symbols": stream[:, None]}, header), info
+
+
+def _tile_streams(sem: SemanticFile, grid: TileGrid, tile_uses: list[int]) -> tuple[list, list]:
+    """A received packet's symbols and gains, split into each tile's (the header was checked on reading)."""
+    streams = list(sem.tensors["symbols"][:, 0].split(tile_uses))
+    gain = sem.tensors["gain"]
+    if gain.dim() > 1:  # a channel that draws a gain per symbol: split like the symbols
+        return streams, [gain_from_real(part) for part in gain[:, 0].split(tile_uses)]
+    return streams, [gain_from_real(gain)] * grid.count
 
 
 def decode_image_file(model, sem: SemanticFile, source: str, decoder: str = "codec", steps: int = 20,
-                      seed: int | None = None, budget_ms: float | None = None) -> tuple[torch.Tensor, dict]:
-    """A received reconstruct file → the image [3, 64, 64] and what was read on the way. ``decoder``:
+                      seed: int | None = None, budget_ms: float | None = None,
+                      began: float | None = None) -> tuple[torch.Tensor, dict]:
+    """A received reconstruct file → the picture [3, H, W] (its tiles stitched, at the size the sender's
+    picture had) and what was read on the way. ``decoder``:
     ``codec`` (part 1's decoder) or the generative decoder's ``fast``, ``quality`` or ``auto`` (which
-    reads the packet's query, if it has one); ``seed`` (default: the channel's seed) starts sampling."""
+    reads the packet's query, if it has one); ``seed`` (default: the channel's seed) starts sampling;
+    ``began``: when auto's budget clock started (a ``time.perf_counter()`` value; default: as the
+    side information is read)."""
 
     check_decoder(decoder)
     check_steps(steps)
@@ -125,24 +190,32 @@ def decode_image_file(model, sem: SemanticFile, source: str, decoder: str = "cod
         raise SemcomError(f"{source} was encoded with checkpoint {h.checkpoint} ({h.checkpoint_hash[:12]}…), "
                           f"not {model.name} ({model.hash[:12]}…)")
     info = h.image
-    gain = gain_from_real(sem.tensors["gain"])
-    streams = [sem.tensors["symbols"][:, 0]]
+    grid, tile_uses = tile_layout(info, h.channel_uses)
+    streams, gains = _tile_streams(sem, grid, tile_uses)
     choice = None
     if decoder == "codec":
-        images, boxes = decode_streams(model, streams, [gain], float(h.snr_db), info["budget"], info["roi_share"],
+        images, boxes = decode_streams(model, streams, gains, float(h.snr_db), info["budget"], info["roi_share"],
                                        info["method"])
     else:
         seed = int(h.seed or 0) if seed is None else seed
+        if decoder == "fast" or not h.query:  # the fast decoder reads no query: MiniLM is not loaded for it
+            queries = torch.zeros(len(streams), QUERY_DIM)
+        else:  # embedded once the budget's clock runs: part of the decode
+            def queries():
+                return embed_queries([h.query] * len(streams))
         images, boxes, choice = decode_streams_generative(
-            model, streams, [gain], float(h.snr_db), info["budget"], info["roi_share"], info["method"],
-            embed_queries([h.query]), decoder, steps, seed, budget_ms)
-    box = boxes[0]
+            model, streams, gains, float(h.snr_db), info["budget"], info["roi_share"], info["method"],
+            queries, decoder, steps, seed, budget_ms, began=began, samples=DOUBT_SAMPLES)
     result = {"task": "reconstruct", "method": info["method"], "channel": h.channel, "snr_db": h.snr_db,
               "seed": h.seed, "channel_uses": h.channel_uses, "side_uses": info["side_uses"],
-              "box_received": box.to_json() if box else None, "query": h.query, "source": h.source,
+              "box_received": picture_box(boxes, grid), "query": h.query, "source": h.source,
               "checkpoint": model.name, "checkpoint_hash": model.hash,
-              "decoder": {"requested": "codec", "used": "codec"} if choice is None else vars(choice)}
-    return images[0], result
+              "decoder": {"requested": "codec", "used": "codec"} if choice is None else choice.to_json()}
+    if not grid.single:  # box_received is then over the whole picture's 8×8 patches
+        result.update({"size": [grid.width, grid.height], "tiles": [grid.cols, grid.rows],
+                       "channel_uses_per_tile": info["budget"],
+                       "tile_boxes": [b.to_json() if b else None for b in boxes]})
+    return stitch_tiles(images, grid), result
 
 
 def png_bytes(image: torch.Tensor, metadata: dict | None = None) -> bytes:

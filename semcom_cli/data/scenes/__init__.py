@@ -8,9 +8,17 @@
 """
 
 from semcom_cli.data.scenes.generator import COLOR_RGB, Scene, SceneObject, generate_scene
-from semcom_cli.data.scenes.queries import QUERY_KINDS, REFERENT_VALUES, Query, Referent, referring_queries
+from semcom_cli.data.scenes.queries import (
+    ABSENT,
+    QUERY_KINDS,
+    REFERENT_VALUES,
+    Query,
+    Referent,
+    absent_queries,
+    referring_queries,
+)
 from semcom_cli.data.scenes.splits import SPLITS, scene_at
 
 __all__ = ["COLOR_RGB", "Scene", "SceneObject", "generate_scene", "QUERY_KINDS", "REFERENT_VALUES", "Query",
-           "Referent", "referring_queries",
+           "Referent", "referring_queries", "absent_queries", "ABSENT",
            "SPLITS", "scene_at"]

@@ -13,12 +13,14 @@ measure on the test split tells whether a model learnt the referent or the phras
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from semcom_cli.data.scenes.generator import Scene
 from semcom_cli.tasks.shapes import COLORS, SHAPES
 
-__all__ = ["Query", "QUERY_KINDS", "WORDINGS", "Referent", "REFERENT_VALUES", "referring_queries"]
+__all__ = ["Query", "QUERY_KINDS", "WORDINGS", "Referent", "REFERENT_VALUES", "referring_queries", "absent_queries",
+           "ABSENT"]
 
 QUERY_KINDS = ("color", "shape", "color_shape", "position", "size", "question")
 
@@ -50,6 +52,8 @@ WORDINGS["val"] = WORDINGS["train"]
 _CORNERS = {"top left": (0, 0), "top right": (1, 0), "bottom left": (0, 1), "bottom right": (1, 1)}
 _EXTREMES = {"leftmost": ("x", min, "left", "left"), "rightmost": ("x", max, "right", "right"),
              "topmost": ("y", min, "up", "top"), "lowest": ("y", max, "down", "bottom")}
+ABSENT = -1              # the target of a query naming what the scene does not hold
+EMPTY_CORNER = 0.6       # no object's centre within this (|dx| + |dy|, of the side) of a corner
 POSITION_MARGIN = 0.15  # of the image side: the referent must lead the next object by this much
 SIZE_RATIO = 1.5         # largest / smallest: the referent's visible area this many times the next one's
 
@@ -112,7 +116,7 @@ def _referent(kind: str, fields: dict) -> Referent:
 class Query:
     text: str
     kind: str
-    target: int                 # the object it refers to
+    target: int                 # the object it refers to (ABSENT: none of the scene's)
     answer: str | None = None   # questions only: the answer about the target
     referent: Referent = Referent()  # what the query says about the target
 
@@ -205,6 +209,46 @@ def referring_queries(scene: Scene, split: str = "train", seed: int = 0, per_kin
     out = []
     for kind in QUERY_KINDS:
         found = by_kind[kind]
+        rng.shuffle(found)
+        out += found[:per_kind]
+    return out
+
+
+def _absent_candidates(scene: Scene) -> list[tuple[str, dict]]:
+    """(kind, fields) for every reference to something the scene does not hold: a colour, a shape or
+    a colour-and-shape no object has, a corner no object is near, the leftmost (…) of a shape it lacks."""
+    colors, shapes = {o.color for o in scene.objects}, {o.shape for o in scene.objects}
+    pairs = {(o.color, o.shape) for o in scene.objects}
+    out: list[tuple[str, dict]] = []
+    out += [("color", {"c": c}) for c in COLORS if c not in colors]
+    out += [("shape", {"s": s}) for s in SHAPES if s not in shapes]
+    out += [("color_shape", {"c": c, "s": s}) for c in colors for s in SHAPES if (c, s) not in pairs]
+    centres = _centroids(scene)
+    for phrase, (cx, cy) in _CORNERS.items():
+        if min(abs(x - cx) + abs(y - cy) for x, y in centres) >= EMPTY_CORNER:
+            out.append(("position", {"p": phrase, "n": "shape"}))
+    for name, (_, _, direction, side) in _EXTREMES.items():
+        out += [("position", {"e": name, "n": s, "d": direction, "b": side, "p": None}) for s in SHAPES
+                if s not in shapes]
+    return out
+
+
+def absent_queries(scene: Scene, split: str = "test", seed: int = 0, per_kind: int = 1) -> list[Query]:
+    """Up to ``per_kind`` queries of each kind naming something the scene does not hold, in the split's
+    wordings (target :data:`ABSENT`): what the guide must answer "not found" to."""
+    if split not in WORDINGS:
+        raise ValueError(f"unknown split {split!r} (train, val, test)")
+    rng = random.Random(f"absent:{scene.seed}:{split}:{seed}")
+    by_kind: dict[str, list[Query]] = {}
+    for kind, fields in _absent_candidates(scene):
+        options = [w for w in WORDINGS[split][kind] if _render(kind, fields, w) is not None
+                   and all(slot in fields and fields[slot] is not None for slot in re.findall(r"\{(\w)\}", w))]
+        if options:
+            text = _render(kind, fields, rng.choice(options))
+            by_kind.setdefault(kind, []).append(Query(text, kind, ABSENT, None, _referent(kind, fields)))
+    out = []
+    for kind in QUERY_KINDS:
+        found = by_kind.get(kind, [])
         rng.shuffle(found)
         out += found[:per_kind]
     return out

@@ -26,7 +26,7 @@ import torch
 from semcom_cli.core.optional import require
 
 __all__ = ["DenoiserSettings", "build_unet", "build_scheduler", "snr_features", "strength_for", "anchor_for", "refine",
-           "RefineResult", "QUERY_DIM"]
+           "RefineResult", "QUERY_DIM", "sample_seed", "roi_spread", "roi_mean"]
 
 QUERY_DIM = 384   # all-MiniLM-L6-v2
 SNR_FEATURES = 16
@@ -106,36 +106,63 @@ def conditioning(mean, logvar, roi_plane, snr_db, queries):
 
 @dataclass
 class RefineResult:
-    latent: torch.Tensor
+    latent: torch.Tensor          # [B, C, 16, 16]: the seed's own sample
     steps_run: int
     steps_planned: int
     strength: float
     stopped_early: bool
+    spread: torch.Tensor | None = None        # [B]: the samples' standard deviation over the ROI's cells
+    spread_image: torch.Tensor | None = None  # [B]: the same over the whole latent (both: samples > 1)
+
+
+def sample_seed(seed: int, sample: int) -> int:
+    """The seed of sample ``sample`` drawn beside the seed's own (sample 0 is ``seed`` itself, so the image
+    reported is the same sample whatever the count; the others are spread over 63 bits)."""
+    return seed if sample == 0 else (seed + sample * 0x9E3779B97F4A7C15) % (1 << 63)
+
+
+def roi_mean(per_cell: torch.Tensor, roi_plane: torch.Tensor) -> torch.Tensor:
+    """Values per latent cell [B, H, W] → their mean over each image's ROI cells (``roi_plane`` [B, 1, H, W];
+    over the whole latent where a packet has no ROI) [B]."""
+    where = roi_plane[:, 0]
+    where = torch.where(where.flatten(1).sum(1)[:, None, None] > 0, where, torch.ones_like(where))
+    return (per_cell * where).flatten(1).sum(1) / where.flatten(1).sum(1)
+
+
+def roi_spread(samples: torch.Tensor, roi_plane: torch.Tensor) -> torch.Tensor:
+    """Latent samples [K, B, C, H, W] → per image their standard deviation across the K samples, averaged over
+    channels and the ROI's cells [B]."""
+    return roi_mean(samples.std(dim=0, unbiased=True).mean(1), roi_plane)
 
 
 @torch.no_grad()
 def refine(unet, scheduler, mean, logvar, roi_plane, snr_db: torch.Tensor, queries, steps: int, seed: int,
            strength: float, deadline: float | None = None, step_reserve_s: float = 0.0,
-           anchor: float = 0.0, guidance: float = 1.0) -> RefineResult:
+           anchor: float = 0.0, guidance: float = 1.0, samples: int = 1) -> RefineResult:
     """DDIM from a seeded start to the refined scaled latent [B, C, 16, 16]. ``steps``: the steps of a
     whole schedule; ``strength`` < 1 runs its last ``round(steps × strength)`` (at least one) from the
     context noised to that point. ``deadline`` (a ``time.perf_counter()`` value): no step starts that
     the slowest step so far (or ``step_reserve_s`` before the first) says would end past it.
     ``anchor``: the share of ``mean`` the ROI's cells (``roi_plane``) keep in the result.
     ``guidance`` > 1: classifier-free guidance on the query (the prediction without it, moved
-    ``guidance`` times as far toward the one with it; two UNet passes per step)."""
+    ``guidance`` times as far toward the one with it; two UNet passes per step).
+    ``samples`` > 1: as many samples drawn in one batch (seeds :func:`sample_seed`), the result the
+    seed's own; their spread over the ROI is returned as the sampler's doubt."""
     scheduler.set_timesteps(steps)
     timesteps = scheduler.timesteps
     run = max(1, min(steps, round(steps * strength)))
     timesteps = timesteps[len(timesteps) - run:]
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(mean.shape, generator=generator).to(mean.device)
+    batch = mean.shape[0]
+    noise = torch.cat([torch.randn(mean.shape, generator=torch.Generator().manual_seed(sample_seed(seed, k)))
+                       for k in range(samples)]).to(mean.device)
+    many = (lambda t: t.repeat(samples, *([1] * (t.dim() - 1)))) if samples > 1 else (lambda t: t)
+    mean_k, roi_k = many(mean), many(roi_plane)
     if run == steps and strength >= 1.0:
         latent = noise * scheduler.init_noise_sigma
     else:
-        latent = scheduler.add_noise(mean, noise, timesteps[:1].repeat(mean.shape[0]))
-    extra, classes, states = conditioning(mean, logvar, roi_plane, snr_db, queries)
-    estimate, done, slowest = mean, 0, step_reserve_s
+        latent = scheduler.add_noise(mean_k, noise, timesteps[:1].repeat(mean_k.shape[0]))
+    extra, classes, states = conditioning(mean_k, many(logvar), roi_k, many(snr_db), many(queries))
+    estimate, done, slowest = mean_k, 0, step_reserve_s
     for t in timesteps:
         if deadline is not None and time.perf_counter() + slowest > deadline:
             break
@@ -156,6 +183,11 @@ def refine(unet, scheduler, mean, logvar, roi_plane, snr_db: torch.Tensor, queri
     # the last step's clean-latent estimate (after a full run the same as its sample, up to the final
     # alpha; after an early stop the best guess there is)
     final = latent if done == len(timesteps) else estimate
-    keep = anchor * roi_plane
-    final = final * (1 - keep) + mean * keep
-    return RefineResult(final, done, len(timesteps), run / steps, done < len(timesteps))
+    keep = anchor * roi_k
+    final = final * (1 - keep) + mean_k * keep
+    spread = spread_image = None
+    if samples > 1:
+        drawn = final.view(samples, batch, *final.shape[1:])
+        spread, spread_image = roi_spread(drawn, roi_plane), roi_spread(drawn, torch.zeros_like(roi_plane))
+    return RefineResult(final[:batch], done, len(timesteps), run / steps, done < len(timesteps), spread,
+                        spread_image)

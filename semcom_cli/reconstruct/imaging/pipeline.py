@@ -6,7 +6,9 @@ information's QPSK symbols, then the patches' symbols. :func:`receive_streams` d
 information, recomputes the allocation from the box it read and equalises (one-tap MMSE, perfect
 channel knowledge); :func:`decode_streams` then decodes the pixels with part 1's decoder, and
 :func:`decode_streams_generative` with the generative decoder (fast, quality or auto).
-All work on batches; the CLI passes one image.
+All work on batches; the CLI passes one image. A picture of another size than 64×64 is sent as tiles
+of 64×64 (:mod:`semcom_cli.io.tiles`), one packet each, in one batch; :func:`guide_picture` runs the guide
+once over the whole picture and cuts each tile's box out of its map.
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from semcom_cli.channel import to_complex, to_real
 from semcom_cli.channel.equalizer import mmse_equalize
 from semcom_cli.core.registry import Registry
-from semcom_cli.io.patches import SIDE_USES, Allocation, Box, allocate, roi_box
+from semcom_cli.io.patches import GRID, IMAGE_SIZE, SIDE_USES, Allocation, Box, allocate, roi_box
+from semcom_cli.io.tiles import TileGrid, patch_importance
 from semcom_cli.reconstruct.guidance.model import patch_map
 from semcom_cli.reconstruct.imaging.codec import normalise_power, pack, unpack
 from semcom_cli.reconstruct.imaging.side import read_side, side_symbols
 
-__all__ = ["Packet", "Received", "METHODS", "guide_boxes", "encode_images", "receive_streams", "decode_streams",
+__all__ = ["Packet", "Received", "METHODS", "guide_boxes", "guide_findings", "PictureGuide", "guide_picture", "tile_boxes",
+           "encode_images", "receive_streams", "decode_streams",
            "decode_streams_generative"]
 
 # how the dual-path codec spends a packet's channel uses
@@ -47,6 +52,57 @@ def guide_boxes(model, images: torch.Tensor, queries: list[str]):
     logits, referents = model.guide.logits(images, queries)
     maps = patch_map(logits)
     return maps, [roi_box(m, model.roi_threshold) for m in maps], referents, logits
+
+
+@torch.no_grad()
+def guide_findings(model, images: torch.Tensor, queries: list[str]):
+    """As :func:`guide_boxes`, the way the transmitter uses the guide: → (patch maps, boxes, findings,
+    logits), where a query the guide cannot read, or whose referent the image does not show, has a
+    flat map and no box (its :class:`~semcom_cli.reconstruct.guidance.guide.Finding` says which)."""
+    logits, findings = model.guide.find(images, queries)
+    maps = patch_map(logits)
+    return maps, [roi_box(m, model.roi_threshold) if f.found else None for m, f in zip(maps, findings)], findings, \
+        logits
+
+
+@dataclass
+class PictureGuide:
+    """The guide's answer for one picture of any size."""
+
+    probabilities: torch.Tensor  # [H, W]: the referent's probability per pixel, at the picture's size
+    patches: torch.Tensor        # [rows·8, cols·8]: each 8×8 patch's importance over the padded picture
+    boxes: list                  # each tile's ROI box (None: no patch of the tile reaches the threshold)
+    finding: object              # what the guide read the query as, and whether it found it
+
+    @property
+    def referent(self):
+        return self.finding.reading.referent
+
+
+def tile_boxes(patches: torch.Tensor, grid: TileGrid, threshold: float) -> list[Box | None]:
+    """Patch importance over the padded picture [rows·8, cols·8] → each tile's ROI box, raster order."""
+    return [roi_box(patches[r * GRID:(r + 1) * GRID, c * GRID:(c + 1) * GRID], threshold)
+            for r in range(grid.rows) for c in range(grid.cols)]
+
+
+@torch.no_grad()
+def guide_picture(model, picture: torch.Tensor, query: str, grid: TileGrid) -> PictureGuide:
+    """One picture [3, H, W] and its query → the guide's map at the picture's size and each tile's box.
+
+    The guide's network sees 64×64 pictures (its attention is over a fixed 8×8 grid of patches), so it
+    reads the whole picture resized to 64×64, where "leftmost" and "largest" are judged over everything
+    the picture shows; its logits are then resized back to the picture's size. A 64×64 picture takes
+    the guide's own path, unchanged."""
+    if grid.single:
+        maps, boxes, findings, logits = guide_findings(model, picture[None], [query])
+        return PictureGuide(torch.sigmoid(logits[0]), maps[0], [boxes[0]], findings[0])
+    small = F.interpolate(picture[None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True,
+                          align_corners=False).clamp(0.0, 1.0)
+    _, _, findings, logits = guide_findings(model, small, [query])
+    full = F.interpolate(logits[:, None], size=(grid.height, grid.width), mode="bilinear", align_corners=False)
+    probabilities = torch.sigmoid(full[0, 0])
+    patches = patch_importance(probabilities, grid)
+    return PictureGuide(probabilities, patches, tile_boxes(patches, grid, model.roi_threshold), findings[0])
 
 
 @torch.no_grad()
@@ -122,17 +178,23 @@ def decode_streams(model, streams: list[torch.Tensor], gains: list[torch.Tensor]
 
 @torch.no_grad()
 def decode_streams_generative(model, streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float,
-                              budget: int, roi_share: float, method: str, queries: torch.Tensor, decoder: str,
-                              steps: int = 20, seed: int = 0, budget_ms: float | None = None):
+                              budget: int, roi_share: float, method: str, queries, decoder: str,
+                              steps: int = 20, seed: int = 0, budget_ms: float | None = None,
+                              began: float | None = None, samples: int | None = None):
     """The generative decoder: → (images, boxes read, :class:`~semcom_cli.reconstruct.generative.decoder.Choice`).
-    ``queries``: the query embeddings [B, 384] (zeros: none). Under ``auto`` the budget's clock starts
-    before the side information is read (the warm-up that times a step runs before it)."""
+    ``queries``: the query embeddings [B, 384] (zeros: none), or a function that makes them (called after
+    the clock starts: the query's embedding counts in the budget). The budget's clock starts at ``began``
+    (a ``time.perf_counter()`` value; default: before the side information is read); the warm-up that
+    times the networks runs before it (``model.warm_up`` at load time does it once). ``samples``: what quality
+    draws per image for its confidence (default 1)."""
 
     generative = model.generative
-    if decoder == "auto":
-        generative.timing(len(streams), bool(queries.abs().sum() > 0))
-    began = time.perf_counter()
+    guided = callable(queries) or bool(queries.abs().sum() > 0)  # a function: there is a query to embed
+    generative.warm_up(len(streams), decoder == "auto", guided, samples or 1)
+    began = time.perf_counter() if began is None else began
     r = receive_streams(streams, gains, snr_db, budget, roi_share, method)
+    queries = queries() if callable(queries) else queries
+    cheapest = model.decoder if decoder == "auto" else None
     images, choice = generative.decode(r.hi, r.light, r.uses, r.roi, r.snr_db, queries, decoder, steps, seed,
-                                       budget_ms, began=began)
+                                       budget_ms, began=began, method=method, samples=samples, cheapest=cheapest)
     return images, r.boxes, choice
