@@ -76,7 +76,8 @@ def test_semcom_list_shows_every_registry_and_every_stage(semcom):
     listed = json.loads(r.stdout)
     assert {"channels", "tasks", "methods", "metrics", "stages", "decoders"} <= set(listed)
     assert set(listed["stages"]) == {"align", "channel", "instruct", "rate", "corpus", "retrieval", "guidance",
-                                     "image-codec", "image-vae", "image-diffusion", "scene-features", "federated"}
+                                     "guide-checks", "image-codec", "image-vae", "image-diffusion", "scene-features",
+                                     "federated"}
     assert all(listed["stages"].values())  # every stage says what it trains
 
 

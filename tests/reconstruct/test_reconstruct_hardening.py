@@ -111,7 +111,7 @@ def test_the_trainer_refuses_weights_a_step_left_non_finite():
     (["--lr", "-1"], "lr"), (["--batch-size", "100000000"], "batch_size"),
     (["--steps", "1000000000"], "steps"),
 ])
-@pytest.mark.parametrize("stage", ["image-codec", "image-vae", "guidance"])
+@pytest.mark.parametrize("stage", ["image-codec", "image-vae", "guidance", "guide-checks"])
 def test_bad_training_flags_are_refused_before_training(semcom, tmp_path, stage, flags, fragment):
     source = [] if stage == "guidance" else ["-c", SHIPPED]
     r = semcom("finetune", "--stage", stage, *source, "-o", tmp_path / "out", *flags)

@@ -102,7 +102,8 @@ class ReferentParser(nn.Module):
         self.heads = nn.ModuleList(nn.Linear(hidden, len(REFERENT_VALUES[f]) + 1) for f in FIELDS)
         self.unread = nn.Linear(hidden, 1)  # the query says something no field holds
 
-    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    def forward(self, states: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """States [B, L, D], mask [B, L] → (one logit tensor [B, values + 1] per field, the unread logit [B],
         the attention weights [B, L, fields + 1])."""
         h = self.project(self.norm(states))

@@ -1,7 +1,8 @@
 """The guide's parts in a reconstruct checkpoint (the one checkpoint layout, :mod:`semcom_cli.io.checkpoint`):
 ``guide_net/`` (the image network that marks the referent), ``referent_parser/`` (the parser of
-SmolLM2's reading of a query) and ``presence_check/`` (does the picture hold what was marked), with the training settings, the query layer and the thresholds of
-"unknown" and "not found" (``guide_thresholds``, measured on validation queries) in the manifest."""
+SmolLM2's reading of a query) and ``presence_check/`` (is what was marked the referent), with the training
+settings, the query layer and the thresholds of "unknown" and "not found" (``guide_thresholds``, measured
+on validation queries and scenes) in the manifest."""
 
 from __future__ import annotations
 
