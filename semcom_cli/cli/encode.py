@@ -364,9 +364,12 @@ def _encode_reconstruct(inputs: list[str], output: Optional[str], query: Optiona
                                     f"{budget} channel uses per tile: ")
     if info:
         box = info["box"]
+        status = (info.get("guide") or {}).get("status")
+        read = ("query " + status if status in ("unknown", "not found") else
+                f"query read as {info.get('referent') or 'nothing'}")  # the note above says why
+        where = "sent uniform" if "fallback" in info else f"region {box or 'none found'}"
         console.print(f"{tiles}{sem.header.channel_uses} channel uses ({sem.header.image['side_uses']} "
-                      f"{'per tile ' if tiles else ''}for the region's box); query read as "
-                      f"{info.get('referent') or 'nothing'}; region {box or 'none found'}"
+                      f"{'per tile ' if tiles else ''}for the region's box); {read}; {where}"
                       f"{' (8×8 patches of the picture)' if tiles and box else ''}")
     elif tiles:
         console.print(f"{tiles}{sem.header.channel_uses} channel uses")

@@ -138,3 +138,30 @@ def test_a_parser_from_before_unknown_is_refused_in_one_line(tmp_path, semcom):
     assert_clean_failure(result, "guide-checks")
     assert not (tmp_path / "map.png").exists()
     assert re.search(r"predates", result.output)
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("query,status", [("le cercle vert", "unknown"), ("the yellow one", "not found")])
+def test_encode_falls_back_to_uniform_says_so_and_records_it_in_the_file(semcom, tmp_path, query, status):
+    from PIL import Image
+
+    from semcom_cli.io.semantic import SemanticFile
+
+    image = tmp_path / "scene.png"
+    Image.fromarray(scene_at("test", 0).image).save(image)  # no yellow object, nothing in French
+    sem = tmp_path / "p.sem"
+    r = semcom("encode", str(image), "--task", "reconstruct", "--query", query, "-o", str(sem))
+    assert r.exit_code == 0, r.output
+    notes = [line for line in r.stderr.splitlines() if line.startswith("semcom: note:")]
+    assert len(notes) == 1 and "sent uniform" in notes[0]  # said in one line, on stderr
+    header = SemanticFile.from_bytes(sem.read_bytes(), "p").header
+    assert header.image["method"] == "uniform" and header.image["side_uses"] == 0
+    assert header.image["guide"]["status"] == status
+    fallback = header.image["fallback"]
+    assert fallback["from"] == "importance" and fallback["to"] == "uniform" and fallback["why"] in notes[0]
+    # and the receiver decodes it as the uniform packet it is
+    rx = tmp_path / "p.rx"
+    assert semcom("transmit", str(sem), "--snr", "12", "-o", str(rx)).exit_code == 0
+    done = semcom("decode", str(rx), "-o", str(tmp_path / "out.png"), "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["box_received"] is None

@@ -83,7 +83,7 @@ class Finding:
             return f"the guide cannot read the query ({self.reading.why_unknown()})"
         if self.status == NOT_FOUND:
             return (f"the picture holds nothing the guide reads as {self.reading.referent.describe()} "
-                    f"(it marked {self.marked or 'nothing'}; presence {self.presence:.2f})")
+                    f"({_marked_words(self.marked)}; presence {self.presence:.2f})")
         return None
 
     def to_json(self) -> dict:
@@ -91,6 +91,12 @@ class Finding:
                 "peak": None if self.peak is None else round(self.peak, 3),
                 "presence": None if self.presence is None else round(self.presence, 3), "marked": self.marked,
                 "why": self.why()}
+
+
+def _marked_words(marked: str | None) -> str:
+    if marked in (None, "no object"):
+        return "what it marked is no object"
+    return f"what it marked looks like {marked}"
 
 
 class Guide:
