@@ -290,6 +290,14 @@ def _unrelated(side: str, rng: random.Random, count: int) -> list[LabelledQuery]
     return out
 
 
+def _said(wording: str, color, shape) -> tuple[int, ...]:
+    """The field targets of a wording that may name a colour ({c}) and a shape ({s}): each value's index,
+    OUTSIDE as it is, 0 for a field the wording does not name."""
+    def index(field: str, value) -> int:
+        return value if value == OUTSIDE else REFERENT_VALUES[field].index(value)
+    return (index("color", color) if "{c}" in wording else 0, index("shape", shape) if "{s}" in wording else 0, 0, 0)
+
+
 def _nonsense_word(rng: random.Random) -> str:
     if rng.random() < 0.3:  # keyboard runs, as a user mashing keys types them
         row = rng.choice(("qwertyuiop", "asdfghjkl", "zxcvbnm"))
@@ -324,12 +332,7 @@ def outside_queries(side: str, count: int, seed: int = 0) -> list[LabelledQuery]
         c, s = rng.choice(COLORS), rng.choice(SHAPES)
         fills = {"a": (rng.choice(OUTSIDE_WORDS["attribute"][side]), UNREAD), "c": (c, READ), "s": (s, READ)}
         text, tags = _fill(wording, fills)
-        fields = [0, 0, 0, 0]
-        if "{c}" in wording:
-            fields[0] = REFERENT_VALUES["color"].index(c)
-        if "{s}" in wording:
-            fields[1] = REFERENT_VALUES["shape"].index(s)
-        out.append(LabelledQuery(text, tuple(fields), tags, "outside attribute"))
+        out.append(LabelledQuery(text, _said(wording, c, s), tags, "outside attribute"))
     languages = FOREIGN[side]
     for _ in range(target["foreign"]):
         colours, shapes, wordings = languages[rng.choice(sorted(languages))]
@@ -339,23 +342,13 @@ def outside_queries(side: str, count: int, seed: int = 0) -> list[LabelledQuery]
         fills = {"c": (colours[c], UNREAD), "s": (shapes[s], READ if shapes[s] == s else UNREAD)}
         text, _ = _fill(wording, fills)
         tags = tuple(READ if w == s and "{s}" in wording else UNREAD for w in text.split())
-        fields = [0, 0, 0, 0]
-        if "{c}" in wording:
-            fields[0] = OUTSIDE
-        if "{s}" in wording:
-            fields[1] = REFERENT_VALUES["shape"].index(s) if shapes[s] == s else OUTSIDE
-        out.append(LabelledQuery(text, tuple(fields), tags, "foreign"))
+        out.append(LabelledQuery(text, _said(wording, OUTSIDE, s if shapes[s] == s else OUTSIDE), tags, "foreign"))
     for _ in range(target["nonsense"]):
         wording = rng.choice(NONSENSE_WORDINGS)
         c, s = rng.choice(COLORS), rng.choice(SHAPES)
         text, tags = _fill(wording, {"x": (_nonsense_word(rng), UNREAD), "y": (_nonsense_word(rng), UNREAD),
                                      "c": (c, READ), "s": (s, READ)})
-        fields = [0, 0, 0, 0]
-        if "{c}" in wording:
-            fields[0] = REFERENT_VALUES["color"].index(c)
-        if "{s}" in wording:
-            fields[1] = REFERENT_VALUES["shape"].index(s)
-        out.append(LabelledQuery(text, tuple(fields), tags, "nonsense"))
+        out.append(LabelledQuery(text, _said(wording, c, s), tags, "nonsense"))
     out += _unrelated(side, rng, target["unrelated"])
     rng.shuffle(out)
     return out[:count]
