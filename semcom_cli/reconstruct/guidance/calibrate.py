@@ -23,7 +23,7 @@ import torch
 from semcom_cli.data.scenes import Referent, absent_queries, referring_queries, scene_at
 from semcom_cli.data.scenes.readings import LabelledQuery, known_queries, outside_queries
 from semcom_cli.reconstruct.guidance.guide import FOUND, Guide, GuideThresholds, referent_kind
-from semcom_cli.reconstruct.guidance.presence import presence_examples
+from semcom_cli.reconstruct.guidance.presence import presence_examples, scene_picture
 from semcom_cli.reconstruct.guidance.referent import ReadingThresholds
 
 __all__ = ["calibrate_reading", "calibrate_not_found", "calibrate_guide", "measure_honesty"]
@@ -52,10 +52,6 @@ def calibrate_reading(parser, reader, queries: list[LabelledQuery], false_unknow
             "n": len(queries)}
 
 
-def _scene_tensor(scene) -> torch.Tensor:
-    return torch.from_numpy(scene.image).permute(2, 0, 1).float() / 255.0
-
-
 @torch.no_grad()
 def calibrate_not_found(guide: Guide, split: str = "val", scenes: int = 300, present_miss: float = 0.01) -> dict:
     """The presence threshold from referents the scenes hold (the true referent given: the image network's
@@ -68,7 +64,7 @@ def calibrate_not_found(guide: Guide, split: str = "val", scenes: int = 300, pre
     holds = held.numpy() > 0.5
     kinds = np.array([referent_kind(Referent.from_indices(r)) for r in refs.tolist()])
     threshold = float(np.quantile(p[holds], present_miss))
-    # per kind of referent where enough present ones say where its 1 % lies: a colour the check reads
+    # per kind of referent where enough present ones say where its lowest share lies: a colour the check reads
     # near-perfectly gets a threshold of its own, not the one a shape's harder reading forces
     by_kind = {k: float(np.quantile(p[holds & (kinds == k)], present_miss)) for k in sorted(set(kinds))
                if (holds & (kinds == k)).sum() >= MIN_KIND_PRESENT}
@@ -104,14 +100,14 @@ def measure_honesty(guide: Guide, scenes: int = 300, outside: int = 600, seed: i
     unreadable = outside_queries("held_out", outside, seed=seed + 1000)
     for index in range(scenes):
         scene = scene_at("test", index)
-        image = _scene_tensor(scene)
+        image = scene_picture(scene)
         for q in referring_queries(scene, "test", seed=rng.randrange(1 << 30), per_kind=1)[:2]:
             cases.append((image, q.text, "present"))
         absent = absent_queries(scene, "test", seed=rng.randrange(1 << 30), per_kind=1)
         for q in rng.sample(absent, min(1, len(absent))):  # one of a kind drawn at random
             cases.append((image, q.text, f"absent {q.kind}"))
     for k, q in enumerate(unreadable):
-        cases.append((_scene_tensor(scene_at("test", k % scenes)), q.text, q.kind))
+        cases.append((scene_picture(scene_at("test", k % scenes)), q.text, q.kind))
     stopped: dict[str, list[bool]] = defaultdict(list)
     examples: dict[str, list[str]] = defaultdict(list)
     for start in range(0, len(cases), BATCH):

@@ -33,7 +33,8 @@ from semcom_cli.training.memory import MemoryNeed
 from semcom_cli.training.trainer import Optimisation, Trainer
 
 __all__ = ["PresenceCheck", "PresenceTrain", "presence_examples", "object_examples", "train_presence",
-           "presence_config", "presence", "what_is_marked"]
+           "presence_config", "presence", "what_is_marked",
+           "scene_picture"]
 
 COLOURS = REFERENT_VALUES["color"][1:]
 SHAPES = REFERENT_VALUES["shape"][1:]
@@ -121,7 +122,8 @@ class PresenceTrain(StageSettings):
         return MemoryNeed(100_000, 2e6, self.batch_size, self.scenes * 6 * 64 * 64 * 4)
 
 
-def _picture(scene) -> torch.Tensor:
+def scene_picture(scene) -> torch.Tensor:
+    """A scene's picture as the guide reads it: [3, H, W] in [0, 1]."""
     return torch.from_numpy(scene.image).permute(2, 0, 1).float() / 255.0
 
 
@@ -146,7 +148,7 @@ def presence_examples(mark, split: str, scenes: int, seed: int = 0, start: int =
 
     for index in range(start, start + scenes):
         scene = scene_at(split, index)
-        picture = _picture(scene)
+        picture = scene_picture(scene)
         pictures.append(picture)
         scenes_seen.append(scene)
         present = [q.referent for q in referring_queries(scene, "train", seed=rng.randrange(1 << 30), per_kind=1)]
@@ -199,7 +201,7 @@ def object_examples(split: str, scenes: int, seed: int = 0) -> tuple[torch.Tenso
     pictures, which, masks, labels = [], [], [], []
     for index in range(scenes):
         scene = scene_at(split, index)
-        pictures.append(_picture(scene))
+        pictures.append(scene_picture(scene))
         size = scene.image.shape[0]
         for k, mask in enumerate(scene.masks):
             which.append(len(pictures) - 1)
