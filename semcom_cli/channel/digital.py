@@ -1,8 +1,8 @@
 """The digital baseline: separate source and channel coding, and its capacity bound.
 
 What every semantic-communication paper is compared with. A packet (an image or
-a sentence) is source-coded to bytes (WebP/JPEG/PNG through Pillow with the
-highest quality that fits; UTF-8 for text), framed with a 16-bit length field,
+a sentence) is source-coded to bytes (an image codec at the highest quality that
+fits, :mod:`.image_codecs`; UTF-8 for text), framed with a 16-bit length field,
 protected with 5G NR LDPC and mapped to QAM (Sionna), sent through the same
 channel as the semantic pipeline, demapped (exact APP LLRs after one-tap
 equalisation with perfect CSI) and decoded. A packet whose bits do not fit, or
@@ -26,20 +26,18 @@ draw's own capacity), and is lost otherwise.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
-from PIL import Image
 
 from semcom_cli.channel.base import Channel, noise_variance
 from semcom_cli.core.errors import SemcomError
 
-__all__ = ["MCS_TABLE", "CODECS", "CODING_GAP_DB", "DigitalLink", "choose_mcs", "link_for", "compress_image",
-           "decompress_image", "send_payloads", "capacity_bits", "LENGTH_BITS"]
+__all__ = ["MCS_TABLE", "CODING_GAP_DB", "DigitalLink", "choose_mcs", "link_for", "send_payloads", "capacity_bits",
+           "LENGTH_BITS", "MAX_K", "MIN_K"]
 
 # name → (bits per QAM symbol, code rate), in increasing spectral efficiency
 MCS_TABLE: dict[str, tuple[int, float]] = {
@@ -52,8 +50,6 @@ CODING_GAP_DB = 2.5  # distance of short 5G LDPC blocks with BICM from capacity 
 LENGTH_BITS = 16  # the frame's payload-length field
 MAX_K = 8448  # 5G LDPC base graph 1: information bits per code block
 MIN_K = 12
-CODECS = ("webp", "jpeg", "png")
-_QUALITIES = (95, 90, 85, 80, 70, 60, 50, 40, 30, 20, 10, 5, 0)
 
 
 def mcs_threshold_db(name: str) -> float:
@@ -112,41 +108,6 @@ def link_for(channel_uses: int, snr_db: float, mcs: str = "auto") -> DigitalLink
     if channel_uses <= 0:
         raise SemcomError(f"channel uses must be positive (got {channel_uses})")
     return DigitalLink(int(channel_uses), choose_mcs(snr_db, mcs))
-
-
-# source coding ---------------------------------------------------------------
-
-def _encode(image: np.ndarray, codec: str, quality: int) -> bytes:
-    buf = io.BytesIO()
-    im = Image.fromarray(image)
-    if codec == "png":
-        im.save(buf, "PNG", optimize=True)
-    else:
-        im.save(buf, codec.upper(), quality=quality)
-    return buf.getvalue()
-
-
-def compress_image(image: torch.Tensor, max_bytes: int, codec: str = "webp") -> bytes | None:
-    """The highest-quality encoding of a uint8 [3, H, W] image within ``max_bytes`` (None: none fits)."""
-    if codec not in CODECS:
-        raise SemcomError(f"unknown image codec '{codec}' (choose from: {', '.join(CODECS)})")
-    pixels = image.permute(1, 2, 0).contiguous().numpy()
-    for quality in (_QUALITIES if codec != "png" else (0,)):
-        data = _encode(pixels, codec, quality)
-        if len(data) <= max_bytes:
-            return data
-    return None
-
-
-def decompress_image(data: bytes) -> torch.Tensor | None:
-    """Bytes → float [3, H, W] in [0, 1]; None when the bytes are not an image."""
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            arr = np.asarray(im.convert("RGB")).copy()
-    except Exception:  # noqa: BLE001 - any decoder failure is a lost packet
-        return None
-    return torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
 
 
 # channel coding and modulation -------------------------------------------------

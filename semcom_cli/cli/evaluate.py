@@ -85,7 +85,8 @@ def run(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sample and the channel.", show_default="0"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items decoded per batch.",
                                              show_default="64; --method rag (text): 32"),
-    image_codec: Optional[str] = typer.Option(None, "--image-codec", help="Digital baseline: webp, jpeg or png.",
+    image_codec: Optional[str] = typer.Option(None, "--image-codec", help="Digital baseline: comma list of image codecs, each measured (webp, jpeg, png, avif, "
+                                                   "heif, jpeg2000) or all.",
                                               show_default="webp"),
     mcs: Optional[str] = typer.Option(None, "--mcs", help="Digital baseline: auto (link adaptation) or e.g. "
                                                           "16qam-1/2.", show_default="auto"),

@@ -15,6 +15,7 @@ EXTRAS = {
     "ray": ("federated", "Flower's simulation engine (Ray)"),
     "faiss": ("retrieval", "knowledge bases (FAISS)"),
     "diffusers": ("generative", "the generative image decoder (diffusers)"),
+    "pillow_heif": ("codecs", "the HEIF image codec (pillow-heif)"),
 }
 
 

@@ -20,7 +20,8 @@ def versions() -> dict[str, str]:
 
     out = {"semcom": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
            "peft": peft.__version__, "python": platform.python_version()}
-    for package in ("sionna-no-rt", "pykan", "sacrebleu", "torchmetrics", "pillow", "faiss-cpu", "flwr", "diffusers"):
+    for package in ("sionna-no-rt", "pykan", "sacrebleu", "torchmetrics", "pillow", "pillow-heif", "faiss-cpu", "flwr",
+                    "diffusers"):
         try:
             out[package] = version(package)
         except Exception:  # a version we cannot read is left out, not guessed

@@ -6,7 +6,11 @@
   bound of the semantic pipeline.
 - ``digital``: separate source and channel coding (:mod:`semcom_cli.channel.digital`),
   then the same receiver model on the decoded image.
-- ``capacity``: the best any separate scheme could do at that SNR and bandwidth.
+- ``separation``: a digital system that knows the task (:mod:`semcom_cli.link.separation`): the
+  caption the transmitter reads in the picture as 5 bits, or the sentence's token ids, with 5G LDPC
+  and QAM at the same channel uses; the same LLM answers from the decoded caption.
+- ``capacity``: the best any separate scheme could do at that SNR and bandwidth: the picture when
+  its file fits the draw's capacity, else its caption when 5 bits do (the task-aware source).
 - ``uniform``: the semantic pipeline at each requested budget, variable rate (tokens left out or
   repeated, :mod:`semcom_cli.link.rate`), every token alike: no question known.
 - ``content``: the same with the budget shared out by each token's share in what the packet says
@@ -22,16 +26,19 @@ own count, ``checkpoint`` which named checkpoint it runs on.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from semcom_cli.channel import make_channel
-from semcom_cli.channel.digital import capacity_bits, compress_image, decompress_image, link_for, send_payloads
+from semcom_cli.channel.digital import capacity_bits, link_for, send_payloads
+from semcom_cli.channel.image_codecs import compress_image, decompress_image
 from semcom_cli.core.registry import Registry
 from semcom_cli.evaluation import metrics
 from semcom_cli.link.rate.packets import budget_for, plan_copies, send_at_rate
+from semcom_cli.link.separation import CAPTION_BITS, classify_captions, send_captions, send_sentences, token_bits
 from semcom_cli.tasks import get_task
 
 __all__ = ["Method", "METHODS", "register_method", "Received", "MethodContext"]
@@ -103,13 +110,14 @@ def _budgets(ctx: MethodContext, task: str, keys: list, point) -> list[int]:
     return ctx.model.channel_uses(get_task(task).modality, keys)
 
 
-def _payloads(ctx: MethodContext, image: bool, keys: list, fit_bytes: list[int]) -> list[bytes | None]:
+def _payloads(ctx: MethodContext, image: bool, keys: list, fit_bytes: list[int],
+              codec: str = "webp") -> list[bytes | None]:
     """Each packet source-coded into at most its byte budget (None: it does not fit)."""
 
     out: list[bytes | None] = []
     for key, budget in zip(keys, fit_bytes):
         if image:
-            out.append(compress_image(ctx.data.images[key], budget, ctx.settings.image_codec))
+            out.append(compress_image(ctx.data.images[key], budget, codec))
         else:
             out.append(key.encode() if len(key.encode()) <= budget else None)
     return out
@@ -123,20 +131,27 @@ def _digital_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list
         link = link_for(budget, point.snr_db, ctx.settings.mcs)
         mcs_used.add(link.mcs)
         rows = [i for i, b in enumerate(budgets) if b == budget]
-        payloads = _payloads(ctx, image, [keys[i] for i in rows], [link.payload_bytes] * len(rows))
+        payloads = _payloads(ctx, image, [keys[i] for i in rows], [link.payload_bytes] * len(rows), point.codec)
         for i, p in zip(rows, payloads):
             sent[i] = p
         for i, got in zip(rows, send_payloads(payloads, link, point.snr_db, ctx.channel(point.channel))):
             arrived[i] = got
     extra["mcs"] = sorted(mcs_used)
+    extra["codec"] = point.codec
     return sent, arrived
 
 
 def _capacity_arrivals(ctx: MethodContext, image: bool, keys: list, budgets: list[int], point):
     bits = capacity_bits(budgets, point.snr_db, ctx.channel(point.channel))
     fit = [int(bits[i] // 8) if torch.isfinite(bits[i]) else 1 << 30 for i in range(len(keys))]
-    sent = _payloads(ctx, image, keys, fit)
-    return sent, list(sent)
+    if image:
+        sent = _payloads(ctx, image, keys, fit, ctx.settings.capacity_codec)
+    else:  # a sentence fits as UTF-8 or as its token ids, whichever is shorter
+        ids, mask = ctx.model.text_token_ids(keys)
+        width = token_bits(len(ctx.model.get_llm().tokenizer))
+        token_bytes = [math.ceil(int(m.sum()) * width / 8) for m in mask.cpu()]
+        sent = [k.encode() if min(len(k.encode()), t) <= f else None for k, t, f in zip(keys, token_bytes, fit)]
+    return sent, list(sent), bits
 
 
 def _separate(ctx: MethodContext, task: str, keys: list, point) -> Received:
@@ -144,24 +159,49 @@ def _separate(ctx: MethodContext, task: str, keys: list, point) -> Received:
     budgets = _budgets(ctx, task, keys, point)
     image = get_task(task).modality == "image"
     extra: dict = {}
+    bits = None
     if point.method == "digital":
         sent, arrived = _digital_arrivals(ctx, image, keys, budgets, point, extra)
     else:
-        sent, arrived = _capacity_arrivals(ctx, image, keys, budgets, point)
+        sent, arrived, bits = _capacity_arrivals(ctx, image, keys, budgets, point)
     extra["fits"] = metrics.proportion([float(s is not None) for s in sent])
     uses = [float(b) for b in budgets]
     if not image:
         extra["delivered"] = metrics.proportion([float(a is not None) for a in arrived])
         return Received(None, None, [a is not None for a in arrived], uses,
                         texts=[a.decode(errors="replace") if a else "" for a in arrived], extra=extra)
-    return _decoded_images(ctx, keys, arrived, uses, extra)
+    if point.method == "digital":
+        return _decoded_images(ctx, keys, arrived, uses, extra, point.codec)
+    received = _decoded_images(ctx, keys, arrived, uses, extra, ctx.settings.capacity_codec)
+    return _captions_at_capacity(ctx, keys, received, bits)
+
+
+def _captions_at_capacity(ctx: MethodContext, keys: list, received: Received, bits: torch.Tensor) -> Received:
+    """The bound for a task-aware source: where the picture does not fit the capacity but its caption's
+    bits do, the receiver gets the caption (what the separation baseline sends)."""
+    rows = [i for i, ok in enumerate(received.available) if not ok and float(bits[i]) >= CAPTION_BITS]
+    received.extra["caption_only"] = metrics.proportion([float(i in rows) for i in range(len(keys))])
+    if not rows:
+        return received
+    captions = ctx.model.caption_codebook()
+    chosen = classify_captions(ctx.model, ctx.data.batch_images([keys[i] for i in rows]))
+    if received.tokens is None:
+        received.tokens = torch.zeros(len(keys), *captions.shape[1:], dtype=captions.dtype, device=captions.device)
+        received.mask = torch.ones(received.tokens.shape[:2], dtype=torch.long, device=captions.device)
+    for i, c in zip(rows, chosen):
+        received.tokens[i] = captions[c].to(received.tokens.dtype)
+        received.mask[i] = 1
+        received.available[i] = True
+    received.extra["delivered"] = metrics.proportion([float(a) for a in received.available])
+    return received
 
 
 def _decoded_images(ctx: MethodContext, keys: list, arrived: list[bytes | None], uses: list[float],
-                    extra: dict) -> Received:
+                    extra: dict, codec: str) -> Received:
     """The receiver model's tokens of the images that arrived, and their quality."""
 
-    images = [decompress_image(a) if a is not None else None for a in arrived]
+    size = tuple(ctx.data.images[keys[0]].shape[1:]) if keys else (64, 64)
+    images = [decompress_image(a, codec, size) if a is not None else None for a in arrived]
     available = [im is not None for im in images]
     extra["delivered"] = metrics.proportion([float(a) for a in available])
     got = [i for i, im in enumerate(images) if im is not None]
@@ -172,6 +212,36 @@ def _decoded_images(ctx: MethodContext, keys: list, arrived: list[bytes | None],
     with torch.no_grad():
         t, m = ctx.model.image_tokens(torch.stack([im if im is not None else images[got[0]] for im in images]))
     return Received(t * m[..., None], m, available, uses, extra=extra)
+
+
+def _separation(ctx: MethodContext, task: str, keys: list, point) -> Received:
+    """The separation baseline: the caption's index or the sentence's token ids as bits, at the same uses."""
+    model = ctx.model
+    budgets = _budgets(ctx, task, keys, point)
+    channel = None if point.snr_db is None else ctx.channel(point.channel)
+    uses = [float(b) for b in budgets]
+    if get_task(task).modality == "text":
+        llm = model.get_llm()
+        ids, mask = model.text_token_ids(keys)
+        token_ids = [row[: int(m.sum())].tolist() for row, m in zip(ids.cpu(), mask.cpu())]
+        sent = send_sentences(token_ids, len(llm.tokenizer), budgets, point.snr_db, channel, ctx.settings.mcs)
+        texts = [llm.tokenizer.decode(a) if a else "" for a in sent.arrived]
+        return Received(None, None, [bool(a) for a in sent.arrived], uses, texts=texts, extra=_separation_record(sent))
+    indices = []
+    for start in range(0, len(keys), ctx.settings.batch_size):
+        indices += classify_captions(model, ctx.data.batch_images(keys[start : start + ctx.settings.batch_size]))
+    sent = send_captions(indices, budgets, point.snr_db, channel)
+    available = [a is not None for a in sent.arrived]
+    captions = model.caption_codebook()
+    tokens = captions[torch.tensor([a if a is not None else 0 for a in sent.arrived], device=captions.device)]
+    mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
+    return Received(tokens, mask, available, uses, extra=_separation_record(sent))
+
+
+def _separation_record(sent) -> dict:
+    return {"delivered": metrics.proportion([float(a is not None and a != []) for a in sent.arrived]),
+            "intact": metrics.proportion([float(i) for i in sent.intact]),
+            "bits_mean": sum(sent.sent_bits) / max(1, len(sent.sent_bits)), "links": sent.links}
 
 
 def _at_rate(ctx: MethodContext, task: str, keys: list, point) -> Received:
@@ -199,6 +269,7 @@ register_method(Method("semantic", _semantic))
 register_method(Method("mlp", _semantic, checkpoint="mlp"))
 register_method(Method("noiseless", _semantic, noiseless=True))
 register_method(Method("digital", _separate, budgets=True))
+register_method(Method("separation", _separation, budgets=True))
 register_method(Method("capacity", _separate, budgets=True))
 register_method(Method("uniform", _at_rate, budgets=True, auto=True))
 register_method(Method("content", _at_rate, budgets=True, auto=True))

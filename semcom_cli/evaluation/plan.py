@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+
+from semcom_cli.channel.image_codecs import CODECS
 
 from semcom_cli.config.preset import ChannelName, Strict, TaskName, first_error_line, read_yaml, registered
 from semcom_cli.core.errors import SemcomError
@@ -53,9 +55,17 @@ class EvalPlan(Strict):
     limit: int = Field(200, ge=0)  # questions (captions, sentences) per point; 0: all
     seed: int = Field(0, ge=0, le=MAX_SEED)
     batch_size: int = Field(64, gt=0)
-    image_codec: Literal["webp", "jpeg", "png"] = "webp"
+    # the digital baseline's image codecs, each measured (a comma list or "all" from --image-codec)
+    image_codec: list[Literal[CODECS]] = ["webp"]
     mcs: str = "auto"
     floors: list[Floor] = []
+
+    @field_validator("image_codec", mode="before")
+    @classmethod
+    def _codec_list(cls, value):
+        if isinstance(value, str):
+            value = list(CODECS) if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
+        return list(dict.fromkeys(value)) if isinstance(value, list) else value
 
 
 

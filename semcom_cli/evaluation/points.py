@@ -39,12 +39,14 @@ class Point:
     channel: str
     snr_db: float | None
     channel_uses: int | str | None  # "auto": the rate table's choice (methods that take it)
+    codec: str | None = None  # the digital baseline's image codec (None for every other method)
 
     @property
     def key(self) -> str:
         snr = "-" if self.snr_db is None else f"{self.snr_db:g}"
         uses = "matched" if self.channel_uses is None else str(self.channel_uses)
-        return f"{self.method}|{self.task}|{self.channel}|{snr}|{uses}"
+        method = self.method if self.codec is None else f"{self.method}/{self.codec}"
+        return f"{method}|{self.task}|{self.channel}|{snr}|{uses}"
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,14 @@ class Settings:
     limit: int | None = 200
     seed: int = 0
     batch_size: int = 64
-    image_codec: str = "webp"
+    image_codecs: tuple[str, ...] = ("webp",)  # the digital baseline is measured with each
     mcs: str = "auto"
     target_accuracy: float = 0.95  # what the auto rate policy aims for
+
+    @property
+    def capacity_codec(self) -> str:
+        """The codec whose source bits the capacity bound counts: the first listed."""
+        return self.image_codecs[0]
 
 
 def _check_method(name: str) -> str:
@@ -64,9 +71,10 @@ def _check_method(name: str) -> str:
 
 
 def plan_points(methods: list[str], tasks: list[str], channels: list[str], snrs: list[float],
-                channel_uses: list[int | None]) -> list[Point]:
+                channel_uses: list[int | None], image_codecs: tuple[str, ...] = ("webp",)) -> list[Point]:
     """Every combination, in a fixed order. The semantic pipelines run at their own channel uses
-    (once per SNR), noiseless once per task; the baselines at each requested channel-use budget."""
+    (once per SNR), noiseless once per task; the baselines at each requested channel-use budget, the
+    digital baseline of an image task once per image codec."""
     methods = [_check_method(m) for m in methods]
     tasks = [get_task(t).name for t in tasks]
     channels = [check_channel(c) for c in channels]
@@ -83,7 +91,9 @@ def plan_points(methods: list[str], tasks: list[str], channels: list[str], snrs:
             budgets = channel_uses if METHODS[method].budgets else [None]
             if not METHODS[method].auto:  # the rate table's choice means nothing to the baselines
                 budgets = [u for u in budgets if u != "auto"]
-            points += [Point(method, task, channel, snr, u) for channel in channels for snr in snrs for u in budgets]
+            codecs = image_codecs if method == "digital" and get_task(task).modality == "image" else (None,)
+            points += [Point(method, task, channel, snr, u, codec) for channel in channels for snr in snrs
+                       for u in budgets for codec in codecs]
     return list(dict.fromkeys(points))  # drop repeats, keep order
 
 

@@ -9,8 +9,9 @@ around that object (the VQA checkpoint was trained on single shapes). The guide'
 once per run (it does not depend on the channel) and reported on every ``importance`` point.
 
 Methods: ``importance`` (the guide's box, its side information counted), ``uniform`` (the same codec
-without guidance, the whole budget on the light path) and ``digital`` (WebP + 5G LDPC + QAM at the
-same channel uses, :mod:`semcom_cli.channel.digital`; a lost packet leaves a grey image).
+without guidance, the whole budget on the light path), ``digital`` (an image codec + 5G LDPC + QAM at
+the same channel uses, :mod:`semcom_cli.channel.digital`; a lost packet leaves a grey image) and
+``separation`` (the object's box and caption as bits beside the picture, :mod:`semcom_cli.link.separation`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from semcom_cli.channel import make_channel, seed_channel
-from semcom_cli.channel.digital import compress_image, decompress_image, link_for, send_payloads
+from semcom_cli.channel.digital import link_for, send_payloads
+from semcom_cli.channel.image_codecs import compress_image, decompress_image
+from semcom_cli.link.separation import object_message, object_uses, paint_object, send_objects
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.registry import Registry
 from semcom_cli.data.scenes import referring_queries, scene_at
@@ -37,7 +40,9 @@ __all__ = ["ReconstructItems", "load_items", "reconstruct_point", "RECONSTRUCT_M
 RECONSTRUCT_METHODS: Registry[str] = Registry("reconstruct method")
 for _name in CODING_METHODS:
     RECONSTRUCT_METHODS.register(_name, CODING_METHODS[_name])
-RECONSTRUCT_METHODS.register("digital", "WebP + 5G LDPC + QAM at the same channel uses")
+RECONSTRUCT_METHODS.register("digital", "an image codec + 5G LDPC + QAM at the same channel uses")
+RECONSTRUCT_METHODS.register("separation", "the query's object (box, colour, shape) as 30 bits, the picture in "
+                                           "the rest of the budget; the receiver puts the object back")
 BACKGROUNDS = ("plain", "textured", "both")
 
 
@@ -145,13 +150,11 @@ def reconstruct_point(model, items: ReconstructItems, boxes: list, method: str, 
     channel = make_channel(channel_name)
     seed_channel(seed)
     if method == "digital":
-        link = link_for(budget, snr_db, mcs)
-        pixels = (items.images * 255).round().to(torch.uint8)
-        payloads = [compress_image(p, link.payload_bytes, image_codec) for p in pixels]
-        arrived = send_payloads(payloads, link, snr_db, channel)
-        out = [decompress_image(a) if a is not None else None for a in arrived]
+        out = _digital_pictures(items.images, budget, snr_db, mcs, image_codec, channel)
         grey = torch.full((3, 64, 64), 0.5)
-        return torch.stack([o if o is not None and o.shape == grey.shape else grey for o in out]), [budget] * len(out)
+        return torch.stack([o if o is not None else grey for o in out]), [budget] * len(out)
+    if method == "separation":
+        return _separation(model, items, budget, snr_db, mcs, image_codec, channel, batch_size), [budget] * len(boxes)
     outs, uses = [], []
     for start in range(0, items.images.shape[0], batch_size):
         images = items.images[start : start + batch_size]
@@ -171,6 +174,33 @@ def reconstruct_point(model, items: ReconstructItems, boxes: list, method: str, 
                 seed=seed * 100_003 + start)
         outs.append(received)
     return torch.cat(outs), uses
+
+
+def _digital_pictures(images: torch.Tensor, budget: int, snr_db: float, mcs: str, codec: str, channel) -> list:
+    """Each picture through the digital link in ``budget`` uses: the decoded picture, or None (lost)."""
+    if budget <= 0:
+        return [None] * images.shape[0]
+    link = link_for(budget, snr_db, mcs)
+    pixels = (images * 255).round().to(torch.uint8)
+    payloads = [compress_image(p, link.payload_bytes, codec) for p in pixels]
+    arrived = send_payloads(payloads, link, snr_db, channel)
+    return [decompress_image(a, codec, tuple(images.shape[2:])) if a is not None else None for a in arrived]
+
+
+@torch.no_grad()
+def _separation(model, items: ReconstructItems, budget: int, snr_db: float, mcs: str, codec: str, channel,
+                batch_size: int) -> torch.Tensor:
+    """The separation baseline: the object's message first (the guide's mask and the presence check's
+    caption), then the picture in the rest of the budget; the receiver paints the object back."""
+    messages = []
+    for start in range(0, items.images.shape[0], batch_size):
+        logits, findings = model.guide.find(items.images[start : start + batch_size],
+                                            items.queries[start : start + batch_size])
+        messages += [object_message(lg > 0, f.marked if f.found else None) for lg, f in zip(logits, findings)]
+    uses = object_uses(budget, snr_db, mcs)
+    received = send_objects(messages, uses, snr_db, channel)
+    pictures = _digital_pictures(items.images, budget - uses, snr_db, mcs, codec, channel)
+    return torch.stack([paint_object(p, m) for p, m in zip(pictures, received)])
 
 
 def summarise(scores: dict[str, list[float]], extra: dict | None = None) -> dict[str, dict]:

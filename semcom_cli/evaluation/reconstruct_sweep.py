@@ -26,7 +26,8 @@ from semcom_cli.evaluation.reconstruct import (
     reconstruct_point,
     vqa_right,
 )
-from semcom_cli.evaluation.report import FORMAT, metric_note
+from semcom_cli.channel.image_codecs import CODECS, check_codec
+from semcom_cli.evaluation.report import FORMAT, best_codecs, metric_note
 from semcom_cli.evaluation.sweep import write_report
 from semcom_cli.io.patches import check_budget, check_roi_share
 from semcom_cli.reconstruct.generative.decoder import check_decoder, check_steps, embed_queries
@@ -55,7 +56,7 @@ def _guidance_record(items, logits, referents) -> dict:
 
 def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: list[str], snrs: list[float],
                       budgets: list[int], roi_shares: list[float], limit: int, seed: int, batch_size: int,
-                      background: str, vqa: bool, image_codec: str, mcs: str, output: Optional[Path],
+                      background: str, vqa: bool, image_codec: str | list[str], mcs: str, output: Optional[Path],
                       decoders: list[str] = ("codec",), steps: int = 20,
                       progress: Callable[[str, int], AbstractContextManager] = _no_progress,
                       status: Callable[[str], AbstractContextManager] = lambda message: nullcontext()) -> dict:
@@ -71,6 +72,7 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
         raise SemcomError("--decoder auto decodes under a time budget (semcom decode --budget-ms); evaluate "
                           "compares codec, fast and quality")
     steps = check_steps(steps)
+    codecs = _codec_list(image_codec)
     for c in channels:
         check_channel(c)
     snrs = [check_snr(s) for s in snrs]
@@ -107,18 +109,20 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
     grid_points = _grid_points(methods, channels, snrs, budgets, roi_shares, decoders)
     examples: dict[str, object] = {}
     points = []
-    plan = [(m, c, s, b, r, d) for m in methods for c in channels for s in snrs for b in budgets
-            for r in (roi_shares if m == "importance" else [None]) for d in (decoders if m != "digital" else [None])]
+    plan = [(m, c, s, b, r, d, k) for m in methods for c in channels for s in snrs for b in budgets
+            for r in (roi_shares if m == "importance" else [None])
+            for d in (decoders if m not in ("digital", "separation") else [None])
+            for k in (codecs if m == "digital" else [codecs[0]] if m == "separation" else [None])]
     started = time.time()
     with progress("evaluate", len(plan)) as update:
-        for k, (method, channel, snr, budget, share, decoder) in enumerate(plan):
+        for k, (method, channel, snr, budget, share, decoder, codec) in enumerate(plan):
             generative = None
             if decoder not in (None, "codec"):
                 queries = query_embeddings if method == "importance" else torch.zeros_like(query_embeddings)
                 generative = {"decoder": decoder, "steps": steps, "queries": queries}
             received, uses = reconstruct_point(model, items, boxes, method, channel, snr, budget,
                                                share if share is not None else roi_shares[0], seed, batch_size,
-                                               image_codec, mcs, generative)
+                                               codec or codecs[0], mcs, generative)
             metrics = {name: mean(v) for name, v in image_scores(received, items).items()}
             if features is not None:
                 torch.manual_seed(seed)  # KID's subsets
@@ -133,6 +137,8 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
                      "channel_uses_mean": sum(uses) / len(uses), "metrics": metrics, "seed": seed}
             if share is not None:
                 point["roi_share"] = share
+            if codec is not None:
+                point["codec"] = codec
             if decoder is not None:
                 point["decoder"] = decoder
                 if decoder == "quality":
@@ -150,15 +156,26 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
                                      "guidance": guidance, "versions": versions(),
                                      "settings": {"methods": methods, "channels": channels, "snrs": snrs,
                                                   "channel_uses": budgets, "roi_shares": roi_shares,
-                                                  "image_codec": image_codec, "mcs": mcs, "vqa": vqa,
+                                                  "image_codec": codecs, "mcs": mcs, "vqa": vqa,
                                                   "decoders": decoders, "steps": steps}},
            "points": points}
+    if "digital" in methods:
+        doc["best_codec"] = best_codecs(points, lambda task: "roi_psnr_db")
     if output is not None:
         plots = write_report(doc, output)
         grid = output.with_name(output.stem + "-examples.png")
         atomic_write_bytes(grid, example_grid(items, torch.sigmoid(logits), examples))
         doc["written"] = [str(output), str(output.with_suffix(".csv")), *map(str, plots), str(grid)]
     return doc
+
+
+def _codec_list(image_codec: str | list[str]) -> list[str]:
+    """``--image-codec``: one codec, a comma list, or ``all``; each checked (one line if unknown)."""
+    names = image_codec if isinstance(image_codec, list) else \
+        list(CODECS) if image_codec.strip() == "all" else [c.strip() for c in image_codec.split(",") if c.strip()]
+    if not names:
+        raise SemcomError("--image-codec names no codec")
+    return list(dict.fromkeys(check_codec(c) for c in names))
 
 
 def _grid_points(methods, channels, snrs, budgets, shares, decoders) -> set:

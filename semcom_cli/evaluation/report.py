@@ -26,7 +26,7 @@ from semcom_cli.core.terminal import printable
 
 __all__ = ["FORMAT", "load_results", "csv_text", "plot_results", "check_floors", "point_label", "metric_names",
            "plot_share", "Unit", "UNITS", "unit_of", "KID_MIN_N", "metric_note", "result_notes", "results_tables",
-           "Column", "fitted_tables", "numbered"]
+           "Column", "fitted_tables", "numbered", "best_codecs", "method_name"]
 
 FORMAT = "semcom-evaluate/1"
 
@@ -142,13 +142,36 @@ def metric_names(points: list[dict]) -> list[str]:
 
 
 _RATE = ("uniform", "content", "importance")  # the semantic pipeline at a variable rate
-_BUDGETED = ("digital", "capacity", *_RATE)  # methods measured at each budget
+_BUDGETED = ("digital", "separation", "capacity", *_RATE)  # methods measured at each budget
 _RATE_STYLE = {"uniform": ":", "content": "--", "importance": "-"}
+_LINE_STYLES = ("-", ":", "--", "-.", (0, (1, 4)), (0, (5, 2, 1, 2)), (0, (3, 1)))
 
 
 def method_name(p: dict) -> str:
-    """The method, with the reconstruct task's generative decoder when one decoded (``importance/quality``)."""
-    return p["method"] + (f"/{p['decoder']}" if p.get("decoder") not in (None, "codec") else "")
+    """The method, with the reconstruct task's generative decoder when one decoded (``importance/quality``)
+    and the digital baseline's image codec (``digital/avif``)."""
+    return (p["method"] + (f"/{p['decoder']}" if p.get("decoder") not in (None, "codec") else "")
+            + (f"/{p['codec']}" if p.get("codec") else ""))
+
+
+def best_codecs(points: list[dict], metric_of: Callable[[str], str]) -> list[dict]:
+    """The digital baseline's best image codec at each (task, channel, SNR, channel uses): the highest
+    value of the task's first metric (``metric_of(task)``), ties to the codec listed first; ``tied``
+    lists every codec with that value (all of them where nothing arrived)."""
+    best: dict[tuple, dict] = {}
+    for p in points:
+        metric = metric_of(p["task"])
+        if p["method"] != "digital" or not p.get("codec") or metric not in p["metrics"]:
+            continue
+        where = (p["task"], p["channel"], p["snr_db"], p["channel_uses"])
+        value = p["metrics"][metric]["value"]
+        if where not in best or value > best[where]["value"]:
+            best[where] = {"task": p["task"], "channel": p["channel"], "snr_db": p["snr_db"],
+                           "channel_uses": p["channel_uses"], "metric": metric, "codec": p["codec"], "value": value,
+                           "tied": [p["codec"]]}
+        elif value == best[where]["value"]:
+            best[where]["tied"].append(p["codec"])
+    return list(best.values())
 
 
 def point_label(p: dict) -> str:
@@ -331,7 +354,8 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
                        _notes(curves, metric))
                 save(fig, f"{task}-{metric}-{channel}-vs-snr")
             _rate_plots(plt, task_points, task, metric, channels, save)
-            bandwidth = [p for p in task_points if p["method"] in ("digital", "capacity") and metric in p["metrics"]]
+            bandwidth = [p for p in task_points if p["method"] in ("digital", "separation", "capacity")
+                         and metric in p["metrics"]]
             if len({p["channel_uses_mean"] for p in bandwidth}) > 1:
                 for channel in channels:
                     fig, ax = plt.subplots(figsize=(6, 4))
@@ -339,14 +363,14 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
                         if p["method"] in ("semantic", "mlp") and p["channel"] == channel and metric in p["metrics"]:
                             ax.scatter([p["channel_uses_mean"]], [s * p["metrics"][metric]["value"]], marker="*",
                                        s=80, label=f"{p['method']} {p['snr_db']:g} dB")
-                    for method in ("digital", "capacity"):
+                    for k, method in enumerate(dict.fromkeys(method_name(p) for p in bandwidth)):
                         for colour, snr in enumerate(sorted({p["snr_db"] for p in bandwidth})):
-                            line = sorted((p for p in bandwidth if p["method"] == method and p["channel"] == channel
+                            line = sorted((p for p in bandwidth if method_name(p) == method and p["channel"] == channel
                                            and p["snr_db"] == snr), key=lambda p: p["channel_uses_mean"])
                             if line:
                                 ax.plot([p["channel_uses_mean"] for p in line],
                                         [s * p["metrics"][metric]["value"] for p in line], marker="o",
-                                        color=f"C{colour}", linestyle="-" if method == "digital" else ":",
+                                        color=f"C{colour}", linestyle=_LINE_STYLES[k % len(_LINE_STYLES)],
                                         label=f"{method} {snr:g} dB")
                     ax.set_xscale("log", base=2)
                     _label(ax, "complex channel uses per packet", metric, f"{task} over {channel}", 7,

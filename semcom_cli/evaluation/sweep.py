@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from semcom_cli.channel.digital import CODECS, choose_mcs
+from semcom_cli.channel.digital import choose_mcs
+from semcom_cli.channel.image_codecs import check_codec
 from semcom_cli.config.preset import short_repr
 from semcom_cli.core.distributed import current_shard
 from semcom_cli.core.errors import SemcomError
@@ -22,8 +23,9 @@ from semcom_cli.core.runtime import versions
 from semcom_cli.data.easyvqa import EasyVQA
 from semcom_cli.evaluation.plan import EvalPlan
 from semcom_cli.evaluation.points import Point, Settings, evaluate_point, plan_points, sample_items
-from semcom_cli.evaluation.report import FORMAT, check_floors, check_point_record, csv_text, plot_results
+from semcom_cli.evaluation.report import FORMAT, best_codecs, check_floors, check_point_record, csv_text, plot_results
 from semcom_cli.system import SemcomModel
+from semcom_cli.tasks import get_task
 
 __all__ = ["SweepResult", "run_sweep", "partial_path", "sweep_settings", "write_report", "load_models",
            "resumed_points"]
@@ -43,15 +45,16 @@ def sweep_settings(plan: EvalPlan) -> tuple[list[Point], Settings]:
     """The plan's points and shared settings, checked (one line on a bad value)."""
 
     uses = [None if u == "matched" else u for u in plan.channel_uses]
-    points = plan_points(plan.methods, plan.tasks, plan.channels, plan.snrs, uses)
+    codecs = tuple(check_codec(c) for c in plan.image_codec)
+    if not codecs:
+        raise SemcomError("--image-codec names no codec")
+    points = plan_points(plan.methods, plan.tasks, plan.channels, plan.snrs, uses, codecs)
     if "mlp" in plan.methods and not plan.mlp_checkpoint:
         raise SemcomError("method 'mlp' needs the MLP-projector checkpoint (--mlp-checkpoint; "
                           "`make checkpoint-mlp` builds one)")
-    if plan.image_codec not in CODECS:
-        raise SemcomError(f"unknown image codec '{plan.image_codec}' (choose from: {', '.join(CODECS)})")
     choose_mcs(0.0, plan.mcs)
     return points, Settings(limit=plan.limit or None, seed=plan.seed, batch_size=plan.batch_size,
-                            image_codec=plan.image_codec, mcs=plan.mcs, target_accuracy=plan.target_accuracy)
+                            image_codecs=codecs, mcs=plan.mcs, target_accuracy=plan.target_accuracy)
 
 
 def _run_record(plan: EvalPlan, models: dict, world: int) -> dict:
@@ -128,6 +131,8 @@ def run_sweep(plan: EvalPlan, output: Path | None = None, resume: bool = False, 
         if output is not None and shard.is_main:
             write_json(partial_path(output), {"run": run, "done": [{"key": k, "record": r} for k, r in done.items()]})
     doc = {"format": FORMAT, "run": run, "points": [done[p.key] for p in points]}
+    if any(p.method == "digital" and p.codec for p in points):
+        doc["best_codec"] = best_codecs(doc["points"], lambda task: get_task(task).metrics[0])
     return SweepResult(doc, check_floors(doc, [f.model_dump() for f in plan.floors]), resumed)
 
 

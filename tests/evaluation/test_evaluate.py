@@ -50,8 +50,10 @@ def test_every_combination_is_a_record_with_the_schema(sweep):
         for m in p["metrics"].values():
             assert m["n"] == 8 and m["ci95"][0] <= m["value"] <= m["ci95"][1]
         assert p["seed"] == 0 and p["channel_uses_mean"] > 0 and len(p["examples"]) == 3
-        if p["method"] in ("digital", "capacity"):
+        if p["method"] == "digital":
             assert 0.0 <= p["link"]["delivered"]["value"] <= p["link"]["fits"]["value"] <= 1.0
+        if p["method"] == "capacity":  # what fits arrives; a picture that does not may still send its caption
+            assert 0.0 <= p["link"]["fits"]["value"] <= p["link"]["delivered"]["value"] <= 1.0
 
 
 def test_baselines_show_the_cliff(sweep):
@@ -208,18 +210,6 @@ def test_payloads_arrive_when_they_fit_and_the_snr_allows():
     payloads = [bytes(range(62)), bytes(63), None, b"hello"]
     assert send_payloads(payloads, link, 20.0, make_channel("awgn")) == [bytes(range(62)), None, None, b"hello"]
     assert send_payloads(payloads, link, -10.0, make_channel("awgn")) == [None] * 4
-
-
-def test_images_compress_to_fit_or_not_at_all(test_data):
-    from semcom_cli.channel.digital import compress_image, decompress_image
-
-    image = test_data.images[0]
-    assert compress_image(image, 50) is None
-    small, large = compress_image(image, 150), compress_image(image, 400)
-    assert len(small) <= 150 and len(small) < len(large) <= 400
-    back = decompress_image(large)
-    assert back.shape == (3, 64, 64) and (back - image.float() / 255).abs().mean() < 0.05
-    assert decompress_image(b"not an image") is None
 
 
 # --- metrics -----------------------------------------------------------------------------
