@@ -252,7 +252,8 @@ def _plan(preset: Optional[str], flags: dict):
     plan = load_eval_plan(preset) if preset else EvalPlan(kind="evaluate", name="command-line")
     try:
         plan = plan.model_copy(update={k: v for k, v in flags.items() if v is not None})
-        return EvalPlan.model_validate(plan.model_dump())
+        # the flags are raw (e.g. --image-codec all): the dump must not warn, the validation checks them
+        return EvalPlan.model_validate(plan.model_dump(warnings=False))
     except ValidationError as err:
         e = err.errors()[0]
         flag = _FLAGS.get(str(e["loc"][0]), str(e["loc"][0]))

@@ -117,7 +117,11 @@ def _payloads(ctx: MethodContext, image: bool, keys: list, fit_bytes: list[int],
     out: list[bytes | None] = []
     for key, budget in zip(keys, fit_bytes):
         if image:
-            out.append(compress_image(ctx.data.images[key], budget, codec))
+            # the same picture, budget and codec recur across a sweep's SNRs: encode each once per run
+            memo = ctx.data.__dict__.setdefault("_compressed", {})
+            if (key, budget, codec) not in memo:
+                memo[(key, budget, codec)] = compress_image(ctx.data.images[key], budget, codec)
+            out.append(memo[(key, budget, codec)])
         else:
             out.append(key.encode() if len(key.encode()) <= budget else None)
     return out
