@@ -7,7 +7,7 @@ RUNS    := runs
 
 .PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes checkpoint-rag bench bench-share bench-rate \
 	bench-reconstruct bench-compress bench-rag bench-federated federated-demo checkpoint-generative \
-	bench-generative bench-generative-limit bench-guide-honesty bench-cli clean
+	bench-generative bench-generative-limit bench-guide-honesty bench-baselines bench-cli clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,7 +25,7 @@ setup: $(VENV)/.installed
 # The main job: the whole pipeline on easy-vqa test questions with the shipped checkpoint.
 demo: setup
 	$(SEMCOM) evaluate --checkpoint $(CKPT) --task vqa,caption --snr=-5,0,10,20 --limit 100 \
-		--method semantic,noiseless,digital --channel-uses matched,1024 -o $(RUNS)/demo/results.json --force
+		--method semantic,noiseless,separation,digital --channel-uses matched,1024 -o $(RUNS)/demo/results.json --force
 
 test: setup
 	$(VENV)/bin/pytest -q --durations=10
@@ -45,6 +45,21 @@ bench-rate: setup
 # Query-guided image transmission against its targets (docs/results.md, "Query-guided image transmission").
 bench-reconstruct: setup  # about 9 minutes
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/reconstruct.py
+
+# The baselines beside the semantic link, one sweep per task: semantic, separation, digital with every image
+# codec and capacity, AWGN and Rayleigh, -10 ... 20 dB (README "Results"; about 35 minutes on 2 cores)
+bench-baselines: setup
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) evaluate --task vqa,caption --channel awgn,rayleigh --snr=-10,-5,0,5,10,20 \
+		--method semantic,separation,digital,capacity,noiseless --image-codec all --limit 100 \
+		-o $(RUNS)/baselines/images.json --force
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) evaluate --task text --channel awgn,rayleigh --snr=-10,-5,0,5,10,20 \
+		--method semantic,separation,digital,capacity --limit 100 -o $(RUNS)/baselines/text.json --force
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) evaluate --task reconstruct --channel awgn,rayleigh --snr=-10,-5,0,5,10,20 \
+		--method importance,uniform,separation,digital --image-codec all --channel-uses 512 --limit 100 \
+		-o $(RUNS)/baselines/reconstruct.json --force
+	OMP_WAIT_POLICY=PASSIVE $(SEMCOM) evaluate --task vqa --channel awgn,rayleigh --snr=0,5,10,20 \
+		--method digital,separation --image-codec all --channel-uses 1024,4096 --limit 50 \
+		-o $(RUNS)/baselines/codecs.json --force
 
 # The guide's honesty on test scenes and held-out words: unreadable or absent referents that end
 # "unknown" / "not found", present ones that wrongly do (about 2 minutes): docs/guide-honesty.json

@@ -3,7 +3,7 @@
 What every semantic-communication paper is compared with. A packet (an image or
 a sentence) is source-coded to bytes (an image codec at the highest quality that
 fits, :mod:`.image_codecs`; UTF-8 for text), framed with a 16-bit length field,
-protected with 5G NR LDPC and mapped to QAM (Sionna), sent through the same
+protected with 5G NR LDPC, scrambled and mapped to QAM (Sionna), sent through the same
 channel as the semantic pipeline, demapped (exact APP LLRs after one-tap
 equalisation with perfect CSI) and decoded. A packet whose bits do not fit, or
 that arrives with any bit error (what a CRC would catch), is lost: the cliff
@@ -128,6 +128,24 @@ def _qam(q: int, device: str = "cpu"):
             Demapper("app", "qam", q, precision="single", device=device))
 
 
+@lru_cache(maxsize=64)
+def _scrambling_sequence(n_bits: int) -> torch.Tensor:
+    """A fixed pseudo-random 0/1 sequence both ends know. Coded bits are scrambled with it before QAM,
+    as 5G scrambles them: a frame padded with zeros would otherwise sit on a few constellation points,
+    below the average power of 16-QAM and up, and lose packets a real link does not."""
+    return torch.randint(0, 2, (n_bits,), generator=torch.Generator().manual_seed(0x5C4A), dtype=torch.int64).float()
+
+
+def scramble(bits: torch.Tensor) -> torch.Tensor:
+    """Coded bits [B, n] → scrambled bits (XOR with the sequence)."""
+    return (bits + _scrambling_sequence(bits.shape[-1]).to(bits.device)) % 2
+
+
+def descramble_llrs(llr: torch.Tensor) -> torch.Tensor:
+    """LLRs of scrambled bits [B, n] → LLRs of the coded bits (a scrambled one's sign is flipped)."""
+    return llr * (1 - 2 * _scrambling_sequence(llr.shape[-1]).to(llr.device))
+
+
 def _frame_bits(payload: bytes, info_bits: int) -> torch.Tensor:
     frame = len(payload).to_bytes(2, "big") + payload
     bits = np.unpackbits(np.frombuffer(frame, dtype=np.uint8))
@@ -161,12 +179,12 @@ def send_payloads(payloads: list[bytes | None], link: DigitalLink, snr_db: float
         coded.append(encoder(info[:, start : start + k]))
         start += k
     mapper, demapper = _qam(q, str(channel.device))
-    x = mapper(torch.cat(coded, dim=1)).reshape(len(rows), -1)
+    x = mapper(scramble(torch.cat(coded, dim=1))).reshape(len(rows), -1)
     y, h = channel(x, snr_db)
     # coherent detection: undo the gain (per packet, or per symbol), noise grows by 1/|h|²
     h = h if h.dim() == 2 else h[:, None]
     gain = h.abs().clamp_min(1e-6) ** 2
-    llr = demapper(y / h, (noise_variance(snr_db, y.device) / gain).expand_as(y).contiguous())
+    llr = descramble_llrs(demapper(y / h, (noise_variance(snr_db, y.device) / gain).expand_as(y).contiguous()))
     decoded, start, at = [], 0, 0
     for k, symbols in segments:
         encoder, decoder = _ldpc(k, symbols * q, q, str(channel.device))

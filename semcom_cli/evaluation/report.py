@@ -345,8 +345,10 @@ def plot_results(doc: dict, stem: Path) -> list[Path]:
                     ys = [s * p["metrics"][metric]["value"] for p in line]
                     lo = [s * p["metrics"][metric]["ci95"][0] for p in line]
                     hi = [s * p["metrics"][metric]["ci95"][1] for p in line]
-                    ax.plot(xs, ys, marker="o", label=label)
-                    ax.fill_between(xs, lo, hi, alpha=0.15)
+                    bound = line[0]["method"] == "capacity"  # the bound, dotted, beside the measured lines
+                    drawn, = ax.plot(xs, ys, marker="o", label=label, linestyle=":" if bound else "-",
+                                     color="black" if bound else None)
+                    ax.fill_between(xs, lo, hi, alpha=0.15, color=drawn.get_color())
                 for p in task_points:
                     if p["method"] == "noiseless" and metric in p["metrics"]:
                         ax.axhline(s * p["metrics"][metric]["value"], linestyle="--", color="gray", label="noiseless")
