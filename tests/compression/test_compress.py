@@ -208,13 +208,6 @@ def test_smoothing_keeps_the_float_model_computing_the_same(tiny_checkpoint):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_compressed_checkpoint_runs_the_command_line_pipeline(tiny_checkpoint, tmp_path, sample_png):
-    model = _merged(tiny_checkpoint)
-    _write(model, ALL_INT8, tmp_path / "small")
-    out = run_pipe(sample_png, "what shape is this?", checkpoint=tmp_path / "small")
-    assert out["checkpoint"] == "small" and isinstance(out["answer"], str)
-
-
 # refusals -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -222,6 +215,11 @@ def compressed(tiny_checkpoint, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("compressed") / "small"
     _write(_merged(tiny_checkpoint), ALL_INT8, folder)
     return folder
+
+
+def test_compressed_checkpoint_runs_the_command_line_pipeline(compressed, sample_png):
+    out = run_pipe(sample_png, "what shape is this?", checkpoint=compressed)
+    assert out["checkpoint"] == "small" and isinstance(out["answer"], str)
 
 
 def test_a_compressed_checkpoint_made_with_another_base_model_is_refused(compressed, tmp_path):
@@ -317,22 +315,45 @@ def test_choose_keeps_the_fastest_within_budget_and_floor_and_pareto_marks_the_f
     assert len({r.name for r in candidate_recipes()}) == len(candidate_recipes())
 
 
-def test_the_search_writes_the_fastest_fit_and_its_measures_reproduce(semcom, tiny_checkpoint, tmp_path):
-    from semcom_cli.compression.measure import measure_checkpoint
+@pytest.fixture(scope="module")
+def search(tiny_checkpoint, tmp_path_factory):
+    """One measured search, ``compress`` with two recipes, in a folder that also holds a lookalike of
+    compress's candidates folder and a stale one: (the command's result, its output, the folder, each
+    measured checkpoint's figures as ``_measure`` returned them, by candidate name)."""
+    from conftest import Semcom
 
-    out = tmp_path / "fit"
+    from semcom_cli.compression import search as searching
+
+    folder = tmp_path_factory.mktemp("search")
+    out = folder / "fit"
     # a folder that only looks like compress's candidates (here: a copy of someone's work) is not compress's
-    lookalike = tmp_path / ".fit-candidates"
+    lookalike = folder / ".fit-candidates"
     lookalike.mkdir()
     (lookalike / "notes.txt").write_text("mine")
-    stale = tmp_path / ".fit-candidates-4194304-abcd_123"  # a SIGKILLed compress's (no such process)
+    stale = folder / ".fit-candidates-4194304-abcd_123"  # a SIGKILLed compress's (no such process)
     (stale / "int8-dynamic").mkdir(parents=True)
-    result = semcom("compress", "-c", tiny_checkpoint, "-o", out, "--budget-mb", "100000", "--min-accuracy", "0",
-                    "--recipes", "int8-dynamic,int8+vocab-4k", "--limit", "12", "--json")
+    measured, measure = {}, searching._measure
+
+    def recorded(checkpoint, *args):
+        figures = measure(checkpoint, *args)
+        measured["source" if Path(checkpoint) == Path(tiny_checkpoint) else Path(checkpoint).name] = figures
+        return figures
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(searching, "_measure", recorded)
+        result = Semcom()("compress", "-c", tiny_checkpoint, "-o", out, "--budget-mb", "100000", "--min-accuracy",
+                          "0", "--recipes", "int8-dynamic,int8+vocab-4k", "--limit", "12", "--json")
+    return result, out, folder, measured
+
+
+def test_the_search_writes_the_fastest_fit_and_its_measures_reproduce(search):
+    from semcom_cli.compression.measure import measure_checkpoint
+
+    result, out, folder, measured = search
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     names = [r["name"] for r in doc["table"]]
-    assert names == ["source", "int8-dynamic", "int8+vocab-4k"]
+    assert names == ["source", "int8-dynamic", "int8+vocab-4k"] and sorted(measured) == sorted(names)
     assert doc["chosen"] == max(doc["table"][1:], key=lambda r: r["questions_per_s"])["name"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["compression"]["recipe"]["name"] == doc["chosen"]
@@ -342,14 +363,29 @@ def test_the_search_writes_the_fastest_fit_and_its_measures_reproduce(semcom, ti
     for key in ("vqa_0db", "vqa_10db", "vqa_rephrased_10db", "text_bleu_10db", "receiver_mb"):
         assert again[key] == pytest.approx(chosen[key]), key
     assert chosen["receiver_mb"] < doc["table"][0]["receiver_mb"]
-    assert [p.name for p in tmp_path.glob(".fit-candidates*")] == [".fit-candidates"]  # its own and the stale gone
-    assert (lookalike / "notes.txt").read_text() == "mine"
+    assert [p.name for p in folder.glob(".fit-candidates*")] == [".fit-candidates"]  # its own and the stale gone
+    assert (folder / ".fit-candidates" / "notes.txt").read_text() == "mine"
 
 
-def test_a_budget_below_every_candidate_writes_nothing(semcom, tiny_checkpoint, tmp_path):
+def test_a_budget_below_every_candidate_writes_nothing(semcom, tiny_checkpoint, tmp_path, search, monkeypatch):
+    """Everything runs as it does for real but the measuring processes: their figures are those the search
+    above measured (the same checkpoint, recipe, limit and seed); measuring is that test's part, what
+    compress does when no figure fits the budget is this one's."""
+    from semcom_cli.compression import search as searching
+
+    measured, asked = search[3], []
+
+    def measure(checkpoint, *args):
+        asked.append("source" if Path(checkpoint) == Path(tiny_checkpoint) else Path(checkpoint).name)
+        assert Path(checkpoint).is_dir()  # the candidate was written to be measured
+        return dict(measured[asked[-1]])
+
+    monkeypatch.setattr(searching, "_measure", measure)
     result = semcom("compress", "-c", tiny_checkpoint, "-o", tmp_path / "none", "--budget-mb", "1",
-                    "--recipes", "int8-dynamic", "--limit", "8")
-    assert_clean_failure(result, "no candidate fits a budget of 1 MB", "nothing written")
+                    "--recipes", "int8-dynamic", "--limit", "12")
+    assert_clean_failure(result, "no candidate fits a budget of 1 MB", "nothing written",
+                         f"was {measured['int8-dynamic']['peak_rss_mb']:.0f} MB (int8-dynamic)")
+    assert asked == ["source", "int8-dynamic"]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -4,6 +4,7 @@ Flower's engines, what crosses, a device that leaves, partial runs and bad input
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -162,20 +163,33 @@ def _job(checkpoint, output, **settings):
 
 @pytest.fixture(scope="module")
 def simulated(tiny_checkpoint, tmp_path_factory):
-    """Two devices, two rounds of two steps, in Flower's simulation engine."""
+    """Two devices, two rounds of two steps, in Flower's simulation engine: (job, summary, output, resumable).
+    Its partial run after round 1 (which the run removes once its checkpoint is written) is copied first
+    to ``resumable``'s partial-run folder, as a run killed before writing its checkpoint leaves it."""
+    from semcom_cli.core.files import partial_path
+    from semcom_cli.federated import partial
     from semcom_cli.federated.run import run_in_simulation
 
-    output = tmp_path_factory.mktemp("fed") / "two"
+    root = tmp_path_factory.mktemp("fed")
+    output, resumable = root / "two", root / "resumed"
+    finish = partial.finish
+
+    def keep_the_partial_run_then_finish(out, *args, **kwargs):
+        shutil.copytree(partial_path(Path(out)), partial_path(resumable))
+        return finish(out, *args, **kwargs)
+
     job = _job(tiny_checkpoint, output, clients=2, rounds=2, local_steps=2)
-    summary = run_in_simulation(job, 2)
-    return job, summary, output
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(partial, "finish", keep_the_partial_run_then_finish)
+        summary = run_in_simulation(job, 2)
+    return job, summary, output, resumable
 
 
 def test_simulation_writes_a_trained_checkpoint(simulated, tiny_checkpoint):
     from semcom_cli.system import SemcomModel
     from semcom_cli.system.checkpoint import read_manifest
 
-    job, summary, output = simulated
+    job, summary, output, _ = simulated
     model = SemcomModel.from_pretrained(output)  # its hash checks out
     stage = read_manifest(output)["training"]["stages"][-1]
     assert stage["stage"] == "federated" and stage["rounds"] == 2 and stage["steps"] == 2 * 2 * 2
@@ -190,7 +204,7 @@ def test_nothing_of_a_devices_pictures_crosses(simulated):
     """Every message is recorded: only symbols, gains, SNRs, labels, gradients, weights and settings
     cross, and no picture a device holds (as float32 or uint8 bytes, or any 64-pixel row of one)
     appears in any payload, nor any caption as text."""
-    job, summary, _ = simulated
+    job, summary, _, _ = simulated
     log = job.message_log
     kinds = {kind for entry in log.entries for kind in entry["bytes"]}
     assert kinds <= {"symbols", "labels", "gradients", "weights", "config"}
@@ -246,104 +260,82 @@ def test_one_device_through_flower_equals_the_split_step_run_in_process(tiny_che
         assert torch.allclose(got[key], want[key], atol=1e-4), key
 
 
-def test_a_killed_run_resumes_at_a_round_boundary_to_the_same_weights(simulated, tiny_checkpoint, tmp_path,
-                                                                       monkeypatch, semcom):
-    from semcom_cli.federated import partial
-    from semcom_cli.federated.run import run_in_simulation
-
-    _, _, whole = simulated
-    output = tmp_path / "resumed"
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt  # stopped after the last round, before the checkpoint was written
-
-    monkeypatch.setattr(partial, "finish", killed)
-    with pytest.raises(BaseException):
-        run_in_simulation(_job(tiny_checkpoint, output, clients=2, rounds=2, local_steps=2), 2)
+def test_a_run_resumes_at_a_round_boundary_to_the_same_weights(simulated, semcom):
+    """The shared run's partial run after round 1 (what a run killed before its checkpoint is written
+    leaves: test_fedavgm_momentum_survives_a_resume kills one), resumed by the command, runs round 2
+    again to the uninterrupted run's weights, bit for bit."""
+    _, _, whole, output = simulated
     assert (Path(str(output) + ".partial") / "resume.safetensors").is_file()
-    monkeypatch.undo()
+    assert not output.exists()
     result = semcom(*["finetune", "--stage", "federated", "-o", str(output), "--resume"])
     assert result.exit_code == 0, result.output
+    assert not Path(str(output) + ".partial").exists()
     resumed, reference = _weights(output), _weights(whole)
     assert resumed.keys() == reference.keys()
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
 def test_fedavgm_momentum_survives_a_resume(tiny_checkpoint, tmp_path, monkeypatch, semcom):
-    """FedAvgM keeps a momentum on the averaged update; a run killed after round 1 resumes with it."""
+    """FedAvgM keeps a momentum on the averaged update; a run killed after its last round, before its
+    checkpoint is written, leaves its partial run of round 1, and the resumed run redoes round 2 with
+    that momentum, to the weights the run had when it was killed (written aside by the real finish
+    first: what the uninterrupted run writes)."""
     from semcom_cli.federated import partial
     from semcom_cli.federated.run import run_in_simulation
 
     settings = dict(clients=2, rounds=2, local_steps=1, strategy="fedavgm", server_momentum=0.5)
-    run_in_simulation(_job(tiny_checkpoint, tmp_path / "whole", **settings), 2)
-    monkeypatch.setattr(partial, "finish", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    finish = partial.finish
+
+    def killed(output, *args, **kwargs):
+        finish(tmp_path / "whole", *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(partial, "finish", killed)
     with pytest.raises(BaseException):
         run_in_simulation(_job(tiny_checkpoint, tmp_path / "resumed", **settings), 2)
     monkeypatch.undo()
+    assert not (tmp_path / "resumed").exists()
     saved = load_file(tmp_path / "resumed.partial" / "resume.safetensors")
     assert any(k.startswith("momentum.") for k in saved)
     assert semcom("finetune", "--stage", "federated", "-o", tmp_path / "resumed", "--resume").exit_code == 0
     resumed, reference = _weights(tmp_path / "resumed"), _weights(tmp_path / "whole")
+    assert resumed.keys() == reference.keys()
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
 # --- Flower: deployment ---------------------------------------------------------------------------
 
 
-def test_deployment_engine_one_round_two_supernodes_and_no_stranger_joins(tiny_checkpoint, tmp_path):
-    """One round with the run's two SuperNodes, over TLS with SuperNode authentication, while three
-    strangers try to join: a SuperNode with a key pair of its own, one with no key, and one whose key
-    was registered on the SuperLink's Control API as anyone on the machine could. None is sent a
-    message or averaged in; the run completes with the run's two devices."""
+@pytest.fixture(scope="module")
+def deployed(tiny_checkpoint, tmp_path_factory):
+    """One deployment-engine run serves the two tests below: two rounds of one step with the run's two
+    SuperNodes, over TLS with SuperNode authentication, while three strangers try to join: a SuperNode
+    with a key pair of its own, one with no key, and one whose key was registered on the SuperLink's
+    Control API as anyone on the machine could. Device 1 is stopped once round 1 is saved, as round 2
+    starts. Returns (output, what the run's hooks saw)."""
     from semcom_cli.federated.credentials import make_node_key
     from semcom_cli.federated.deployment import run_in_deployment
-    from semcom_cli.system import SemcomModel
-    from semcom_cli.system.checkpoint import read_manifest
 
-    output = tmp_path / "deployed"
-    job = _job(tiny_checkpoint, output, clients=2, rounds=1, local_steps=1)
-    job.engine = "deployment"
-    strangers = {}
+    root = tmp_path_factory.mktemp("deployed")
+    output = root / "deployed"
+    job = _job(tiny_checkpoint, output, clients=2, rounds=2, local_steps=1)
+    # the device that leaves is reported gone by the SuperLink well before this; the margin is for round 1's
+    # first replies, which start the devices' ClientApps, on a slow machine
+    job.engine, job.reply_timeout = "deployment", 60.0
+    seen = {}
 
     def strangers_join(federation):
-        keys = tmp_path / "stranger-keys"
+        keys = root / "stranger-keys"
         own = make_node_key(keys, "own")
-        strangers["own-key"] = federation.start_supernode("stranger-own-key", own.private,
-                                                          "partition-id=0 num-partitions=2")
-        strangers["no-key"] = federation.start_supernode("stranger-no-key", None, "partition-id=1 num-partitions=2")
+        seen["own-key"] = federation.start_supernode("stranger-own-key", own.private,
+                                                     "partition-id=0 num-partitions=2")
+        seen["no-key"] = federation.start_supernode("stranger-no-key", None, "partition-id=1 num-partitions=2")
         registered = make_node_key(keys, "registered")
-        strangers["registered-node"] = federation.register(registered.public)
-        strangers["registered"] = federation.start_supernode("stranger-registered", registered.private,
-                                                             "partition-id=1 num-partitions=2")
-        strangers["own-nodes"] = list(federation.nodes)
-        strangers["logs"] = federation.root / "logs"
-
-    started = time.time()
-    run_in_deployment(job, 2, timeout=240, on_started=strangers_join)
-    assert time.time() - started < 240
-    SemcomModel.from_pretrained(output)
-    stage = read_manifest(output)["training"]["stages"][-1]
-    assert stage["engine"] == "deployment" and stage["rounds"] == 1 and stage["steps"] == 2
-    assert stage["dropped"] == [] and stage["clients"] == 2
-    assert stage["bytes_per_round_per_device"]["symbols"] > 0
-    own = set(strangers["own-nodes"])
-    assert len(own) == 2 and strangers["registered-node"] not in own
-    # every message the server sent or received was to or from one of the run's two nodes, both of them
-    assert set(stage["nodes"]) == own
-    assert not strangers["logs"].exists()  # the run's folder (keys, certificates, logs) is gone
-    for name in ("own-key", "no-key", "registered"):
-        assert strangers[name].poll() is not None  # ended with the run
-
-
-def test_a_device_that_leaves_mid_run_does_not_corrupt_the_model(tiny_checkpoint, tmp_path):
-    """One of two SuperNodes is stopped while the run goes on: the rounds finish with the other, the
-    strategy averages what it received, and the checkpoint is whole."""
-    from semcom_cli.federated.deployment import run_in_deployment
-    from semcom_cli.system.checkpoint import read_manifest
-
-    output = tmp_path / "left"
-    job = _job(tiny_checkpoint, output, clients=2, rounds=2, local_steps=1)
-    job.engine, job.reply_timeout = "deployment", 30.0
+        seen["registered-node"] = federation.register(registered.public)
+        seen["registered"] = federation.start_supernode("stranger-registered", registered.private,
+                                                        "partition-id=1 num-partitions=2")
+        seen["own-nodes"] = list(federation.nodes)
+        seen["logs"] = federation.root / "logs"
 
     def leave_later(federation):  # device 1 leaves once round 1 is saved, as round 2 starts
         def watch():
@@ -354,9 +346,43 @@ def test_a_device_that_leaves_mid_run_does_not_corrupt_the_model(tiny_checkpoint
 
         threading.Thread(target=watch, daemon=True).start()
 
-    run_in_deployment(job, 2, timeout=420, on_started=leave_later)
+    def on_started(federation):
+        strangers_join(federation)
+        leave_later(federation)
+
+    run_in_deployment(job, 2, timeout=420, on_started=on_started)
+    return output, seen
+
+
+def test_deployment_engine_two_supernodes_and_no_stranger_joins(deployed):
+    """None of the strangers is sent a message or averaged in; the run completes with the run's two
+    devices (both in round 1, device 0 alone in round 2, see the next test)."""
+    from semcom_cli.system import SemcomModel
+    from semcom_cli.system.checkpoint import read_manifest
+
+    output, seen = deployed
+    SemcomModel.from_pretrained(output)
     stage = read_manifest(output)["training"]["stages"][-1]
-    assert stage["rounds"] == 2 and stage["dropped"], stage
+    own = seen["own-nodes"]
+    assert stage["engine"] == "deployment" and stage["rounds"] == 2 and stage["clients"] == 2
+    assert [d for d in stage["dropped"] if d["round"] == 1] == []  # both devices did round 1
+    assert stage["bytes_per_round_per_device"]["symbols"] > 0
+    assert len(set(own)) == 2 and seen["registered-node"] not in own
+    # every message the server sent or received was to or from one of the run's two nodes, both of them
+    assert set(stage["nodes"]) == set(own)
+    assert not seen["logs"].exists()  # the run's folder (keys, certificates, logs) is gone
+    for name in ("own-key", "no-key", "registered"):
+        assert seen[name].poll() is not None  # ended with the run
+
+
+def test_a_device_that_leaves_mid_run_does_not_corrupt_the_model(deployed):
+    """One of two SuperNodes is stopped while the run goes on: the rounds finish with the other, the
+    strategy averages what it received, and the checkpoint is whole."""
+    from semcom_cli.system.checkpoint import read_manifest
+
+    output, seen = deployed
+    stage = read_manifest(output)["training"]["stages"][-1]
+    assert stage["rounds"] == 2 and stage["dropped"] == [{"round": 2, "node": seen["own-nodes"][1]}], stage
     weights = _weights(output)
     assert all(torch.isfinite(v).all() for v in weights.values())
 
