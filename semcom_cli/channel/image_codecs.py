@@ -58,7 +58,7 @@ def codec_levels(codec: str) -> tuple[int, ...]:
 
 
 def _register_heif() -> None:
-    import pillow_heif  # optional: the codecs extra
+    import pillow_heif  # heavy: optional (the codecs extra), only when HEIF is asked for
 
     pillow_heif.register_heif_opener()
 

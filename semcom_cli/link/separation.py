@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 from torch.nn import functional as F
 
 from semcom_cli.channel.digital import MCS_TABLE, choose_mcs
@@ -196,8 +197,6 @@ def paint_object(picture: torch.Tensor | None, message: ObjectMessage, size: int
     back from its message: the caption's shape drawn in its colour in the box, and the box's pixels
     within ``tolerance`` (RGB distance) of that colour set to it exactly (the object's true outline
     where the decoded picture shows it)."""
-    from PIL import Image, ImageDraw
-
     out = torch.full((3, size, size), 0.5) if picture is None else picture.clone()
     if message.box is None:
         return out
