@@ -117,6 +117,14 @@ def test_separation_runs_through_evaluate_with_its_link_record(semcom, tiny_chec
     best = doc["best_codec"]
     assert len(best) == 4 and all(b["codec"] in ("webp", "jpeg2000") and b["codec"] in b["tied"] for b in best)
     assert "digital/jpeg2000" in out.with_suffix(".csv").read_text()
+    # the same seed gives the same points (channel draws, codecs, the separation links)
+    again = tmp_path / "again.json"
+    assert semcom("evaluate", "-c", tiny_checkpoint, "--method", "separation,digital", "--task", "vqa",
+                  "--snr=-5", "--limit", "8", "--image-codec", "webp,jpeg2000", "--channel-uses", "matched,1024",
+                  "-o", again).exit_code == 0
+    repeated = [p for p in json.loads(again.read_text())["points"]]
+    assert repeated == [p for p in doc["points"] if p["task"] == "vqa" and p["snr_db"] == -5.0
+                        and p["method"] in ("separation", "digital")]
 
 
 def test_bad_codecs_fail_cleanly(semcom, tiny_checkpoint):
