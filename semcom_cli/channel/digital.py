@@ -37,7 +37,7 @@ from semcom_cli.channel.base import Channel, noise_variance
 from semcom_cli.core.errors import SemcomError
 
 __all__ = ["MCS_TABLE", "CODING_GAP_DB", "DigitalLink", "choose_mcs", "link_for", "send_payloads", "capacity_bits",
-           "LENGTH_BITS", "MAX_K", "MIN_K"]
+           "LENGTH_BITS", "MAX_K", "MIN_K", "scramble", "descramble_llrs", "demap", "send_coded_bits"]
 
 # name → (bits per QAM symbol, code rate), in increasing spectral efficiency
 MCS_TABLE: dict[str, tuple[int, float]] = {
@@ -146,6 +146,23 @@ def descramble_llrs(llr: torch.Tensor) -> torch.Tensor:
     return llr * (1 - 2 * _scrambling_sequence(llr.shape[-1]).to(llr.device))
 
 
+def demap(y: torch.Tensor, h: torch.Tensor, snr_db: float, q: int) -> torch.Tensor:
+    """Received QAM symbols [B, N] complex and their gains ([B] or [B, N]) → exact APP LLRs [B, N·q] after
+    coherent one-tap detection: the gain undone, the noise grown by 1/|h|²."""
+    _, demapper = _qam(q, str(y.device))
+    h = h if h.dim() == 2 else h[:, None]
+    gain = h.abs().clamp_min(1e-6) ** 2
+    return demapper(y / h, (noise_variance(snr_db, y.device) / gain).expand_as(y).contiguous())
+
+
+def send_coded_bits(coded: torch.Tensor, q: int, snr_db: float, channel: Channel) -> torch.Tensor:
+    """Coded bits [B, N·q] scrambled, mapped to QAM, through the channel, demapped and descrambled:
+    the LLRs [B, N·q] a decoder reads. What the framed link and the message link share."""
+    mapper, _ = _qam(q, str(channel.device))
+    y, h = channel(mapper(scramble(coded)).reshape(coded.shape[0], -1), snr_db)
+    return descramble_llrs(demap(y, h, snr_db, q))
+
+
 def _frame_bits(payload: bytes, info_bits: int) -> torch.Tensor:
     frame = len(payload).to_bytes(2, "big") + payload
     bits = np.unpackbits(np.frombuffer(frame, dtype=np.uint8))
@@ -178,13 +195,7 @@ def send_payloads(payloads: list[bytes | None], link: DigitalLink, snr_db: float
         encoder, _ = _ldpc(k, symbols * q, q, str(channel.device))
         coded.append(encoder(info[:, start : start + k]))
         start += k
-    mapper, demapper = _qam(q, str(channel.device))
-    x = mapper(scramble(torch.cat(coded, dim=1))).reshape(len(rows), -1)
-    y, h = channel(x, snr_db)
-    # coherent detection: undo the gain (per packet, or per symbol), noise grows by 1/|h|²
-    h = h if h.dim() == 2 else h[:, None]
-    gain = h.abs().clamp_min(1e-6) ** 2
-    llr = descramble_llrs(demapper(y / h, (noise_variance(snr_db, y.device) / gain).expand_as(y).contiguous()))
+    llr = send_coded_bits(torch.cat(coded, dim=1), q, snr_db, channel)
     decoded, start, at = [], 0, 0
     for k, symbols in segments:
         encoder, decoder = _ldpc(k, symbols * q, q, str(channel.device))

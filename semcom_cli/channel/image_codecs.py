@@ -27,7 +27,7 @@ from PIL import Image
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.optional import require
 
-__all__ = ["CODECS", "compress_image", "decompress_image", "codec_levels", "check_codec"]
+__all__ = ["CODECS", "compress_image", "decompress_image", "codec_levels", "codec_names", "check_codec"]
 
 # codec → (Pillow format name, quality ladder from best to worst). JPEG 2000's steps are compression
 # ratios (its "rates" mode); PNG is lossless and has one step.
@@ -50,6 +50,14 @@ def check_codec(codec: str) -> str:
     if codec == "heif":
         require("pillow_heif")
     return codec
+
+
+def codec_names(value: str | list[str]) -> list[str]:
+    """``--image-codec`` as given: one name, a comma list, or ``all`` → the names, in order, once each
+    (not checked: the caller says which are unknown in its own words)."""
+    if isinstance(value, str):
+        value = list(CODECS) if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
+    return list(dict.fromkeys(value))
 
 
 def codec_levels(codec: str) -> tuple[int, ...]:

@@ -7,7 +7,7 @@ channel uses leave. The modulation is the lowest QAM order whose highest code ra
 :data:`~.digital.MCS_TABLE` carries the bits, so a few bits in many uses go at a low rate on QPSK; 5G
 LDPC's lowest rate is 1/5, and what the uses hold beyond one codeword is filled by repeating it
 (rate matching's circular buffer), the receiver adding the repeats' LLRs before decoding. The bits
-are scrambled before QAM as the framed link's are (:func:`~.digital.scramble`).
+are scrambled, mapped and demapped as the framed link's are (:func:`~.digital.send_coded_bits`).
 
 There is no CRC: the receiver takes the bits it decodes. A message that does not fit the uses at the
 highest order and rate is not sent.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from semcom_cli.channel.base import Channel, noise_variance
-from semcom_cli.channel.digital import MCS_TABLE, MIN_K, _ldpc, _qam, descramble_llrs, scramble
+from semcom_cli.channel.base import Channel
+from semcom_cli.channel.digital import MCS_TABLE, MIN_K, _ldpc, send_coded_bits
 from semcom_cli.core.errors import SemcomError
 
 __all__ = ["MessageLink", "message_link", "send_messages", "fits_bits", "to_bits", "from_bits", "bits_for"]
@@ -107,12 +107,7 @@ def send_messages(messages: torch.Tensor, link: MessageLink, snr_db: float, chan
     coded = encoder(info)
     sent_bits = link.channel_uses * q
     positions = torch.arange(sent_bits, device=coded.device) % n  # the circular buffer, read to the end
-    mapper, demapper = _qam(q, str(channel.device))
-    x = mapper(scramble(coded[:, positions])).reshape(batch, -1)
-    y, h = channel(x, snr_db)
-    h = h if h.dim() == 2 else h[:, None]
-    gain = h.abs().clamp_min(1e-6) ** 2
-    llr = descramble_llrs(demapper(y / h, (noise_variance(snr_db, y.device) / gain).expand_as(y).contiguous()))
+    llr = send_coded_bits(coded[:, positions], q, snr_db, channel)
     combined = torch.zeros(batch, n, device=llr.device).index_add_(1, positions, llr)
     if candidates is None:
         return decoder(combined)[:, : link.bits]

@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, ValidationError, field_validator
 
-from semcom_cli.channel.image_codecs import CODECS
+from semcom_cli.channel.image_codecs import CODECS, codec_names
 
 from semcom_cli.config.preset import ChannelName, Strict, TaskName, first_error_line, read_yaml, registered
 from semcom_cli.core.errors import SemcomError
@@ -63,9 +63,7 @@ class EvalPlan(Strict):
     @field_validator("image_codec", mode="before")
     @classmethod
     def _codec_list(cls, value):
-        if isinstance(value, str):
-            value = list(CODECS) if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
-        return list(dict.fromkeys(value)) if isinstance(value, list) else value
+        return codec_names(value) if isinstance(value, (str, list)) else value
 
 
 

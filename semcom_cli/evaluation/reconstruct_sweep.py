@@ -26,7 +26,7 @@ from semcom_cli.evaluation.reconstruct import (
     reconstruct_point,
     vqa_right,
 )
-from semcom_cli.channel.image_codecs import CODECS, check_codec
+from semcom_cli.channel.image_codecs import check_codec, codec_names
 from semcom_cli.evaluation.report import FORMAT, best_codecs, metric_note
 from semcom_cli.evaluation.sweep import write_report
 from semcom_cli.io.patches import check_budget, check_roi_share
@@ -72,7 +72,9 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
         raise SemcomError("--decoder auto decodes under a time budget (semcom decode --budget-ms); evaluate "
                           "compares codec, fast and quality")
     steps = check_steps(steps)
-    codecs = _codec_list(image_codec)
+    codecs = [check_codec(c) for c in codec_names(image_codec)]
+    if not codecs:
+        raise SemcomError("--image-codec names no codec")
     for c in channels:
         check_channel(c)
     snrs = [check_snr(s) for s in snrs]
@@ -167,15 +169,6 @@ def reconstruct_sweep(checkpoint: Optional[Path], methods: list[str], channels: 
         atomic_write_bytes(grid, example_grid(items, torch.sigmoid(logits), examples))
         doc["written"] = [str(output), str(output.with_suffix(".csv")), *map(str, plots), str(grid)]
     return doc
-
-
-def _codec_list(image_codec: str | list[str]) -> list[str]:
-    """``--image-codec``: one codec, a comma list, or ``all``; each checked (one line if unknown)."""
-    names = image_codec if isinstance(image_codec, list) else \
-        list(CODECS) if image_codec.strip() == "all" else [c.strip() for c in image_codec.split(",") if c.strip()]
-    if not names:
-        raise SemcomError("--image-codec names no codec")
-    return list(dict.fromkeys(check_codec(c) for c in names))
 
 
 def _grid_points(methods, channels, snrs, budgets, shares, decoders) -> set:

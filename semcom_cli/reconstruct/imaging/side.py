@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from semcom_cli.channel.base import noise_variance
-from semcom_cli.channel.digital import _ldpc, _qam
+from semcom_cli.channel.digital import _ldpc, _qam, demap
+from semcom_cli.channel.message_link import from_bits, to_bits
 from semcom_cli.io.patches import BOX_BITS, SIDE_USES, Box
 
 __all__ = ["box_bits", "bits_box", "side_symbols", "read_side"]
@@ -24,16 +24,14 @@ def box_bits(box: Box | None) -> torch.Tensor:
     bits = torch.zeros(BOX_BITS)
     if box is not None:
         bits[0] = 1
-        for k, value in enumerate(box.to_json()):
-            for b in range(3):
-                bits[1 + 3 * k + b] = (value >> (2 - b)) & 1
+        bits[1:13] = to_bits(box.to_json(), 3)
     return bits
 
 
 def bits_box(bits: torch.Tensor) -> Box | None:
     if bits[0] < 0.5:
         return None
-    values = [int(sum(int(bits[1 + 3 * k + b] > 0.5) << (2 - b) for b in range(3))) for k in range(4)]
+    values = from_bits((bits[1:13] > 0.5).float(), 3)
     try:
         return Box(*values)
     except ValueError:
@@ -50,8 +48,4 @@ def side_symbols(boxes: list[Box | None]) -> torch.Tensor:
 def read_side(y: torch.Tensor, h: torch.Tensor, snr_db: float) -> list[Box | None]:
     """Received side symbols [B, SIDE_USES] complex and their gains ([B] or [B, SIDE_USES]) → boxes."""
     _, decoder = _ldpc(BOX_BITS, SIDE_USES * _Q, _Q)
-    _, demapper = _qam(_Q)
-    h = h if h.dim() == 2 else h[:, None].expand_as(y)
-    gain = h.abs().clamp_min(1e-6) ** 2
-    llr = demapper(y / h, (noise_variance(snr_db, y.device) / gain).contiguous())
-    return [bits_box(row) for row in decoder(llr)]
+    return [bits_box(row) for row in decoder(demap(y, h, snr_db, _Q))]
