@@ -65,7 +65,8 @@ def run(
         return federated_stage(output, checkpoint, clients, rounds, engine, steps, batch_size, lr, save_every,
                                resume, device, force=force)
     if family in ("reconstruct", "generative"):
-        return _reconstruct_stage(stage, output, checkpoint, steps, batch_size, lr, save_every, resume, force=force)
+        return _reconstruct_stage(stage, output, checkpoint, steps, batch_size, lr, save_every, resume, force=force,
+                                  device=device)
     if resume:
         from semcom_cli.cli.stage import resume_from
         from semcom_cli.core.outputs import check_output
@@ -95,7 +96,7 @@ def run(
 
 def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], steps: Optional[int],
                        batch_size: Optional[int], lr: Optional[float], save_every: Optional[int], resume: bool,
-                       force: bool = False) -> None:
+                       force: bool = False, device: Optional[str] = None) -> None:
     from semcom_cli.cli.common import console, progress_bar
     from semcom_cli.config.base import with_changes
     from semcom_cli.core.outputs import check_output
@@ -108,6 +109,13 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
     from semcom_cli.training.stages import STAGES
 
     overrides = {"steps": steps, "batch_size": batch_size, "lr": lr}
+    if device is not None and stage != "image-codec":
+        raise SemcomError(f"--device: of the image stages only image-codec runs on a chosen device; "
+                          f"--stage {stage} trains on the CPU")
+    if device is not None:
+        from semcom_cli.core.runtime import resolve_device
+
+        resolve_device(device)  # a device this machine lacks is one line, before anything starts
     if resume and any(v is not None for v in (*overrides.values(), save_every)):
         raise SemcomError("--resume continues a run with its own settings; drop the other training flags")
     for flag, value in overrides.items():
@@ -155,5 +163,5 @@ def _reconstruct_stage(stage: str, output: Path, checkpoint: Optional[Path], ste
         elif stage == "guide-checks":
             digest = build_checks(output, checkpoint, cfg, on_log)
         else:
-            digest = build_codec(output, checkpoint, cfg, resume, save_every or 250, on_log)
+            digest = build_codec(output, checkpoint, cfg, resume, save_every or 250, on_log, device or "cpu")
     console.print(f"{stage} → {output} (checkpoint hash {digest[:16]}…)")

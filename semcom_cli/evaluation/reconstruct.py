@@ -165,13 +165,14 @@ def reconstruct_point(model, items: ReconstructItems, boxes: list, method: str, 
             streams.append(y[0, :, 0])
             gains.append(h.reshape(-1))
             uses.append(int(p.stream.shape[0]))
+        side_uses = packets[0].allocation.side_uses
         if generative is None:
-            received, _ = decode_streams(model, streams, gains, snr_db, budget, roi_share, method)
+            received, _ = decode_streams(model, streams, gains, snr_db, budget, roi_share, method, side_uses)
         else:
             received, _, _ = decode_streams_generative(
                 model, streams, gains, snr_db, budget, roi_share, method,
                 generative["queries"][start : start + batch_size], generative["decoder"], generative["steps"],
-                seed=seed * 100_003 + start)
+                seed=seed * 100_003 + start, side_uses=side_uses)
         outs.append(received)
     return torch.cat(outs), uses
 

@@ -4,8 +4,9 @@ The 64×64 image is cut into 8×8 patches of 8×8 pixels. The region of interest
 smallest box of patches that holds every patch whose importance reaches ``threshold``; the ROI's
 patches go through the encoder's high-fidelity path, the rest through its light path. Of a packet's
 budget, the side information comes first: the box, :data:`BOX_BITS` bits (a flag and four 3-bit
-patch coordinates), protected by a 5G LDPC code and sent in QPSK (:mod:`.side`), so
-:data:`SIDE_USES` channel uses. Of the rest, the ROI gets the share ``roi_share`` and the background
+patch coordinates), protected by a 5G LDPC code and sent in QPSK
+(:mod:`semcom_cli.reconstruct.imaging.side`), in :data:`SIDE_USES` channel uses or, where the
+reported SNR is low, more (:data:`SIDE_USES_CHOICES`). Of the rest, the ROI gets the share ``roi_share`` and the background
 what is left, each spread evenly over its patches (the first patches in raster order take the
 remainder), up to what a path can carry per patch; what one part cannot use goes to the other.
 
@@ -23,9 +24,10 @@ import torch
 
 from semcom_cli.core.errors import SemcomError
 
-__all__ = ["IMAGE_SIZE", "PATCH", "GRID", "HI_SYMBOLS", "LIGHT_SYMBOLS", "BOX_BITS", "SIDE_USES", "ROI_THRESHOLD",
+__all__ = ["IMAGE_SIZE", "PATCH", "GRID", "HI_SYMBOLS", "LIGHT_SYMBOLS", "BOX_BITS", "SIDE_USES", "SIDE_USES_CHOICES",
+           "ROI_THRESHOLD",
            "Box",
-           "roi_box", "box_of_mask", "Allocation", "allocate", "check_budget", "check_roi_share"]
+           "roi_box", "box_of_mask", "Allocation", "allocate", "allocate_rows", "check_budget", "check_roi_share"]
 
 IMAGE_SIZE = 64
 PATCH = 8
@@ -33,7 +35,8 @@ GRID = IMAGE_SIZE // PATCH       # 8×8 patches
 HI_SYMBOLS = 96                  # most complex symbols one ROI patch can take (its 192 pixel values)
 LIGHT_SYMBOLS = 32               # most one background patch can take
 BOX_BITS = 16                    # flag + 4 × 3-bit coordinates, padded to the shortest 5G LDPC block
-SIDE_USES = 24                   # BOX_BITS at code rate 1/3 in QPSK
+SIDE_USES = 24                   # BOX_BITS at code rate 1/3 in QPSK: the shortest side information
+SIDE_USES_CHOICES = (24, 48, 96)  # its lengths: longer where the reported SNR is low (imaging.side.side_uses_for)
 MIN_BUDGET = SIDE_USES + GRID * GRID  # at least one symbol per patch besides the side information
 # a patch is in the region when the map's mean over it reaches this: about 6 of its 64 pixels, so an
 # object's edge patches count, a stray pixel does not
@@ -118,10 +121,11 @@ class Allocation:
         return int(self.uses.sum()) + self.side_uses
 
 
-def allocate(budget: int, box: Box | None, roi_share: float, guided: bool = True) -> Allocation:
-    """Channel uses per patch for a packet of ``budget`` uses. ``guided``: the box is sent (its side
-    information counted; ``box`` None sends the flag "no ROI"); not guided: the uniform codec."""
-    side = SIDE_USES if guided else 0
+def allocate(budget: int, box: Box | None, roi_share: float, guided: bool = True,
+             side_uses: int = SIDE_USES) -> Allocation:
+    """Channel uses per patch for a packet of ``budget`` uses. ``guided``: the box is sent in ``side_uses``
+    channel uses (``box`` None sends the flag "no ROI"); not guided: the uniform codec."""
+    side = side_uses if guided else 0
     data = budget - side
     n = GRID * GRID
     roi = box.patches().flatten() if (guided and box is not None) else torch.zeros(n, dtype=torch.bool)
@@ -136,3 +140,37 @@ def allocate(budget: int, box: Box | None, roi_share: float, guided: bool = True
         uses[~roi] = torch.tensor(background, dtype=torch.long)
         uses[roi] = torch.tensor(_spread(left, n_roi, HI_SYMBOLS), dtype=torch.long)
     return Allocation(uses, roi, side)
+
+
+def _spread_rows(total: torch.Tensor, members: torch.Tensor, cap: int) -> torch.Tensor:
+    """:func:`_spread` for a batch: ``total`` [B] uses over the patches ``members`` [B, n] of each row (at most
+    ``cap`` each; the first in raster order take the remainder) → uses [B, n], zero outside ``members``."""
+    count = members.sum(1)
+    total = torch.minimum(total, count * cap)
+    safe = count.clamp_min(1)
+    base, extra = total // safe, total % safe
+    rank = members.long().cumsum(1) - 1  # each member's place among its row's members
+    return (base[:, None] + (rank < extra[:, None]).long()) * members
+
+
+def allocate_rows(budget: torch.Tensor, boxes: torch.Tensor, roi_share: torch.Tensor, guided: torch.Tensor,
+                  side_uses: torch.Tensor | int = SIDE_USES) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`allocate` for a batch, on the tensors' device with no per-row Python (training draws and the
+    batched link): budgets [B], boxes [B, 4] as (x0, y0, x1, y1) with -1 for "no box", ROI shares [B],
+    guided [B] bool, side uses (an int or [B]) → (uses per patch [B, 64] long, ROI flags [B, 64] bool); the
+    same numbers :func:`allocate` gives row by row."""
+    device = boxes.device
+    budget = torch.as_tensor(budget, device=device).long().expand(boxes.shape[0])
+    side = torch.as_tensor(side_uses, device=device).long().expand(boxes.shape[0])
+    data = budget - torch.where(guided, side, torch.zeros_like(side))
+    col = torch.arange(GRID, device=device).repeat(GRID)          # each patch's column, raster order
+    row = torch.arange(GRID, device=device).repeat_interleave(GRID)
+    x0, y0, x1, y1 = (boxes[:, i:i + 1] for i in range(4))
+    roi = (col >= x0) & (col <= x1) & (row >= y0) & (row <= y1) & (x0 >= 0) & guided[:, None]
+    n_roi = roi.sum(1)
+    # Python's round() is half to even, as torch.round is; in float64 as allocate computes it
+    want_roi = torch.minimum(torch.round(roi_share.double() * data.double()).long(), n_roi * HI_SYMBOLS)
+    background = _spread_rows(torch.where(n_roi > 0, data - want_roi, data), ~roi, LIGHT_SYMBOLS)
+    left = data - background.sum(1)
+    inside = _spread_rows(left, roi, HI_SYMBOLS)
+    return torch.where(roi, inside, background), roi

@@ -52,7 +52,7 @@ from semcom_cli.core.errors import SemcomError
 from semcom_cli.core.files import atomic_write_bytes, read_input_bytes
 from semcom_cli.core.limits import MAX_CHANNEL_USES, MAX_SYMBOLS_PER_TOKEN, MAX_TOKENS, check_snr_range
 from semcom_cli.core.outputs import OutputKind
-from semcom_cli.io.patches import GRID, HI_SYMBOLS, SIDE_USES, Box, allocate
+from semcom_cli.io.patches import GRID, HI_SYMBOLS, SIDE_USES_CHOICES, Box, allocate
 from semcom_cli.io.tiles import MAX_TILES, TileGrid
 from semcom_cli.tasks import get_task
 
@@ -189,12 +189,12 @@ class SemanticFile:
 
 
 @functools.lru_cache(maxsize=256)  # the same few budgets and shares, file after file
-def _packet_lengths(budget: int, share: float, guided: bool) -> frozenset[int]:
+def _packet_lengths(budget: int, share: float, guided: bool, side_uses: int) -> frozenset[int]:
     """The channel uses an image packet of ``budget`` and ROI ``share`` can have: the allocation's, for every
     box the side information may carry (its length depends only on the box's patch count) and for none."""
     boxes = [None] + ([Box(0, 0, w - 1, h - 1) for w in range(1, GRID + 1) for h in range(1, GRID + 1) if w <= h]
                       if guided else [])
-    return frozenset(allocate(budget, box, share, guided).channel_uses for box in boxes)
+    return frozenset(allocate(budget, box, share, guided, side_uses).channel_uses for box in boxes)
 
 
 def _is_int(value) -> bool:
@@ -230,13 +230,13 @@ def _check_image_packet(sem: SemanticFile, source: str) -> None:
     method, budget, share, side = (info.get(k) for k in ("method", "budget", "roi_share", "side_uses"))
     if (method not in ("importance", "uniform") or not _is_int(budget)
             or not isinstance(share, (int, float)) or not 0 < share < 1
-            or side != (SIDE_USES if method == "importance" else 0)):
+            or not (side in SIDE_USES_CHOICES if method == "importance" else side == 0)):
         raise SemcomError(f"{source}: a reconstruct packet needs its 'image' header (method importance|uniform, "
                           f"budget, roi_share in (0, 1), side_uses)")
     tiled = any(k in info for k in ("size", "tiles", "tile_uses"))
     if not side + GRID * GRID <= budget <= GRID * GRID * HI_SYMBOLS or not (tiled or h.channel_uses <= budget):
         raise SemcomError(f"{source}: a budget of {budget} channel uses does not fit a 64×64 image packet")
-    lengths = _packet_lengths(budget, float(share), method == "importance")
+    lengths = _packet_lengths(budget, float(share), method == "importance", side)
     if tiled:  # a picture of another size: one packet per 64×64 tile, one after the other
         _check_tiles(info, h.channel_uses, lengths, source)
     elif h.channel_uses not in lengths:

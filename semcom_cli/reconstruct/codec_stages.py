@@ -9,9 +9,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from semcom_cli.config.base import settings_from
 from semcom_cli.config.preset import load_preset
 from semcom_cli.core.errors import SemcomError
+from semcom_cli.core.runtime import resolve_device
 from semcom_cli.io.checkpoint import load_part, read_manifest, staged_folder
 from semcom_cli.models.llm import load_backbone
 from semcom_cli.reconstruct.generative.store import PARTS
@@ -100,10 +103,11 @@ def build_checks(output: Path, source: Path | None, cfg: GuideChecksTrain, on_lo
 
 
 def build_codec(output: Path, source: Path | None, cfg: CodecTrain, resume: bool = False, save_every: int = 250,
-                on_log=None) -> str:
-    """Train the codec into ``output``: ``source``'s checkpoint (its guide) with the codec added, in place of
-    what is at ``output`` (``source`` None or ``output`` itself: the codec added to ``output``). Nothing is
-    copied before the training, so a failed run leaves ``output`` as it was; returns the content hash."""
+                on_log=None, device: str = "cpu") -> str:
+    """Train the codec on ``device`` into ``output``: ``source``'s checkpoint (its guide) with the codec added,
+    in place of what is at ``output`` (``source`` None or ``output`` itself: the codec added to ``output``).
+    Nothing is copied before the training, so a failed run leaves ``output`` as it was; returns the content
+    hash. A run stopped on one device goes on (``resume``) on another: the partial run is saved on the CPU."""
     output = Path(output)
     base = None
     if source is not None and Path(source).resolve() != output.resolve():
@@ -114,10 +118,11 @@ def build_codec(output: Path, source: Path | None, cfg: CodecTrain, resume: bool
     partial, state, cfg = _start(output, "image-codec", resume, CodecTrain, cfg.model_dump(mode="json"))
     settings = cfg.model_dump(mode="json")  # as validated: what the partial runs and the manifest record
     started = time.time()
-    encoder, decoder = train_codec(cfg, on_log=on_log,
+    device = resolve_device(device)
+    encoder, decoder = train_codec(cfg, on_log=on_log, device=device,
                                    checkpointing=keep_partials(partial, "image-codec", save_every, state, settings))
     summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1),
-               "resumed_at": state.step if state else None}
+               "resumed_at": state.step if state else None, "device": _device_name(device)}
     # the generative decoder read the old codec's symbols: a new codec makes it stale
     stale = tuple((part.part, part.manifest_key) for part in PARTS.values() if part.reads_codec)
     with staged_folder(output) as trained:
@@ -126,6 +131,11 @@ def build_codec(output: Path, source: Path | None, cfg: CodecTrain, resume: bool
                                   {"codec": settings, "training": {"image-codec": summary}}, stale, base=base)
     finish_partial(partial)
     return digest
+
+
+def _device_name(device) -> str:
+    """Where a stage trained, as the manifest records it: ``cpu``, or the GPU's model name."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 STAGES.register("guidance", Stage("reconstruct", "the guide: referent parser + the image network marking it",

@@ -195,7 +195,7 @@ def decode_image_file(model, sem: SemanticFile, source: str, decoder: str = "cod
     choice = None
     if decoder == "codec":
         images, boxes = decode_streams(model, streams, gains, float(h.snr_db), info["budget"], info["roi_share"],
-                                       info["method"])
+                                       info["method"], info["side_uses"])
     else:
         seed = int(h.seed or 0) if seed is None else seed
         if decoder == "fast" or not h.query:  # the fast decoder reads no query: MiniLM is not loaded for it
@@ -205,7 +205,7 @@ def decode_image_file(model, sem: SemanticFile, source: str, decoder: str = "cod
                 return embed_queries([h.query] * len(streams))
         images, boxes, choice = decode_streams_generative(
             model, streams, gains, float(h.snr_db), info["budget"], info["roi_share"], info["method"],
-            queries, decoder, steps, seed, budget_ms, began=began, samples=DOUBT_SAMPLES)
+            queries, decoder, steps, seed, budget_ms, began=began, samples=DOUBT_SAMPLES, side_uses=info["side_uses"])
     result = {"task": "reconstruct", "method": info["method"], "channel": h.channel, "snr_db": h.snr_db,
               "seed": h.seed, "channel_uses": h.channel_uses, "side_uses": info["side_uses"],
               "box_received": picture_box(boxes, grid), "query": h.query, "source": h.source,

@@ -88,7 +88,10 @@ class Optimisation:
     def build(self, params: list, lr: float, steps: int):
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
         if self.schedule == "one-cycle":
-            return opt, torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=self.warmup)
+            # OneCycleLR divides by (warm-up steps - 1): a warm-up of exactly one step (20 steps at 5 %) would
+            # stop the run with a ZeroDivisionError, so it warms up over two
+            warmup = 2 / steps if abs(self.warmup * steps - 1) < 1e-9 else self.warmup
+            return opt, torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=warmup)
         if self.schedule == "constant":
             return opt, torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
         return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))

@@ -38,7 +38,7 @@ def test_image_stage_settings_refuse_values_out_of_range(cls, field, value):
 
 @pytest.mark.parametrize("changes", [
     {"snr_range": (10.0, -10.0)}, {"snr_range": (math.nan, 1.0)}, {"roi_share_range": (0.0, 1.5)},
-    {"budgets": ()}, {"budgets": (10,)}, {"unguided": 1.5}, {"pool": 10**9}, {"width": 8},
+    {"budgets": ()}, {"budgets": (10,)}, {"unguided": 1.5}, {"crops": 10**9}, {"random_k": 2.0}, {"width": 8},
 ])
 def test_codec_settings_refuse_impossible_draws(changes):
     with pytest.raises(SemcomError):
@@ -85,7 +85,7 @@ def test_the_batch_estimate_of_a_model_stage_counts_the_llm():
     assert 0 < align.total < instruct.total
 
 
-FIELDS = ["steps", "batch_size", "lr", "pool", "width", "seed", "log_every", "snr_range", "budgets",
+FIELDS = ["steps", "batch_size", "lr", "pool", "crops", "random_k", "width", "seed", "log_every", "snr_range", "budgets",
           "roi_share_range", "unguided", "no_query", "kl_weight", "channels", "latent_channels", "receiver_width",
           "train_timesteps", "zzz"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),

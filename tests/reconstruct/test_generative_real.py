@@ -47,14 +47,17 @@ def test_fast_and_quality_at_a_good_snr(model, items):
     assert quality["roi_psnr_db"] > fast["roi_psnr_db"] - 1.0  # the ROI anchored to the fast estimate
 
 
-def test_quality_lowers_the_feature_distance_at_a_bad_snr(model, items):
+def test_quality_lowers_the_feature_distance_at_a_bad_snr(model):
+    # 96 scenes: KID on 48 swung with the channel's noise draws (fast -31 vs quality -15 on one draw,
+    # -28 vs -54 on another; on 144 scenes quality is lower on both, -27 vs -5 and -36 vs -7)
+    items = load_items(96, seed=7)
     features = load_features(model.folder, model.manifest)
     fast, _ = _decode(model, items, "fast", 0.0, uses=256)
     quality, _ = _decode(model, items, "quality", 0.0, uses=256)
     torch.manual_seed(0)
-    far = kid(features, items.images, fast, subset_size=24)["value"]
+    far = kid(features, items.images, fast, subset_size=48)["value"]
     torch.manual_seed(0)
-    near = kid(features, items.images, quality, subset_size=24)["value"]
+    near = kid(features, items.images, quality, subset_size=48)["value"]
     assert near < far
 
 

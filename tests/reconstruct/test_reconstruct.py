@@ -158,18 +158,16 @@ def test_every_query_names_its_target_alone():
 
 
 def test_codec_training_resumes_exactly(tmp_path):
-    from semcom_cli.reconstruct.guidance.train import ScenePool
     from semcom_cli.reconstruct.imaging.train import CodecTrain, train_codec
     from semcom_cli.training.partial import load_resume, save_resume
     from semcom_cli.training.trainer import Checkpointing
 
-    pool = ScenePool("train", 6)
-    cfg = CodecTrain(steps=4, batch_size=2, pool=6, width=16)
+    cfg = CodecTrain(steps=4, batch_size=2, crops=4, width=16, random_k=0.5)
     keep = Checkpointing(2, lambda state: save_resume(tmp_path, "image-codec", state, settings={}))
-    whole, _ = train_codec(cfg, pool, checkpointing=keep)
+    whole, _ = train_codec(cfg, checkpointing=keep, device="cpu")
     state, header = load_resume(tmp_path, "image-codec")
     assert state.step == 2 and header["settings"] == {}
-    resumed, _ = train_codec(cfg, pool, checkpointing=Checkpointing(resume=state))
+    resumed, _ = train_codec(cfg, checkpointing=Checkpointing(resume=state), device=torch.device("cpu"))
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
     with pytest.raises(SemcomError, match="is a partial 'image-codec' run, not 'guidance'"):
         load_resume(tmp_path, "guidance")

@@ -20,6 +20,7 @@ import semcom_cli.reconstruct.imaging.train as imaging_train
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.data.scenes import scene_at
 from semcom_cli.io.checkpoint import save_part
+from semcom_cli.config.base import settings_from
 from semcom_cli.reconstruct.imaging.train import CodecTrain
 from semcom_cli.reconstruct.model import ReconstructModel, codec_config, default_scenes_checkpoint, write_checkpoint
 from semcom_cli.training.memory import MemoryNeed, check_memory
@@ -32,7 +33,7 @@ class TinyCodecTrain(CodecTrain):
 
     steps: int = 2
     batch_size: int = 2
-    pool: int = 4
+    crops: int = 4
     width: int = 16
 
 
@@ -151,7 +152,7 @@ def test_a_checkpoint_with_nan_weights_is_refused_on_load(tmp_path):
     with torch.no_grad():
         next(decoder.parameters()).fill_(float("nan"))
     staged = tmp_path / "staged"
-    cfg = CodecTrain.model_validate(model.manifest["codec"])
+    cfg = settings_from(CodecTrain, model.manifest["codec"], "the shipped codec", known_only=True)
     save_part(staged, "decoder", decoder, codec_config(cfg))
     out = tmp_path / "nan"
     write_checkpoint(out, {"decoder": staged / "decoder"}, {}, base=SHIPPED)  # hashed: only the values are wrong
@@ -302,3 +303,26 @@ def test_guide_replaces_only_its_own_png_and_only_with_force(semcom, tmp_path):
     old = tmp_path / "old.png"
     old.write_bytes(_png(np.zeros((64, 64), dtype=np.uint8)))
     assert_clean_failure(semcom("guide", scene, "-q", "the red shape", "-o", old), "add --force")
+
+
+# --- the codec stage on a chosen device -----------------------------------------------------------------
+
+def test_the_codec_stage_trains_on_the_device_it_is_given_and_says_where(semcom, tmp_path, tiny_codec_recipe):
+    out = tmp_path / "out"
+    r = semcom("finetune", "--stage", "image-codec", "-c", SHIPPED, "-o", out, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    model = ReconstructModel.from_pretrained(out)
+    assert model.manifest["training"]["image-codec"]["device"] == "cpu"
+    assert model.manifest["codec"]["crops"] == 4
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with a GPU would train on it")
+def test_a_gpu_asked_for_where_there_is_none_is_one_line(semcom, tmp_path, tiny_codec_recipe):
+    r = semcom("finetune", "--stage", "image-codec", "-c", SHIPPED, "-o", tmp_path / "out", "--device", "cuda")
+    assert_clean_failure(r, "no CUDA GPU")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_device_is_refused_for_the_image_stages_that_train_on_the_cpu(semcom, tmp_path):
+    r = semcom("finetune", "--stage", "guidance", "-o", tmp_path / "out", "--device", "cpu")
+    assert_clean_failure(r, "only image-codec")

@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-__all__ = ["PHOTOS", "textured_background", "load_photo"]
+__all__ = ["PHOTOS", "textured_background", "photo_crop", "lighten", "load_photo"]
 
 PHOTOS = {
     "train": ("astronaut", "coffee", "rocket", "grass", "brick", "camera", "china"),
@@ -42,9 +42,9 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3].astype(np.uint8))
 
 
-def textured_background(rng: np.random.Generator, size: int,
-                        photos: tuple[str, ...] | None = None) -> tuple[str, np.ndarray]:
-    """(photo name, [size, size, 3] uint8): a lightened random crop of one of ``photos``."""
+def photo_crop(rng: np.random.Generator, size: int,
+               photos: tuple[str, ...] | None = None) -> tuple[str, np.ndarray]:
+    """(photo name, [size, size, 3] uint8): a random crop of one of ``photos``, resized, not lightened."""
     photos = photos or PHOTOS["train"]
     name = photos[int(rng.integers(len(photos)))]
     photo = load_photo(name)
@@ -52,6 +52,18 @@ def textured_background(rng: np.random.Generator, size: int,
     side = int(rng.uniform(0.25, 0.9) * min(h, w))
     top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
     crop = Image.fromarray(photo[top:top + side, left:left + side]).resize((size, size), Image.Resampling.BILINEAR)
+    return name, np.asarray(crop)
+
+
+def lighten(crop: np.ndarray, light: float) -> np.ndarray:
+    """``crop`` with the share ``light`` of white mixed in, rounded to uint8."""
+    out = crop.astype(np.float64) * (1 - light) + 255.0 * light
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def textured_background(rng: np.random.Generator, size: int,
+                        photos: tuple[str, ...] | None = None) -> tuple[str, np.ndarray]:
+    """(photo name, [size, size, 3] uint8): a lightened random crop of one of ``photos``."""
+    name, crop = photo_crop(rng, size, photos)
     light = float(rng.uniform(0.3, 0.6))  # share of white mixed in
-    out = np.asarray(crop, dtype=np.float64) * (1 - light) + 255.0 * light
-    return name, np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return name, lighten(crop, light)

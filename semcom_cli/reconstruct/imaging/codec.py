@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from semcom_cli.io.patches import GRID, HI_SYMBOLS, LIGHT_SYMBOLS, Allocation
 
 __all__ = ["DualPathEncoder", "ImageDecoder", "SnrFilm", "SnrResBlock", "upsample_block", "downsample_block",
-           "symbol_planes", "sent_mask", "normalise_power", "pack", "unpack"]
+           "symbol_planes", "sent_mask", "normalise_power", "pack", "unpack", "pack_rows", "unpack_rows"]
 
 PLANES = 2 * HI_SYMBOLS + 2 * LIGHT_SYMBOLS + 3  # what a receiver reads per patch (symbol_planes)
 
@@ -137,24 +137,48 @@ def normalise_power(hi: torch.Tensor, light: torch.Tensor, uses: torch.Tensor, r
     return hi * scale, light * scale
 
 
-def _slots(alloc: Allocation) -> torch.Tensor:
-    """[64, HI] bool: which of each patch's symbol slots are sent (its first ``k``)."""
-    return torch.arange(HI_SYMBOLS)[None, :] < alloc.uses[:, None]
+def _per_patch(hi: torch.Tensor, light: torch.Tensor, roi: torch.Tensor) -> torch.Tensor:
+    """Each patch's symbols on its path, light rows zero-padded to HI: [B, 64, HI, 2]."""
+    hi_rows = hi.flatten(3).permute(0, 3, 1, 2)        # [B, 64, HI, 2]
+    light_rows = F.pad(light.flatten(3).permute(0, 3, 1, 2), (0, 0, 0, HI_SYMBOLS - LIGHT_SYMBOLS))
+    return torch.where(roi[:, :, None, None], hi_rows, light_rows)
+
+
+def _slot_mask(uses: torch.Tensor) -> torch.Tensor:
+    """[B, 64, HI] bool: which of each patch's symbol slots are sent (its first ``k``)."""
+    return torch.arange(HI_SYMBOLS, device=uses.device) < uses[..., None]
+
+
+def pack_rows(hi: torch.Tensor, light: torch.Tensor, uses: torch.Tensor, roi: torch.Tensor) -> list[torch.Tensor]:
+    """A batch's sent symbols as one stream [N_b, 2] each, patch by patch in raster order, each patch its
+    first ``k`` symbols on its path (hi [B, HI, 2, 8, 8], light [B, LIGHT, 2, 8, 8], uses [B, 64], roi [B, 64])."""
+    sent = _per_patch(hi, light, roi)[_slot_mask(uses)]  # rows one after the other, in raster order
+    return list(sent.split(uses.sum(1).tolist()))
+
+
+def unpack_rows(received: torch.Tensor, uses: torch.Tensor, roi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of :func:`pack_rows` under the receiver's allocations: the streams [B, N, 2] (zero-padded at
+    the end; a row holding fewer symbols than its allocation asks for is padded with zeros) → (hi [B, HI, 2,
+    8, 8], light [B, LIGHT, 2, 8, 8])."""
+    b = uses.shape[0]
+    want = uses.sum(1)
+    longest = int(want.max()) if b else 0
+    if received.shape[1] < longest:  # a box read wrong can ask for more symbols than came
+        received = F.pad(received, (0, 0, 0, longest - received.shape[1]))
+    taken = torch.arange(received.shape[1], device=uses.device) < want[:, None]
+    per_patch = torch.zeros(b, GRID * GRID, HI_SYMBOLS, 2, dtype=received.dtype, device=received.device)
+    per_patch[_slot_mask(uses)] = received[taken]
+    hi = (per_patch * roi[:, :, None, None]).permute(0, 2, 3, 1).reshape(b, HI_SYMBOLS, 2, GRID, GRID)
+    light = (per_patch[:, :, :LIGHT_SYMBOLS] * ~roi[:, :, None, None]).permute(0, 2, 3, 1)
+    return hi, light.reshape(b, LIGHT_SYMBOLS, 2, GRID, GRID)
 
 
 def pack(hi: torch.Tensor, light: torch.Tensor, alloc: Allocation) -> torch.Tensor:
-    """One image's sent symbols as a stream [N, 2], patch by patch in raster order, each patch its
-    first ``k`` symbols on its path."""
-    per_patch = hi.flatten(2).permute(2, 0, 1).clone()  # [64, HI, 2]
-    light_rows = light.flatten(2).permute(2, 0, 1)  # [64, LIGHT, 2]
-    per_patch[~alloc.roi] = F.pad(light_rows[~alloc.roi], (0, 0, 0, HI_SYMBOLS - LIGHT_SYMBOLS))
-    return per_patch[_slots(alloc)]
+    """One image's stream [N, 2] (:func:`pack_rows` for one)."""
+    return pack_rows(hi[None], light[None], alloc.uses[None], alloc.roi[None])[0]
 
 
 def unpack(stream: torch.Tensor, alloc: Allocation) -> tuple[torch.Tensor, torch.Tensor]:
     """The inverse of :func:`pack` under the receiver's allocation → (hi [HI, 2, 8, 8], light [LIGHT, 2, 8, 8])."""
-    per_patch = torch.zeros(GRID * GRID, HI_SYMBOLS, 2, dtype=stream.dtype)
-    per_patch[_slots(alloc)] = stream
-    hi = (per_patch * alloc.roi[:, None, None]).permute(1, 2, 0).reshape(HI_SYMBOLS, 2, GRID, GRID)
-    light = (per_patch[:, :LIGHT_SYMBOLS] * ~alloc.roi[:, None, None]).permute(1, 2, 0)
-    return hi, light.reshape(LIGHT_SYMBOLS, 2, GRID, GRID)
+    hi, light = unpack_rows(stream[None], alloc.uses[None], alloc.roi[None])
+    return hi[0], light[0]

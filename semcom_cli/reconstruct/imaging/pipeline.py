@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from semcom_cli.channel import to_complex, to_real
 from semcom_cli.channel.equalizer import mmse_equalize
 from semcom_cli.core.registry import Registry
-from semcom_cli.io.patches import GRID, IMAGE_SIZE, SIDE_USES, Allocation, Box, allocate, roi_box
+from semcom_cli.io.patches import GRID, IMAGE_SIZE, Allocation, Box, allocate_rows, roi_box
 from semcom_cli.io.tiles import TileGrid, patch_importance
 from semcom_cli.reconstruct.guidance.model import patch_map
-from semcom_cli.reconstruct.imaging.codec import normalise_power, pack, unpack
-from semcom_cli.reconstruct.imaging.side import read_side, side_symbols
+from semcom_cli.reconstruct.imaging.codec import normalise_power, pack_rows, unpack_rows
+from semcom_cli.reconstruct.imaging.side import read_side, side_symbols, side_uses_for
 
 __all__ = ["Packet", "Received", "METHODS", "guide_boxes", "guide_findings", "PictureGuide", "guide_picture", "tile_boxes",
            "encode_images", "receive_streams", "decode_streams",
@@ -105,24 +105,33 @@ def guide_picture(model, picture: torch.Tensor, query: str, grid: TileGrid) -> P
     return PictureGuide(probabilities, patches, tile_boxes(patches, grid, model.roi_threshold), findings[0])
 
 
+def _box_rows(boxes: list[Box | None]) -> torch.Tensor:
+    """Boxes → [B, 4] (x0, y0, x1, y1), -1 for none: what :func:`allocate_rows` reads."""
+    return torch.tensor([b.to_json() if b is not None else [-1] * 4 for b in boxes], dtype=torch.long).reshape(-1, 4)
+
+
+def _allocations(budget: int, boxes: list[Box | None], roi_share: float, guided: bool, side_uses: int):
+    n = len(boxes)
+    return allocate_rows(torch.full((n,), budget), _box_rows(boxes), torch.full((n,), roi_share, dtype=torch.float64),
+                         torch.full((n,), guided), side_uses)
+
+
 @torch.no_grad()
 def encode_images(model, images: torch.Tensor, boxes: list[Box | None], budget: int, roi_share: float,
                   snr_db: torch.Tensor | float, method: str = "importance") -> list[Packet]:
     """Images [B, 3, 64, 64] in [0, 1] with their ROI boxes → one packet each. ``snr_db``: the SNR the
-    receiver reports (the encoder is conditioned on it)."""
+    receiver reports (one value: the encoder is conditioned on it, and it sets the side information's
+    length, :func:`~.side.side_uses_for`)."""
     guided = method == "importance"
-    allocations = [allocate(budget, box, roi_share, guided) for box in boxes]
-    uses = torch.stack([a.uses for a in allocations])
-    roi = torch.stack([a.roi for a in allocations])
+    reported = float(torch.as_tensor(snr_db).reshape(-1)[0])
+    side_uses = side_uses_for(reported, budget) if guided else 0
+    uses, roi = _allocations(budget, boxes, roi_share, guided, side_uses)
     snr = torch.as_tensor(snr_db, dtype=torch.float32).expand(images.shape[0]).contiguous()
     hi, light = normalise_power(*model.encoder(images, snr), uses, roi)
-    side = to_real(side_symbols(boxes)) if guided else None
-    packets = []
-    for b, alloc in enumerate(allocations):
-        data = pack(hi[b], light[b], alloc)
-        stream = torch.cat([side[b], data]) if guided else data
-        packets.append(Packet(stream, alloc, boxes[b] if guided else None))
-    return packets
+    data = pack_rows(hi, light, uses, roi)
+    side = to_real(side_symbols(boxes, side_uses)) if guided else None
+    return [Packet(torch.cat([side[b], data[b]]) if guided else data[b], Allocation(uses[b], roi[b], side_uses),
+                   boxes[b] if guided else None) for b in range(len(boxes))]
 
 
 @dataclass
@@ -138,41 +147,50 @@ class Received:
     boxes: list               # the boxes read (None: none)
 
 
+def _stacked(ys: list[torch.Tensor], hs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Streams of possibly different lengths (complex) and their per-symbol gains → [B, N] each, zero-padded
+    (a padded gain is 1, so equalising the padding divides nothing by zero)."""
+    longest = max(int(y.shape[0]) for y in ys)
+    y_rows = torch.zeros(len(ys), longest, dtype=torch.complex64)
+    h_rows = torch.ones(len(ys), longest, dtype=torch.complex64)
+    for i, (y, h) in enumerate(zip(ys, hs)):
+        y_rows[i, : y.shape[0]] = y
+        h_rows[i, : y.shape[0]] = h
+    return y_rows, h_rows
+
+
 @torch.no_grad()
 def receive_streams(streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float, budget: int,
-                    roi_share: float, method: str = "importance") -> Received:
+                    roi_share: float, method: str = "importance", side_uses: int | None = None) -> Received:
     """Received streams [N, 2] (real) with their gains (complex: a scalar, or one per symbol) → the
-    side information read, the allocation recomputed, the symbols equalised into their patches."""
+    side information read, the allocation recomputed, the symbols equalised into their patches, all
+    packets at once. ``side_uses``: the side information's length, as the packet's header says it
+    (default: what the transmitter chose at ``snr_db``)."""
     guided = method == "importance"
     ys = [to_complex(y) for y in streams]
     hs = [h.reshape(-1) if h.numel() > 1 else h.reshape(1).expand(y.shape[0]) for y, h in zip(ys, gains)]
+    y, h = _stacked(ys, hs)
+    lengths = torch.tensor([int(s.shape[0]) for s in ys])
     boxes: list[Box | None] = [None] * len(ys)
+    side = 0
     if guided:  # every packet's side information decoded in one batch
-        boxes = read_side(torch.stack([y[:SIDE_USES] for y in ys]), torch.stack([h[:SIDE_USES] for h in hs]), snr_db)
-        ys, hs = [y[SIDE_USES:] for y in ys], [h[SIDE_USES:] for h in hs]
-    his, lights, uses, rois, snrs = [], [], [], [], []
-    for y, h, box in zip(ys, hs, boxes):
-        alloc = allocate(budget, box, roi_share, guided)
-        x = mmse_equalize(y[None], h[None], snr_db)[0]
-        want = int(alloc.uses.sum())
-        if x.shape[0] < want:  # a box read wrong can ask for more symbols than came
-            x = torch.cat([x, torch.zeros(want - x.shape[0], dtype=x.dtype)])
-        hi, light = unpack(to_real(x[:want]), alloc)
-        power = h.abs().pow(2).mean().clamp_min(1e-12)  # the decoder is told the effective SNR
-        his.append(hi)
-        lights.append(light)
-        uses.append(alloc.uses)
-        rois.append(alloc.roi)
-        snrs.append(snr_db + 10 * torch.log10(power))
-    return Received(torch.stack(his), torch.stack(lights), torch.stack(uses), torch.stack(rois),
-                    torch.stack(snrs).float(), boxes)
+        side = side_uses_for(snr_db, budget) if side_uses is None else int(side_uses)
+        boxes = read_side(y[:, :side], h[:, :side], snr_db)
+        y, h, lengths = y[:, side:], h[:, side:], lengths - side
+    uses, roi = _allocations(budget, boxes, roi_share, guided, side)
+    # symbols past a row's own length are padding: zero them after equalising
+    x = mmse_equalize(y, h, snr_db) * (torch.arange(y.shape[1]) < lengths[:, None])
+    hi, light = unpack_rows(to_real(x), uses, roi)
+    power = torch.stack([g.abs().pow(2).mean() for g in hs]).clamp_min(1e-12)  # the decoder is told the effective SNR
+    return Received(hi, light, uses, roi, (snr_db + 10 * torch.log10(power)).float(), boxes)
 
 
 @torch.no_grad()
 def decode_streams(model, streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float, budget: int,
-                   roi_share: float, method: str = "importance") -> tuple[torch.Tensor, list[Box | None]]:
+                   roi_share: float, method: str = "importance", side_uses: int | None = None
+                   ) -> tuple[torch.Tensor, list[Box | None]]:
     """Part 1's decoder: received streams with their gains → images [B, 3, 64, 64] and the boxes read."""
-    r = receive_streams(streams, gains, snr_db, budget, roi_share, method)
+    r = receive_streams(streams, gains, snr_db, budget, roi_share, method, side_uses)
     return model.decoder(r.hi, r.light, r.uses, r.roi, r.snr_db), r.boxes
 
 
@@ -180,7 +198,8 @@ def decode_streams(model, streams: list[torch.Tensor], gains: list[torch.Tensor]
 def decode_streams_generative(model, streams: list[torch.Tensor], gains: list[torch.Tensor], snr_db: float,
                               budget: int, roi_share: float, method: str, queries, decoder: str,
                               steps: int = 20, seed: int = 0, budget_ms: float | None = None,
-                              began: float | None = None, samples: int | None = None):
+                              began: float | None = None, samples: int | None = None,
+                              side_uses: int | None = None):
     """The generative decoder: → (images, boxes read, :class:`~semcom_cli.reconstruct.generative.decoder.Choice`).
     ``queries``: the query embeddings [B, 384] (zeros: none), or a function that makes them (called after
     the clock starts: the query's embedding counts in the budget). The budget's clock starts at ``began``
@@ -192,7 +211,7 @@ def decode_streams_generative(model, streams: list[torch.Tensor], gains: list[to
     guided = callable(queries) or bool(queries.abs().sum() > 0)  # a function: there is a query to embed
     generative.warm_up(len(streams), decoder == "auto", guided, samples or 1)
     began = time.perf_counter() if began is None else began
-    r = receive_streams(streams, gains, snr_db, budget, roi_share, method)
+    r = receive_streams(streams, gains, snr_db, budget, roi_share, method, side_uses)
     queries = queries() if callable(queries) else queries
     cheapest = model.decoder if decoder == "auto" else None
     images, choice = generative.decode(r.hi, r.light, r.uses, r.roi, r.snr_db, queries, decoder, steps, seed,
