@@ -7,7 +7,8 @@ RUNS    := runs
 
 .PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes checkpoint-rag bench bench-share bench-rate \
 	bench-reconstruct bench-compress bench-rag bench-federated federated-demo checkpoint-generative \
-	bench-generative bench-generative-limit bench-guide-honesty bench-baselines bench-cli clean
+	bench-generative bench-generative-limit bench-guide-honesty bench-baselines bench-cli bench-side-information \
+	bench-scene-data clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -45,6 +46,14 @@ bench-rate: setup
 # Query-guided image transmission against its targets (docs/results.md, "Query-guided image transmission").
 bench-reconstruct: setup  # about 9 minutes
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/reconstruct.py
+
+# The ROI box's error rate per SNR, channel and side length (about a minute; docs/side-information.json).
+bench-side-information: setup
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/side_information.py -o $(RUNS)/side-information.json
+
+# Scenes per second of the codec stage's batched data path against the one-at-a-time generator.
+bench-scene-data: setup
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/scene_data.py
 
 # The baselines beside the semantic link, one sweep per task: semantic, separation, digital with every image
 # codec and capacity, AWGN and Rayleigh, -10 ... 20 dB (README "Results"; about 35 minutes on 2 cores)

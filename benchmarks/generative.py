@@ -63,6 +63,7 @@ def speed(model) -> dict:
 
     from semcom_cli.reconstruct.generative.decoder import DOUBT_SAMPLES
     from semcom_cli.reconstruct.imaging.pipeline import decode_streams_generative
+    from semcom_cli.reconstruct.imaging.side import side_uses_for
 
     out = {"threads": torch.get_num_threads(), "samples": DOUBT_SAMPLES}
     streams, gains, queries = _received(model, 64, 6.0, seed=1)
@@ -78,8 +79,9 @@ def speed(model) -> dict:
 
     def single(decoder: str, snr: float, budget=None, seed=0):
         began = time.perf_counter()  # with the samples semcom decode draws for the confidence
+        # the packet was made at 6 dB: its side information has the length the link picks there
         _, _, choice = decode_streams_generative(model, *one[:2], snr, 512, 0.7, "importance", one[2], decoder, 20,
-                                                 seed, budget, samples=DOUBT_SAMPLES)
+                                                 seed, budget, samples=DOUBT_SAMPLES, side_uses=side_uses_for(6.0, 512))
         return time.perf_counter() - began, choice
 
     single("quality", -5.0)  # warm-up

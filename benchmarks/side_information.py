@@ -1,6 +1,7 @@
 """How often the guided packet's ROI box is misread, per SNR and channel.
 
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/side_information.py [--boxes 2000] [-o docs/side-information.json]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/side_information.py [--boxes 2000]
+        [-o docs/side-information.json]
 
 The box (16 bits: a flag and four 3-bit patch coordinates) goes ahead of the image's symbols in QPSK
 (:mod:`semcom_cli.reconstruct.imaging.side`); a misread box misplaces every symbol of the packet. For

@@ -6,9 +6,10 @@ patches go through the encoder's high-fidelity path, the rest through its light 
 budget, the side information comes first: the box, :data:`BOX_BITS` bits (a flag and four 3-bit
 patch coordinates), protected by a 5G LDPC code and sent in QPSK
 (:mod:`semcom_cli.reconstruct.imaging.side`), in :data:`SIDE_USES` channel uses or, where the
-reported SNR is low, more (:data:`SIDE_USES_CHOICES`). Of the rest, the ROI gets the share ``roi_share`` and the background
-what is left, each spread evenly over its patches (the first patches in raster order take the
-remainder), up to what a path can carry per patch; what one part cannot use goes to the other.
+reported SNR is low, more (:data:`SIDE_USES_CHOICES`). Of the rest, the ROI gets the share
+``roi_share`` and the background what is left, each spread evenly over its patches (the first
+patches in raster order take the remainder), up to what a path can carry per patch; what one part
+cannot use goes to the other.
 
 A packet without guidance (``uniform``) sends no side information: every patch takes the light path
 and an even share of the whole budget. The receiver recomputes the allocation from the box it

@@ -11,7 +11,8 @@ box is the packet's weakest link; two things make it hold at low SNR:
   0 dB on AWGN in 24 uses, BP misread 25 % of boxes).
 - **A longer code when the reported SNR is low** (:func:`side_uses_for`): 24 uses at rate 1/3 from
   6 dB up, 48 from 0 dB, 96 below (:data:`ROBUST_FROM_DB`). Up to 40 uses the codeword is LDPC's
-  own (at most rate 1/5); beyond, it is repeated (5G rate matching's circular buffer) and the receiver adds the repeats' LLRs.
+  own (at most rate 1/5); beyond, it is repeated (5G rate matching's circular buffer) and the
+  receiver adds the repeats' LLRs.
 
 The bits are not scrambled: a 24-use packet's side symbols are the same as before ML decoding came,
 so packets written then decode (better) now. The box's error rate per SNR and channel is measured
@@ -28,13 +29,15 @@ from semcom_cli.channel.digital import _ldpc, _qam, demap
 from semcom_cli.channel.message_link import from_bits, to_bits
 from semcom_cli.io.patches import BOX_BITS, GRID, SIDE_USES, SIDE_USES_CHOICES, Box
 
-__all__ = ["box_bits", "bits_box", "side_symbols", "read_side", "side_uses_for", "side_uses_rows", "box_candidates", "ROBUST_FROM_DB"]
+__all__ = ["box_bits", "bits_box", "side_symbols", "read_side", "side_uses_for", "side_uses_rows", "box_candidates",
+           "ROBUST_FROM_DB"]
 
 _Q = 2  # QPSK
 _LOWEST_RATE_BITS = 5 * BOX_BITS  # 5G LDPC's lowest rate is 1/5: the longest codeword of the box
 # the reported SNR (dB) from which each length is enough (benchmarks/side_information.py): on AWGN ≥ 99 %
-# of boxes are read right down to 0 dB in 24 uses, -2 dB in 48, -6 dB in 96; the margin is for block fading, where the reported SNR is an average and a fade
-# can take the box (Rayleigh at 0 dB: 29 % of boxes misread in 24 uses, 15 % in 48, 7 % in 96)
+# of boxes are read right down to 0 dB in 24 uses, -2 dB in 48, -6 dB in 96; the margin is for block
+# fading, where the reported SNR is an average and a fade can take the box (Rayleigh at 0 dB: 29 % of
+# boxes misread in 24 uses, 15 % in 48, 7 % in 96)
 ROBUST_FROM_DB = {SIDE_USES_CHOICES[0]: 6.0, SIDE_USES_CHOICES[1]: 0.0}
 
 
