@@ -8,7 +8,7 @@ RUNS    := runs
 .PHONY: setup demo test checkpoint checkpoint-mlp checkpoint-scenes checkpoint-rag bench bench-share bench-rate \
 	bench-reconstruct bench-compress bench-rag bench-federated federated-demo checkpoint-generative \
 	bench-generative bench-generative-limit bench-guide-honesty bench-baselines bench-cli bench-side-information \
-	bench-scene-data clean
+	bench-scene-data bench-rag-scale clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -84,6 +84,11 @@ bench-compress: setup
 # over AWGN and Rayleigh at -5, 0 and 10 dB, three kinds of message (docs/results.md, "Retrieval"; about 25 minutes).
 bench-rag: setup
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/retrieval.py -c checkpoints/semcom-rag
+
+# Index kinds (flat, ivf, hnsw) at 10^5 and 10^6 entries: build, one query, recall@3 against flat, size
+# (about 15 minutes; docs/retrieval.md "Index kinds")
+bench-rag-scale: setup
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/retrieval_scale.py --sizes 100000,1000000 -o $(RUNS)/retrieval-scale.json
 
 # Federated split fine-tuning: shipped checkpoint, 4 and 8 non-IID devices in Flower's simulation
 # engine and the centralised baseline, accuracies before and after (about 35 minutes on 2 CPU cores).

@@ -3,6 +3,8 @@
 A base is a folder (index.faiss + kb.json, no pickle) of sentences embedded with the bundled MiniLM.
 ``--from corpus:global`` / ``corpus:local:U`` / ``corpus:neither`` take the sentence corpus's seeded
 split (the one ``semcom evaluate --method rag`` measures on); ``--from FILE`` takes one sentence a line.
+``kb build --index flat|ivf|hnsw`` picks the index: flat is exact; ivf and hnsw are approximate and
+keep a query near a millisecond at millions of entries (docs/retrieval.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,20 @@ app = typer.Typer(name=NAME, help=__doc__, no_args_is_help=True, add_completion=
 CORPUS_SOURCES = "corpus:global, corpus:neither or corpus:local:U"
 MAX_CORPUS_USERS = 64          # as evaluate --method rag's --corpus-users
 MIN_SENTENCE_TOKENS = 5        # the corpus keeps sentences of 5 to --max-tokens tokens
+INDEX_OPTIONS = {"nlist": ("--nlist", "ivf"), "nprobe": ("--nprobe", "ivf"), "m": ("--hnsw-m", "hnsw"),
+                 "ef_construction": ("--ef-construction", "hnsw"), "ef_search": ("--ef-search", "hnsw")}
+
+
+def _index_spec(index: str, given: dict) -> dict:
+    """--index and its settings as :func:`~semcom_cli.retrieval.kb.index_settings` takes them; a setting
+    of another kind's index is refused in one line."""
+    from semcom_cli.core.errors import SemcomError
+
+    for key, value in given.items():
+        flag, kind = INDEX_OPTIONS[key]
+        if value is not None and index != kind:
+            raise SemcomError(f"{flag} applies to --index {kind} (got --index {index})")
+    return {"kind": index} | {key: value for key, value in given.items() if value is not None}
 
 
 def _check_corpus_settings(source: str, users: int, max_tokens: int) -> None:
@@ -87,15 +103,25 @@ def build(
     users: int = typer.Option(8, "--users", help=f"corpus: how many users the split has (1 to {MAX_CORPUS_USERS})."),
     max_tokens: int = typer.Option(24, "--max-tokens", help="corpus: the longest sentence kept, in LLM tokens "
                                                             "(the checkpoint's data.max_text_tokens)."),
+    index: str = typer.Option("flat", "--index", help="flat (exact; the default), ivf or hnsw (approximate, "
+                                                      "for bases of millions)."),
+    nlist: Optional[int] = typer.Option(None, "--nlist", help="ivf: k-means lists (default ≈ 4·√entries)."),
+    nprobe: Optional[int] = typer.Option(None, "--nprobe", help="ivf: lists scanned a query (default nlist/16, "
+                                                                "at least 32)."),
+    hnsw_m: Optional[int] = typer.Option(None, "--hnsw-m", help="hnsw: neighbours a node (default 16)."),
+    ef_construction: Optional[int] = typer.Option(None, "--ef-construction", help="hnsw: build breadth (default 40)."),
+    ef_search: Optional[int] = typer.Option(None, "--ef-search", help="hnsw: search breadth (default 64)."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     """Build a knowledge base from sentences."""
     from semcom_cli.core.outputs import check_output
     from semcom_cli.retrieval.kb import KB_OUTPUT, KnowledgeBase
 
+    spec = _index_spec(index, {"nlist": nlist, "nprobe": nprobe, "m": hnsw_m, "ef_construction": ef_construction,
+                               "ef_search": ef_search})
     check_output(output, [source if not source.startswith("corpus:") else None], kind=KB_OUTPUT, force=force)
     _check_corpus_settings(source, users, max_tokens)
-    kb = KnowledgeBase(kind, user, cap)
+    kb = KnowledgeBase(kind, user, cap, index=spec)
     with spinner("embedding the entries"):
         sentences = _sentences(source, users, max_tokens)
         evicted = kb.add(sentences)
@@ -142,7 +168,7 @@ def upgrade(base: Path = typer.Argument(..., help="The base's folder.")):
 @fail_cleanly
 def info(base: Path = typer.Argument(..., help="The base's folder."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
-    """Describe a base: kind, user, cap, entries, embedder."""
+    """Describe a base: kind, user, cap, entries, index, embedder."""
     from semcom_cli.retrieval import KnowledgeBase
 
     kb = KnowledgeBase.load(base)
@@ -152,6 +178,8 @@ def info(base: Path = typer.Argument(..., help="The base's folder."),
         return
     for key in ("kind", "user", "cap", "count"):
         console.print(f"{key}: {printable(str(description[key]))}")
+    settings = ", ".join(f"{key} {value}" for key, value in kb.index_settings.items() if key != "kind")
+    console.print(f"index: {kb.index_settings['kind']}" + (f" ({settings})" if settings else ""))
     console.print(f"embedder: {printable(kb.embedder['name'])} (sha256 {kb.embedder['sha256'][:12]}…)")
     for entry in description["newest"]:
         console.print(f"  {printable(entry)}")

@@ -2,18 +2,26 @@
 
 On disk a base is a folder ``NAME.kb/`` of two files, nothing pickled:
 
-- ``index.faiss``: a FAISS ``IndexFlatIP`` over the entries' L2-normalised MiniLM embeddings
-  (inner product = cosine), written by ``faiss.write_index``;
+- ``index.faiss``: a FAISS inner-product index over the entries' L2-normalised MiniLM embeddings
+  (inner product = cosine), written by ``faiss.write_index``, of one of three kinds (``kb build
+  --index``): ``flat`` (``IndexFlatIP``, exact, the default: its search time grows with the count,
+  about 15 ms at 100,000 entries), ``ivf`` (``IndexIVFFlat``: k-means lists trained on the base's own
+  vectors, ``nprobe`` of them scanned per query) or ``hnsw`` (``IndexHNSWFlat``, a neighbour graph).
+  The last two are approximate: at 10⁵ entries both return flat's top-3 (recall ≥ 0.99) in under a
+  millisecond; at 10⁶ they stay at a few ms but miss some of it (benchmarks/retrieval_scale.py);
 - ``kb.json``: the format version, the kind (``global``: shared by every receiver; ``local``: one
-  user's own recent messages), the user, the size cap, the embedder's identity, the entries in the
-  order they were added (oldest first), the index file's sha256 and ``sha256``, the digest of all of
-  these together (:func:`content_digest`), so an entry edited by hand no longer matches its base.
+  user's own recent messages), the user, the size cap, the embedder's identity, the index's kind and
+  settings (``index``; a base written before there was a choice has none and is flat), the entries in
+  the order they were added (oldest first), the index file's sha256 and ``sha256``, the digest of all
+  of these together (:func:`content_digest`), so an entry edited by hand no longer matches its base.
 
 Reading checks all of it: a base whose index or entries were damaged or changed, whose entries and
-index disagree, that was built with another embedder (its vectors live in another space), or one of
+index disagree, whose index is not of the kind and settings kb.json records, that was built with
+another embedder (its vectors live in another space), or one of
 whose entries breaks the rules :func:`check_entry` applies to a new entry (``kb add``'s) is refused
 in one line. A local base keeps at most ``cap`` entries: adding past it evicts the oldest, so the
-base holds the user's most recent messages.
+base holds the user's most recent messages (flat and ivf drop the evicted vectors in place; an hnsw
+graph cannot drop nodes, so it is rebuilt from the remaining vectors, which costs a build each time).
 
 Writers. Every update of a base (``kb build``, ``kb add``, ``decode --kb-local``) runs under one lock,
 an ``fcntl.flock`` on ``.semcom-kb.lock`` inside the folder, held across the read-modify-write
@@ -57,6 +65,7 @@ from semcom_cli.models.embedding import embed_texts, embedder_identity
 __all__ = [
     "KB_FORMAT",
     "KB_OUTPUT",
+    "INDEX_KINDS",
     "KINDS",
     "MAX_ENTRIES",
     "MAX_ENTRY_CHARS",
@@ -66,6 +75,7 @@ __all__ = [
     "check_entry",
     "check_user",
     "content_digest",
+    "index_settings",
     "is_knowledge_base",
     "update_base",
     "upgrade_base",
@@ -88,6 +98,19 @@ STAGING_PATTERN = re.compile(r"\.semcom-staging-[0-9]{1,10}-[0-9a-f]{16}")
 _OWN_NAMES = {INDEX_NAME, SIDE_NAME, LOCK_NAME, COMMIT_NAME}
 _REQUIRED = ("format", "kind", "entries", "embedder", "index_sha256")
 UPGRADE_MIN_COSINE = 0.999     # an entry re-embedded on upgrade must land on its stored vector
+
+# the index's kinds and their settings (recorded in kb.json's "index"; None: chosen when first trained)
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+INDEX_SETTINGS = {"flat": {},
+                  "ivf": {"nlist": None, "nprobe": None, "seed": 0},
+                  "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}}
+INDEX_SETTING_RANGES = {"nlist": (1, 65_536), "nprobe": (1, 65_536), "seed": (0, 2 ** 31 - 1),
+                        "m": (2, 256), "ef_construction": (1, 65_536), "ef_search": (1, 65_536)}
+IVF_LISTS_PER_ROOT = 4         # nlist ≈ 4·√n …
+IVF_MIN_PER_LIST = 39          # … but at least FAISS's advised 39 training vectors per list
+IVF_TRAIN_PER_LIST = 48        # k-means sees at most 48 vectors a list (a sample: 10⁶ entries train in ~2 min)
+IVF_TRAIN_ITERATIONS = 10
+IVF_LISTS_PER_PROBE, IVF_MIN_PROBES = 16, 32   # nprobe = nlist / 16, at least 32 (:func:`ivf_probes`)
 
 
 def _faiss():
@@ -143,12 +166,128 @@ def _check_cap(cap: object) -> int | None:
 
 
 def content_digest(side: dict) -> str:
-    """The sha256 of what a base says: kind, user, cap, embedder, entries and the index's digest
-    (canonical JSON, so it does not depend on how kb.json is laid out)."""
-    covered = {key: side.get(key) for key in ("format", "kind", "user", "cap", "embedder", "entries",
-                                              "index_sha256")}
+    """The sha256 of what a base says: kind, user, cap, embedder, index settings, entries and the index
+    file's digest (canonical JSON, so it does not depend on how kb.json is laid out). ``index`` is
+    covered where present: a base written before it existed keeps its digest (and reads as flat)."""
+    keys = ("format", "kind", "user", "cap", "embedder", "entries", "index_sha256") \
+        + (("index",) if "index" in side else ())
+    covered = {key: side.get(key) for key in keys}
     text = json.dumps(covered, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+# the index: kinds, settings, building and checking -----------------------------------------------------
+
+def index_settings(spec: object = "flat", stored: bool = False) -> dict:
+    """The index's kind and settings, checked: ``spec`` a kind (``"ivf"``) or a dict ``{"kind": …,
+    setting: value}``; settings not given take their defaults. ``stored``: ``spec`` is kb.json's record,
+    which must name every setting of its kind and nothing else. Raises a one-line SemcomError."""
+    if isinstance(spec, str) and not stored:
+        spec = {"kind": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str):
+        raise SemcomError(f"an index must name its kind (got {_shown(spec)})")
+    kind = spec["kind"]
+    if kind not in INDEX_KINDS:
+        raise SemcomError(f"unknown index kind {_shown(kind)} (choose from: {', '.join(INDEX_KINDS)})")
+    defaults = INDEX_SETTINGS[kind]
+    given = {key: value for key, value in spec.items() if key != "kind"}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise SemcomError(f"an index of kind {kind} has no setting {_shown(unknown[0])} "
+                          f"(its settings: {', '.join(defaults) or 'none'})")
+    if stored and set(given) != set(defaults):
+        raise SemcomError(f"an index of kind {kind} records {', '.join(defaults) or 'no settings'} "
+                          f"(got {', '.join(sorted(given)) or 'none'})")
+    settings = {"kind": kind} | defaults | given
+    for key in defaults:
+        value = settings[key]
+        if value is None and defaults[key] is None:
+            continue  # chosen from the count when the index is first trained
+        low, high = INDEX_SETTING_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise SemcomError(f"index setting {key} must be a whole number in [{low}, {high:,}] "
+                              f"(got {_shown(value)})")
+    return settings
+
+
+def ivf_lists(count: int) -> int:
+    """nlist for ``count`` vectors: ≈ 4·√count, at most count / 39 (k-means needs that many a list)."""
+    return max(1, min(round(IVF_LISTS_PER_ROOT * count ** 0.5), count // IVF_MIN_PER_LIST, 65_536))
+
+
+def ivf_probes(nlist: int) -> int:
+    """nprobe for ``nlist`` lists: a sixteenth of them, at least 32, chosen for recall: flat's top-3 with
+    recall ≥ 0.99 at 5,000 and 100,000 entries (benchmarks/retrieval_scale.py; √nlist gave 0.95–0.99)."""
+    return min(nlist, max(IVF_MIN_PROBES, nlist // IVF_LISTS_PER_PROBE))
+
+
+def _new_index(settings: dict, dim: int):
+    """An empty index of the settings' kind (an ivf one is made when its first vectors come: :func:`_trained_ivf`)."""
+    faiss = _faiss()
+    if settings["kind"] == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, settings["m"], faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = settings["ef_construction"]
+        index.hnsw.efSearch = settings["ef_search"]
+        return index
+    return faiss.IndexFlatIP(dim)  # flat, and an ivf base's stand-in while it holds nothing
+
+
+def _trained_ivf(vectors: np.ndarray, settings: dict):
+    """An IVF index trained on ``vectors`` (spherical k-means, seeded, on a sample of at most
+    48 a list) and holding them; fills the settings' nlist and nprobe where they were left to the count."""
+    faiss = _faiss()
+    count, dim = vectors.shape
+    nlist = min(settings["nlist"] or ivf_lists(count), count)
+    nprobe = min(settings["nprobe"] or ivf_probes(nlist), nlist)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed, index.cp.niter, index.cp.spherical = settings["seed"], IVF_TRAIN_ITERATIONS, True
+    index.cp.max_points_per_centroid, index.cp.min_points_per_centroid = IVF_TRAIN_PER_LIST, 1  # 1: no warning
+    index.train(vectors)
+    index.add(vectors)
+    index.nprobe = nprobe
+    settings["nlist"], settings["nprobe"] = nlist, nprobe
+    return index
+
+
+def _check_index(folder: Path, index, settings: dict, dim: int, count: int) -> None:
+    """The index read from ``folder`` is of the kind and settings kb.json records and holds ``count``
+    vectors of ``dim``; sets its search-time setting (nprobe, efSearch) from the record."""
+    faiss = _faiss()
+    kind = settings["kind"]
+    ivf_stand_in = kind == "ivf" and count == 0  # trained when its first vectors come
+    if kind == "flat" or ivf_stand_in:
+        found = isinstance(index, faiss.IndexFlatIP)
+    elif kind == "ivf":
+        found = type(index) is faiss.IndexIVFFlat and index.is_trained and index.nlist == settings["nlist"] \
+            and settings["nprobe"] is not None and settings["nprobe"] <= settings["nlist"]
+    else:
+        found = type(index) is faiss.IndexHNSWFlat and index.hnsw.nb_neighbors(1) == settings["m"] \
+            and index.hnsw.efConstruction == settings["ef_construction"]
+    if not found or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        described = ", ".join(f"{key} {value}" for key, value in settings.items() if key != "kind")
+        raise SemcomError(f"{folder}: its index file is not the {kind} index kb.json records"
+                          f"{f' ({described})' if described else ''}; rebuild the base")
+    if index.d != dim or index.ntotal != count:
+        raise SemcomError(f"{folder}: its index and its entries disagree ({index.ntotal} vectors of "
+                          f"{index.d}, {count} entries)")
+    if kind == "ivf" and not ivf_stand_in:
+        index.nprobe = settings["nprobe"]
+    elif kind == "hnsw":
+        index.hnsw.efSearch = settings["ef_search"]
+
+
+def _renumber_ivf(index, removed: int) -> None:
+    """After the ids 0 … removed-1 left an IVF index, shift the rest down by ``removed`` so that id i is
+    entry i again (a flat index renumbers itself; IVF lists keep the ids they were given)."""
+    faiss = _faiss()
+    lists = index.invlists
+    for number in range(index.nlist):
+        size = lists.list_size(number)
+        if not size:
+            continue
+        ids = faiss.rev_swig_ptr(lists.get_ids(number), size).copy() - removed
+        codes = faiss.rev_swig_ptr(lists.get_codes(number), size * lists.code_size).copy()
+        lists.update_entries(number, 0, size, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
 
 
 # the base's folder: lock, staging, commit ------------------------------------------------------------
@@ -252,17 +391,26 @@ KB_OUTPUT = OutputKind("semcom knowledge base", is_knowledge_base, folder=True)
 # the base ----------------------------------------------------------------------------------------------
 
 class KnowledgeBase:
-    """Entries (oldest first) and their FAISS index; ``kind`` global or local (one ``user``'s, ``cap``)."""
+    """Entries (oldest first) and their FAISS index; ``kind`` global or local (one ``user``'s, ``cap``);
+    ``index`` the index's kind or settings (:func:`index_settings`): flat (exact), ivf or hnsw.
 
-    def __init__(self, kind: str = "global", user: str | None = None, cap: int | None = None):
+    All three support everything a base does (add, the cap's eviction, search, save and load). An ivf
+    index is trained on the vectors of its first ``add`` (``kb build``'s sentences): entries added later
+    go into those lists, so rebuild a base that has grown many times over to refit them. An hnsw index
+    is rebuilt from its remaining vectors on every eviction (FAISS cannot remove graph nodes): fine for
+    a local base's cap of recent messages, slow for a capped base of millions."""
+
+    def __init__(self, kind: str = "global", user: str | None = None, cap: int | None = None,
+                 index: str | dict = "flat"):
         if not isinstance(kind, str) or kind not in KINDS:
             raise SemcomError(f"unknown knowledge-base kind {_shown(kind)} (choose from: {', '.join(KINDS)})")
         if kind == "local" or user is not None:
             user = check_user(user)
         self.kind, self.user, self.cap = kind, user, _check_cap(cap)
+        self.index_settings = index_settings(index)
         self.embedder = embedder_identity()
         self.entries: list[str] = []
-        self.index = _faiss().IndexFlatIP(self.embedder["dim"])
+        self.index = _new_index(self.index_settings, self.embedder["dim"])
         self.source: Path | None = None
 
     def __len__(self) -> int:
@@ -288,7 +436,10 @@ class KnowledgeBase:
                               f" got {tuple(vectors.shape)}")
         if len(self.entries) + len(texts) > MAX_ENTRIES:
             raise SemcomError(f"a knowledge base holds at most {MAX_ENTRIES:,} entries")
-        self.index.add(vectors)
+        if self.index_settings["kind"] == "ivf" and not self.entries:
+            self.index = _trained_ivf(vectors, self.index_settings)
+        else:
+            self.index.add(vectors)
         self.entries += texts
         return self._evict()
 
@@ -297,8 +448,16 @@ class KnowledgeBase:
         extra = len(self.entries) - self.cap if self.cap is not None else 0
         if extra <= 0:
             return 0
-        # a flat index renumbers what remains after removing ids 0 … extra-1: it stays in step with entries
-        self.index.remove_ids(_faiss().IDSelectorRange(0, extra))
+        kind = self.index_settings["kind"]
+        if kind == "hnsw":  # no remove_ids on a graph: build it again from the vectors that stay
+            kept = self.index.reconstruct_n(extra, self.index.ntotal - extra)
+            self.index = _new_index(self.index_settings, self.embedder["dim"])
+            self.index.add(kept)
+        else:
+            # a flat index renumbers what remains after removing ids 0 … extra-1; IVF lists are renumbered here
+            self.index.remove_ids(_faiss().IDSelectorRange(0, extra))
+            if kind == "ivf":
+                _renumber_ivf(self.index, extra)
         del self.entries[:extra]
         return extra
 
@@ -322,7 +481,7 @@ class KnowledgeBase:
 
     def describe(self) -> dict:
         return {"format": KB_FORMAT, "kind": self.kind, "user": self.user, "cap": self.cap,
-                "embedder": self.embedder, "count": len(self.entries)}
+                "embedder": self.embedder, "index": dict(self.index_settings), "count": len(self.entries)}
 
     def save(self, folder: str | Path) -> None:
         """Write the base as ``folder``: a new folder, an empty one, or a base it replaces (under the
@@ -400,6 +559,7 @@ class KnowledgeBase:
                               f"convert it once with 'semcom kb upgrade {folder}'")
         try:
             kb = cls(side["kind"], side.get("user"), side.get("cap"))
+            kb.index_settings = index_settings(side.get("index", {"kind": "flat"}), stored=True)
         except SemcomError as err:
             raise SemcomError(f"{side_path}: {err}") from None
         _check_embedder(folder, side["embedder"], kb.embedder)
@@ -416,9 +576,7 @@ class KnowledgeBase:
             index = faiss.deserialize_index(np.frombuffer(raw, dtype=np.uint8))
         except RuntimeError:
             raise SemcomError(f"{index_path}: not a FAISS index") from None
-        if not isinstance(index, faiss.IndexFlatIP) or index.d != kb.embedder["dim"] or index.ntotal != len(entries):
-            raise SemcomError(f"{folder}: its index and its entries disagree ({index.ntotal} vectors of "
-                              f"{index.d}, {len(entries)} entries)")
+        _check_index(folder, index, kb.index_settings, kb.embedder["dim"], len(entries))
         kb.entries, kb.index, kb.source = entries, index, folder
         return kb
 
