@@ -105,12 +105,6 @@ def check_roi_share(share: float) -> float:
     return float(share)
 
 
-def _spread(total: int, count: int, cap: int) -> list[int]:
-    total = min(total, count * cap)
-    base, extra = divmod(total, count) if count else (0, 0)
-    return [base + (1 if i < extra else 0) for i in range(count)]
-
-
 @dataclass(frozen=True)
 class Allocation:
     uses: torch.Tensor       # [GRID*GRID] long: complex symbols per patch, raster order
@@ -127,25 +121,14 @@ def allocate(budget: int, box: Box | None, roi_share: float, guided: bool = True
     """Channel uses per patch for a packet of ``budget`` uses. ``guided``: the box is sent in ``side_uses``
     channel uses (``box`` None sends the flag "no ROI"); not guided: the uniform codec."""
     side = side_uses if guided else 0
-    data = budget - side
-    n = GRID * GRID
-    roi = box.patches().flatten() if (guided and box is not None) else torch.zeros(n, dtype=torch.bool)
-    n_roi = int(roi.sum())
-    uses = torch.zeros(n, dtype=torch.long)
-    if n_roi == 0:
-        uses[:] = torch.tensor(_spread(data, n, LIGHT_SYMBOLS))
-    else:
-        want_roi = min(round(roi_share * data), n_roi * HI_SYMBOLS)
-        background = _spread(data - want_roi, n - n_roi, LIGHT_SYMBOLS)
-        left = data - sum(background)  # what the background cannot take goes back to the ROI
-        uses[~roi] = torch.tensor(background, dtype=torch.long)
-        uses[roi] = torch.tensor(_spread(left, n_roi, HI_SYMBOLS), dtype=torch.long)
-    return Allocation(uses, roi, side)
+    uses, roi = allocate_rows(torch.tensor([budget]), torch.tensor([box.to_json() if box is not None else [-1] * 4]),
+                              torch.tensor([float(roi_share)], dtype=torch.float64), torch.tensor([guided]), side)
+    return Allocation(uses[0], roi[0], side)
 
 
 def _spread_rows(total: torch.Tensor, members: torch.Tensor, cap: int) -> torch.Tensor:
-    """:func:`_spread` for a batch: ``total`` [B] uses over the patches ``members`` [B, n] of each row (at most
-    ``cap`` each; the first in raster order take the remainder) → uses [B, n], zero outside ``members``."""
+    """``total`` [B] uses spread evenly over the patches ``members`` [B, n] of each row (at most ``cap``
+    each; the first in raster order take the remainder) → uses [B, n], zero outside ``members``."""
     count = members.sum(1)
     total = torch.minimum(total, count * cap)
     safe = count.clamp_min(1)
@@ -156,10 +139,10 @@ def _spread_rows(total: torch.Tensor, members: torch.Tensor, cap: int) -> torch.
 
 def allocate_rows(budget: torch.Tensor, boxes: torch.Tensor, roi_share: torch.Tensor, guided: torch.Tensor,
                   side_uses: torch.Tensor | int = SIDE_USES) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`allocate` for a batch, on the tensors' device with no per-row Python (training draws and the
-    batched link): budgets [B], boxes [B, 4] as (x0, y0, x1, y1) with -1 for "no box", ROI shares [B],
-    guided [B] bool, side uses (an int or [B]) → (uses per patch [B, 64] long, ROI flags [B, 64] bool); the
-    same numbers :func:`allocate` gives row by row."""
+    """:func:`allocate` for a batch (and the one rule behind it), on the tensors' device with no per-row
+    Python (training draws and the batched link): budgets [B], boxes [B, 4] as (x0, y0, x1, y1) with -1
+    for "no box", ROI shares [B], guided [B] bool, side uses (an int or [B]) → (uses per patch [B, 64]
+    long, ROI flags [B, 64] bool)."""
     device = boxes.device
     budget = torch.as_tensor(budget, device=device).long().expand(boxes.shape[0])
     side = torch.as_tensor(side_uses, device=device).long().expand(boxes.shape[0])

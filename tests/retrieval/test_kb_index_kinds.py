@@ -13,6 +13,7 @@ import pytest
 from conftest import assert_clean_failure
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_kb_hardening import _copy, _rewrite  # the same hand edits of a base the hardening tests make
 
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.retrieval.kb import INDEX_KINDS, KnowledgeBase, content_digest, index_settings
@@ -58,20 +59,6 @@ def bases(vectors, tmp_path_factory) -> dict[str, Path]:
         folders[kind] = tmp_path_factory.mktemp(kind) / f"{kind}.kb"
         kb.save(folders[kind])
     return folders
-
-
-def _copy(folder: Path, tmp_path: Path, name: str = "copy.kb") -> Path:
-    target = tmp_path / name
-    shutil.copytree(folder, target)
-    return target
-
-
-def _rewrite(folder: Path, edit, rehash: bool = True) -> None:
-    side = json.loads((folder / "kb.json").read_text())
-    edit(side)
-    if rehash:
-        side["sha256"] = content_digest(side)
-    (folder / "kb.json").write_text(json.dumps(side, ensure_ascii=False))
 
 
 def _swap_index(folder: Path, other: Path) -> None:

@@ -41,18 +41,10 @@ _LOWEST_RATE_BITS = 5 * BOX_BITS  # 5G LDPC's lowest rate is 1/5: the longest co
 ROBUST_FROM_DB = {SIDE_USES_CHOICES[0]: 6.0, SIDE_USES_CHOICES[1]: 0.0}
 
 
-def side_uses_for(snr_db: float, budget: int | None = None) -> int:
-    """Channel uses of the box at the reported ``snr_db``: the shortest whose threshold the SNR reaches,
-    the longest below all of them, never more than the ``budget`` leaves the patches (one use each)."""
-    uses = next((n for n, floor in sorted(ROBUST_FROM_DB.items()) if float(snr_db) >= floor), max(SIDE_USES_CHOICES))
-    if budget is not None:
-        fitting = [n for n in SIDE_USES_CHOICES if n <= uses and n + GRID * GRID <= budget]
-        uses = max(fitting) if fitting else SIDE_USES
-    return uses
-
-
 def side_uses_rows(snr_db: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
-    """:func:`side_uses_for` for a batch of reported SNRs [B] and budgets [B], on their device (training)."""
+    """The box's channel uses for a batch of reported SNRs [B] and budgets [B], on their device (training and
+    :func:`side_uses_for`): the shortest length whose threshold the SNR reaches, the longest below all of
+    them, never more than the budget leaves the patches (one use each)."""
     uses = torch.full_like(budget, max(SIDE_USES_CHOICES))
     for n, floor in sorted(ROBUST_FROM_DB.items(), reverse=True):  # the shortest that the SNR allows wins
         uses = torch.where(snr_db >= floor, n, uses)
@@ -60,6 +52,13 @@ def side_uses_rows(snr_db: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
         shorter = max([m for m in SIDE_USES_CHOICES if m < n], default=SIDE_USES)
         uses = torch.where((uses == n) & (n + GRID * GRID > budget), shorter, uses)
     return uses
+
+
+def side_uses_for(snr_db: float, budget: int | None = None) -> int:
+    """Channel uses of the box at the reported ``snr_db``: the shortest whose threshold the SNR reaches,
+    the longest below all of them, never more than the ``budget`` leaves the patches (one use each)."""
+    budget = GRID * GRID + max(SIDE_USES_CHOICES) if budget is None else budget
+    return int(side_uses_rows(torch.tensor([float(snr_db)]), torch.tensor([int(budget)]))[0])
 
 
 def box_bits(box: Box | None) -> torch.Tensor:
