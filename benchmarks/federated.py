@@ -15,7 +15,10 @@ pictures: 300 server steps), measured at AWGN 5 dB:
 4. federated, 8 devices holding the same 1,024 pictures split finer (128 each), 15 rounds × 3 steps
    (360 server steps);
 5. with ``--variants``: the 4-device recipe with the devices' Adam moments kept between rounds, with
-   25 rounds × 3 steps (300 server steps), and with Flower's FedAvgM (server momentum 0.5 and 0.3).
+   25 rounds × 3 steps (300 server steps), and with Flower's FedAvgM (server momentum 0.5 and 0.3);
+6. with ``--privacy``: the 4-device recipe with Flower's SecAgg+ averaging (its fronts against the plain
+   run's: the fixed-point difference), and with central differential privacy (client-side clipping to
+   ``DP_CLIP``, Gaussian noise) at ε = 8 and ε = 2 (δ = 1e-5 over the 15 rounds, Flower's RDP accountant).
 A checkpoint already under ``--work`` is not trained again, and one the earlier ``-o`` measured
 (same hash) is not measured again.
 Every run writes its checkpoint under ``--work``; prints the targets table and writes ``-o``.
@@ -79,6 +82,29 @@ VARIANTS = {"federated_4_keep": {"keep_moments": True},
             "federated_4_fedavgm3": {"strategy": "fedavgm", "server_momentum": 0.3}}
 
 
+DP_CLIP = 5e-4  # see docs/federated.md: with 4 devices the noise on ~1 M averaged weights swamps any update
+
+
+def privacy_variants(rounds: int) -> dict:
+    from semcom_cli.federated.averaging import noise_for_epsilon
+
+    return {"federated_4_secagg": {"secure_aggregation": True},
+            **{f"federated_4_dp{eps}": {"dp_noise": noise_for_epsilon(eps, rounds), "dp_clip": DP_CLIP}
+               for eps in (8, 2)}}
+
+
+def front_difference(a: Path, b: Path) -> dict:
+    """Largest and RMS difference between two checkpoints' fronts (SecAgg+'s fixed point against plain)."""
+    import numpy as np
+
+    from semcom_cli.federated.split import front_parameters
+    from semcom_cli.system import SemcomModel
+
+    fa, fb = (front_parameters(SemcomModel.from_pretrained(f)) for f in (a, b))
+    diffs = np.concatenate([(x - y).ravel() for x, y in zip(fa, fb)])
+    return {"max_abs": float(np.abs(diffs).max()), "rms": float(np.sqrt((diffs ** 2).mean()))}
+
+
 def variant(checkpoint: Path, output: Path, settings: dict, earlier: dict | None) -> dict:
     """The 4-device recipe with other ``train.federated`` settings, in the simulation engine."""
     from semcom_cli.federated.app import FederatedJob
@@ -114,6 +140,10 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=REPO / "docs" / "federated-bench.json")
     parser.add_argument("--report-only", action="store_true", help="print the table of an earlier -o")
     parser.add_argument("--skip-eight", action="store_true", help="leave out the 8-device run")
+    parser.add_argument("--privacy", action="store_true",
+                        help="also SecAgg+ and differential privacy at epsilon 8 and 2")
+    parser.add_argument("--only", nargs="*", help="run only these (shipped, federated_4, centralised, federated_8 "
+                                                  "or a variant); the others are copied from the earlier -o")
     parser.add_argument("--variants", action="store_true",
                         help="also the recipe's variants: device moments kept, 3 steps × 25 rounds, FedAvgM")
     args = parser.parse_args()
@@ -123,26 +153,45 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     earlier = json.loads(args.output.read_text()) if args.output.is_file() else {}
     doc: dict = {"machine": "2 CPU cores", "checkpoint": str(args.checkpoint)}
-    print("shipped checkpoint", flush=True)
-    doc["shipped"] = accuracies(args.checkpoint, earlier.get("shipped"))
-    print("federated, 4 devices (simulation engine)", flush=True)
+
+    def wanted(name: str) -> bool:
+        if not args.only or name in args.only:
+            return True
+        if name in earlier:
+            doc[name] = earlier[name]
+        return False
+
+    if wanted("shipped"):
+        print("shipped checkpoint", flush=True)
+        doc["shipped"] = accuracies(args.checkpoint, earlier.get("shipped"))
     four = args.work / "four"
-    doc["federated_4"] = federated(args.checkpoint, four, [], earlier.get("federated_4")) | \
-        accuracies(four, earlier.get("federated_4"))
-    print("centralised, same steps", flush=True)
-    central = args.work / "centralised"
-    doc["centralised"] = centralised(args.checkpoint, central) | accuracies(central, earlier.get("centralised"))
-    if not args.skip_eight:
+    if wanted("federated_4"):
+        print("federated, 4 devices (simulation engine)", flush=True)
+        doc["federated_4"] = federated(args.checkpoint, four, [], earlier.get("federated_4")) | \
+            accuracies(four, earlier.get("federated_4"))
+    if wanted("centralised"):
+        print("centralised, same steps", flush=True)
+        central = args.work / "centralised"
+        doc["centralised"] = centralised(args.checkpoint, central) | accuracies(central, earlier.get("centralised"))
+    if not args.skip_eight and wanted("federated_8"):
         print("federated, 8 devices (same pictures, split finer)", flush=True)
         eight = args.work / "eight"
         doc["federated_8"] = federated(args.checkpoint, eight, ["--clients", "8", "--steps", "3"],
                                        earlier.get("federated_8")) | accuracies(eight, earlier.get("federated_8"))
-    if args.variants:
-        for name, settings in VARIANTS.items():
+    variants = dict(VARIANTS) if args.variants else {}
+    if args.privacy:
+        variants.update(privacy_variants(15))
+    if variants:
+        for name, settings in variants.items():
             print(f"variant {name}: {settings}", flush=True)
+            if not wanted(name):
+                continue
             folder = args.work / name
             doc[name] = variant(args.checkpoint, folder, settings, earlier.get(name)) | \
                 accuracies(folder, earlier.get(name))
+        if "federated_4_secagg" in doc and (four / "manifest.json").is_file():
+            doc["federated_4_secagg"]["front_vs_plain"] = front_difference(args.work / "four",
+                                                                           args.work / "federated_4_secagg")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(doc, indent=2) + "\n")
     report(doc)

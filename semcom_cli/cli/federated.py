@@ -16,7 +16,7 @@ ENGINES = ("simulation", "deployment")
 
 def federated_overrides(clients: Optional[int], rounds: Optional[int], engine: str, steps: Optional[int],
                         batch_size: Optional[int], lr: Optional[float], save_every: Optional[int],
-                        device: Optional[str]) -> dict:
+                        device: Optional[str], privacy: dict | None = None) -> dict:
     """The command's federated flags as ``train.federated.*`` overrides, or one line saying which is wrong
     (what the flags are checked against is the preset's ``FederatedTrain``)."""
     if engine not in ENGINES:
@@ -26,20 +26,21 @@ def federated_overrides(clients: Optional[int], rounds: Optional[int], engine: s
     if device not in (None, "cpu"):
         raise SemcomError("--stage federated runs on the CPU (devices and server share this machine)")
     overrides = {"clients": clients, "rounds": rounds, "local_steps": steps, "batch_size": batch_size,
-                 "save_every": save_every}
+                 "save_every": save_every, **(privacy or {})}
     return {f"train.federated.{k}": v for k, v in overrides.items() if v is not None}
 
 
 def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[int], rounds: Optional[int],
                     engine: str, steps: Optional[int], batch_size: Optional[int], lr: Optional[float],
-                    save_every: Optional[int], resume: bool, device: Optional[str], force: bool = False) -> None:
+                    save_every: Optional[int], resume: bool, device: Optional[str], force: bool = False,
+                    privacy: dict | None = None) -> None:
     from rich.table import Table
 
     from semcom_cli.core.files import partial_path, refuse_foreign_partial
     from semcom_cli.core.outputs import check_output
     from semcom_cli.io.checkpoint import checkpoint_output
 
-    overrides = federated_overrides(clients, rounds, engine, steps, batch_size, lr, save_every, device)
+    overrides = federated_overrides(clients, rounds, engine, steps, batch_size, lr, save_every, device, privacy)
     refuse_foreign_partial(output, resume)
     from semcom_cli.federated.app import FederatedJob
     from semcom_cli.core.processes import Terminated, sigterm_raises
@@ -89,5 +90,11 @@ def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[
     per = summary["bytes_per_round_per_device"]
     table.add_row("MB per round per device", ", ".join(f"{k} {v / 1e6:.3f}" for k, v in per.items()))
     table.add_row("devices dropped", str(len(summary["dropped"])))
+    table.add_row("secure aggregation", "SecAgg+" if summary.get("secure_aggregation") else "no")
+    privacy = summary.get("privacy") or {}
+    if privacy.get("clip") is not None:
+        epsilon = privacy["epsilon"] if privacy["epsilon"] == "inf" else f"{privacy['epsilon']:.2f}"
+        table.add_row("differential privacy", f"ε = {epsilon} at δ = {privacy['delta']:g} (noise "
+                      f"{privacy['noise_multiplier']:g}, clip {privacy['clip']:g}, {privacy['releases']} rounds)")
     table.add_row("checkpoint hash", summary["hash"][:16] + "…")
     console.print(table)

@@ -48,6 +48,12 @@ def run(
     rounds: Optional[int] = typer.Option(None, "--rounds",
                                          help="federated: rounds (override train.federated.rounds)."),
     engine: str = typer.Option("simulation", "--engine", help="federated: Flower's simulation | deployment engine."),
+    secagg: bool = typer.Option(False, "--secagg", help="federated: average the fronts with Flower's SecAgg+ "
+                                                        "(the server learns only their sum)."),
+    dp_noise: Optional[float] = typer.Option(None, "--dp-noise", help="federated: differential privacy's noise "
+                                             "multiplier (Gaussian, on the averaged front); needs --dp-clip."),
+    dp_clip: Optional[float] = typer.Option(None, "--dp-clip", help="federated: the L2 norm each device's update is "
+                                            "clipped to (Flower's fixedclipping_mod)."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ):
     from semcom_cli.cli.registries import load_all
@@ -57,13 +63,15 @@ def run(
     family = STAGES.lookup(stage).family
     if stage == "align":
         raise SemcomError("--stage align: stage 1 is its own command, 'semcom align'")
-    if family != "federated" and (clients is not None or rounds is not None or engine != "simulation"):
-        raise SemcomError("--clients, --rounds and --engine are for --stage federated")
+    if family != "federated" and (clients is not None or rounds is not None or engine != "simulation" or secagg
+                                  or dp_noise is not None or dp_clip is not None):
+        raise SemcomError("--clients, --rounds, --engine, --secagg, --dp-noise and --dp-clip are for --stage federated")
     if family == "federated":
         from semcom_cli.cli.federated import federated_stage
 
+        privacy = {"secure_aggregation": secagg or None, "dp_noise": dp_noise, "dp_clip": dp_clip}
         return federated_stage(output, checkpoint, clients, rounds, engine, steps, batch_size, lr, save_every,
-                               resume, device, force=force)
+                               resume, device, force=force, privacy=privacy)
     if family in ("reconstruct", "generative"):
         return _reconstruct_stage(stage, output, checkpoint, steps, batch_size, lr, save_every, resume, force=force,
                                   device=device)

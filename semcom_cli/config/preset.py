@@ -315,6 +315,19 @@ class FederatedTrain(Strict):
     proximal_mu: float = Field(0.0, ge=0.0, allow_inf_nan=False)  # FedProx's μ (0 with fedavg)
     server_momentum: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)  # FedAvgM's, on the averaged update
     save_every: SaveEvery = 1  # rounds between partial runs; 0: never
+    # privacy of the averaging (docs/federated.md): Flower's SecAgg+; central DP with client-side clipping
+    secure_aggregation: bool = False
+    dp_noise: float = Field(0.0, ge=0.0, le=1e4, allow_inf_nan=False)  # Gaussian noise multiplier
+    dp_clip: Optional[float] = Field(None, gt=0.0, le=1e6, allow_inf_nan=False)  # L2 bound on a device's update
+    dp_delta: float = Field(1e-5, gt=0.0, lt=1.0)  # the δ the privacy spent is reported at
+
+    @model_validator(mode="after")
+    def _privacy(self) -> "FederatedTrain":
+        if self.dp_noise > 0 and self.dp_clip is None:
+            raise ValueError("dp_noise needs dp_clip (the norm each device's update is clipped to)")
+        if self.secure_aggregation and self.clients < 2:
+            raise ValueError("secure_aggregation needs at least 2 clients (SecAgg+ sums two or more fronts)")
+        return self
 
     @model_validator(mode="after")
     def _prox(self) -> "FederatedTrain":

@@ -1,15 +1,17 @@
 """The Flower apps: a ClientApp for each device, a ServerApp for the edge server.
 
-One round of federated split fine-tuning, as messages (all of type ``train``):
+One round of federated split fine-tuning, as messages:
 
-- ``train`` (server → every device, built by the strategy's ``configure_train``): the averaged front
-  as ``arrays``, the round's settings as ``config`` (the preset, so a device needs no checkpoint
-  file). The device loads its front, draws its shard (its partition id picks it), runs step 0 and
-  replies with ``symbols`` (received symbols, gains, SNRs, labels).
+- ``train.start`` (server → every device): the round's global front as ``arrays``, the round's
+  settings as ``config`` (the preset, so a device needs no checkpoint file). The device loads its
+  front, draws its shard (its partition id picks it), runs step 0 and replies with ``symbols``
+  (received symbols, gains, SNRs, labels).
 - ``train.step`` (server → device, ``local_steps - 1`` times): the ``gradients`` at the symbols it
   sent; the device steps its front, runs the next step and replies with its ``symbols``.
-- ``train.end``: the last ``gradients``; the device steps and replies with its front (``arrays``)
-  and its sample count, which the strategy (FedAvg or FedProx, Flower's own) averages by.
+- ``train.end``: the last ``gradients``; the device steps and keeps its front.
+- ``train``: the averaging (:mod:`.averaging`), in the FitIns/FitRes form of Flower's strategies:
+  plain, through SecAgg+ (``secaggplus_mod``), with client-side clipping for DP
+  (``fixedclipping_mod``); the device answers with its front's parameters and its picture count.
 
 Between messages a device keeps its front and optimizer moments in ``context.state`` (Flower
 persists it per device); the server steps its back once per device per step. A device that does not
@@ -30,19 +32,29 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
-from semcom_cli.config.preset import FederatedTrain, preset_from_dict, short_repr
+from semcom_cli.config.preset import preset_from_dict, short_repr
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.data.domains import device_shard
 from semcom_cli.federated import partial as partial_runs  # by module: a test stops a run at its finish
-from semcom_cli.federated.messages import MessageLog
+from semcom_cli.federated.averaging import average_fronts
+from semcom_cli.federated.messages import SECAGG_RECORD, MessageLog
 from semcom_cli.federated.partial import ServerState, load_server_partial, save_server_partial
-from semcom_cli.federated.split import Activations, DeviceFront, ServerBack, front_state, load_front_state
+from semcom_cli.federated.split import (
+    Activations,
+    DeviceFront,
+    ServerBack,
+    front_parameters,
+    front_state,
+    load_front_parameters,
+    load_front_state,
+)
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import read_history
 
-__all__ = ["client_app", "server_app", "make_server_app", "FederatedJob", "RunStopped", "OwnNodes", "serve",
+__all__ = ["client_app", "server_app", "make_server_app", "FederatedJob", "RunStopped", "RunGrid", "serve",
            "check_job_fields"]
 
 
@@ -94,7 +106,7 @@ def _symbols_reply(message, act: Activations, device: int):
                    reply_to=message)
 
 
-def _device_start(message, context):
+def _device_start(message, context):  # train.start
     torch.set_num_threads(1)  # devices share the machine's cores in a simulation
     config = message.content["config"]
     keep = json.loads(str(config["preset"]))["train"]["federated"].get("keep_moments", False)
@@ -111,13 +123,7 @@ def _device_start(message, context):
 
 
 def _device_step(message, context, last: bool):
-    from flwr.app import (  # optional heavy: Flower (federated only)
-        ArrayRecord,
-        ConfigRecord,
-        Message,
-        MetricRecord,
-        RecordDict,
-    )
+    from flwr.app import ConfigRecord, Message, RecordDict  # optional heavy: Flower (federated only)
 
     torch.set_num_threads(1)
     config = context.state.config_records["round"]
@@ -125,27 +131,65 @@ def _device_step(message, context, last: bool):
     front = _front_from(context, config)
     round_ = int(config["server-round"])
     front.backward(round_, step - 1, message.content["gradients"].to_torch_state_dict()["grad_y"])
-    if last:
-        if front.cfg.keep_moments:
-            _keep(context, front)
+    if last:  # the front waits for the averaging
+        _keep(context, front)
         for key in ("optimizer", "anchor") if not front.cfg.keep_moments else ("anchor",):
             context.state.array_records.pop(key, None)
-        return Message(RecordDict({"arrays": ArrayRecord(front_state(front.model)),
-                                   "metrics": MetricRecord({"num-examples": len(front.shard)}),
-                                   "device": ConfigRecord({"index": front.node})}), reply_to=message)
+        return Message(RecordDict({"device": ConfigRecord({"index": front.node})}), reply_to=message)
     act = front.forward(round_, step)
     _keep(context, front)
     return _symbols_reply(message, act, front.node)
 
 
+def _device_average(message, context):  # train: the averaging (FitIns in, FitRes out)
+    from flwr.app import Message  # optional heavy: Flower (federated only)
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters  # optional heavy: Flower
+    from flwr.compat.common import recorddict_compat as compat  # optional heavy: Flower (federated only)
+
+    config = context.state.config_records.get("round")
+    if config is None or "front" not in context.state.array_records:
+        raise SemcomError("the averaging arrived before the round's steps: the device has no front")
+    front = _front_from(context, config)
+    # SecAgg+ rounds the masked front stochastically with NumPy: seeded, a run gives the same bytes
+    np.random.seed(np.random.SeedSequence([front.seed, front.node, int(config["server-round"])]).generate_state(1)[0])
+    result = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(front_parameters(front.model)), len(front.shard),
+                    {"device": front.node})
+    return Message(compat.fitres_to_recorddict(result, keep_input=True), reply_to=message)
+
+
+def _secure_when_asked(message, context, call_next):
+    """Flower's SecAgg+ mod on the averaging messages of a run with secure aggregation (it takes every
+    ``train`` message for its own; a plain run's are passed on)."""
+    from flwr.client.mod import secaggplus_mod  # optional heavy: Flower (federated only)
+
+    if message.metadata.message_type == "train" and SECAGG_RECORD in message.content.config_records:
+        return secaggplus_mod(message, context, call_next)
+    return call_next(message, context)
+
+
+def _clipped_when_asked(message, context, call_next):
+    """Flower's fixed-clipping mod on the averaging messages of a run with differential privacy."""
+    from flwr.client.mod import fixedclipping_mod  # optional heavy: Flower (federated only)
+
+    config = message.content.config_records.get("fitins.config")
+    if message.metadata.message_type == "train" and config is not None and "clipping_norm" in config:
+        return fixedclipping_mod(message, context, call_next)
+    return call_next(message, context)
+
+
 def _make_client_app():
     from flwr.clientapp import ClientApp  # optional heavy: Flower (federated only)
 
-    app = ClientApp()
+    # SecAgg+ outside: it masks the front the clipping mod has clipped
+    app = ClientApp(mods=[_secure_when_asked, _clipped_when_asked])
 
-    @app.train()
+    @app.train("start")
     def start(message, context):
         return _device_start(message, context)
+
+    @app.train()
+    def average(message, context):
+        return _device_average(message, context)
 
     @app.train("step")
     def step(message, context):
@@ -244,41 +288,60 @@ def check_job_fields(fields: dict) -> None:
             raise SemcomError(f"the job overrides {short_repr(key)}; a federated job overrides train.federated.* only")
 
 
-class OwnNodes:
-    """The grid as the ServerApp sees it: only the run's own nodes (``nodes``) exist, and a message to any
-    other is refused. Everything else is the grid's own."""
+class RunGrid:
+    """The grid as the ServerApp uses it: every message recorded both ways (``job.message_log``), replies
+    awaited with the job's timeout and stop, and (``nodes``: the deployment engine) only the run's own
+    nodes exist, a message to any other refused. Everything else is Flower's grid's own; Flower's
+    workflows (the averaging) use it as they would the grid."""
 
-    def __init__(self, grid, nodes: list[int]):
-        self._grid = grid
-        self._nodes = set(nodes)
+    def __init__(self, grid, job: FederatedJob, nodes: list[int] | None = None, poll: float = 0.1):
+        self._grid, self._job, self._poll = grid, job, poll
+        self._nodes = set(nodes) if nodes is not None else None
+        self._sent: dict[str, int] = {}  # message id → its device, for the replies (an error's sender varies)
+        self.round = 0
 
     def get_node_ids(self):
-        return [n for n in self._grid.get_node_ids() if n in self._nodes]
+        return [n for n in self._grid.get_node_ids() if self._nodes is None or n in self._nodes]
 
     def push_messages(self, messages):
         messages = list(messages)
         for m in messages:
-            if m.metadata.dst_node_id not in self._nodes:
+            if self._nodes is not None and m.metadata.dst_node_id not in self._nodes:
                 raise SemcomError(f"a message to node {m.metadata.dst_node_id}, not one of this run's")
-        return self._grid.push_messages(messages)
+        ids = list(self._grid.push_messages(messages))
+        for m, message_id in zip(messages, ids):
+            self._sent[message_id] = m.metadata.dst_node_id
+            self._job.message_log.record(m.content, round_=self.round, node=m.metadata.dst_node_id,
+                                         direction="to_device", message_type=m.metadata.message_type)
+        return ids
+
+    def pull_messages(self, message_ids):
+        replies = list(self._grid.pull_messages(message_ids))
+        for reply in replies:
+            node = self._sent.get(reply.metadata.reply_to_message_id)
+            if node is not None and not reply.has_error():
+                self._job.message_log.record(reply.content, round_=self.round, node=node, direction="to_server",
+                                             message_type=reply.metadata.message_type)
+        return replies
+
+    def send_and_receive(self, messages, *, timeout: float | None = None):
+        """Flower's ``send_and_receive`` polling every ``poll`` seconds (its own waits 3 s between polls in
+        the deployment engine, several times a split step's compute) until the replies are in, the
+        timeout (the job's when none is given) passes or the job is stopped."""
+        timeout = timeout or self._job.reply_timeout
+        waiting = set(self.push_messages(messages))
+        replies, deadline = [], (time.time() + timeout) if timeout else None
+        while waiting and (deadline is None or time.time() < deadline):
+            self._job.check_running()
+            got = self.pull_messages(waiting)
+            replies += got
+            waiting -= {m.metadata.reply_to_message_id for m in got}
+            if waiting:
+                time.sleep(self._poll)
+        return replies
 
     def __getattr__(self, name):
         return getattr(self._grid, name)
-
-
-def _strategy(cfg: FederatedTrain):
-    from flwr.serverapp.strategy import FedAvg, FedProx  # optional heavy: Flower (federated only)
-
-    # every connected device trains; a round starts with whoever is connected (one that left is not
-    # waited for), the first only once all have come (_wait_for_devices)
-    common = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1)
-    if cfg.strategy == "fedprox":
-        return FedProx(proximal_mu=cfg.proximal_mu, **common)
-    if cfg.strategy == "fedavgm":
-        from flwr.serverapp.strategy import FedAvgM  # optional heavy: Flower (federated only)
-
-        return FedAvgM(server_momentum=cfg.server_momentum, **common)
-    return FedAvg(**common)
 
 
 def _wait_for_devices(grid, devices: int, job: FederatedJob, timeout: float = 300.0) -> None:
@@ -291,62 +354,34 @@ def _wait_for_devices(grid, devices: int, job: FederatedJob, timeout: float = 30
         time.sleep(0.2)
 
 
-def _send_and_receive(grid, messages: list, job: FederatedJob, poll: float = 0.1) -> list:
-    """``grid.send_and_receive`` polling every ``poll`` seconds (its own loop waits 3 s between polls
-    in the deployment engine, several times a split step's compute), until the replies are in, the
-    job's reply timeout passes or the job is stopped."""
-    timeout = job.reply_timeout
-    waiting = set(grid.push_messages(messages))
-    replies, deadline = [], (time.time() + timeout) if timeout else None
-    while waiting and (deadline is None or time.time() < deadline):
-        job.check_running()
-        got = list(grid.pull_messages(waiting))
-        replies += got
-        waiting -= {m.metadata.reply_to_message_id for m in got}
-        if waiting:
-            time.sleep(poll)
-    return replies
+def _exchange(grid: RunGrid, messages: list) -> dict[int, object]:
+    """Send and return the good replies by device (node id); a device that answered with an error, or
+    not in time, is left out."""
+    sent = {m.metadata.dst_node_id for m in messages}
+    return {reply.metadata.src_node_id: reply for reply in grid.send_and_receive(messages)
+            if not reply.has_error() and reply.metadata.src_node_id in sent}
 
 
-def _exchange(grid, messages: list, job: FederatedJob, round_: int) -> dict[int, object]:
-    """Send, record both ways, and return the good replies by device (node id); a device that
-    answered with an error, or not in time, is left out."""
-    for m in messages:
-        job.message_log.record(m.content, round_=round_, node=m.metadata.dst_node_id, direction="to_device",
-                               message_type=m.metadata.message_type)
-    answers = _send_and_receive(grid, messages, job)
-    sent = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}  # ids are set when pushed
-    replies = {}
-    for reply in answers:
-        node = sent.get(reply.metadata.reply_to_message_id)  # an error's sender may be the SuperLink
-        if node is None or reply.has_error():
-            continue
-        job.message_log.record(reply.content, round_=round_, node=node, direction="to_server",
-                               message_type=reply.metadata.message_type)
-        replies[node] = reply
-    return replies
-
-
-def serve(grid, job: FederatedJob, model: SemcomModel, on_round: Callable[[ServerState], None] | None = None,
-          resume: ServerState | None = None) -> ServerState:
-    """``rounds`` rounds of split steps and FedAvg on ``model`` (its front is replaced by each round's
+def serve(grid: RunGrid, job: FederatedJob, model: SemcomModel,
+          on_round: Callable[[ServerState], None] | None = None, resume: ServerState | None = None) -> ServerState:
+    """``rounds`` rounds of split steps and averaging on ``model`` (its front is replaced by each round's
     average, its back trained in place); ``on_round`` is called after each round."""
     from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict  # optional heavy: Flower (federated only)
 
     cfg = model.preset.train.federated
     state = resume or ServerState(model, ServerBack(model, model.get_llm(), cfg))
-    strategy = state.strategy = _strategy(cfg)
-    if state.momentum is not None:
-        strategy.momentum_vector = state.momentum
     preset_json = json.dumps(model.preset.model_dump(exclude={"device"}))
     started = time.time() - state.seconds
     _wait_for_devices(grid, cfg.clients, job)
     for round_ in range(state.round + 1, cfg.rounds + 1):
         job.check_running()
+        grid.round = round_
         arrays = ArrayRecord(front_state(model))
-        config = ConfigRecord({"preset": preset_json, "embed-dim": model.embed_dim})
-        starts = list(strategy.configure_train(round_, arrays, config, grid))
-        replies = _exchange(grid, starts, job, round_)
+        config = ConfigRecord({"preset": preset_json, "embed-dim": model.embed_dim, "server-round": round_,
+                               "proximal-mu": cfg.proximal_mu})
+        starts = [Message(RecordDict({"arrays": arrays, "config": config}), dst_node_id=node,
+                          message_type="train.start") for node in sorted(grid.get_node_ids())]
+        replies = _exchange(grid, starts)
         for step in range(1, cfg.local_steps + 1):
             gradients = {}
             # the server steps on the devices' activations in device order (node ids are random)
@@ -361,12 +396,15 @@ def serve(grid, job: FederatedJob, model: SemcomModel, on_round: Callable[[Serve
                                             "config": ConfigRecord({"step": step})}),
                                 dst_node_id=node, message_type="train.end" if last else "train.step")
                         for node, grad in gradients.items()]
-            replies = _exchange(grid, messages, job, round_)
+            replies = _exchange(grid, messages)
         for node in sorted({m.metadata.dst_node_id for m in starts} - set(replies)):
             state.dropped.append({"round": round_, "node": int(node)})
-        averaged, _ = strategy.aggregate_train(round_, list(replies.values()))
-        if averaged is not None:  # no device finished the round: the front stays as it was
-            load_front_state(model, averaged.to_torch_state_dict())
+        if replies:
+            averaged, state.momentum = average_fronts(grid, cfg, round_, sorted(replies), front_parameters(model),
+                                                      state.momentum, model.preset.seed, job.reply_timeout)
+            if averaged is not None:  # no device answered the averaging: the front stays as it was
+                load_front_parameters(model, averaged)
+        job.check_running()
         state.round = round_
         state.seconds = time.time() - started
         if on_round is not None:
@@ -379,8 +417,7 @@ def run_job(grid, job: FederatedJob) -> dict:
     ``job.output`` with partial runs beside it every ``save_every`` rounds; returns the summary."""
 
     output = Path(job.output)
-    if job.nodes is not None:
-        grid = OwnNodes(grid, job.nodes)
+    grid = RunGrid(grid, job, job.nodes)
     if job.resume:
         model, resume, history = load_server_partial(output, job)
     else:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from semcom_cli.core.files import partial_path
+from semcom_cli.federated.averaging import privacy_spent
 from semcom_cli.federated.split import ServerBack
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import save_checkpoint
@@ -35,14 +36,13 @@ class ServerState:
     losses: list[float] = field(default_factory=list)
     dropped: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-    strategy: object = None  # Flower's strategy (FedAvgM keeps a momentum of its own)
-    momentum: list | None = None  # FedAvgM's momentum from a partial run, handed to the new strategy
+    momentum: list | None = None  # FedAvgM's momentum on the averaged update, handed to each round's strategy
     owns_partial: bool = False  # this run wrote or resumed ``<output>.partial`` (only then is it removed)
 
 
 def save_server_partial(output: Path, state, job, history: list[dict]) -> None:
     tensors, meta = state.back.optimizer_state()
-    momentum = getattr(state.strategy, "momentum_vector", None) or []  # FedAvgM's, in its arrays' order
+    momentum = state.momentum or []  # FedAvgM's, in the front's parameter order
     tensors.update({f"momentum.{i:05d}": torch.from_numpy(np.array(v)) for i, v in enumerate(momentum)})
     save_partial(partial_path(output), state.model, STAGE, ResumeState(state.round, tensors, {
         "optimizer": meta, "losses": state.losses, "dropped": state.dropped, "seconds": state.seconds,
@@ -72,7 +72,8 @@ def finish(output: Path, state, job, history: list[dict]) -> dict:
                "local_steps": cfg.local_steps, "batch_size": cfg.batch_size, "strategy": cfg.strategy,
                "steps": len(losses), "first_loss": losses[0] if losses else None,
                "final_loss": final_loss(losses), "seconds": round(state.seconds, 1),
-               "dropped": state.dropped,
+               "dropped": state.dropped, "secure_aggregation": cfg.secure_aggregation,
+               "privacy": privacy_spent(cfg, state.round),
                # the nodes the server exchanged messages with (deployment: only the run's own can be)
                "nodes": sorted({int(e["node"]) for e in job.message_log.entries}),
                **job.message_log.summary()}

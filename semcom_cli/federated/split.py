@@ -25,10 +25,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from semcom_cli.channel import make_channel, seed_channel
 from semcom_cli.config.preset import FederatedTrain
+from semcom_cli.core.errors import SemcomError
 from semcom_cli.data.domains import DeviceShard
 from semcom_cli.models import LLM
 from semcom_cli.models.codebook import CAPTIONS, read_packets
@@ -39,7 +41,8 @@ from semcom_cli.tasks.shapes import caption_text
 from semcom_cli.training.stages import _caption_cross_entropy
 from semcom_cli.training.trainer import load_optimizer_state, optimizer_state
 
-__all__ = ["Activations", "DeviceFront", "ServerBack", "front_state", "load_front_state", "FRONT_PARTS"]
+__all__ = ["Activations", "DeviceFront", "ServerBack", "front_state", "load_front_state", "FRONT_PARTS",
+           "front_parameters", "load_front_parameters"]
 
 FRONT_PARTS = ("vision", "projector", "channel_encoder")
 
@@ -73,6 +76,26 @@ def load_front_state(model: SemcomModel, state: dict[str, torch.Tensor]) -> None
         prefix = f"{part}."
         getattr(model, part).load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
                                              strict=True)
+
+
+def _named_front_parameters(model: SemcomModel) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(f"{part}.{k}", p) for part in FRONT_PARTS for k, p in getattr(model, part).named_parameters()]
+
+
+def front_parameters(model: SemcomModel) -> list[np.ndarray]:
+    """The front's parameters in a fixed order (what a round averages: its buffers are constants)."""
+    return [p.detach().cpu().numpy().copy() for _, p in _named_front_parameters(model)]
+
+
+def load_front_parameters(model: SemcomModel, arrays: list[np.ndarray]) -> None:
+    named = _named_front_parameters(model)
+    if len(arrays) != len(named):
+        raise SemcomError(f"an averaged front of {len(arrays)} arrays for a front of {len(named)} parameters")
+    with torch.no_grad():
+        for (name, p), a in zip(named, arrays):
+            if tuple(a.shape) != tuple(p.shape):
+                raise SemcomError(f"the averaged front's {name} is {tuple(a.shape)}, not {tuple(p.shape)}")
+            p.copy_(torch.from_numpy(np.asarray(a)).to(p))
 
 
 def _step_rng(seed: int, node: int, round_: int, step: int) -> random.Random:

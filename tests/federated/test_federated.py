@@ -218,7 +218,94 @@ def test_nothing_of_a_devices_pictures_crosses(simulated):
     text = " ".join(log.texts)
     assert not any(f"{c} {s}" in text for c, s in CAPTIONS)
     per = summary["bytes_per_round_per_device"]
-    assert per["weights_down"] == per["weights_up"] > 0 and per["symbols"] > 0 and per["gradients"] > 0
+    # down: the whole front at the round's start; up: its parameters for the averaging (no buffers)
+    assert per["weights_down"] > per["weights_up"] > 0 and per["symbols"] > 0 and per["gradients"] > 0
+    assert summary["secure_aggregation"] is False and summary["privacy"]["epsilon"] is None
+
+
+# --- the averaging's privacy: SecAgg+ and client-side clipping -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def secured(tiny_checkpoint, tmp_path_factory):
+    """The shared run's settings with Flower's SecAgg+ averaging: (job, summary, output)."""
+    from semcom_cli.federated.run import run_in_simulation
+
+    output = tmp_path_factory.mktemp("fed-secagg") / "two"
+    job = _job(tiny_checkpoint, output, clients=2, rounds=2, local_steps=2, secure_aggregation=True)
+    return job, run_in_simulation(job, 2), output
+
+
+def _round_start_front(log, round_: int) -> list:
+    """The global front a round starts from (the averaged front of the round before), as the server sent it."""
+    tags = [(raw, t) for raw, t in zip(log.payloads, log.payload_tags)
+            if t["round"] == round_ and t["type"] == "train.start" and t["kind"] == "weights"]
+    first = tags[0][1]["node"]
+    return [a for raw, t in tags if t["node"] == first for a in _arrays(raw)]
+
+
+def test_secure_aggregation_averages_what_plain_averaging_does(simulated, secured):
+    """Same devices, same steps: round 1's SecAgg+ average (what round 2 starts from) is the plain run's
+    within SecAgg+'s fixed point (fronts quantised to 2^22 levels over ± the secure range), not bit for bit.
+    (Later rounds drift further apart: Adam turns rounding-size differences into lr-size steps.)"""
+    _, plain_summary, _, _ = simulated
+    job, summary, _ = secured
+    assert summary["secure_aggregation"] is True and summary["steps"] == plain_summary["steps"]
+    got, want = _round_start_front(job.message_log, 2), _round_start_front(simulated[0].message_log, 2)
+    assert len(got) == len(want) > 0
+    worst = max(float(abs(a.astype("float64") - b).max()) for a, b in zip(got, want))
+    assert 0 < worst < 1e-5, worst
+
+
+def _arrays(payload: bytes) -> list:
+    import io
+
+    import numpy as np
+
+    try:
+        return [np.load(io.BytesIO(payload), allow_pickle=False)]
+    except ValueError:
+        return []
+
+
+def test_the_server_never_holds_one_devices_front_in_the_clear(simulated, secured):
+    """The devices' fronts after round 1's steps are the same in both runs (same seed, same steps). The
+    plain run's server receives them; the SecAgg+ run's never does: no front crosses as weights, and none
+    of their arrays appears in any payload, as float32 or float64."""
+    plain_log, secure_log = simulated[0].message_log, secured[0].message_log
+    fronts = [a for raw, tag in zip(plain_log.payloads, plain_log.payload_tags)
+              if tag["round"] == 1 and tag["direction"] == "to_server" and tag["kind"] == "weights"
+              for a in _arrays(raw) if a.size >= 16]
+    assert len(fronts) >= 2 * 4  # two devices' parameter arrays
+    assert not any(t["direction"] == "to_server" and t["kind"] == "weights" for t in secure_log.payload_tags)
+    assert {t["kind"] for t in secure_log.payload_tags} >= {"secagg", "symbols", "gradients"}
+    blob = b"".join(secure_log.payloads)
+    for front in fronts:
+        assert front.tobytes()[:64] not in blob
+        assert front.astype("float64").tobytes()[:64] not in blob
+    assert all(front.tobytes()[:64] in b"".join(plain_log.payloads) for front in fronts)  # the check can fail
+
+
+def test_clipping_bounds_the_averaged_update_through_the_command(tiny_checkpoint, tmp_path, semcom):
+    """``--dp-clip`` with ``--secagg`` (no noise): Flower's fixedclipping_mod clips each device's update to the
+    norm, so the averaged front moves by at most that much (plus SecAgg+'s fixed point); the manifest says
+    what privacy the run has (none proven without noise)."""
+    from semcom_cli.federated.split import front_parameters
+    from semcom_cli.system import SemcomModel
+    from semcom_cli.system.checkpoint import read_manifest
+
+    clip = 0.01
+    args = ["finetune", "--stage", "federated", "-c", str(tiny_checkpoint), "-o", str(tmp_path / "clipped"),
+            "--clients", "2", "--rounds", "1", "--steps", "1", "--secagg", "--dp-clip", str(clip)]
+    result = semcom(*args)
+    assert result.exit_code == 0, result.output
+    stage = read_manifest(tmp_path / "clipped")["training"]["stages"][-1]
+    assert stage["secure_aggregation"] is True
+    assert stage["privacy"]["clip"] == clip and stage["privacy"]["epsilon"] == "inf"
+    before = front_parameters(SemcomModel.from_pretrained(tiny_checkpoint))
+    after = front_parameters(SemcomModel.from_pretrained(tmp_path / "clipped"))
+    moved = sum(float(((a - b) ** 2).sum()) for a, b in zip(after, before)) ** 0.5
+    assert 0.5 * clip < moved <= 1.02 * clip, moved
 
 
 def test_one_device_through_flower_equals_the_split_step_run_in_process(tiny_checkpoint, tmp_path):
@@ -396,6 +483,9 @@ def test_a_device_that_leaves_mid_run_does_not_corrupt_the_model(deployed):
     (["--rounds", "0"], "rounds"),
     (["--lr", "0.1"], "--lr"),
     (["--device", "cuda"], "CPU"),
+    (["--dp-noise", "1.0"], "dp_clip"),
+    (["--dp-clip", "0"], "dp_clip"),
+    (["--secagg", "--clients", "1"], "at least 2"),
 ])
 def test_bad_federated_flags_get_one_line(tiny_checkpoint, tmp_path, args, fragment, semcom):
     result = semcom(*["finetune", "--stage", "federated", "-c", str(tiny_checkpoint), "-o", str(tmp_path / "x"),
@@ -408,6 +498,10 @@ def test_federated_flags_belong_to_the_federated_stage(tiny_checkpoint, tmp_path
     result = semcom(*["finetune", "--stage", "channel", "-c", str(tiny_checkpoint), "-o", str(tmp_path / "x"),
                      "--clients", "2"])
     assert_clean_failure(result, "--stage federated")
+    for flag in (["--secagg"], ["--dp-clip", "0.1"], ["--dp-noise", "1"]):
+        result = semcom(*["finetune", "--stage", "channel", "-c", str(tiny_checkpoint), "-o", str(tmp_path / "x"),
+                         *flag])
+        assert_clean_failure(result, "--stage federated")
 
 
 def test_resume_without_a_partial_run_or_with_flags(tiny_checkpoint, tmp_path, semcom):
