@@ -93,7 +93,7 @@ bench-rag-scale: setup
 # Federated split fine-tuning: shipped checkpoint, 4 and 8 non-IID devices in Flower's simulation
 # engine and the centralised baseline, accuracies before and after (about 35 minutes on 2 CPU cores).
 bench-federated: setup
-	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/federated.py
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/federated.py --privacy
 
 # The same job on Flower's deployment engine: a SuperLink and two SuperNodes on localhost, two short rounds.
 federated-demo: setup

@@ -90,6 +90,7 @@ def federated_stage(output: Path, checkpoint: Optional[Path], clients: Optional[
     per = summary["bytes_per_round_per_device"]
     table.add_row("MB per round per device", ", ".join(f"{k} {v / 1e6:.3f}" for k, v in per.items()))
     table.add_row("devices dropped", str(len(summary["dropped"])))
+    table.add_row("labels", "stay on the devices (U-shaped)" if summary.get("u_shaped") else "sent to the server")
     table.add_row("secure aggregation", "SecAgg+" if summary.get("secure_aggregation") else "no")
     privacy = summary.get("privacy") or {}
     if privacy.get("clip") is not None:

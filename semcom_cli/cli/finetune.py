@@ -48,6 +48,8 @@ def run(
     rounds: Optional[int] = typer.Option(None, "--rounds",
                                          help="federated: rounds (override train.federated.rounds)."),
     engine: str = typer.Option("simulation", "--engine", help="federated: Flower's simulation | deployment engine."),
+    u_shaped: bool = typer.Option(False, "--u-shaped", help="federated: labels stay on the device (the server returns "
+                                                            "label-free scores, the device computes the loss)."),
     secagg: bool = typer.Option(False, "--secagg", help="federated: average the fronts with Flower's SecAgg+ "
                                                         "(the server learns only their sum)."),
     dp_noise: Optional[float] = typer.Option(None, "--dp-noise", help="federated: differential privacy's noise "
@@ -64,12 +66,14 @@ def run(
     if stage == "align":
         raise SemcomError("--stage align: stage 1 is its own command, 'semcom align'")
     if family != "federated" and (clients is not None or rounds is not None or engine != "simulation" or secagg
-                                  or dp_noise is not None or dp_clip is not None):
-        raise SemcomError("--clients, --rounds, --engine, --secagg, --dp-noise and --dp-clip are for --stage federated")
+                                  or u_shaped or dp_noise is not None or dp_clip is not None):
+        raise SemcomError("--clients, --rounds, --engine, --u-shaped, --secagg, --dp-noise and --dp-clip are for "
+                          "--stage federated")
     if family == "federated":
         from semcom_cli.cli.federated import federated_stage
 
-        privacy = {"secure_aggregation": secagg or None, "dp_noise": dp_noise, "dp_clip": dp_clip}
+        privacy = {"u_shaped": u_shaped or None, "secure_aggregation": secagg or None, "dp_noise": dp_noise,
+                   "dp_clip": dp_clip}
         return federated_stage(output, checkpoint, clients, rounds, engine, steps, batch_size, lr, save_every,
                                resume, device, force=force, privacy=privacy)
     if family in ("reconstruct", "generative"):

@@ -315,6 +315,8 @@ class FederatedTrain(Strict):
     proximal_mu: float = Field(0.0, ge=0.0, allow_inf_nan=False)  # FedProx's μ (0 with fedavg)
     server_momentum: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)  # FedAvgM's, on the averaged update
     save_every: SaveEvery = 1  # rounds between partial runs; 0: never
+    # labels stay on the device: the server returns label-free scores, the device computes the loss
+    u_shaped: bool = False
     # privacy of the averaging (docs/federated.md): Flower's SecAgg+; central DP with client-side clipping
     secure_aggregation: bool = False
     dp_noise: float = Field(0.0, ge=0.0, le=1e4, allow_inf_nan=False)  # Gaussian noise multiplier

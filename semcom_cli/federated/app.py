@@ -9,6 +9,9 @@ One round of federated split fine-tuning, as messages:
 - ``train.step`` (server → device, ``local_steps - 1`` times): the ``gradients`` at the symbols it
   sent; the device steps its front, runs the next step and replies with its ``symbols``.
 - ``train.end``: the last ``gradients``; the device steps and keeps its front.
+- ``train.loss`` (U-shaped, between a device's symbols and its gradients): the server's label-free
+  ``outputs``; the device computes the step's loss with its labels and replies with its
+  ``output-gradients`` (and the loss, for the log).
 - ``train``: the averaging (:mod:`.averaging`), in the FitIns/FitRes form of Flower's strategies:
   plain, through SecAgg+ (``secaggplus_mod``), with client-side clipping for DP
   (``fixedclipping_mod``); the device answers with its front's parameters and its picture count.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import sys
 import threading
@@ -45,11 +49,14 @@ from semcom_cli.federated.partial import ServerState, load_server_partial, save_
 from semcom_cli.federated.split import (
     Activations,
     DeviceFront,
+    Outputs,
     ServerBack,
     front_parameters,
     front_state,
     load_front_parameters,
     load_front_state,
+    loss_gradient,
+    step_labels,
 )
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import read_history
@@ -141,6 +148,25 @@ def _device_step(message, context, last: bool):
     return _symbols_reply(message, act, front.node)
 
 
+def _device_loss(message, context):  # train.loss (U-shaped)
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict  # optional heavy: Flower
+
+    torch.set_num_threads(1)
+    config = context.state.config_records["round"]
+    preset = preset_from_dict(json.loads(str(config["preset"])), "the server's preset")
+    cfg = preset.train.federated
+    node = int(context.node_config.get("partition-id", 0))
+    clients = int(context.node_config.get("num-partitions", cfg.clients))
+    shard = _shard(node, clients, cfg.per_client, cfg.data_seed, cfg.main_style, cfg.plain_share)
+    labels = step_labels(shard, cfg.batch_size, preset.seed, node, int(config["server-round"]),
+                         int(message.content["config"]["step"]))
+    outputs = Outputs.from_arrays(message.content["outputs"].to_torch_state_dict())
+    loss, gradient = loss_gradient(outputs, labels, cfg.caption_weight)
+    return Message(RecordDict({"output-gradients": ArrayRecord(gradient.arrays()),
+                               "metrics": MetricRecord({"loss": loss}), "device": ConfigRecord({"index": node})}),
+                   reply_to=message)
+
+
 def _device_average(message, context):  # train: the averaging (FitIns in, FitRes out)
     from flwr.app import Message  # optional heavy: Flower (federated only)
     from flwr.common import Code, FitRes, Status, ndarrays_to_parameters  # optional heavy: Flower
@@ -173,6 +199,7 @@ def _clipped_when_asked(message, context, call_next):
 
     config = message.content.config_records.get("fitins.config")
     if message.metadata.message_type == "train" and config is not None and "clipping_norm" in config:
+        logging.getLogger("flwr").setLevel(logging.WARNING)  # its per-round note, from every device
         return fixedclipping_mod(message, context, call_next)
     return call_next(message, context)
 
@@ -186,6 +213,10 @@ def _make_client_app():
     @app.train("start")
     def start(message, context):
         return _device_start(message, context)
+
+    @app.train("loss")
+    def loss(message, context):
+        return _device_loss(message, context)
 
     @app.train()
     def average(message, context):
@@ -362,6 +393,28 @@ def _exchange(grid: RunGrid, messages: list) -> dict[int, object]:
             if not reply.has_error() and reply.metadata.src_node_id in sent}
 
 
+def _u_shaped_step(grid: RunGrid, back: ServerBack, act: Activations, node: int, step: int):
+    """One U-shaped server step on one device's activations: its label-free outputs out, the device's
+    gradient at them back, the back stepped. (loss, d loss / d y), or None when the device did not answer."""
+    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict  # optional heavy: Flower (federated only)
+
+    outputs = back.start(act)
+    message = Message(RecordDict({"outputs": ArrayRecord(outputs.arrays()), "config": ConfigRecord({"step": step})}),
+                      dst_node_id=node, message_type="train.loss")
+    reply = _exchange(grid, [message]).get(node)
+    try:
+        gradient = Outputs.from_arrays(reply.content["output-gradients"].to_torch_state_dict())
+        loss = float(reply.content["metrics"]["loss"])
+        usable = all(g.shape == o.shape and bool(torch.isfinite(g).all())
+                     for g, o in ((gradient.decision, outputs.decision), (gradient.answers, outputs.answers)))
+    except (AttributeError, KeyError, TypeError, ValueError):  # no reply, or not one a device of ours sends
+        usable = False
+    if not usable:
+        back.finish_without()
+        return None
+    return loss, back.finish(gradient)
+
+
 def serve(grid: RunGrid, job: FederatedJob, model: SemcomModel,
           on_round: Callable[[ServerState], None] | None = None, resume: ServerState | None = None) -> ServerState:
     """``rounds`` rounds of split steps and averaging on ``model`` (its front is replaced by each round's
@@ -388,7 +441,13 @@ def serve(grid: RunGrid, job: FederatedJob, model: SemcomModel,
             for node in sorted(replies, key=lambda n: int(replies[n].content["device"]["index"])):
                 job.check_running()
                 act = Activations.from_arrays(replies[node].content["symbols"].to_torch_state_dict())
-                loss, grad = state.back.step(act)
+                if cfg.u_shaped:
+                    step_result = _u_shaped_step(grid, state.back, act, node, step - 1)
+                    if step_result is None:  # the device did not answer: it is out for the round
+                        continue
+                    loss, grad = step_result
+                else:
+                    loss, grad = state.back.step(act)
                 state.losses.append(loss)
                 gradients[node] = grad
             last = step == cfg.local_steps

@@ -7,6 +7,8 @@ each array and config entry, grouped by kind:
 - ``symbols``   device → server: received channel symbols, channel gains, link SNRs;
 - ``labels``    device → server: each picture's caption index (the loss needs it);
 - ``gradients`` server → device: d loss / d received symbols;
+- ``scores``    server → device, U-shaped: the label-free outputs the device's loss is computed from;
+- ``score_gradients`` device → server, U-shaped: the device's gradient at them;
 - ``weights``   both ways at the round's ends: the front's weights (the round's start, FedAvg's input);
 - ``secagg``    both ways, with secure aggregation: SecAgg+'s keys, key shares and masked fronts;
 - ``config``    both ways: round, step, settings, sample counts, losses.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["MessageLog", "KINDS", "array_kind"]
 
-KINDS = ("symbols", "labels", "gradients", "weights", "secagg", "config")
+KINDS = ("symbols", "labels", "gradients", "scores", "score_gradients", "weights", "secagg", "config")
 SECAGG_RECORD = "secaggplus_configs"  # Flower's SecAgg+ record (flwr.common.secure_aggregation)
 
 
@@ -39,6 +41,10 @@ def array_kind(record_name: str, array_name: str) -> str:
     """The kind an array belongs to, from its record's and its own name."""
     if record_name == "gradients":
         return "gradients"
+    if record_name == "outputs":
+        return "scores"
+    if record_name == "output-gradients":
+        return "score_gradients"
     if record_name == "symbols":
         return "labels" if array_name == "labels" else "symbols"
     return "weights"

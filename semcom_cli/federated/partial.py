@@ -17,7 +17,8 @@ import torch
 
 from semcom_cli.core.files import partial_path
 from semcom_cli.federated.averaging import privacy_spent
-from semcom_cli.federated.split import ServerBack
+from semcom_cli.core.errors import SemcomError
+from semcom_cli.federated.split import ServerBack, front_parameters
 from semcom_cli.system import SemcomModel
 from semcom_cli.system.checkpoint import save_checkpoint
 from semcom_cli.training.partial import finish_partial, load_partial, save_partial
@@ -56,6 +57,9 @@ def load_server_partial(output: Path, job):
     model, resume, history = load_partial(partial_path(output), STAGE)
     back = ServerBack(model, model.get_llm(), model.preset.train.federated)
     momentum = [resume.tensors[k].numpy() for k in sorted(resume.tensors) if k.startswith("momentum.")]
+    if momentum and len(momentum) != len(front_parameters(model)):
+        raise SemcomError(f"{partial_path(output)}: FedAvgM's momentum there is for a front of {len(momentum)} "
+                          "arrays (a partial run from before the averaging took parameters only); start the run again")
     back.load_optimizer({k: v for k, v in resume.tensors.items() if not k.startswith("momentum.")},
                         resume.meta["optimizer"])
     job.message_log.entries = list(resume.meta["messages"])
@@ -72,7 +76,7 @@ def finish(output: Path, state, job, history: list[dict]) -> dict:
                "local_steps": cfg.local_steps, "batch_size": cfg.batch_size, "strategy": cfg.strategy,
                "steps": len(losses), "first_loss": losses[0] if losses else None,
                "final_loss": final_loss(losses), "seconds": round(state.seconds, 1),
-               "dropped": state.dropped, "secure_aggregation": cfg.secure_aggregation,
+               "dropped": state.dropped, "u_shaped": cfg.u_shaped, "secure_aggregation": cfg.secure_aggregation,
                "privacy": privacy_spent(cfg, state.round),
                # the nodes the server exchanged messages with (deployment: only the run's own can be)
                "nodes": sorted({int(e["node"]) for e in job.message_log.entries}),

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from semcom_cli.models.llm import LLM
 from semcom_cli.tasks import END_OF_TURN, get_task
 
-__all__ = ["build_inputs", "instruct_loss", "answer_log_likelihood", "answer_token_count", "generate_answers"]
+__all__ = ["build_inputs", "instruct_loss", "answer_log_likelihood", "answer_token_count", "generate_answers",
+           "candidate_nll", "candidate_token_counts"]
 
 
 def _ids(llm: LLM, text: str) -> list[int]:
@@ -110,6 +111,56 @@ def answer_log_likelihood(llm: LLM, tasks, instructions, sem, sem_mask, answers)
     """log p(answer + end of turn | prompt, semantic tokens) per sample [B], teacher-forced."""
     logits, targets = _answer_logits(llm, tasks, instructions, sem, sem_mask, answers)
     return -F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none").sum(-1)
+
+
+def candidate_token_counts(llm: LLM, candidates: list[str]) -> list[int]:
+    """How many tokens (with the end-of-turn token) each candidate answer has."""
+    return [len(_ids(llm, c + END_OF_TURN)) for c in candidates]
+
+
+def candidate_nll(llm: LLM, tasks, instructions, sem, sem_mask, candidates: list[str]) -> torch.Tensor:
+    """−log p(candidate + end of turn | prompt, semantic tokens) for every sample and every candidate
+    answer [B, C], teacher-forced, summed over the candidate's tokens: each sample's loss for any one
+    candidate, computed without saying which is the right one.
+
+    The candidates share prefixes (the 24 captions are "a <colour> <shape>"): the prompt runs once, then
+    the KV cache walks the candidates' token trie a level at a time, each shared prefix once (1 + 1 + 8
+    + 24 one-token rows for the captions instead of 24 whole sequences). Differentiable, like
+    :func:`answer_log_likelihood`, which gives the same values one candidate at a time."""
+    ids = [_ids(llm, c + END_OF_TURN) for c in candidates]
+    embeds, mask, _ = build_inputs(llm, tasks, instructions, sem, sem_mask)
+    b = embeds.shape[0]
+    embed = llm.model.get_input_embeddings()
+    positions = _positions(mask)
+    out = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
+    past, logp = out.past_key_values, out.logits[:, -1].float().log_softmax(-1)  # rows: node-major, b per node
+    nodes = [()]  # the trie's nodes at this depth (token prefixes); node k holds rows k*b … k*b + b - 1
+    rows = torch.arange(b, device=embeds.device)
+    nll = embeds.new_zeros(b, len(ids), dtype=torch.float32)
+    for depth in range(max(len(t) for t in ids)):
+        index = {prefix: k for k, prefix in enumerate(nodes)}
+        picked = []
+        for c, tokens in enumerate(ids):
+            if depth < len(tokens):
+                node = index[tokens[:depth]]
+                picked.append((c, node, tokens[depth]))
+        columns = torch.tensor([c for c, _, _ in picked], device=embeds.device)
+        token_logp = torch.stack([logp[node * b + rows, token] for _, node, token in picked], dim=1)
+        nll = nll.index_add(1, columns, -token_logp)
+        children = sorted({tokens[:depth + 1] for tokens in ids if depth + 1 < len(tokens)})
+        if not children:
+            break
+        parent = torch.cat([index[child[:-1]] * b + rows for child in children])
+        past.reorder_cache(parent)
+        mask = torch.cat([mask[parent], mask.new_ones(len(parent), 1)], dim=1)
+        positions = positions[parent][:, -1:] + 1
+        step = torch.tensor([child[-1] for child in children], device=embeds.device).repeat_interleave(b)
+        out = llm.model(inputs_embeds=embed(step[:, None]), attention_mask=mask, position_ids=positions,
+                        past_key_values=past, use_cache=True)
+        past, logp = out.past_key_values, out.logits[:, -1].float().log_softmax(-1)
+        nodes = children
+    return nll
 
 
 @torch.no_grad()

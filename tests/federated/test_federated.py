@@ -96,6 +96,39 @@ def test_split_gradient_equals_the_joint_gradient(split_pair):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
 
 
+def test_u_shaped_gradient_equals_the_joint_gradient(split_pair):
+    """U-shaped: from the server's label-free outputs and its own labels the device computes the joint loss,
+    and the gradient it returns, back-propagated by the server, gives the back and the symbols the joint
+    loss's gradients (the candidates' answers scored through the KV-cache trie, the right one picked on the
+    device)."""
+    from semcom_cli.federated.split import Activations, DeviceFront, ServerBack, loss_gradient, step_labels
+
+    model, shard = split_pair
+    cfg = model.preset.train.federated
+    front = DeviceFront(model, shard, cfg, node=0, seed=0)
+    back = ServerBack(model, model.get_llm(), cfg)
+    with torch.no_grad():
+        _, act = front._forward(1, 0)
+    labels = step_labels(shard, cfg.batch_size, 0, 0, 1, 0)
+    assert torch.equal(labels, act.labels)  # the device finds its step's labels without the front
+    # joint: the server's own loss, with the labels
+    y_joint = act.y.clone().requires_grad_(True)
+    joint_loss = back.loss(act, y_joint)
+    joint_loss.backward()
+    joint = {n: p.grad.clone() for n, p in back.named_parameters()}
+    back.opt.zero_grad(set_to_none=True)
+    # U-shaped: no labels reach the server
+    blind = Activations(act.y, act.gains, act.snr, None)
+    y_u = act.y.clone().requires_grad_(True)
+    outputs = back.outputs(blind, y_u)
+    loss, gradient = loss_gradient(outputs, labels, cfg.caption_weight)
+    assert abs(loss - joint_loss.item()) < 1e-4 * max(1.0, abs(joint_loss.item()))
+    torch.autograd.backward([outputs.decision, outputs.answers], [gradient.decision, gradient.answers])
+    assert torch.allclose(y_u.grad, y_joint.grad, atol=1e-6, rtol=1e-3)
+    for name, p in back.named_parameters():
+        assert torch.allclose(p.grad, joint[name], atol=1e-6, rtol=1e-3), name
+
+
 def test_a_split_step_changes_front_and_back(split_pair):
     from semcom_cli.federated.split import DeviceFront, ServerBack, front_state
 
@@ -286,108 +319,56 @@ def test_the_server_never_holds_one_devices_front_in_the_clear(simulated, secure
     assert all(front.tobytes()[:64] in b"".join(plain_log.payloads) for front in fronts)  # the check can fail
 
 
-def test_clipping_bounds_the_averaged_update_through_the_command(tiny_checkpoint, tmp_path, semcom):
-    """``--dp-clip`` with ``--secagg`` (no noise): Flower's fixedclipping_mod clips each device's update to the
-    norm, so the averaged front moves by at most that much (plus SecAgg+'s fixed point); the manifest says
-    what privacy the run has (none proven without noise)."""
-    from semcom_cli.federated.split import front_parameters
+def test_u_shaped_clipped_secure_run_sends_no_label_and_moves_at_most_the_clip(tiny_checkpoint, tmp_path):
+    """All three at once through Flower (U-shaped, SecAgg+, clipping without noise), every payload kept:
+    no label array, none of the devices' step labels (as the int64 bytes a label tensor would be sent as),
+    no caption text; the server's label-free scores and the devices' gradients at them cross instead; the
+    averaged front moves by at most the clip (each device's update clipped by Flower's fixedclipping_mod,
+    plus SecAgg+'s fixed point), and the summary says what privacy the run has (none proven without noise)."""
+    from semcom_cli.federated.run import run_in_simulation
+    from semcom_cli.federated.split import front_parameters, step_labels
     from semcom_cli.system import SemcomModel
-    from semcom_cli.system.checkpoint import read_manifest
 
     clip = 0.01
-    args = ["finetune", "--stage", "federated", "-c", str(tiny_checkpoint), "-o", str(tmp_path / "clipped"),
-            "--clients", "2", "--rounds", "1", "--steps", "1", "--secagg", "--dp-clip", str(clip)]
-    result = semcom(*args)
-    assert result.exit_code == 0, result.output
-    stage = read_manifest(tmp_path / "clipped")["training"]["stages"][-1]
-    assert stage["secure_aggregation"] is True
-    assert stage["privacy"]["clip"] == clip and stage["privacy"]["epsilon"] == "inf"
+    settings = dict(clients=2, rounds=1, local_steps=2, u_shaped=True, secure_aggregation=True, dp_clip=clip)
+    job = _job(tiny_checkpoint, tmp_path / "u", **settings)
+    summary = run_in_simulation(job, 2)
+    assert summary["u_shaped"] is True and summary["secure_aggregation"] is True and summary["steps"] == 2 * 2
+    assert summary["privacy"]["clip"] == clip and summary["privacy"]["epsilon"] == "inf"
+    kinds = {t["kind"] for t in job.message_log.payload_tags}
+    assert "labels" not in kinds and {"scores", "score_gradients", "symbols", "gradients", "secagg"} <= kinds
+    blob = b"".join(job.message_log.payloads)
+    steps = set()
+    for node, shard in enumerate(client_shards(2, SMALL["per_client"])):
+        for step in range(2):
+            labels = step_labels(shard, SMALL["batch_size"], 0, node, 1, step)
+            assert labels.numpy().tobytes() not in blob
+            steps.add(tuple(labels.tolist()))
+    text = " ".join(job.message_log.texts)
+    assert not any(f"{c} {s}" in text for c, s in CAPTIONS)
+    # What the U-shape does not hide: the gradient at the decision scores is (softmax - one-hot) / B, so a
+    # curious server reads every label off it (docs/federated.md says so).
+    decision_gradients = [arrays[0] for raw, t in zip(job.message_log.payloads, job.message_log.payload_tags)
+                          if t["kind"] == "score_gradients" for arrays in [_arrays(raw)]
+                          if arrays and arrays[0].ndim == 2 and arrays[0].shape[0] == SMALL["batch_size"]]
+    assert len(decision_gradients) == 2 * 2
+    assert all(tuple(g.argmin(1).tolist()) in steps for g in decision_gradients)
     before = front_parameters(SemcomModel.from_pretrained(tiny_checkpoint))
-    after = front_parameters(SemcomModel.from_pretrained(tmp_path / "clipped"))
+    after = front_parameters(SemcomModel.from_pretrained(tmp_path / "u"))
     moved = sum(float(((a - b) ** 2).sum()) for a, b in zip(after, before)) ** 0.5
     assert 0.5 * clip < moved <= 1.02 * clip, moved
+    decoder = _weights(tmp_path / "u"), _weights(tiny_checkpoint)
+    assert any(not torch.equal(decoder[0][k], decoder[1][k]) for k in decoder[1] if k.startswith("channel_decoder"))
 
 
-def test_one_device_through_flower_equals_the_split_step_run_in_process(tiny_checkpoint, tmp_path):
-    """Messages, device state kept between them (weights and Adam moments) and the averaging change
-    nothing: one device, one round of three steps in the simulation engine gives the weights of the
-    same three split steps run directly."""
-    from semcom_cli.federated.run import run_in_simulation
-    from semcom_cli.federated.split import DeviceFront, ServerBack, front_state
-    from semcom_cli.system import SemcomModel
+def test_the_privacy_flags_become_the_federated_settings():
+    from semcom_cli.cli.federated import federated_overrides
 
-    settings = dict(clients=1, rounds=1, local_steps=3)
-    output = tmp_path / "one"
-    run_in_simulation(_job(tiny_checkpoint, output, **settings), 1)
-    model = SemcomModel.from_pretrained(tiny_checkpoint, {f"train.federated.{k}": v
-                                                          for k, v in {**SMALL, **settings}.items()})
-    cfg = model.preset.train.federated
-    shard = device_shard(0, 1, cfg.per_client, cfg.data_seed, cfg.main_style, cfg.plain_share)
-    front = DeviceFront(model, shard, cfg, node=0, seed=model.preset.seed)
-    front.start_round(front_state(model))
-    back = ServerBack(model, model.get_llm(), cfg)
-    for step in range(3):
-        loss, grad = back.step(front.forward(1, step))
-        front.backward(1, step, grad)
-    # Compared as functions: parameters whose gradient is zero in exact arithmetic (a conv bias before
-    # GroupNorm, an attention key bias) get lr-sized Adam steps from rounding noise, differently in
-    # each process, and change no output.
-    trained = SemcomModel.from_pretrained(output)
-    images = device_shard(0, 2, 6, seed=9).images
-    with torch.no_grad():
-        sent = [m.encode(*m.image_tokens(images), "image") for m in (trained, model)]
-        assert torch.allclose(sent[0], sent[1], atol=1e-4), (sent[0] - sent[1]).abs().max()
-        mask = torch.ones(sent[1].shape[:2], dtype=torch.long)
-        snr = torch.full((len(images),), 3.0)
-        read = [m.decode(sent[1], snr, mask, "image", codebook=False) for m in (trained, model)]
-        assert torch.allclose(read[0], read[1], atol=1e-4), (read[0] - read[1]).abs().max()
-    model.save_pretrained(tmp_path / "direct")
-    got, want = _weights(output), _weights(tmp_path / "direct")
-    for key in (k for k in want if k.startswith("adapter.")):
-        assert torch.allclose(got[key], want[key], atol=1e-4), key
-
-
-def test_a_run_resumes_at_a_round_boundary_to_the_same_weights(simulated, semcom):
-    """The shared run's partial run after round 1 (what a run killed before its checkpoint is written
-    leaves: test_fedavgm_momentum_survives_a_resume kills one), resumed by the command, runs round 2
-    again to the uninterrupted run's weights, bit for bit."""
-    _, _, whole, output = simulated
-    assert (Path(str(output) + ".partial") / "resume.safetensors").is_file()
-    assert not output.exists()
-    result = semcom(*["finetune", "--stage", "federated", "-o", str(output), "--resume"])
-    assert result.exit_code == 0, result.output
-    assert not Path(str(output) + ".partial").exists()
-    resumed, reference = _weights(output), _weights(whole)
-    assert resumed.keys() == reference.keys()
-    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
-
-
-def test_fedavgm_momentum_survives_a_resume(tiny_checkpoint, tmp_path, monkeypatch, semcom):
-    """FedAvgM keeps a momentum on the averaged update; a run killed after its last round, before its
-    checkpoint is written, leaves its partial run of round 1, and the resumed run redoes round 2 with
-    that momentum, to the weights the run had when it was killed (written aside by the real finish
-    first: what the uninterrupted run writes)."""
-    from semcom_cli.federated import partial
-    from semcom_cli.federated.run import run_in_simulation
-
-    settings = dict(clients=2, rounds=2, local_steps=1, strategy="fedavgm", server_momentum=0.5)
-    finish = partial.finish
-
-    def killed(output, *args, **kwargs):
-        finish(tmp_path / "whole", *args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(partial, "finish", killed)
-    with pytest.raises(BaseException):
-        run_in_simulation(_job(tiny_checkpoint, tmp_path / "resumed", **settings), 2)
-    monkeypatch.undo()
-    assert not (tmp_path / "resumed").exists()
-    saved = load_file(tmp_path / "resumed.partial" / "resume.safetensors")
-    assert any(k.startswith("momentum.") for k in saved)
-    assert semcom("finetune", "--stage", "federated", "-o", tmp_path / "resumed", "--resume").exit_code == 0
-    resumed, reference = _weights(tmp_path / "resumed"), _weights(tmp_path / "whole")
-    assert resumed.keys() == reference.keys()
-    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+    privacy = {"u_shaped": True, "secure_aggregation": True, "dp_noise": 2.0, "dp_clip": 0.1}
+    overrides = federated_overrides(None, None, "simulation", None, None, None, None, None, privacy)
+    assert overrides == {f"train.federated.{k}": v for k, v in privacy.items()}
+    assert federated_overrides(None, None, "simulation", None, None, None, None, None,
+                               {"u_shaped": None, "secure_aggregation": None, "dp_noise": None, "dp_clip": None}) == {}
 
 
 # --- Flower: deployment ---------------------------------------------------------------------------

@@ -152,7 +152,7 @@ numbers = st.one_of(st.none(), st.integers(-2**40, 2**40), st.floats(allow_nan=T
 FEDERATED_FIELDS = ["clients", "rounds", "local_steps", "batch_size", "per_client", "main_style", "plain_share",
                     "data_seed", "lr_front", "lr_back", "lr_lora", "train_lora", "keep_moments", "caption_weight",
                     "llm_batch", "snr_min", "snr_max", "channels", "strategy", "proximal_mu", "server_momentum",
-                    "save_every", "secure_aggregation", "dp_noise", "dp_clip", "dp_delta", "no_such_field"]
+                    "save_every", "u_shaped", "secure_aggregation", "dp_noise", "dp_clip", "dp_delta", "no_such_field"]
 
 
 def _one_line(err: SemcomError) -> None:
