@@ -36,14 +36,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from semcom_cli.config.preset import preset_from_dict, short_repr
 from semcom_cli.core.errors import SemcomError
 from semcom_cli.data.domains import device_shard
 from semcom_cli.federated import partial as partial_runs  # by module: a test stops a run at its finish
-from semcom_cli.federated.averaging import average_fronts
+from semcom_cli.federated.averaging import average_fronts, seed_numpy
 from semcom_cli.federated.messages import SECAGG_RECORD, MessageLog
 from semcom_cli.federated.partial import ServerState, load_server_partial, save_server_partial
 from semcom_cli.federated.split import (
@@ -73,20 +72,26 @@ def _shard(client: int, clients: int, per_client: int, seed: int, main_style: fl
     return device_shard(client, clients, per_client, seed, main_style, plain_share)
 
 
-def _front_from(context, config) -> DeviceFront:
-    """The device's front as it stands: the preset from the round's config, weights and optimizer
-    moments from ``context.state``."""
+def _device_of(context, config):
+    """(preset, this device's place among the devices, its shard): the round's config says the preset,
+    the node config the place."""
     preset = preset_from_dict(json.loads(str(config["preset"])), "the server's preset")
-    model = SemcomModel(preset, int(config["embed-dim"]))
     cfg = preset.train.federated
     node = int(context.node_config.get("partition-id", 0))
     clients = int(context.node_config.get("num-partitions", cfg.clients))
-    shard = _shard(node, clients, cfg.per_client, cfg.data_seed, cfg.main_style, cfg.plain_share)
-    front = DeviceFront(model, shard, cfg, node, preset.seed)
+    return preset, node, _shard(node, clients, cfg.per_client, cfg.data_seed, cfg.main_style, cfg.plain_share)
+
+
+def _front_from(context, config) -> DeviceFront:
+    """The device's front as it stands: the preset from the round's config, weights and optimizer
+    moments from ``context.state``."""
+    preset, node, shard = _device_of(context, config)
+    front = DeviceFront(SemcomModel(preset, int(config["embed-dim"])), shard, preset.train.federated, node,
+                        preset.seed)
     state = context.state.array_records.get("front")
     if state is None:
         raise SemcomError("a step arrived before the round's start: the device has no front")
-    load_front_state(model, state.to_torch_state_dict())
+    load_front_state(front.model, state.to_torch_state_dict())
     anchor = context.state.array_records.get("anchor")
     front.anchor = anchor.to_torch_state_dict() if anchor is not None else None
     moments = context.state.array_records.get("optimizer")
@@ -153,11 +158,8 @@ def _device_loss(message, context):  # train.loss (U-shaped)
 
     torch.set_num_threads(1)
     config = context.state.config_records["round"]
-    preset = preset_from_dict(json.loads(str(config["preset"])), "the server's preset")
+    preset, node, shard = _device_of(context, config)
     cfg = preset.train.federated
-    node = int(context.node_config.get("partition-id", 0))
-    clients = int(context.node_config.get("num-partitions", cfg.clients))
-    shard = _shard(node, clients, cfg.per_client, cfg.data_seed, cfg.main_style, cfg.plain_share)
     labels = step_labels(shard, cfg.batch_size, preset.seed, node, int(config["server-round"]),
                          int(message.content["config"]["step"]))
     outputs = Outputs.from_arrays(message.content["outputs"].to_torch_state_dict())
@@ -177,7 +179,7 @@ def _device_average(message, context):  # train: the averaging (FitIns in, FitRe
         raise SemcomError("the averaging arrived before the round's steps: the device has no front")
     front = _front_from(context, config)
     # SecAgg+ rounds the masked front stochastically with NumPy: seeded, a run gives the same bytes
-    np.random.seed(np.random.SeedSequence([front.seed, front.node, int(config["server-round"])]).generate_state(1)[0])
+    seed_numpy(front.seed, front.node, int(config["server-round"]))
     result = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(front_parameters(front.model)), len(front.shard),
                     {"device": front.node})
     return Message(compat.fitres_to_recorddict(result, keep_input=True), reply_to=message)

@@ -26,12 +26,16 @@ import numpy as np
 
 from semcom_cli.config.preset import FederatedTrain
 
-__all__ = ["average_fronts", "privacy_spent", "noise_for_epsilon", "secure_range", "seed_dp_noise"]
+__all__ = ["average_fronts", "privacy_spent", "noise_for_epsilon", "secure_range", "seed_dp_noise", "seed_numpy"]
 
 
-def _ordered(results):
-    # the average's float sums in device order, so a run's bytes do not depend on which reply came first
-    return sorted(results, key=lambda r: int(r[1].metrics["device"]))
+class _InDeviceOrder:
+    """Mixed into a Flower strategy: the average's float sums in device order, so a run's bytes do not
+    depend on which reply came first."""
+
+    def aggregate_fit(self, server_round, results, failures):
+        results = sorted(results, key=lambda r: int(r[1].metrics["device"]))
+        return super().aggregate_fit(server_round, results, failures)
 
 
 def _strategy(cfg: FederatedTrain, clients: int, global_front: list[np.ndarray], momentum: list | None):
@@ -43,13 +47,11 @@ def _strategy(cfg: FederatedTrain, clients: int, global_front: list[np.ndarray],
         FedAvgM,
     )
 
-    class InOrderFedAvg(FedAvg):
-        def aggregate_fit(self, server_round, results, failures):
-            return super().aggregate_fit(server_round, _ordered(results), failures)
+    class InOrderFedAvg(_InDeviceOrder, FedAvg):
+        pass
 
-    class InOrderFedAvgM(FedAvgM):
-        def aggregate_fit(self, server_round, results, failures):
-            return super().aggregate_fit(server_round, _ordered(results), failures)
+    class InOrderFedAvgM(_InDeviceOrder, FedAvgM):
+        pass
 
     # every device of the round averages in; none is waited for beyond those the round has
     common = dict(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=1, min_evaluate_clients=0,
@@ -114,10 +116,16 @@ def average_fronts(grid, cfg: FederatedTrain, round_: int, nodes: list[int], fro
     return averaged, getattr(inner, "momentum_vector", None)
 
 
+def seed_numpy(*keys: int) -> None:
+    """Seed NumPy's global generator from ``keys``: Flower draws its DP noise (server) and SecAgg+'s
+    stochastic rounding (devices) from it, so seeded, a run's bytes repeat."""
+    np.random.seed(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
 def seed_dp_noise(seed: int, round_: int) -> None:
-    """Flower draws its DP noise from NumPy's global generator: seeded by (seed, round), a run's noise, and so
-    its bytes, repeat (a deployment that wants unpredictable noise runs with a fresh seed)."""
-    np.random.seed(np.random.SeedSequence([seed, round_]).generate_state(1)[0])
+    """The server's DP noise for a round, from (seed, round) (a deployment that wants unpredictable noise
+    runs with a fresh seed)."""
+    seed_numpy(seed, round_)
 
 
 def privacy_spent(cfg: FederatedTrain, rounds: int) -> dict:

@@ -243,6 +243,7 @@ class ServerBack:
         self.params = [p for g in groups for p in g["params"]]
         self.captions = model.caption_codebook()
         self._pending = None  # a U-shaped step between its two halves: (y, outputs)
+        self.candidate_counts = torch.tensor(candidate_token_counts(llm, CANDIDATES), dtype=torch.float32)
 
     def optimizer_state(self) -> tuple[dict[str, torch.Tensor], dict]:
         tensors, param_groups = optimizer_state(self.opt)
@@ -256,17 +257,21 @@ class ServerBack:
         decoder = [(f"channel_decoder.{k}", p) for k, p in self.model.channel_decoder.named_parameters()]
         return decoder + [(f"llm.{k}", p) for k, p in self.llm.model.named_parameters() if p.requires_grad]
 
-    def loss(self, act: Activations, y: torch.Tensor) -> torch.Tensor:
-        """The caption answer's loss through decoder, codebook and LLM, plus the codebook's decision."""
-
+    def _read(self, act: Activations, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mask, the decoder's tokens, what the LLM reads) for the received symbols ``y``."""
         mask = torch.ones(y.shape[:2], dtype=torch.long, device=y.device)
         h = torch.view_as_complex(act.gains.float().contiguous()).to(y.device)
         tokens = self.model.receive(y, h, act.snr, mask, "image", codebook=False)
         read = (read_packets(tokens, mask, self.captions, self.model.preset.codec.codebook_temperature)
-                if self.model.reads_captions("image") else tokens)  # what the LLM reads
+                if self.model.reads_captions("image") else tokens)
+        return mask, tokens, read
+
+    def loss(self, act: Activations, y: torch.Tensor) -> torch.Tensor:
+        """The caption answer's loss through decoder, codebook and LLM, plus the codebook's decision."""
+        mask, tokens, read = self._read(act, y)
         labels = act.labels.to(y.device)
-        decision = _caption_cross_entropy(tokens, labels, torch.nn.functional.normalize(self.captions, dim=-1),
-                                          labels)
+        decision = _caption_cross_entropy(tokens, labels, F.normalize(self.captions, dim=-1), labels,
+                                          temperature=DECISION_TEMPERATURE)
         n = min(self.cfg.llm_batch, len(labels))  # the LLM's pass is most of a step's cost: a sub-batch
         if n == 0:
             return self.cfg.caption_weight * decision
@@ -277,23 +282,31 @@ class ServerBack:
     def outputs(self, act: Activations, y: torch.Tensor) -> Outputs:
         """U-shaped: what any label's loss is computed from, without a label (the same decoder, codebook
         and LLM passes as :meth:`loss`; every caption's answer scored instead of the right one's)."""
-        mask = torch.ones(y.shape[:2], dtype=torch.long, device=y.device)
-        h = torch.view_as_complex(act.gains.float().contiguous()).to(y.device)
-        tokens = self.model.receive(y, h, act.snr, mask, "image", codebook=False)
-        read = (read_packets(tokens, mask, self.captions, self.model.preset.codec.codebook_temperature)
-                if self.model.reads_captions("image") else tokens)
+        mask, tokens, read = self._read(act, y)
         decision = caption_scores(tokens, F.normalize(self.captions, dim=-1)) / DECISION_TEMPERATURE
         n = min(self.cfg.llm_batch, len(y))
         answers = (candidate_nll(self.llm, ["caption"] * n, [None] * n, read[:n], mask[:n], CANDIDATES) if n
                    else decision.new_zeros(0, len(CANDIDATES)))
-        counts = torch.tensor(candidate_token_counts(self.llm, CANDIDATES), dtype=torch.float32)
-        return Outputs(decision, answers, counts)
+        return Outputs(decision, answers, self.candidate_counts)
+
+    def _begin(self, act: Activations) -> torch.Tensor:
+        """A server step's start: the back in training mode, the received symbols as a leaf to differentiate."""
+        self.model.channel_decoder.train()
+        self.llm.model.train(self.cfg.train_lora)
+        return act.y.detach().clone().to(self.model.device).requires_grad_(True)
+
+    def _end(self, backward=None) -> None:
+        """A server step's end: ``backward`` fills the gradients, the back steps; back in evaluation mode."""
+        if backward is not None:
+            self.opt.zero_grad(set_to_none=True)
+            backward()
+            self.opt.step()
+        self.model.channel_decoder.eval()
+        self.llm.model.eval()
 
     def start(self, act: Activations) -> Outputs:
         """U-shaped step, first half: the outputs to send; the graph is kept until :meth:`finish`."""
-        self.model.channel_decoder.train()
-        self.llm.model.train(self.cfg.train_lora)
-        y = act.y.detach().clone().to(self.model.device).requires_grad_(True)
+        y = self._begin(act)
         self._pending = (y, self.outputs(act, y))
         return self._pending[1]
 
@@ -302,30 +315,19 @@ class ServerBack:
         back, return d loss / d y."""
         y, outputs = self._pending
         self._pending = None
-        self.opt.zero_grad(set_to_none=True)
         pairs = [(o, g.to(o)) for o, g in ((outputs.decision, gradient.decision), (outputs.answers, gradient.answers))
                  if o.requires_grad]
-        torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
-        self.opt.step()
-        self.model.channel_decoder.eval()
-        self.llm.model.eval()
+        self._end(lambda: torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs]))
         return y.grad.detach().cpu()
 
     def finish_without(self) -> None:
         """U-shaped step whose device never answered: drop its graph, leave the back as it was."""
         self._pending = None
-        self.model.channel_decoder.eval()
-        self.llm.model.eval()
+        self._end()
 
     def step(self, act: Activations) -> tuple[float, torch.Tensor]:
         """One server step on one device's activations: (loss, d loss / d y)."""
-        self.model.channel_decoder.train()
-        self.llm.model.train(self.cfg.train_lora)
-        y = act.y.detach().clone().to(self.model.device).requires_grad_(True)
+        y = self._begin(act)
         loss = self.loss(act, y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.model.channel_decoder.eval()
-        self.llm.model.eval()
+        self._end(loss.backward)
         return loss.item(), y.grad.detach().cpu()
